@@ -1,0 +1,22 @@
+# vlmloc: regenerates the tables and figures of "Mechanisms of Object Localization in
+# Vision-Language Models". Default config: the embedded synthetic demo (runs anywhere on CPU).
+# The paper's scope:  snakemake --configfile config/paper.yaml --cores N
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,1 @@
+"""Datasets: download, label correction, filtering, object removal, the synthetic shapes set."""

@@ -1,0 +1,1 @@
+"""One function per paper table/figure; each writes PNG (and PDF where asked)."""

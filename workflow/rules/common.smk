@@ -1,0 +1,125 @@
+# Shared helpers: config validation, cross-key checks, path lookups per dataset kind.
+import re
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# Fails before any job, naming the offending key; also fills in schema defaults.
+validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+
+def _check_config():
+    errors = []
+    for name in config["run"]["datasets"]:
+        if name not in config["datasets"]:
+            errors.append(
+                f"run.datasets: {name!r} is not defined under datasets ({sorted(config['datasets'])})"
+            )
+    for name, d in config["datasets"].items():
+        if d["kind"] == "shapes" and d["min_objects"] > d["max_objects"]:
+            errors.append(f"datasets.{name}.min_objects > datasets.{name}.max_objects")
+    f = config["filter"]
+    if f["min_area_fraction"] >= f["max_area_fraction"]:
+        errors.append("filter.min_area_fraction must be below filter.max_area_fraction")
+    if errors:
+        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+_check_config()
+
+DATASETS = config["datasets"]
+DOWNLOADS = config["downloads"]["files"]
+
+
+def datasets_of_kind(kind):
+    return [n for n, d in DATASETS.items() if d["kind"] == kind]
+
+
+def alternation(names):
+    """Wildcard regex matching exactly these names (never matches when empty)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+wildcard_constraints:
+    dataset=alternation(DATASETS),
+    shapes_name=alternation(datasets_of_kind("shapes")),
+    file=alternation(DOWNLOADS),
+    shard=r"\d+",
+
+
+def ds(wildcards):
+    return DATASETS[wildcards.dataset]
+
+
+def annotations_of(wildcards):
+    """The dataset's COCO-format annotation file (compressed RLE), whatever its source."""
+    d = ds(wildcards)
+    if d["kind"] == "shapes":
+        return f"resources/shapes/{wildcards.dataset}/annotations.json"
+    if d["kind"] == "coco":
+        return f"resources/coco/instances_val2017.{d['label_correction']}.json"
+    return f"resources/voc/annotations.{d['split']}.json"
+
+
+def image_dir_of(wildcards):
+    d = ds(wildcards)
+    if d["kind"] == "shapes":
+        return f"resources/shapes/{wildcards.dataset}/images"
+    if d["kind"] == "coco":
+        return "resources/coco/images"
+    return "resources/voc/raw"
+
+
+def image_root_of(wildcards):
+    """Folder holding the image files named in the annotations (inside image_dir_of)."""
+    d = ds(wildcards)
+    if d["kind"] == "coco":
+        return "resources/coco/images/val2017"
+    if d["kind"] == "voc":
+        return "resources/voc/raw/VOCdevkit/VOC2012/JPEGImages"
+    return image_dir_of(wildcards)
+
+
+def filter_params():
+    f = config["filter"]
+    keys = ("min_area_fraction", "max_area_fraction", "min_side", "unique_category")
+    return {k: f[k] for k in keys}
+
+
+def removal_params(wildcards):
+    d, ip = ds(wildcards), config["inpainting"]
+    p = {"backend": d["inpainting"], "shards": ip["shards"]}
+    if d["inpainting"] != "exact":
+        p["dilate_px"] = ip["dilate_px"]
+    if d["inpainting"] == "opencv":
+        p["radius"] = ip["opencv_radius"]
+    if d["inpainting"] == "lama":
+        p["lama_weights"] = ip["lama_weights"]
+    return p
+
+
+def exact_removed_dir(wildcards):
+    d = ds(wildcards)
+    if d["inpainting"] != "exact":
+        return []
+    if d["kind"] != "shapes":
+        raise ValueError(
+            f"datasets.{wildcards.dataset}.inpainting: 'exact' is only for synthetic shapes"
+        )
+    return f"resources/shapes/{wildcards.dataset}/removed"
+
+
+def data_targets(dataset):
+    return [
+        f"results/{dataset}/samples.parquet",
+        f"results/{dataset}/tables/filter_counts.tsv",
+        f"results/{dataset}/removed.parquet",
+        f"results/{dataset}/figures/object_removal_examples.png",
+    ]
+
+
+def all_targets():
+    targets = []
+    for name in config["run"]["datasets"]:
+        targets += data_targets(name)
+    return targets

@@ -1,0 +1,6 @@
+from vlmloc.data.archives import extract
+from vlmloc.workflow import logged
+
+with logged(snakemake) as log:
+    log.info("extracting %s (members under %s)", snakemake.input[0], snakemake.params.members)
+    extract(snakemake.input[0], snakemake.output[0], members_under=tuple(snakemake.params.members))
