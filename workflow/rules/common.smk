@@ -1,6 +1,5 @@
 # Shared helpers: config validation, cross-key checks, path lookups per dataset kind.
 import re
-from pathlib import Path
 
 from snakemake.utils import validate
 

@@ -1,0 +1,71 @@
+import copy
+
+import pytest
+import yaml
+from conftest import ROOT, run_snakemake
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def default_config():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_default_and_paper_configs_validate():
+    cfg = default_config()
+    validate(cfg, SCHEMA)
+    assert cfg["datasets"]["shapes"]["inpainting"] == "exact"
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    merged = copy.deepcopy(cfg)
+    merged["run"] = paper["run"]
+    validate(merged, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["filter"].update(min_sid=100), "min_sid"),
+        (lambda c: c.update(filtr={}), "filtr"),
+        (lambda c: c["datasets"]["shapes"].update(n_imgs=3), "n_imgs"),
+        (lambda c: c["datasets"]["coco"].update(label_corection="none"), "label_corection"),
+        (lambda c: c["downloads"]["files"]["val2017.zip"].update(sha=1), "sha"),
+    ],
+)
+def test_misspelt_key_is_named(edit, key):
+    cfg = default_config()
+    edit(cfg)
+    with pytest.raises(WorkflowError, match=key):
+        validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda c: c["filter"].update(min_side="big"), "min_side"),
+        (lambda c: c["filter"].update(max_area_fraction=1.5), "max_area_fraction"),
+        (lambda c: c["inpainting"].update(shards=0), "shards"),
+        (lambda c: c["datasets"]["shapes"].update(inpainting="photoshop"), "inpainting"),
+        (lambda c: c["downloads"]["files"]["val2017.zip"].update(md5="abc"), "md5"),
+    ],
+)
+def test_wrong_type_or_range_is_named(edit, fragment):
+    cfg = default_config()
+    edit(cfg)
+    with pytest.raises(WorkflowError, match=fragment):
+        validate(cfg, SCHEMA)
+
+
+def test_bad_config_stops_snakemake_before_any_job(workflow_dir):
+    (workflow_dir / "bad.yaml").write_text("filter:\n  min_sid: 150\n")
+    proc = run_snakemake(workflow_dir, "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "min_sid" in proc.stdout + proc.stderr
+    assert not (workflow_dir / "results").exists() and not (workflow_dir / "resources").exists()
+
+
+def test_undefined_run_dataset_is_named(workflow_dir):
+    (workflow_dir / "bad.yaml").write_text("run:\n  datasets: [shapez]\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0 and "shapez" in proc.stdout + proc.stderr
