@@ -1,0 +1,199 @@
+"""What every model adapter provides, and the token geometry that is shared by all families.
+
+An adapter is the only place that knows a model's quirks: chat template and system prompt, image
+preprocessing, where each visual token sits in the sequence and which pixels of the ORIGINAL image
+it covers, where decoder layers / attention modules / heads are, and how box answers are written.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..tasks import ParsedBox
+
+
+@dataclass(frozen=True)
+class View:
+    """One grid of visual tokens and the region of the original image it was made from.
+
+    ``region`` = (x0, y0, x1, y1) in original-image pixels; it may reach outside the image (LLaVA's
+    pad-to-square). Token (r, c) covers region x0 + c*(x1-x0)/cols .. x0 + (c+1)*(x1-x0)/cols, and
+    likewise for rows. ``offset`` is the index of the view's first token among the image tokens.
+    """
+
+    name: str  # "image" (single view), "tile_<k>", "global"
+    kind: str  # "global" or "local"
+    rows: int
+    cols: int
+    region: tuple[float, float, float, float]
+    offset: int
+
+    @property
+    def n_tokens(self) -> int:
+        return self.rows * self.cols
+
+    def cell_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        x0, y0, x1, y1 = self.region
+        return np.linspace(x0, x1, self.cols + 1), np.linspace(y0, y1, self.rows + 1)
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    width: int
+    height: int
+    views: tuple[View, ...]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(v.n_tokens for v in self.views)
+
+    def view(self, name: str) -> View:
+        return next(v for v in self.views if v.name == name)
+
+    def token_table(self) -> list[dict]:
+        """One row per visual token: index, view, kind, row, col and its pixel box."""
+        rows = []
+        for v in self.views:
+            xs, ys = v.cell_edges()
+            for r in range(v.rows):
+                for c in range(v.cols):
+                    rows.append(
+                        {"token": v.offset + r * v.cols + c, "view": v.name, "kind": v.kind, "row": r, "col": c,
+                         "x0": xs[c], "y0": ys[r], "x1": xs[c + 1], "y1": ys[r + 1]}
+                    )  # fmt: skip
+        return rows
+
+
+@dataclass
+class Encoded:
+    """A batch ready for the model, with where each row's visual tokens sit in the sequence."""
+
+    inputs: dict[str, torch.Tensor]
+    image_positions: list[torch.Tensor]  # per row: sequence positions of its visual tokens, in order
+    layouts: list[ImageLayout]
+    prompt_lengths: list[int] = field(default_factory=list)
+
+
+class Adapter(ABC):
+    """Base class; see llava.py and internvl.py for the two families of the paper."""
+
+    family: str = ""
+    system_prompt: str = ""
+
+    def __init__(self, model, tokenizer, preprocessor: dict, system_prompt: str | None = None, **options):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.preprocessor = preprocessor
+        if system_prompt is not None:
+            self.system_prompt = system_prompt
+        self.options = options
+        self.image_mean = np.array(preprocessor.get("image_mean", [0.5, 0.5, 0.5]), dtype=np.float32)
+        self.image_std = np.array(preprocessor.get("image_std", [0.5, 0.5, 0.5]), dtype=np.float32)
+
+    # ---- loading -----------------------------------------------------------------------------
+    model_class: type | None = None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: str = "float32", device: str = "cpu",
+                        attn_implementation: str = "sdpa", **options) -> Adapter:  # fmt: skip
+        from transformers import AutoTokenizer
+
+        path = Path(path)
+        model = cls.model_class.from_pretrained(
+            path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation
+        )
+        model.to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer.padding_side = "left"
+        preprocessor = json.loads((path / "preprocessor_config.json").read_text())
+        return cls(model, tokenizer, preprocessor, **options)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---- images ------------------------------------------------------------------------------
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """(3, H, W) float tensor normalised with the checkpoint's mean and std."""
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        arr = (arr - self.image_mean) / self.image_std
+        return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+    @abstractmethod
+    def layout(self, width: int, height: int) -> ImageLayout: ...
+
+    @abstractmethod
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """All views of one image, (n_views, 3, S, S), in the order of ``layout(...).views``."""
+
+    # ---- text --------------------------------------------------------------------------------
+    @abstractmethod
+    def prompt(self, task_text: str, n_image_tokens: int) -> str:
+        """The full chat-formatted prompt with ``n_image_tokens`` image placeholders."""
+
+    @property
+    @abstractmethod
+    def image_token_id(self) -> int: ...
+
+    @abstractmethod
+    def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:
+        """Box in ORIGINAL-image pixels (x1, y1, x2, y2), whatever the family writes."""
+
+    @abstractmethod
+    def format_box(self, box: tuple[float, float, float, float], width: int, height: int) -> str:
+        """The family's own answer text for a box in original pixels (for training and scoring)."""
+
+    # ---- batching ----------------------------------------------------------------------------
+    def encode(self, images: list[Image.Image], task_texts: list[str], answers: list[str] | None = None) -> Encoded:
+        """Tokenize a batch (left padding) with its pixel values; ``answers`` are appended
+        after the prompt for teacher-forced scoring."""
+        layouts = [self.layout(*im.size) for im in images]
+        texts = [self.prompt(t, lay.n_tokens) for t, lay in zip(task_texts, layouts, strict=True)]
+        prompt_lengths = [len(self.tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
+        if answers is not None:
+            texts = [t + a for t, a in zip(texts, answers, strict=True)]
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
+        pixel_values = torch.cat([self.pixel_values(im) for im in images]).to(self.model.dtype)
+        ids = batch["input_ids"]
+        positions = [torch.nonzero(row == self.image_token_id).flatten() for row in ids]
+        for p, lay in zip(positions, layouts, strict=True):
+            if len(p) != lay.n_tokens:
+                raise RuntimeError(f"{len(p)} image tokens in the prompt, layout expects {lay.n_tokens}")
+        inputs = {"input_ids": ids, "attention_mask": batch["attention_mask"], "pixel_values": pixel_values}
+        return Encoded(inputs=inputs, image_positions=positions, layouts=layouts, prompt_lengths=prompt_lengths)
+
+    # ---- structure (for interventions) -----------------------------------------------------------
+    @property
+    def language_model(self):
+        return self.model.model.language_model
+
+    @property
+    def decoder_layers(self):
+        return self.language_model.layers
+
+    @property
+    def projector(self):
+        return self.model.model.multi_modal_projector
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder_layers)
+
+    @property
+    def num_heads(self) -> int:
+        return self.model.config.text_config.num_attention_heads
+
+    @property
+    def head_dim(self) -> int:
+        cfg = self.model.config.text_config
+        return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+    def attention(self, layer: int):
+        return self.decoder_layers[layer].self_attn

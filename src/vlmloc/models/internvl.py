@@ -1,0 +1,115 @@
+"""InternVL-3.5 (8B): InternViT-300M + pixel shuffle + MLP projector + Qwen3.
+
+Dynamic high resolution as in InternVL's reference ``dynamic_preprocess``: the image is stretched
+to the tile grid (cols x rows of 448 px) closest to its aspect ratio, with at most ``max_tiles``
+tiles (the paper caps at 6); the tiles come row-major, then the 448 px thumbnail (global view)
+LAST when there is more than one tile. Each view gives 16 x 16 tokens after pixel shuffle,
+row-major, each covering 28 x 28 px of its view. Box answers: ``<box>[[x1, y1, x2, y2]]</box>``
+with integers 0..1000 of the ORIGINAL image.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from PIL import Image
+from transformers import InternVLForConditionalGeneration
+
+from ..tasks import ParsedBox, parse_box_numbers
+from .base import Adapter, ImageLayout, View
+
+INTERNVL_SYSTEM = (
+    "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+)
+_BOX = re.compile(r"<box>\s*\[\[(.*?)\]\]\s*</box>", re.S)
+
+
+def target_ratios(min_num: int, max_num: int) -> list[tuple[int, int]]:
+    ratios = {
+        (i, j)
+        for n in range(min_num, max_num + 1)
+        for i in range(1, n + 1)
+        for j in range(1, n + 1)
+        if min_num <= i * j <= max_num
+    }
+    return sorted(ratios, key=lambda r: r[0] * r[1])
+
+
+def closest_tile_grid(width: int, height: int, tile: int, min_num: int = 1, max_num: int = 6) -> tuple[int, int]:
+    """(cols, rows) as InternVL's find_closest_aspect_ratio picks them (ties -> more tiles if the
+    image is large enough)."""
+    aspect = width / height
+    best, best_diff = (1, 1), float("inf")
+    for cols, rows in target_ratios(min_num, max_num):
+        diff = abs(aspect - cols / rows)
+        if diff < best_diff:
+            best, best_diff = (cols, rows), diff
+        elif diff == best_diff and width * height > 0.5 * tile * tile * cols * rows:
+            best = (cols, rows)
+    return best
+
+
+class InternVLAdapter(Adapter):
+    family = "internvl"
+    model_class = InternVLForConditionalGeneration
+    system_prompt = INTERNVL_SYSTEM
+
+    @property
+    def tile(self) -> int:
+        size = self.model.config.vision_config.image_size
+        return size[0] if isinstance(size, list | tuple) else size
+
+    @property
+    def grid(self) -> int:
+        patch = self.model.config.vision_config.patch_size
+        patch = patch[0] if isinstance(patch, list | tuple) else patch
+        return int(self.tile // patch * self.model.config.downsample_ratio)
+
+    @property
+    def max_tiles(self) -> int:
+        return int(self.options.get("max_tiles", 6))
+
+    @property
+    def image_token_id(self) -> int:
+        return self.model.config.image_token_id
+
+    def layout(self, width: int, height: int) -> ImageLayout:
+        cols, rows = closest_tile_grid(width, height, self.tile, 1, self.max_tiles)
+        g, views = self.grid, []
+        if cols * rows == 1:
+            return ImageLayout(width, height, (View("global", "global", g, g, (0, 0, width, height), 0),))
+        tw, th = width / cols, height / rows
+        for k in range(cols * rows):
+            r, c = divmod(k, cols)
+            views.append(View(f"tile_{k}", "local", g, g, (c * tw, r * th, (c + 1) * tw, (r + 1) * th), k * g * g))
+        views.append(View("global", "global", g, g, (0, 0, width, height), cols * rows * g * g))
+        return ImageLayout(width, height, tuple(views))
+
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        image = image.convert("RGB")
+        w, h = image.size
+        cols, rows = closest_tile_grid(w, h, self.tile, 1, self.max_tiles)
+        t = self.tile
+        resized = image.resize((cols * t, rows * t), Image.BICUBIC)
+        views = [resized.crop(((k % cols) * t, (k // cols) * t, (k % cols + 1) * t, (k // cols + 1) * t)) for k in range(cols * rows)]
+        if len(views) > 1:
+            views.append(image.resize((t, t), Image.BICUBIC))
+        return torch.stack([self.to_tensor(v) for v in views])
+
+    def prompt(self, task_text: str, n_image_tokens: int) -> str:
+        image = "<img>" + "<IMG_CONTEXT>" * n_image_tokens + "</img>"
+        system = f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n" if self.system_prompt else ""
+        return f"{system}<|im_start|>user\n{image}\n{task_text}<|im_end|>\n<|im_start|>assistant\n"
+
+    def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:
+        parsed = parse_box_numbers(answer, scale=1000.0, prefer=_BOX)
+        if parsed.box is None:
+            return parsed
+        x1, y1, x2, y2 = parsed.box
+        return ParsedBox((x1 / 1000 * width, y1 / 1000 * height, x2 / 1000 * width, y2 / 1000 * height), parsed.status, parsed.n_boxes)
+
+    def format_box(self, box, width: int, height: int) -> str:
+        x1, y1, x2, y2 = box
+        vals = [round(x1 / width * 1000), round(y1 / height * 1000), round(x2 / width * 1000), round(y2 / height * 1000)]
+        return "<box>[[" + ", ".join(str(int(v)) for v in vals) + "]]</box>"

@@ -1,0 +1,159 @@
+"""Tiny random-weight models of both families, built from configs, saved like hub snapshots.
+
+They go through exactly the same ``from_pretrained`` + adapter path as the real checkpoints, so
+tests and the demo exercise the real code. The tokenizer is a byte-level BPE trained with the
+``tokenizers`` library on the task vocabulary (digits split one per token, as box answers need).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from ..tasks import BINARY_PROMPT, LIST_PROMPT, LOCALIZATION_PROMPT
+
+CORPUS_WORDS = (
+    "red green blue yellow purple orange circle square triangle ring diamond dog cat person chair "
+    "car airplane bicycle bird boat bottle bus cow dining table horse motorbike potted plant sheep "
+    "sofa train tv monitor yes no there is a an the in image objects list all choose only from "
+    "please provide bounding box coordinates of USER ASSISTANT system user assistant"
+)
+
+
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 400) -> Tokenizer:
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    corpus = [
+        CORPUS_WORDS,
+        LOCALIZATION_PROMPT.format(category="red circle"),
+        LIST_PROMPT.format(categories="red circle, blue square"),
+        BINARY_PROMPT.format(category="green triangle"),
+        "[0.12, 0.5, 0.75, 0.9] <ref>dog</ref><box>[[120, 45, 800, 999]]</box> 0123456789",
+    ]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus * 20, trainer=trainer)
+    return tok
+
+
+def _save_preprocessor(out: Path, cfg: dict) -> None:
+    (out / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(specials),
+        unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )  # fmt: skip
+    fast.add_bos_token = True
+    n_tokens = (image_size // patch_size) ** 2
+    config = LlavaConfig(
+        # CLIP tower: >= 2 layers because LLaVA takes features from the second-to-last layer
+        vision_config=CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            image_size=image_size, patch_size=patch_size, projection_dim=32,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, vocab_size=len(fast), max_position_embeddings=2048,
+            bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+        ),
+        image_token_id=fast.convert_tokens_to_ids("<image>"),
+        image_seq_length=n_tokens,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = fast.pad_token_id
+    model.generation_config.eos_token_id = fast.eos_token_id
+    model.save_pretrained(out)
+    fast.save_pretrained(out)
+    _save_preprocessor(
+        out,
+        {
+            "image_processor_type": "CLIPImageProcessor",
+            "size": {"shortest_edge": image_size},
+            "crop_size": {"height": image_size, "width": image_size},
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "do_center_crop": True,
+            "do_normalize": True,
+            "do_resize": True,
+            "resample": 3,
+        },
+    )
+    return out
+
+
+def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
+    from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, Qwen3Config
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<ref>", "</ref>", "<box>", "</box>"]
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(specials),
+        eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"},
+    )  # fmt: skip
+    per_view = (image_size // patch_size) ** 2 // 4  # pixel shuffle 0.5 merges 2x2 patches
+    config = InternVLConfig(
+        vision_config=InternVLVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            image_size=[image_size, image_size], patch_size=[patch_size, patch_size],
+        ),
+        # Qwen3 with grouped-query attention (2 KV heads for 4 query heads), as InternVL-3.5's LLM
+        text_config=Qwen3Config(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, vocab_size=len(fast), max_position_embeddings=4096,
+            eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
+        ),
+        image_token_id=fast.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=per_view,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = fast.pad_token_id
+    model.generation_config.eos_token_id = fast.eos_token_id
+    model.save_pretrained(out)
+    fast.save_pretrained(out)
+    _save_preprocessor(
+        out,
+        {
+            "image_processor_type": "GotOcr2ImageProcessor",
+            "size": {"height": image_size, "width": image_size},
+            "image_mean": [0.485, 0.456, 0.406],
+            "image_std": [0.229, 0.224, 0.225],
+            "crop_to_patches": True,
+            "min_patches": 1,
+            "max_patches": 6,
+            "do_normalize": True,
+            "do_resize": True,
+            "resample": 3,
+        },
+    )
+    return out
+
+
+BUILDERS = {"llava": build_tiny_llava, "internvl": build_tiny_internvl}
