@@ -13,6 +13,8 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/screening.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -117,8 +117,80 @@ def data_targets(dataset):
     ]
 
 
+# ---- models -------------------------------------------------------------------------------------
+MODELS = config["models"]
+
+
+def _check_models():
+    errors = [
+        f"run.models: {m!r} is not defined under models ({sorted(MODELS)})"
+        for m in config["run"]["models"]
+        if m not in MODELS
+    ]
+    if errors:
+        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+_check_models()
+
+
+wildcard_constraints:
+    model=alternation(MODELS),
+
+
+def model_dir(name):
+    """Where a model's weights, tokenizer and preprocessor config are read from."""
+    m = MODELS[name]
+    return m["path"] if "path" in m else f"resources/models/{name}"
+
+
+def model_input(wildcards):
+    m = MODELS[wildcards.model]
+    return [] if "path" in m else model_dir(wildcards.model)
+
+
+def model_source(wildcards):
+    m = MODELS[wildcards.model]
+    if "tiny" in m:
+        return {"tiny": m["tiny"]["seed"], "family": m["family"]}
+    return {"hub_id": m["hub_id"], "revision": m["revision"], "family": m["family"]}
+
+
+def model_settings(name):
+    """Everything about a model that changes its answers (rerun triggers via params)."""
+    m = MODELS[name]
+    keys = ("family", "dtype", "attn_implementation", "max_tiles", "system_prompt")
+    out = {k: m[k] for k in keys if k in m}
+    out["path"] = model_dir(name)
+    return out
+
+
+def model_resources(name):
+    """GPU jobs for real checkpoints; tiny models run anywhere."""
+    return 0 if "tiny" in MODELS[name] else 1
+
+
+def screening_settings():
+    s = config["screening"]
+    return {
+        "max_new_tokens": dict(sorted(s["max_new_tokens"].items())),
+        "shards": s["shards"],
+    }
+
+
+def screening_targets(dataset):
+    return [
+        f"results/{dataset}/probing_subset.parquet",
+        f"results/{dataset}/tables/screening_counts.tsv",
+        f"results/{dataset}/tables/baseline_accuracy.tsv",
+        f"results/{dataset}/tables/false_positive_rates.tsv",
+    ]
+
+
 def all_targets():
     targets = []
     for name in config["run"]["datasets"]:
         targets += data_targets(name)
+        if config["run"]["models"]:
+            targets += screening_targets(name)
     return targets

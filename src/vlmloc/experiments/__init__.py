@@ -1,0 +1,1 @@
+"""One module per experiment; each writes a tidy table of raw rows (answers are always kept)."""

@@ -1,0 +1,151 @@
+"""Paper sec. 2.2: baseline answers, the per-model hallucination filter and the probing subset.
+
+For every sample, both tasks (and the binary query) are asked on the original image and on its
+object-removed copy. A sample passes a model's hallucination filter if the model identifies the
+object on the original but not on the object-removed image; the probing subset is the
+intersection over the configured models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..paper import FPR_RANGE, PROBING, TABLE1_BASELINE
+from ..runner import Runner
+from ..tasks import IOU_THRESHOLDS, iou, localization_scores, mentions, parse_yes_no, task_prompt
+
+ANSWER_COLUMNS = [
+    "sample_id", "condition", "task", "prompt", "answer", "status", "n_boxes",
+    "pred_x1", "pred_y1", "pred_x2", "pred_y2", "iou", *[f"success@{t}" for t in IOU_THRESHOLDS],
+    "loc_score", "identified",
+]  # fmt: skip
+
+
+def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequence[str]) -> dict:
+    """Parse one reply into the tidy columns; never raises (unparsed replies are marked)."""
+    out = {"status": "ok", "n_boxes": 0, "pred_x1": np.nan, "pred_y1": np.nan, "pred_x2": np.nan,
+           "pred_y2": np.nan, "iou": np.nan, "identified": np.nan}  # fmt: skip
+    out.update({f"success@{t}": np.nan for t in IOU_THRESHOLDS})
+    out["loc_score"] = np.nan
+    if task == "localization":
+        parsed = adapter.parse_box(answer, int(row["width"]), int(row["height"]))
+        out["status"], out["n_boxes"] = parsed.status, parsed.n_boxes
+        value = None
+        if parsed.box is not None:
+            out["pred_x1"], out["pred_y1"], out["pred_x2"], out["pred_y2"] = parsed.box
+            gt = (row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"])
+            value = iou(parsed.box, gt)
+            out["iou"] = value
+        out.update(localization_scores(value))  # an unparsed box is a miss
+    elif task == "list":
+        out["identified"] = float(mentions(answer, row["category"], categories))
+    elif task == "binary":
+        yes = parse_yes_no(answer)
+        out["status"] = "ok" if yes is not None else "unparsed"
+        out["identified"] = float(bool(yes))
+    return out
+
+
+def run_screening(
+    runner: Runner,
+    samples: pd.DataFrame,
+    removed: pd.DataFrame,
+    categories: Sequence[str],
+    max_new_tokens: dict[str, int],
+    tasks: Sequence[str] = ("localization", "list", "binary"),
+    conditions: Sequence[str] = ("original", "removed"),
+) -> pd.DataFrame:
+    """One row per (sample, condition, task) with the raw answer and its scores."""
+    if samples.empty:
+        return pd.DataFrame(columns=ANSWER_COLUMNS)
+    df = samples.merge(removed, on="sample_id", how="left")
+    if "removed" in conditions and df["removed_path"].isna().any():
+        raise ValueError("some samples have no object-removed image")
+    records = df.to_dict("records")
+    rows = []
+    for condition in conditions:
+        images = [r["image_path"] if condition == "original" else r["removed_path"] for r in records]
+        for task in tasks:
+            prompts = [task_prompt(task, r["category"], categories) for r in records]
+            answers = runner.generate(images, prompts, max_new_tokens[task], desc=f"{condition}/{task}")
+            for r, p, a in zip(records, prompts, answers, strict=True):
+                rows.append({"sample_id": r["sample_id"], "condition": condition, "task": task, "prompt": p,
+                             "answer": a, **score_answer(runner.adapter, task, a, r, categories)})  # fmt: skip
+    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+
+
+def identified(answers: pd.DataFrame, condition: str, query: str) -> pd.Series:
+    sel = answers[(answers["condition"] == condition) & (answers["task"] == query)]
+    return sel.set_index("sample_id")["identified"].fillna(0).astype(bool)
+
+
+def hallucination_filter(answers: pd.DataFrame, query: str = "binary") -> pd.DataFrame:
+    """Samples identified on the original and NOT on the object-removed image (per model)."""
+    if answers.empty:
+        return pd.DataFrame(columns=["sample_id", "identified_original", "identified_removed", "kept"])
+    orig, rem = identified(answers, "original", query), identified(answers, "removed", query)
+    out = pd.DataFrame({"identified_original": orig, "identified_removed": rem.reindex(orig.index, fill_value=False)})
+    out["kept"] = out["identified_original"] & ~out["identified_removed"]
+    return out.rename_axis("sample_id").reset_index()
+
+
+def probing_subset(samples: pd.DataFrame, kept_per_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    ids = set(samples["sample_id"])
+    for kept in kept_per_model.values():
+        ids &= set(kept.loc[kept["kept"], "sample_id"])
+    return samples[samples["sample_id"].isin(ids)].reset_index(drop=True)
+
+
+def counts_table(dataset_kind: str, samples: pd.DataFrame, kept_per_model: dict[str, pd.DataFrame], subset: pd.DataFrame) -> pd.DataFrame:
+    image_of = samples.set_index("sample_id")["image_id"]
+    rows = [{"step": "filtered samples", "annotations": len(samples), "images": samples["image_id"].nunique()}]
+    for model, kept in kept_per_model.items():
+        ids = kept.loc[kept["kept"], "sample_id"]
+        rows.append({"step": f"hallucination filter: {model}", "annotations": len(ids), "images": image_of.reindex(ids).nunique()})
+    rows.append({"step": "probing subset (intersection)", "annotations": len(subset), "images": subset["image_id"].nunique()})
+    out = pd.DataFrame(rows)
+    paper = PROBING.get(dataset_kind)
+    out["paper_annotations"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    out["paper_images"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    if paper:
+        out.loc[out.index[-1], ["paper_annotations", "paper_images"]] = [paper["annotations"], paper["images"]]
+    return out
+
+
+def baseline_accuracy(answers_per_model: dict[str, pd.DataFrame], subset: pd.DataFrame, paper_models: dict[str, str]) -> pd.DataFrame:
+    """Localization score, success at each IoU and list classification, on the probing subset
+    and on all filtered samples, next to the paper's Table 1 baseline where the model is one of
+    the paper's (``paper_models`` maps our model name to the paper's)."""
+    ids = set(subset["sample_id"])
+    rows = []
+    for model, ans in answers_per_model.items():
+        orig = ans[ans["condition"] == "original"]
+        for scope, sel in (("probing subset", orig[orig["sample_id"].isin(ids)]), ("all filtered", orig)):
+            loc, cls = sel[sel["task"] == "localization"], sel[sel["task"] == "list"]
+            row = {"model": model, "samples": scope, "n": len(loc),
+                   "loc_score": 100 * loc["loc_score"].mean() if len(loc) else np.nan,
+                   **{f"success@{t}": 100 * loc[f"success@{t}"].mean() if len(loc) else np.nan for t in IOU_THRESHOLDS},
+                   "cls": 100 * cls["identified"].mean() if len(cls) else np.nan,
+                   "unparsed_boxes": int((loc["status"] != "ok").sum())}  # fmt: skip
+            paper = TABLE1_BASELINE.get(paper_models.get(model, ""), {})
+            row["paper_loc"] = paper.get("loc", np.nan) if scope == "probing subset" else np.nan
+            row["paper_cls"] = paper.get("cls", np.nan) if scope == "probing subset" else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def false_positive_rates(answers_per_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Appendix 6.2: FPR = P(detected | object absent) on the object-removed images, list vs binary."""
+    rows = []
+    for model, ans in answers_per_model.items():
+        rem = ans[ans["condition"] == "removed"]
+        row = {"model": model, "n": int((rem["task"] == "binary").sum())}
+        for query in ("list", "binary"):
+            sel = rem[rem["task"] == query]
+            row[f"fpr_{query}"] = sel["identified"].mean() if len(sel) else np.nan
+        row["paper_fpr_list"], row["paper_fpr_binary"] = FPR_RANGE["list"], FPR_RANGE["binary"]
+        rows.append(row)
+    return pd.DataFrame(rows)

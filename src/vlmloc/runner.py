@@ -1,0 +1,91 @@
+"""Batched greedy generation and teacher-forced scoring, with an optional intervention.
+
+An intervention is any callable ``intervention(adapter, encoded)`` returning a context manager
+that is active around the model call of one batch (it sees where each row's visual tokens are).
+With ``intervention=None`` the runner is exactly the stock model's ``generate`` / forward on the
+same inputs (tested). Batches are formed from queries of similar length (less padding) and
+results come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .models.base import Adapter, Encoded
+
+Intervention = Callable[[Adapter, Encoded], contextlib.AbstractContextManager]
+
+
+def _open(image) -> Image.Image:
+    return image if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
+
+
+class Runner:
+    def __init__(self, adapter: Adapter, batch_size: int = 8, progress: bool = True):
+        self.adapter = adapter
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def _batches(self, images: Sequence, texts: Sequence[str], desc: str):
+        """Yield (indices, encoded) with queries ordered by their number of image tokens."""
+        opened = [None] * len(images)
+        sizes = []
+        for i, im in enumerate(images):
+            opened[i] = _open(im)
+            sizes.append(self.adapter.layout(*opened[i].size).n_tokens + len(texts[i]))
+        order = np.argsort(sizes, kind="stable")
+        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for idx in tqdm(chunks, desc=desc, disable=not self.progress, mininterval=5):
+            yield idx, [opened[i] for i in idx]
+
+    @torch.inference_mode()
+    def generate(self, images: Sequence, texts: Sequence[str], max_new_tokens: int,
+                 intervention: Intervention | None = None, desc: str = "generate") -> list[str]:  # fmt: skip
+        out: list[str | None] = [None] * len(texts)
+        for idx, ims in self._batches(images, texts, desc):
+            enc = self.adapter.encode(ims, [texts[i] for i in idx])
+            inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
+            ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
+            with ctx:
+                ids = self.adapter.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+            new = ids[:, inputs["input_ids"].shape[1] :]
+            for i, row in zip(idx, new, strict=True):
+                out[i] = self.decode(row)
+        return out  # type: ignore[return-value]
+
+    def decode(self, token_ids: torch.Tensor) -> str:
+        """Generated ids -> text up to EOS, keeping markup tokens such as InternVL's <box>."""
+        tok = self.adapter.tokenizer
+        stop = {tok.eos_token_id, tok.pad_token_id}
+        ids = []
+        for t in token_ids.tolist():
+            if t in stop:
+                break
+            ids.append(t)
+        return tok.decode(ids, skip_special_tokens=False).strip()
+
+    @torch.inference_mode()
+    def score(self, images: Sequence, texts: Sequence[str], answers: Sequence[str],
+              intervention: Intervention | None = None, desc: str = "score") -> list[np.ndarray]:  # fmt: skip
+        """Per-token log-probabilities of each ``answer`` after its prompt (teacher forcing)."""
+        out: list[np.ndarray | None] = [None] * len(texts)
+        for idx, ims in self._batches(images, texts, desc):
+            enc = self.adapter.encode(ims, [texts[i] for i in idx], answers=[answers[i] for i in idx])
+            inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
+            ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
+            with ctx:
+                logits = self.adapter.model(**inputs).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            ids = inputs["input_ids"][:, 1:]
+            token_logp = logp.gather(-1, ids[..., None])[..., 0]
+            lengths = inputs["attention_mask"].sum(1)
+            for j, i in enumerate(idx):
+                n_answer = int(lengths[j]) - enc.prompt_lengths[j]
+                out[i] = token_logp[j, token_logp.shape[1] - n_answer :].cpu().numpy()
+        return out  # type: ignore[return-value]

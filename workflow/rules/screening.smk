@@ -1,0 +1,118 @@
+# Screening (paper sec. 2.2, appendix 6.2): baseline answers on original and object-removed
+# images, the per-model hallucination filter, and the probing subset (intersection over models).
+
+
+rule screen_shard:
+    """Both tasks and the binary query on one shard of samples, original and object-removed."""
+    input:
+        samples="results/{dataset}/samples.parquet",
+        removed="results/{dataset}/removed.parquet",
+        annotations=annotations_of,
+        model=model_input,
+    output:
+        "results/{dataset}/screening/{model}/shard-{shard}.parquet",
+    log:
+        "logs/screen/{dataset}/{model}/shard-{shard}.log",
+    conda:
+        "../../envs/models.yaml"
+    resources:
+        mem_mb=32000,
+        runtime=720,
+        gpu=lambda w: model_resources(w.model),
+    params:
+        model=lambda w: model_settings(w.model),
+        screening=screening_settings(),
+        device=lambda w: MODELS[w.model]["device"],
+        batch_size=lambda w: MODELS[w.model]["batch_size"],
+    script:
+        "../scripts/screen_shard.py"
+
+
+rule gather_screening:
+    input:
+        lambda w: expand(
+            "results/{{dataset}}/screening/{{model}}/shard-{shard}.parquet",
+            shard=range(config["screening"]["shards"]),
+        ),
+    output:
+        "results/{dataset}/screening/{model}/answers.parquet",
+    log:
+        "logs/gather_screening/{dataset}/{model}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/gather_tables.py"
+
+
+rule hallucination_filter:
+    """Per model: identified on the original, not on the object-removed image."""
+    input:
+        "results/{dataset}/screening/{model}/answers.parquet",
+    output:
+        "results/{dataset}/screening/{model}/kept.parquet",
+    log:
+        "logs/hallucination_filter/{dataset}/{model}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        identify_with=config["screening"]["identify_with"],
+    script:
+        "../scripts/hallucination_filter.py"
+
+
+rule probing_subset:
+    """Intersection of the models' filters, the counts table, baseline accuracy and FPR tables."""
+    input:
+        samples="results/{dataset}/samples.parquet",
+        kept=lambda w: expand(
+            "results/{{dataset}}/screening/{model}/kept.parquet",
+            model=config["run"]["models"],
+        ),
+        answers=lambda w: expand(
+            "results/{{dataset}}/screening/{model}/answers.parquet",
+            model=config["run"]["models"],
+        ),
+    output:
+        subset="results/{dataset}/probing_subset.parquet",
+        counts=report(
+            "results/{dataset}/tables/screening_counts.tsv",
+            caption="../report/screening_counts.rst",
+            category="Screening",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "probing subset counts"},
+        ),
+        accuracy=report(
+            "results/{dataset}/tables/baseline_accuracy.tsv",
+            caption="../report/baseline_accuracy.rst",
+            category="Screening",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "baseline accuracy"},
+        ),
+        fpr=report(
+            "results/{dataset}/tables/false_positive_rates.tsv",
+            caption="../report/false_positive_rates.rst",
+            category="Screening",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "false positive rates"},
+        ),
+    log:
+        "logs/probing_subset/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        models=config["run"]["models"],
+        paper_names={
+            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
+        },
+        kind=lambda w: ds(w)["kind"],
+    script:
+        "../scripts/probing_subset.py"

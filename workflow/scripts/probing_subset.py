@@ -1,0 +1,19 @@
+import pandas as pd
+
+from vlmloc.experiments.screening import baseline_accuracy, counts_table, false_positive_rates, probing_subset
+from vlmloc.workflow import logged, write_parquet, write_tsv
+
+with logged(snakemake) as log:
+    models = snakemake.params.models
+    samples = pd.read_parquet(snakemake.input.samples)
+    kept = {m: pd.read_parquet(p) for m, p in zip(models, snakemake.input.kept, strict=True)}
+    answers = {m: pd.read_parquet(p) for m, p in zip(models, snakemake.input.answers, strict=True)}
+    subset = probing_subset(samples, kept)
+    if subset.empty:
+        log.warning("the probing subset is EMPTY: no sample passed every model's hallucination filter "
+                    "(random-weight models identify nothing); downstream outputs will be empty")
+    write_parquet(subset, snakemake.output.subset)
+    write_tsv(counts_table(snakemake.params.kind, samples, kept, subset), snakemake.output.counts)
+    write_tsv(baseline_accuracy(answers, subset, snakemake.params.paper_names), snakemake.output.accuracy)
+    write_tsv(false_positive_rates(answers), snakemake.output.fpr)
+    log.info("probing subset: %d samples in %d images", len(subset), subset["image_id"].nunique() if len(subset) else 0)
