@@ -92,3 +92,19 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """Tiny random-weight checkpoints of both families, saved like hub snapshots."""
+    from vlmloc.models.tiny import BUILDERS
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {family: build(root / family, seed=0) for family, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def adapters(tiny_dirs):
+    from vlmloc.models import load_adapter
+
+    return {family: load_adapter(family, path, dtype="float32", device="cpu") for family, path in tiny_dirs.items()}

@@ -78,6 +78,8 @@ class Runner:
         for idx, ims in self._batches(images, texts, desc):
             enc = self.adapter.encode(ims, [texts[i] for i in idx], answers=[answers[i] for i in idx])
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
+            # left padding: positions count from each row's first real token, as in generate()
+            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
             with ctx:
                 logits = self.adapter.model(**inputs).logits.float()
