@@ -21,6 +21,8 @@ datasets:
     n_images: 12
 inpainting:
   shards: 2
+screening:
+  shards: 2
 """
 
 
@@ -43,6 +45,15 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     assert counts["annotations"].iloc[-1] == len(samples)
     assert (workflow_dir / "results/shapes/figures/object_removal_examples.png").stat().st_size > 10_000
     assert (workflow_dir / "logs/filter_samples/shapes.log").exists()
+    # screening ran for both tiny models; random weights identify nothing -> an empty, valid subset
+    for model in ("tiny_llava", "tiny_internvl"):
+        answers = pd.read_parquet(workflow_dir / f"results/shapes/screening/{model}/answers.parquet")
+        assert len(answers) == len(samples) * 2 * 3 and answers["answer"].notna().all()
+    counts = pd.read_csv(workflow_dir / "results/shapes/tables/screening_counts.tsv", sep="\t")
+    assert counts["annotations"].iloc[0] == len(samples)
+    assert "probing subset is EMPTY" in (workflow_dir / "logs/probing_subset/shapes.log").read_text()
+    acc = pd.read_csv(workflow_dir / "results/shapes/tables/baseline_accuracy.tsv", sep="\t")
+    assert set(acc["model"]) == {"tiny_llava", "tiny_internvl"}
 
     # a second run has nothing to do
     assert planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml")) == {}
@@ -51,7 +62,8 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     (workflow_dir / "thresh.yaml").write_text(SMALL + "filter:\n  min_side: 150\n")
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "thresh.yaml"))
     assert jobs == {"filter_samples": 1, "remove_objects_shard": 2, "gather_removed": 1,
-                    "figure_object_removal_examples": 1, "all": 1}  # fmt: skip
+                    "figure_object_removal_examples": 1, "screen_shard": 4, "gather_screening": 2,
+                    "hallucination_filter": 2, "probing_subset": 1, "all": 1}  # fmt: skip
 
 
 
@@ -60,7 +72,8 @@ def test_an_unfinished_shard_reruns_alone(workflow_dir):
     (workflow_dir / "small.yaml").write_text(SMALL)
     run_snakemake(workflow_dir, "results/shapes/removed/shard-0.parquet", "--configfile", "small.yaml")
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml"))
-    assert jobs == {"remove_objects_shard": 1, "gather_removed": 1, "figure_object_removal_examples": 1, "all": 1}
+    assert jobs["remove_objects_shard"] == 1 and jobs["gather_removed"] == 1
+    assert "filter_samples" not in jobs and "make_shapes" not in jobs
 
 
 def _jpeg(w, h, colour):
@@ -127,6 +140,7 @@ def _coco_overlay(server, md5s, val_md5=None):
     return f"""
 run:
   datasets: [coco]
+  models: []
 datasets:
   coco:
     kind: coco
@@ -163,3 +177,10 @@ def test_corrupt_download_fails_and_leaves_nothing(workflow_dir, http_server):
     assert "does not match" in (workflow_dir / "logs/download/val2017.zip.log").read_text()
     left = list((workflow_dir / "resources/downloads").glob("val2017.zip*"))
     assert left == []
+
+
+def test_paper_scope_dry_run(workflow_dir):
+    jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml"))
+    assert jobs["download"] == 4 and jobs["correct_labels"] == 1 and jobs["convert_voc"] == 1
+    assert jobs["prepare_model"] == 3  # the three hub checkpoints
+    assert jobs["screen_shard"] == 2 * 3 * 8 and jobs["probing_subset"] == 2

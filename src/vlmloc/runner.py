@@ -10,7 +10,9 @@ results come back in the caller's order.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,29 +29,44 @@ def _open(image) -> Image.Image:
 
 
 class Runner:
-    def __init__(self, adapter: Adapter, batch_size: int = 8, progress: bool = True):
+    """``pixel_cache`` images given by path keep their preprocessed views (most recent first), so
+    several prompts about one image decode and resize it once."""
+
+    def __init__(self, adapter: Adapter, batch_size: int = 8, progress: bool = True, pixel_cache: int = 256):
         self.adapter = adapter
         self.batch_size = batch_size
         self.progress = progress
+        self.pixel_cache = pixel_cache
+        self._cache: OrderedDict[str, tuple[tuple[int, int], torch.Tensor]] = OrderedDict()
+
+    def _pixels(self, image) -> tuple[tuple[int, int], torch.Tensor]:
+        key = str(image) if isinstance(image, str | Path) else None
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        im = _open(image)
+        item = (im.size, self.adapter.pixel_values(im).to(self.adapter.model.dtype))
+        if key is not None and self.pixel_cache:
+            self._cache[key] = item
+            while len(self._cache) > self.pixel_cache:
+                self._cache.popitem(last=False)
+        return item
 
     def _batches(self, images: Sequence, texts: Sequence[str], desc: str):
-        """Yield (indices, encoded) with queries ordered by their number of image tokens."""
-        opened = [None] * len(images)
-        sizes = []
-        for i, im in enumerate(images):
-            opened[i] = _open(im)
-            sizes.append(self.adapter.layout(*opened[i].size).n_tokens + len(texts[i]))
-        order = np.argsort(sizes, kind="stable")
+        """Yield (indices, sizes, pixels) with queries ordered by their number of tokens."""
+        prepared = [self._pixels(im) for im in images]
+        lengths = [self.adapter.layout(*wh).n_tokens + len(t) for (wh, _), t in zip(prepared, texts, strict=True)]
+        order = np.argsort(lengths, kind="stable")
         chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for idx in tqdm(chunks, desc=desc, disable=not self.progress, mininterval=5):
-            yield idx, [opened[i] for i in idx]
+            yield idx, [prepared[i][0] for i in idx], [prepared[i][1] for i in idx]
 
     @torch.inference_mode()
     def generate(self, images: Sequence, texts: Sequence[str], max_new_tokens: int,
                  intervention: Intervention | None = None, desc: str = "generate") -> list[str]:  # fmt: skip
         out: list[str | None] = [None] * len(texts)
-        for idx, ims in self._batches(images, texts, desc):
-            enc = self.adapter.encode(ims, [texts[i] for i in idx])
+        for idx, sizes, pixels in self._batches(images, texts, desc):
+            enc = self.adapter.encode(sizes, [texts[i] for i in idx], pixels=pixels)
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
             with ctx:
@@ -75,8 +92,8 @@ class Runner:
               intervention: Intervention | None = None, desc: str = "score") -> list[np.ndarray]:  # fmt: skip
         """Per-token log-probabilities of each ``answer`` after its prompt (teacher forcing)."""
         out: list[np.ndarray | None] = [None] * len(texts)
-        for idx, ims in self._batches(images, texts, desc):
-            enc = self.adapter.encode(ims, [texts[i] for i in idx], answers=[answers[i] for i in idx])
+        for idx, sizes, pixels in self._batches(images, texts, desc):
+            enc = self.adapter.encode(sizes, [texts[i] for i in idx], answers=[answers[i] for i in idx], pixels=pixels)
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             # left padding: positions count from each row's first real token, as in generate()
             inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..paper import FPR_RANGE, PROBING, TABLE1_BASELINE
+from ..paper import FILTERED, FPR_RANGE, PROBING, TABLE1_BASELINE
 from ..runner import Runner
 from ..tasks import IOU_THRESHOLDS, iou, localization_scores, mentions, parse_yes_no, task_prompt
 
@@ -66,15 +66,24 @@ def run_screening(
         raise ValueError("some samples have no object-removed image")
     records = df.to_dict("records")
     rows = []
-    for condition in conditions:
-        images = [r["image_path"] if condition == "original" else r["removed_path"] for r in records]
-        for task in tasks:
-            prompts = [task_prompt(task, r["category"], categories) for r in records]
-            answers = runner.generate(images, prompts, max_new_tokens[task], desc=f"{condition}/{task}")
-            for r, p, a in zip(records, prompts, answers, strict=True):
-                rows.append({"sample_id": r["sample_id"], "condition": condition, "task": task, "prompt": p,
-                             "answer": a, **score_answer(runner.adapter, task, a, r, categories)})  # fmt: skip
+    # chunks of samples, all tasks per chunk: the runner's pixel cache then serves every task
+    step = max(1, runner_chunk(runner))
+    for start in range(0, len(records), step):
+        chunk = records[start : start + step]
+        for condition in conditions:
+            images = [r["image_path"] if condition == "original" else r["removed_path"] for r in chunk]
+            for task in tasks:
+                prompts = [task_prompt(task, r["category"], categories) for r in chunk]
+                answers = runner.generate(images, prompts, max_new_tokens[task], desc=f"{condition}/{task}")
+                for r, p, a in zip(chunk, prompts, answers, strict=True):
+                    rows.append({"sample_id": r["sample_id"], "condition": condition, "task": task, "prompt": p,
+                                 "answer": a, **score_answer(runner.adapter, task, a, r, categories)})  # fmt: skip
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+
+
+def runner_chunk(runner) -> int:
+    """Samples per chunk: as many as the pixel cache holds for both conditions."""
+    return max(getattr(runner, "pixel_cache", 0) // 2, getattr(runner, "batch_size", 1), 1)
 
 
 def identified(answers: pd.DataFrame, condition: str, query: str) -> pd.Series:
@@ -107,11 +116,11 @@ def counts_table(dataset_kind: str, samples: pd.DataFrame, kept_per_model: dict[
         rows.append({"step": f"hallucination filter: {model}", "annotations": len(ids), "images": image_of.reindex(ids).nunique()})
     rows.append({"step": "probing subset (intersection)", "annotations": len(subset), "images": subset["image_id"].nunique()})
     out = pd.DataFrame(rows)
-    paper = PROBING.get(dataset_kind)
     out["paper_annotations"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out["paper_images"] = pd.array([pd.NA] * len(out), dtype="Int64")
-    if paper:
-        out.loc[out.index[-1], ["paper_annotations", "paper_images"]] = [paper["annotations"], paper["images"]]
+    for row, published in ((0, FILTERED.get(dataset_kind)), (len(out) - 1, PROBING.get(dataset_kind))):
+        if published:
+            out.loc[out.index[row], ["paper_annotations", "paper_images"]] = [published["annotations"], published["images"]]
     return out
 
 

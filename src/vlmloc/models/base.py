@@ -151,16 +151,22 @@ class Adapter(ABC):
         """The family's own answer text for a box in original pixels (for training and scoring)."""
 
     # ---- batching ----------------------------------------------------------------------------
-    def encode(self, images: list[Image.Image], task_texts: list[str], answers: list[str] | None = None) -> Encoded:
+    def encode(self, images: list, task_texts: list[str], answers: list[str] | None = None,
+               pixels: list[torch.Tensor] | None = None) -> Encoded:  # fmt: skip
         """Tokenize a batch (left padding) with its pixel values; ``answers`` are appended
-        after the prompt for teacher-forced scoring."""
-        layouts = [self.layout(*im.size) for im in images]
+        after the prompt for teacher-forced scoring. ``pixels`` (from ``pixel_values``) spares
+        preprocessing an image again; ``images`` may then be just their (width, height)."""
+        sizes = [im if isinstance(im, tuple) else im.size for im in images]
+        layouts = [self.layout(*wh) for wh in sizes]
         texts = [self.prompt(t, lay.n_tokens) for t, lay in zip(task_texts, layouts, strict=True)]
-        prompt_lengths = [len(self.tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
-        if answers is not None:
+        prompt_lengths = []
+        if answers is not None:  # only scoring needs where the answer starts
+            prompt_lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
             texts = [t + a for t, a in zip(texts, answers, strict=True)]
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
-        pixel_values = torch.cat([self.pixel_values(im) for im in images]).to(self.model.dtype)
+        if pixels is None:
+            pixels = [self.pixel_values(im) for im in images]
+        pixel_values = torch.cat(pixels).to(self.model.dtype)
         ids = batch["input_ids"]
         positions = [torch.nonzero(row == self.image_token_id).flatten() for row in ids]
         for p, lay in zip(positions, layouts, strict=True):

@@ -1,0 +1,110 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlmloc.experiments.screening import (
+    ANSWER_COLUMNS, baseline_accuracy, counts_table, false_positive_rates, hallucination_filter,
+    probing_subset, run_screening, score_answer,
+)  # fmt: skip
+
+CATS = ["red circle", "blue square", "green triangle"]
+
+
+def _samples(n=4):
+    return pd.DataFrame(
+        {"sample_id": [f"{i}_{i}0" for i in range(n)], "image_id": [i // 2 for i in range(n)],
+         "category": [CATS[i % 3] for i in range(n)], "width": 200, "height": 100,
+         "bbox_x": 20.0, "bbox_y": 10.0, "bbox_w": 60.0, "bbox_h": 40.0,
+         "image_path": [f"orig{i}.png" for i in range(n)]}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_score_answer(adapters, family):
+    a = adapters[family]
+    row = _samples().iloc[0].to_dict()
+    exact = a.format_box((20, 10, 80, 50), 200, 100)
+    s = score_answer(a, "localization", f"Sure: {exact}", row, CATS)
+    assert s["status"] == "ok" and s["iou"] > 0.95 and s["loc_score"] == 1.0
+    s = score_answer(a, "localization", "no idea", row, CATS)
+    assert s["status"] == "unparsed" and s["loc_score"] == 0.0 and np.isnan(s["iou"])
+    assert score_answer(a, "list", "red circle, blue square", row, CATS)["identified"] == 1.0
+    assert score_answer(a, "list", "blue square", row, CATS)["identified"] == 0.0
+    assert score_answer(a, "binary", "Yes.", row, CATS)["identified"] == 1.0
+    assert score_answer(a, "binary", "Hmm", row, CATS)["status"] == "unparsed"
+
+
+class ScriptedRunner:
+    """Answers from a function of (image, prompt): lets tests pin what the 'model' says."""
+
+    def __init__(self, adapter, answer):
+        self.adapter, self.answer, self.calls = adapter, answer, []
+
+    def generate(self, images, prompts, max_new_tokens, desc=""):
+        self.calls.append((desc, max_new_tokens))
+        return [self.answer(im, p) for im, p in zip(images, prompts, strict=True)]
+
+
+def test_run_screening_keeps_every_answer(adapters):
+    samples = _samples()
+    removed = pd.DataFrame({"sample_id": samples["sample_id"], "removed_path": [f"rem{i}.png" for i in range(4)]})
+
+    def answer(image, prompt):
+        if "Is there" in prompt:
+            return "Yes" if image.startswith("orig") else "No"
+        if "List" in prompt:
+            return "red circle" if image.startswith("orig") else "\u2603 garbled"
+        return "[0.1, 0.2"  # unparseable box
+
+    runner = ScriptedRunner(adapters["llava"], answer)
+    rows = run_screening(runner, samples, removed, CATS, {"localization": 9, "list": 8, "binary": 7})
+    assert list(rows.columns) == ANSWER_COLUMNS and len(rows) == 4 * 2 * 3
+    assert (rows.loc[rows["task"] == "localization", "status"] == "unparsed").all()
+    assert rows["answer"].str.contains("\u2603").sum() == 4  # raw text kept
+    assert ("original/binary", 7) in runner.calls
+    kept = hallucination_filter(rows, "binary")
+    assert kept["kept"].all()
+    kept_list = hallucination_filter(rows, "list")  # only the red circles are named on the original
+    assert list(kept_list.loc[kept_list["kept"], "sample_id"]) == ["0_00", "3_30"]
+
+
+def _answers(ids, orig_yes, rem_yes):
+    rows = []
+    for sid, o, r in zip(ids, orig_yes, rem_yes, strict=True):
+        for cond, y in (("original", o), ("removed", r)):
+            rows.append({"sample_id": sid, "condition": cond, "task": "binary", "identified": float(y)})
+            rows.append({"sample_id": sid, "condition": cond, "task": "list", "identified": float(y and cond == "original")})
+            rows.append({"sample_id": sid, "condition": cond, "task": "localization", "identified": np.nan,
+                         "loc_score": 1.0 if o else 0.0, "status": "ok",
+                         **{f"success@{t}": float(o) for t in (0.5, 0.7, 0.9)}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_filter_intersection_and_tables():
+    samples = _samples(4)
+    ids = list(samples["sample_id"])
+    a = _answers(ids, [1, 1, 1, 0], [0, 1, 0, 0])  # model a keeps 0, 2
+    b = _answers(ids, [1, 0, 1, 1], [0, 0, 0, 0])  # model b keeps 0, 2, 3
+    kept = {"a": hallucination_filter(a), "b": hallucination_filter(b)}
+    assert list(kept["a"].loc[kept["a"]["kept"], "sample_id"]) == [ids[0], ids[2]]
+    subset = probing_subset(samples, kept)
+    assert list(subset["sample_id"]) == [ids[0], ids[2]]
+    counts = counts_table("coco", samples, kept, subset)
+    assert list(counts["annotations"]) == [4, 2, 3, 2] and list(counts["images"]) == [2, 2, 2, 2]
+    assert counts["paper_annotations"].iloc[-1] == 2248 and counts["paper_images"].iloc[0] == 3560
+    acc = baseline_accuracy({"a": a, "b": b}, subset, {"a": "llava-1.5-7b"})
+    sub_a = acc[(acc["model"] == "a") & (acc["samples"] == "probing subset")].iloc[0]
+    assert sub_a["loc_score"] == 100.0 and sub_a["cls"] == 100.0 and sub_a["paper_loc"] == 35.34
+    fpr = false_positive_rates({"a": a, "b": b}).set_index("model")
+    assert fpr.loc["a", "fpr_binary"] == 0.25 and fpr.loc["a", "fpr_list"] == 0.0
+
+
+def test_empty_inputs_give_valid_empty_tables():
+    samples = _samples(2)
+    empty = run_screening(None, samples.iloc[:0], pd.DataFrame(columns=["sample_id", "removed_path"]), CATS, {})
+    assert list(empty.columns) == ANSWER_COLUMNS and empty.empty
+    kept = {"m": hallucination_filter(empty)}
+    subset = probing_subset(samples, kept)
+    assert subset.empty
+    assert counts_table("shapes", samples, kept, subset)["annotations"].tolist() == [2, 0, 0]
+    assert len(baseline_accuracy({"m": empty}, subset, {})) == 2
