@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	# 1) torch first, so nothing later resolves a different (CUDA) build
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q $(TORCH_SPEC)
 	# 2) the library and the workflow, torch already satisfied
 	$(PY) -m pip install -q -c constraints.txt -e .
 	# 3) LaMa without its pins (numpy<2, pillow<10, opencv<5, torchvision clash with pandas 3)

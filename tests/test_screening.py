@@ -3,8 +3,14 @@ import pandas as pd
 import pytest
 
 from vlmloc.experiments.screening import (
-    ANSWER_COLUMNS, baseline_accuracy, counts_table, false_positive_rates, hallucination_filter,
-    probing_subset, run_screening, score_answer,
+    ANSWER_COLUMNS,
+    baseline_accuracy,
+    counts_table,
+    false_positive_rates,
+    hallucination_filter,
+    probing_subset,
+    run_screening,
+    score_answer,
 )  # fmt: skip
 
 CATS = ["red circle", "blue square", "green triangle"]

@@ -2,8 +2,15 @@ import math
 
 import pytest
 
-from vlmloc.tasks import iou, localization_scores, mentions, parse_box_numbers, parse_yes_no, task_prompt
 from vlmloc.models.internvl import _BOX
+from vlmloc.tasks import (
+    iou,
+    localization_scores,
+    mentions,
+    parse_box_numbers,
+    parse_yes_no,
+    task_prompt,
+)
 
 CATS = ["dog", "hot dog", "person", "dining table", "red circle", "circle", "chair"]
 

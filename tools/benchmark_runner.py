@@ -25,7 +25,6 @@ from vlmloc.models.tiny import BUILDERS
 from vlmloc.runner import Runner
 from vlmloc.tasks import task_prompt
 
-
 TOKENS = {"localization": 24, "list": 24, "binary": 4}
 
 

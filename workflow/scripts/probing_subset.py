@@ -1,6 +1,11 @@
 import pandas as pd
 
-from vlmloc.experiments.screening import baseline_accuracy, counts_table, false_positive_rates, probing_subset
+from vlmloc.experiments.screening import (
+    baseline_accuracy,
+    counts_table,
+    false_positive_rates,
+    probing_subset,
+)
 from vlmloc.workflow import logged, write_parquet, write_tsv
 
 with logged(snakemake) as log:

@@ -52,7 +52,12 @@ def _save_preprocessor(out: Path, cfg: dict) -> None:
 
 
 def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +109,12 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, p
 
 
 def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
-    from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, Qwen3Config
+    from transformers import (
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLVisionConfig,
+        Qwen3Config,
+    )
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
