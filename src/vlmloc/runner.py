@@ -67,6 +67,7 @@ class Runner:
         out: list[str | None] = [None] * len(texts)
         for idx, sizes, pixels in self._batches(images, texts, desc):
             enc = self.adapter.encode(sizes, [texts[i] for i in idx], pixels=pixels)
+            enc.query_ids = [int(i) for i in idx]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
             with ctx:
@@ -94,6 +95,7 @@ class Runner:
         out: list[np.ndarray | None] = [None] * len(texts)
         for idx, sizes, pixels in self._batches(images, texts, desc):
             enc = self.adapter.encode(sizes, [texts[i] for i in idx], answers=[answers[i] for i in idx], pixels=pixels)
+            enc.query_ids = [int(i) for i in idx]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             # left padding: positions count from each row's first real token, as in generate()
             inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)

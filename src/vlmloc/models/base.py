@@ -79,6 +79,7 @@ class Encoded:
     image_positions: list[torch.Tensor]  # per row: sequence positions of its visual tokens, in order
     layouts: list[ImageLayout]
     prompt_lengths: list[int] = field(default_factory=list)
+    query_ids: list[int] = field(default_factory=list)  # each row's index in the runner's caller list
 
 
 class Adapter(ABC):
@@ -113,6 +114,9 @@ class Adapter(ABC):
         tokenizer = AutoTokenizer.from_pretrained(path)
         tokenizer.padding_side = "left"
         preprocessor = json.loads((path / "preprocessor_config.json").read_text())
+        saved = path / "vlmloc_adapter.json"  # options a trained checkpoint was trained with
+        if saved.exists():
+            options = {**json.loads(saved.read_text()), **{k: v for k, v in options.items() if v is not None}}
         return cls(model, tokenizer, preprocessor, **options)
 
     @property
@@ -130,8 +134,12 @@ class Adapter(ABC):
     def layout(self, width: int, height: int) -> ImageLayout: ...
 
     @abstractmethod
+    def views(self, image: Image.Image) -> list[Image.Image]:
+        """The resized views of one image (S x S each), in the order of ``layout(...).views``."""
+
     def pixel_values(self, image: Image.Image) -> torch.Tensor:
-        """All views of one image, (n_views, 3, S, S), in the order of ``layout(...).views``."""
+        """All views of one image, normalised: (n_views, 3, S, S)."""
+        return torch.stack([self.to_tensor(v) for v in self.views(image)])
 
     # ---- text --------------------------------------------------------------------------------
     @abstractmethod
@@ -174,6 +182,20 @@ class Adapter(ABC):
                 raise RuntimeError(f"{len(p)} image tokens in the prompt, layout expects {lay.n_tokens}")
         inputs = {"input_ids": ids, "attention_mask": batch["attention_mask"], "pixel_values": pixel_values}
         return Encoded(inputs=inputs, image_positions=positions, layouts=layouts, prompt_lengths=prompt_lengths)
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Visual token embeddings at the LLM input (after the projector), flattened to
+        (total tokens, hidden) in sequence order: image after image, view after view."""
+        cfg = self.model.config
+        out = self.model.model.get_image_features(
+            pixel_values=pixel_values,
+            vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+        )
+        feats = getattr(out, "pooler_output", out)
+        if isinstance(feats, list | tuple):
+            feats = torch.cat([f.reshape(-1, f.shape[-1]) for f in feats])
+        return feats.reshape(-1, feats.shape[-1])
 
     # ---- structure (for interventions) -----------------------------------------------------------
     @property

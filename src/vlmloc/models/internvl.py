@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 
-import torch
 from PIL import Image
 from transformers import InternVLForConditionalGeneration
 
@@ -86,7 +85,7 @@ class InternVLAdapter(Adapter):
         views.append(View("global", "global", g, g, (0, 0, width, height), cols * rows * g * g))
         return ImageLayout(width, height, tuple(views))
 
-    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+    def views(self, image: Image.Image) -> list[Image.Image]:
         image = image.convert("RGB")
         w, h = image.size
         cols, rows = closest_tile_grid(w, h, self.tile, 1, self.max_tiles)
@@ -95,7 +94,7 @@ class InternVLAdapter(Adapter):
         views = [resized.crop(((k % cols) * t, (k // cols) * t, (k % cols + 1) * t, (k // cols + 1) * t)) for k in range(cols * rows)]
         if len(views) > 1:
             views.append(image.resize((t, t), Image.BICUBIC))
-        return torch.stack([self.to_tensor(v) for v in views])
+        return views
 
     def prompt(self, task_text: str, n_image_tokens: int) -> str:
         image = "<img>" + "<IMG_CONTEXT>" * n_image_tokens + "</img>"

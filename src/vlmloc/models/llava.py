@@ -7,7 +7,6 @@ centre-crops): pad the image to a square with the CLIP mean colour, resize to 33
 
 from __future__ import annotations
 
-import torch
 from PIL import Image
 from transformers import LlavaForConditionalGeneration
 
@@ -60,9 +59,8 @@ class LlavaAdapter(Adapter):
         canvas.paste(image, (ox, oy))
         return canvas
 
-    def pixel_values(self, image: Image.Image) -> torch.Tensor:
-        square = self.pad_to_square(image).resize((self.image_size, self.image_size), Image.BICUBIC)
-        return self.to_tensor(square)[None]
+    def views(self, image: Image.Image) -> list[Image.Image]:
+        return [self.pad_to_square(image).resize((self.image_size, self.image_size), Image.BICUBIC)]
 
     def prompt(self, task_text: str, n_image_tokens: int) -> str:
         image = "<image>" * n_image_tokens

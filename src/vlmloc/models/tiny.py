@@ -24,13 +24,13 @@ CORPUS_WORDS = (
 )
 
 
-def train_tokenizer(special_tokens: list[str], vocab_size: int = 400) -> Tokenizer:
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 400, corpus: list[str] | None = None) -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tok.decoder = decoders.ByteLevel()
-    corpus = [
+    corpus = (corpus or []) + [
         CORPUS_WORDS,
         LOCALIZATION_PROMPT.format(category="red circle"),
         LIST_PROMPT.format(categories="red circle, blue square"),
@@ -47,11 +47,22 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 400) -> Tokeniz
     return tok
 
 
-def _save_preprocessor(out: Path, cfg: dict) -> None:
+def _save_preprocessor(out: Path, cfg: dict, system_prompt: str | None = None) -> None:
     (out / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
+    if system_prompt is not None:  # adapter defaults this checkpoint was trained with
+        (out / ADAPTER_OPTIONS).write_text(json.dumps({"system_prompt": system_prompt}, indent=2))
 
 
-def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
+ADAPTER_OPTIONS = "vlmloc_adapter.json"
+
+
+SMALL_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+SMALL_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+
+
+def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8,
+                     vision: dict | None = None, text: dict | None = None, corpus: list[str] | None = None,
+                     vocab_size: int = 400, system_prompt: str | None = None) -> Path:  # fmt: skip
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
@@ -63,7 +74,7 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, p
     out.mkdir(parents=True, exist_ok=True)
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(specials),
+        tokenizer_object=train_tokenizer(specials, vocab_size, corpus),
         unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
         extra_special_tokens={"image_token": "<image>"},
     )  # fmt: skip
@@ -72,12 +83,11 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, p
     config = LlavaConfig(
         # CLIP tower: >= 2 layers because LLaVA takes features from the second-to-last layer
         vision_config=CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=image_size, patch_size=patch_size, projection_dim=32,
+            **(vision or SMALL_VISION), image_size=image_size, patch_size=patch_size, projection_dim=32,
         ),
         text_config=LlamaConfig(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=4, vocab_size=len(fast), max_position_embeddings=2048,
+            **{"num_key_value_heads": (text or SMALL_TEXT)["num_attention_heads"], **(text or SMALL_TEXT)},
+            vocab_size=len(fast), max_position_embeddings=2048,
             bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
         ),
         image_token_id=fast.convert_tokens_to_ids("<image>"),
@@ -104,11 +114,14 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, p
             "do_resize": True,
             "resample": 3,
         },
+        system_prompt,
     )
     return out
 
 
-def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8) -> Path:
+def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8,
+                        vision: dict | None = None, text: dict | None = None, corpus: list[str] | None = None,
+                        vocab_size: int = 400, system_prompt: str | None = None, max_tiles: int = 6) -> Path:  # fmt: skip
     from transformers import (
         InternVLConfig,
         InternVLForConditionalGeneration,
@@ -120,20 +133,21 @@ def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64
     out.mkdir(parents=True, exist_ok=True)
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<ref>", "</ref>", "<box>", "</box>"]
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(specials),
+        tokenizer_object=train_tokenizer(specials, vocab_size, corpus),
         eos_token="<|im_end|>", pad_token="<|endoftext|>",
         extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>"},
     )  # fmt: skip
     per_view = (image_size // patch_size) ** 2 // 4  # pixel shuffle 0.5 merges 2x2 patches
     config = InternVLConfig(
         vision_config=InternVLVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=[image_size, image_size], patch_size=[patch_size, patch_size],
+            **(vision or SMALL_VISION), image_size=[image_size, image_size], patch_size=[patch_size, patch_size],
         ),
-        # Qwen3 with grouped-query attention (2 KV heads for 4 query heads), as InternVL-3.5's LLM
+        # Qwen3 with grouped-query attention (half as many KV heads as query heads), as InternVL-3.5's LLM
         text_config=Qwen3Config(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16, vocab_size=len(fast), max_position_embeddings=4096,
+            **{"num_key_value_heads": (text or SMALL_TEXT)["num_attention_heads"] // 2,
+               "head_dim": (text or SMALL_TEXT)["hidden_size"] // (text or SMALL_TEXT)["num_attention_heads"],
+               **(text or SMALL_TEXT)},
+            vocab_size=len(fast), max_position_embeddings=4096,
             eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
         ),
         image_token_id=fast.convert_tokens_to_ids("<IMG_CONTEXT>"),
@@ -157,11 +171,12 @@ def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64
             "image_std": [0.229, 0.224, 0.225],
             "crop_to_patches": True,
             "min_patches": 1,
-            "max_patches": 6,
+            "max_patches": max_tiles,
             "do_normalize": True,
             "do_resize": True,
             "resample": 3,
         },
+        system_prompt,
     )
     return out
 

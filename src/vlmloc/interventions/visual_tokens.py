@@ -1,0 +1,93 @@
+"""Edits of the visual token embeddings at the LLM input (after the multimodal projector, before
+positional encoding and the decoder), paper sec. 3.1.
+
+The edit runs in a forward hook on the projector. Its output, flattened, holds the batch's visual
+tokens image after image (view after view) in sequence order, which is exactly the order the
+model scatters them into the image-token positions. The hook fires once per generate call (at
+prefill) and once per forward. Subclasses only say what to do with one query's tokens; the
+token-ablation, shuffle and duplication experiments extend ``VisualTokenEdit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..models.base import Adapter, Encoded
+
+
+class VisualTokenEdit:
+    """Base class: ``edit_query(query_id, tokens, layout) -> tokens`` for each query of a batch.
+
+    ``tokens`` is that query's (n_tokens, hidden) slice; return a tensor of the same shape.
+    """
+
+    def edit_query(self, query_id: int, tokens: torch.Tensor, layout) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, adapter: Adapter, encoded: Encoded):
+        return self._hooked(adapter, encoded)
+
+    @contextlib.contextmanager
+    def _hooked(self, adapter: Adapter, encoded: Encoded):
+        query_ids = encoded.query_ids or list(range(len(encoded.layouts)))
+        sizes = [lay.n_tokens for lay in encoded.layouts]
+
+        def hook(module, args, output):
+            flat = output.reshape(-1, output.shape[-1])
+            if flat.shape[0] != sum(sizes):
+                raise RuntimeError(f"projector produced {flat.shape[0]} tokens, the batch has {sum(sizes)}")
+            parts = list(torch.split(flat, sizes))
+            for k, (qid, lay) in enumerate(zip(query_ids, encoded.layouts, strict=True)):
+                parts[k] = self.edit_query(qid, parts[k], lay)
+            return torch.cat(parts).reshape(output.shape)
+
+        handle = adapter.projector.register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+class ReplaceVisualTokens(VisualTokenEdit):
+    """Replace the chosen visual tokens of each query with ``value`` (e.g. the model's mean
+    visual embedding). ``indices[q]`` are image-token indices (0..n_tokens-1) for query q."""
+
+    def __init__(self, indices: Sequence[np.ndarray], value: torch.Tensor):
+        self.indices = indices
+        self.value = value
+
+    def edit_query(self, query_id, tokens, layout):
+        idx = torch.as_tensor(np.asarray(self.indices[query_id], dtype=np.int64), device=tokens.device)
+        if idx.numel() == 0:
+            return tokens
+        out = tokens.clone()
+        out[idx] = self.value.to(device=tokens.device, dtype=tokens.dtype)
+        return out
+
+
+@torch.inference_mode()
+def mean_visual_embedding(adapter: Adapter, images: Sequence, batch_size: int = 16) -> torch.Tensor:
+    """Mean over every visual token of ``images`` (paths or PIL images) at the LLM input.
+
+    The paper computes it once over the ImageNet validation set; any image set of the domain works.
+    """
+    from ..runner import _open
+
+    total, count = None, 0
+    for start in range(0, len(images), batch_size):
+        pixels = torch.cat([adapter.pixel_values(_open(im)) for im in images[start : start + batch_size]])
+        feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
+        total = feats.sum(0) if total is None else total + feats.sum(0)
+        count += feats.shape[0]
+    if not count:
+        raise ValueError("no images to average")
+    return (total / count).cpu()
+
+
+def random_token_indices(n_tokens: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` distinct image-token indices drawn uniformly (the paper's random-token control)."""
+    return np.sort(rng.choice(n_tokens, size=min(k, n_tokens), replace=False))

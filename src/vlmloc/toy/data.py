@@ -1,0 +1,70 @@
+"""Training and held-out data for the toy VLMs, made with the same generator, filters, adapters
+and token geometry as the workflow (so what the model learns is what the workflow asks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..data.shapes import ShapesSpec, render_scene
+from ..geometry import mask_grids, grids_to_indices
+from ..models.base import Adapter
+from ..tasks import task_prompt
+
+
+@dataclass
+class PoolImage:
+    views: np.ndarray  # (n_views, S, S, 3) uint8, as the adapter resizes them
+    n_tokens: int
+    size: tuple[int, int]
+    objects: list[dict]  # category index, box (x1, y1, x2, y2) in original px, unique flag
+    token_labels: np.ndarray  # (n_tokens, n_categories) uint8: category present in the token's cell
+
+
+def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: bool = True) -> list[PoolImage]:
+    """``n`` rendered scenes; image i is a pure function of (seed, i)."""
+    cat_index = {c: k for k, c in enumerate(spec.categories)}
+    pool = []
+    for i in tqdm(range(n), desc="render training images", disable=not progress, mininterval=10):
+        rng = np.random.default_rng([seed, i])
+        image, _, objects = render_scene(rng, spec)
+        h, w = image.shape[:2]
+        pil = Image.fromarray(image)
+        layout = adapter.layout(w, h)
+        labels = np.zeros((layout.n_tokens, len(spec.categories)), np.uint8)
+        counts: dict[str, int] = {}
+        for o in objects:
+            counts[o["category"]] = counts.get(o["category"], 0) + 1
+        objs = []
+        for o in objects:
+            k = cat_index[o["category"]]
+            labels[grids_to_indices(layout, mask_grids(layout, o["mask"])), k] = 1
+            ys, xs = np.nonzero(o["mask"])
+            objs.append({"category": k, "box": (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
+                         "unique": counts[o["category"]] == 1})  # fmt: skip
+        views = np.stack([np.asarray(v) for v in adapter.views(pil)])
+        pool.append(PoolImage(views, layout.n_tokens, (w, h), objs, labels))
+    return pool
+
+
+def questions(adapter: Adapter, item: PoolImage, categories: list[str], rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Three (prompt text, answer text) pairs for one image: localization, list and binary."""
+    w, h = item.size
+    present = sorted({o["category"] for o in item.objects})
+    out = []
+    unique = [o for o in item.objects if o["unique"]]
+    if unique:
+        o = unique[int(rng.integers(len(unique)))]
+        out.append((task_prompt("localization", categories[o["category"]], categories), adapter.format_box(o["box"], w, h)))
+    out.append((task_prompt("list", "", categories), ", ".join(categories[k] for k in present)))
+    for _ in range(3 - len(out)):
+        if rng.random() < 0.5:
+            k, ans = present[int(rng.integers(len(present)))], "Yes"
+        else:
+            absent = [k for k in range(len(categories)) if k not in present]
+            k, ans = absent[int(rng.integers(len(absent)))], "No"
+        out.append((task_prompt("binary", categories[k], categories), ans))
+    return out

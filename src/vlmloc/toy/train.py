@@ -1,0 +1,187 @@
+"""Train a toy VLM (LLaVA or InternVL architecture) from scratch on the synthetic shapes.
+
+Each step takes ``batch_images`` images and asks each the three questions (localization, list,
+binary) in the family's own prompt and answer format; the vision tower runs once per image for
+its three sequences. Loss: next-token cross-entropy on the answer tokens, plus an auxiliary
+per-token loss that asks each visual token (after the projector) which categories its pixel cell
+contains. The auxiliary head is dropped after training: the checkpoint is a plain HF model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..data.shapes import ShapesSpec
+from ..models import load_adapter
+from ..models.tiny import BUILDERS
+from ..tasks import BINARY_PROMPT, LIST_PROMPT, LOCALIZATION_PROMPT
+from .data import PoolImage, make_pool, questions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ToyConfig:
+    family: str = "llava"
+    seed: int = 0
+    steps: int = 6000
+    batch_images: int = 16
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.01
+    aux_weight: float = 1.0
+    pool_images: int = 12000
+    image_size: int = 128
+    patch_size: int = 16
+    max_tiles: int = 6
+    vision: dict = field(default_factory=lambda: {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4})
+    text: dict = field(default_factory=lambda: {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4})
+    vocab_size: int = 512
+    colours: tuple = ("red", "green", "blue", "yellow")
+    shapes: tuple = ("circle", "square", "triangle")
+    eval_every: int = 500
+    eval_samples: int = 48
+    threads: int = 1
+
+
+def corpus(categories: list[str], n: int = 64) -> list[str]:
+    """Texts the tokenizer is trained on: every prompt and typical answers."""
+    texts = [LOCALIZATION_PROMPT.format(category=c) for c in categories]
+    texts += [BINARY_PROMPT.format(category=c) for c in categories]
+    texts += [LIST_PROMPT.format(categories=", ".join(categories)), ", ".join(categories), "Yes", "No"]
+    return texts * n
+
+
+class Batcher:
+    def __init__(self, adapter, pool: list[PoolImage], categories: list[str], seed: int):
+        self.adapter, self.pool, self.categories = adapter, pool, categories
+        self.rng = np.random.default_rng(seed)
+        self.tok = adapter.tokenizer
+        self._ids: dict[tuple, list[int]] = {}
+        self.eos = self.tok.eos_token_id
+        self.pad = self.tok.pad_token_id
+        self.mean = torch.tensor(adapter.image_mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(adapter.image_std).view(1, 3, 1, 1)
+        self.answer_prefix = " " if adapter.family == "llava" else ""
+
+    def ids(self, text: str, special: bool) -> list[int]:
+        key = (text, special)
+        if key not in self._ids:
+            self._ids[key] = self.tok(text, add_special_tokens=special)["input_ids"]
+        return self._ids[key]
+
+    def __call__(self, n_images: int):
+        picks = self.rng.choice(len(self.pool), size=n_images, replace=False)
+        items = [self.pool[i] for i in picks]
+        seqs, labels, image_of = [], [], []
+        for j, item in enumerate(items):
+            for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng):
+                p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
+                a = self.ids(self.answer_prefix + answer, False) + [self.eos]
+                seqs.append(p + a)
+                labels.append([-100] * len(p) + a)
+                image_of.append(j)
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), self.pad)
+        lab = torch.full((len(seqs), width), -100)
+        att = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, (s, lb) in enumerate(zip(seqs, labels, strict=True)):  # right padding for training
+            ids[r, : len(s)], lab[r, : len(s)], att[r, : len(s)] = torch.tensor(s), torch.tensor(lb), 1
+        views = torch.from_numpy(np.concatenate([it.views for it in items])).permute(0, 3, 1, 2).float() / 255
+        pixel_values = (views - self.mean) / self.std
+        offsets = np.cumsum([0] + [it.n_tokens for it in items])
+        gather = torch.from_numpy(np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in image_of]))
+        targets = torch.from_numpy(np.concatenate([it.token_labels for it in items])).float()
+        return ids, att, lab, pixel_values, gather, targets
+
+
+def train_step(adapter, head, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, att, lab, pixel_values, gather, targets = batch
+    model = adapter.model
+    feats = adapter.image_features(pixel_values)  # each image once
+    embeds = model.get_input_embeddings()(ids)
+    is_image = (ids == adapter.image_token_id)[..., None]
+    embeds = embeds.masked_scatter(is_image, feats[gather].to(embeds.dtype))
+    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=att).last_hidden_state
+    logits = model.lm_head(hidden[:, :-1])
+    lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
+    aux_loss = F.binary_cross_entropy_with_logits(head(feats), targets)
+    return lm_loss, aux_loss
+
+
+def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) -> pd.DataFrame:
+    """Build, train and save a toy model in ``out_dir``; returns the training history.
+
+    ``held_out(adapter) -> dict`` evaluates the model in its current state (called every
+    ``eval_every`` steps and at the end).
+    """
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(out_dir)
+    spec = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes))
+    cats = spec.categories
+    init = out.with_name(out.name + ".init")
+    shutil.rmtree(init, ignore_errors=True)
+    kw = {"max_tiles": cfg.max_tiles} if cfg.family == "internvl" else {}
+    BUILDERS[cfg.family](init, seed=cfg.seed, image_size=cfg.image_size, patch_size=cfg.patch_size, vision=cfg.vision,
+                         text=cfg.text, corpus=corpus(cats), vocab_size=cfg.vocab_size, system_prompt="", **kw)  # fmt: skip
+    adapter = load_adapter(cfg.family, init, dtype="float32", device="cpu", max_tiles=cfg.max_tiles)
+    model = adapter.model
+    hidden = model.config.text_config.hidden_size
+    head = torch.nn.Linear(hidden, len(cats))
+    pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
+    batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step):
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+    history, t0, running = [], time.perf_counter(), []
+    model.train()
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        lm_loss, aux_loss = train_step(adapter, head, batcher(cfg.batch_images))
+        loss = lm_loss + cfg.aux_weight * aux_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        running.append((lm_loss.item(), aux_loss.item()))
+        if (step + 1) % 50 == 0:
+            lm, aux = np.mean(running, axis=0)
+            running = []
+            row = {"step": step + 1, "seconds": time.perf_counter() - t0, "lm_loss": lm, "aux_loss": aux, "lr": lr_at(step)}
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+                model.eval()
+                row.update(held_out(adapter))
+                model.train()
+                model.save_pretrained(init)  # a resumable look at progress
+            history.append(row)
+            log.info("step %d %s", step + 1, {k: round(v, 4) for k, v in row.items()})
+            if progress:
+                print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+    model.eval()
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(init, out)
+    model.save_pretrained(out)
+    shutil.rmtree(init, ignore_errors=True)
+    (out / "training_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    hist = pd.DataFrame(history)
+    hist.to_csv(out / "training_history.tsv", sep="\t", index=False)
+    return hist
