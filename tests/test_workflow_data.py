@@ -15,6 +15,9 @@ from PIL import Image
 pytestmark = pytest.mark.slow
 
 SMALL = """
+run:
+  datasets: [shapes]
+  models: [tiny_llava, tiny_internvl]
 datasets:
   shapes:
     kind: shapes

@@ -136,6 +136,7 @@ _check_models()
 
 wildcard_constraints:
     model=alternation(MODELS),
+    toy=alternation(config.get("toy_training", {})),
 
 
 def model_dir(name):
@@ -184,6 +185,8 @@ def screening_targets(dataset):
         f"results/{dataset}/tables/screening_counts.tsv",
         f"results/{dataset}/tables/baseline_accuracy.tsv",
         f"results/{dataset}/tables/false_positive_rates.tsv",
+        f"results/{dataset}/figures/baseline_accuracy.png",
+        f"results/{dataset}/figures/localization_examples.png",
     ]
 
 

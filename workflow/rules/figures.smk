@@ -25,3 +25,56 @@ rule figure_object_removal_examples:
         n=config["examples"]["n"],
     script:
         "../scripts/figure_object_removal_examples.py"
+
+
+rule figure_baseline_accuracy:
+    """Baseline localization and classification per model (Table 1's baseline row, as bars)."""
+    input:
+        "results/{dataset}/tables/baseline_accuracy.tsv",
+    output:
+        report(
+            "results/{dataset}/figures/baseline_accuracy.png",
+            caption="../report/baseline_accuracy_figure.rst",
+            category="Screening",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "baseline accuracy"},
+        ),
+    log:
+        "logs/figures/baseline_accuracy/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/figure_baseline_accuracy.py"
+
+
+rule figure_localization_examples:
+    """Predicted boxes of every model next to the ground truth, on a few samples."""
+    input:
+        samples="results/{dataset}/samples.parquet",
+        answers=lambda w: expand(
+            "results/{{dataset}}/screening/{model}/answers.parquet",
+            model=config["run"]["models"],
+        ),
+    output:
+        report(
+            "results/{dataset}/figures/localization_examples.png",
+            caption="../report/localization_examples.rst",
+            category="Screening",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "localization examples"},
+        ),
+    log:
+        "logs/figures/localization_examples/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        n=config["examples"]["n"],
+        models=config["run"]["models"],
+    script:
+        "../scripts/figure_localization_examples.py"

@@ -47,10 +47,11 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 400, corpus: li
     return tok
 
 
-def _save_preprocessor(out: Path, cfg: dict, system_prompt: str | None = None) -> None:
+def _save_preprocessor(out: Path, cfg: dict, options: dict) -> None:
     (out / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
-    if system_prompt is not None:  # adapter defaults this checkpoint was trained with
-        (out / ADAPTER_OPTIONS).write_text(json.dumps({"system_prompt": system_prompt}, indent=2))
+    options = {k: v for k, v in options.items() if v is not None}
+    if options:  # adapter settings this checkpoint is meant to be used with
+        (out / ADAPTER_OPTIONS).write_text(json.dumps(options, indent=2))
 
 
 ADAPTER_OPTIONS = "vlmloc_adapter.json"
@@ -114,7 +115,7 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, p
             "do_resize": True,
             "resample": 3,
         },
-        system_prompt,
+        {"system_prompt": system_prompt},
     )
     return out
 
@@ -176,7 +177,7 @@ def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64
             "do_resize": True,
             "resample": 3,
         },
-        system_prompt,
+        {"system_prompt": system_prompt, "max_tiles": max_tiles},
     )
     return out
 

@@ -10,7 +10,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..data.shapes import ShapesSpec, render_scene
-from ..geometry import mask_grids, grids_to_indices
+from ..geometry import grids_to_indices, mask_grids
 from ..models.base import Adapter
 from ..tasks import task_prompt
 

@@ -1,0 +1,31 @@
+"""Training curves of the toy models."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(history["step"], history["lm_loss"], label="answer tokens (CE)")
+    ax1.plot(history["step"], history["aux_loss"], label="token categories (aux BCE)")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("training loss")
+    ax1.legend()
+    ev = history.dropna(subset=["loc_score"]) if "loc_score" in history else history.iloc[:0]
+    for col, label in (("success@0.5", "loc. success @ IoU 0.5"), ("loc_score", "loc. score"), ("cls_list", "classification (list)")):
+        if col in ev:
+            ax2.plot(ev["step"], 100 * ev[col], marker="o", label=label)
+    ax2.set_ylim(0, 100)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("held-out accuracy (%)")
+    ax2.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)

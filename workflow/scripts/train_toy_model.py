@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from vlmloc.figures.toy_figures import training_curves
+from vlmloc.toy.cli import run
+from vlmloc.toy.train import ToyConfig
+from vlmloc.workflow import logged
+
+with logged(snakemake) as log:
+    cfg = ToyConfig(**snakemake.params.config)
+    out = Path(snakemake.output[0])
+    history = run(cfg, out, progress=False)
+    training_curves(history, out / "training_curves.png", title=snakemake.wildcards.toy)
+    log.info("trained %s: %s", snakemake.wildcards.toy, history.iloc[-1].to_dict())
