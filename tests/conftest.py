@@ -86,6 +86,19 @@ def workflow_dir(tmp_path):
     return dest
 
 
+def uncompressed_rle(mask) -> dict:
+    """Column-major run lengths starting with zeros, as COCO-ReM writes its masks."""
+    import numpy as np
+
+    flat = np.asarray(mask, dtype=np.uint8).flatten(order="F")
+    change = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat[0] == 1:  # RLE starts with a run of zeros
+        counts = [0] + counts
+    return {"size": list(mask.shape), "counts": counts}
+
+
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)

@@ -1,4 +1,5 @@
 import numpy as np
+from conftest import uncompressed_rle
 from pycocotools import mask as mask_utils
 
 from vlmloc.data.coco import (
@@ -10,24 +11,10 @@ from vlmloc.data.coco import (
 )
 
 
-def _uncompressed_rle(mask):
-    """Column-major run lengths starting with zeros, as COCO-ReM writes them."""
-    flat = mask.flatten(order="F").astype(np.uint8)
-    counts, current, run = [], 0, 0
-    for v in flat:
-        if v == current:
-            run += 1
-        else:
-            counts.append(run)
-            current, run = v, 1
-    counts.append(run)
-    return {"size": list(mask.shape), "counts": counts}
-
-
 def test_uncompressed_rle_is_converted():
     mask = np.zeros((30, 40), bool)
     mask[5:12, 8:30] = True
-    rle = to_compressed_rle(_uncompressed_rle(mask), 30, 40)
+    rle = to_compressed_rle(uncompressed_rle(mask), 30, 40)
     assert isinstance(rle["counts"], str)
     assert np.array_equal(decode_mask(rle), mask)
 
@@ -52,8 +39,8 @@ def test_label_correction_replaces_annotations():
     corrected = {
         "images": images[:1],
         "annotations": [
-            {"id": 7, "image_id": 1, "category_id": 3, "segmentation": _uncompressed_rle(m2), "iscrowd": 0},
-            {"id": 2024000001, "image_id": 1, "category_id": 3, "segmentation": _uncompressed_rle(m1), "iscrowd": 0},
+            {"id": 7, "image_id": 1, "category_id": 3, "segmentation": uncompressed_rle(m2), "iscrowd": 0},
+            {"id": 2024000001, "image_id": 1, "category_id": 3, "segmentation": uncompressed_rle(m1), "iscrowd": 0},
         ],
         "categories": cats,
     }

@@ -1,10 +1,10 @@
 """Scientific regression tests on the committed toy models (checkpoints/): the paper's
 qualitative findings must hold on models that really answer."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.experiments.token_ablation import object_indices, random_indices_like, run_ablated
@@ -12,8 +12,6 @@ from vlmloc.interventions import mean_visual_embedding
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
 from vlmloc.toy.evaluate import MAX_NEW_TOKENS, evaluate, held_out_set, summarize
-
-from conftest import ROOT
 
 SPEC = ShapesSpec()
 TASKS = {"localization": MAX_NEW_TOKENS["localization"]}
@@ -81,7 +79,6 @@ def test_object_token_ablation_hurts_more_than_random(toy, held_out):
 def test_demo_workflow_with_toy_models(workflow_dir):
     """The default config, as `make demo` runs it: non-trivial baselines from the toy models."""
     import pandas as pd
-
     from conftest import run_snakemake
 
     run_snakemake(workflow_dir)

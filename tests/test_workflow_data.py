@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_snakemake
+from conftest import run_snakemake, uncompressed_rle
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -107,15 +107,7 @@ def _fake_coco(root):
     def uncompressed(x, y, s):
         m = np.zeros((240, 320), np.uint8)
         m[y : y + s, x : x + s] = 1
-        flat, counts, cur, run = m.flatten(order="F"), [], 0, 0
-        for v in flat:
-            if v == cur:
-                run += 1
-            else:
-                counts.append(run)
-                cur, run = v, 1
-        counts.append(run)
-        return {"size": [240, 320], "counts": counts}
+        return uncompressed_rle(m)
 
     rem_anns = [
         {"id": 100, "image_id": 1, "category_id": 18, "segmentation": uncompressed(20, 20, 70), "iscrowd": 0},

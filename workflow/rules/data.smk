@@ -167,6 +167,8 @@ rule make_shapes:
                 "seed",
                 "colours",
                 "shapes",
+                "long_side",
+                "aspect",
                 "min_objects",
                 "max_objects",
             )

@@ -34,8 +34,8 @@ class ShapesSpec:
     shapes: tuple[str, ...] = ("circle", "square", "triangle")
     min_objects: int = 1
     max_objects: int = 4
-    long_side: tuple[int, int] = (240, 640)
-    aspect: tuple[float, float] = (0.5, 1.0)  # short/long side
+    long_side: tuple[int, int] = (200, 400)
+    aspect: tuple[float, float] = (0.55, 1.0)  # short/long side
     duplicate_probability: float = 0.15  # chance an object repeats an earlier category
     categories: list[str] = field(init=False)
 

@@ -108,6 +108,9 @@ class InternVLAdapter(Adapter):
         x1, y1, x2, y2 = parsed.box
         return ParsedBox((x1 / 1000 * width, y1 / 1000 * height, x2 / 1000 * width, y2 / 1000 * height), parsed.status, parsed.n_boxes)
 
+    def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
+        return (0.0, 0.0, float(width), float(height))
+
     def format_box(self, box, width: int, height: int) -> str:
         x1, y1, x2, y2 = box
         vals = [round(x1 / width * 1000), round(y1 / height * 1000), round(x2 / width * 1000), round(y2 / height * 1000)]

@@ -77,6 +77,10 @@ class LlavaAdapter(Adapter):
         box = (x1 * side - ox, y1 * side - oy, x2 * side - ox, y2 * side - oy)
         return ParsedBox(box, parsed.status, parsed.n_boxes)
 
+    def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
+        side, ox, oy = self.square_offset(width, height)
+        return (-ox, -oy, side, side)
+
     def format_box(self, box, width: int, height: int) -> str:
         side, ox, oy = self.square_offset(width, height)
         x1, y1, x2, y2 = box

@@ -47,11 +47,19 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 400, corpus: li
     return tok
 
 
-def _save_preprocessor(out: Path, cfg: dict, options: dict) -> None:
-    (out / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
+def _build_and_save(model_class, config, tokenizer, out: Path, seed: int, preprocessor: dict, options: dict) -> Path:
+    """Random weights from ``seed``; saved with tokenizer, preprocessor config and adapter options."""
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     options = {k: v for k, v in options.items() if v is not None}
     if options:  # adapter settings this checkpoint is meant to be used with
         (out / ADAPTER_OPTIONS).write_text(json.dumps(options, indent=2))
+    return out
 
 
 ADAPTER_OPTIONS = "vlmloc_adapter.json"
@@ -96,28 +104,18 @@ def build_tiny_llava(out_dir: str | Path, seed: int = 0, image_size: int = 64, p
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
     )  # fmt: skip
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = fast.pad_token_id
-    model.generation_config.eos_token_id = fast.eos_token_id
-    model.save_pretrained(out)
-    fast.save_pretrained(out)
-    _save_preprocessor(
-        out,
+    return _build_and_save(
+        LlavaForConditionalGeneration, config, fast, out, seed,
         {
             "image_processor_type": "CLIPImageProcessor",
             "size": {"shortest_edge": image_size},
             "crop_size": {"height": image_size, "width": image_size},
             "image_mean": [0.48145466, 0.4578275, 0.40821073],
             "image_std": [0.26862954, 0.26130258, 0.27577711],
-            "do_center_crop": True,
-            "do_normalize": True,
-            "do_resize": True,
-            "resample": 3,
+            "do_center_crop": True, "do_normalize": True, "do_resize": True, "resample": 3,
         },
         {"system_prompt": system_prompt},
-    )
-    return out
+    )  # fmt: skip
 
 
 def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64, patch_size: int = 8,
@@ -157,29 +155,18 @@ def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
     )  # fmt: skip
-    torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = fast.pad_token_id
-    model.generation_config.eos_token_id = fast.eos_token_id
-    model.save_pretrained(out)
-    fast.save_pretrained(out)
-    _save_preprocessor(
-        out,
+    return _build_and_save(
+        InternVLForConditionalGeneration, config, fast, out, seed,
         {
             "image_processor_type": "GotOcr2ImageProcessor",
             "size": {"height": image_size, "width": image_size},
             "image_mean": [0.485, 0.456, 0.406],
             "image_std": [0.229, 0.224, 0.225],
-            "crop_to_patches": True,
-            "min_patches": 1,
-            "max_patches": max_tiles,
-            "do_normalize": True,
-            "do_resize": True,
-            "resample": 3,
+            "crop_to_patches": True, "min_patches": 1, "max_patches": max_tiles,
+            "do_normalize": True, "do_resize": True, "resample": 3,
         },
         {"system_prompt": system_prompt, "max_tiles": max_tiles},
-    )
-    return out
+    )  # fmt: skip
 
 
 BUILDERS = {"llava": build_tiny_llava, "internvl": build_tiny_internvl}

@@ -22,6 +22,7 @@ class PoolImage:
     size: tuple[int, int]
     objects: list[dict]  # category index, box (x1, y1, x2, y2) in original px, unique flag
     token_labels: np.ndarray  # (n_tokens, n_categories) uint8: category present in the token's cell
+    token_xy: np.ndarray  # (n_tokens, 2) float32: cell centre in the family's answer frame (0..1)
 
 
 def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: bool = True) -> list[PoolImage]:
@@ -46,21 +47,27 @@ def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: b
             objs.append({"category": k, "box": (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
                          "unique": counts[o["category"]] == 1})  # fmt: skip
         views = np.stack([np.asarray(v) for v in adapter.views(pil)])
-        pool.append(PoolImage(views, layout.n_tokens, (w, h), objs, labels))
+        x0, y0, sx, sy = adapter.answer_frame(w, h)
+        cells = layout.token_table()
+        xy = np.array([[((c["x0"] + c["x1"]) / 2 - x0) / sx, ((c["y0"] + c["y1"]) / 2 - y0) / sy] for c in cells], np.float32)
+        pool.append(PoolImage(views, layout.n_tokens, (w, h), objs, labels, xy))
     return pool
 
 
-def questions(adapter: Adapter, item: PoolImage, categories: list[str], rng: np.random.Generator) -> list[tuple[str, str]]:
-    """Three (prompt text, answer text) pairs for one image: localization, list and binary."""
+def questions(adapter: Adapter, item: PoolImage, categories: list[str], rng: np.random.Generator,
+              n: int = 4, max_localization: int = 2) -> list[tuple[str, str]]:  # fmt: skip
+    """``n`` (prompt text, answer text) pairs for one image: up to ``max_localization``
+    localization questions (distinct uniquely-present objects; the hardest task gets the most
+    practice), the category list, and yes/no queries (present or absent category, 50/50)."""
     w, h = item.size
     present = sorted({o["category"] for o in item.objects})
     out = []
     unique = [o for o in item.objects if o["unique"]]
-    if unique:
-        o = unique[int(rng.integers(len(unique)))]
+    for k in rng.permutation(len(unique))[:max_localization]:
+        o = unique[int(k)]
         out.append((task_prompt("localization", categories[o["category"]], categories), adapter.format_box(o["box"], w, h)))
     out.append((task_prompt("list", "", categories), ", ".join(categories[k] for k in present)))
-    for _ in range(3 - len(out)):
+    for _ in range(n - len(out)):
         if rng.random() < 0.5:
             k, ans = present[int(rng.integers(len(present)))], "Yes"
         else:

@@ -1,10 +1,12 @@
 """Train a toy VLM (LLaVA or InternVL architecture) from scratch on the synthetic shapes.
 
-Each step takes ``batch_images`` images and asks each the three questions (localization, list,
-binary) in the family's own prompt and answer format; the vision tower runs once per image for
-its three sequences. Loss: next-token cross-entropy on the answer tokens, plus an auxiliary
-per-token loss that asks each visual token (after the projector) which categories its pixel cell
-contains. The auxiliary head is dropped after training: the checkpoint is a plain HF model.
+Each step takes ``batch_images`` images and asks each ``questions_per_image`` questions
+(localization, list, binary) in the family's own prompt and answer format; the vision tower runs
+once per image for all its sequences. Loss: next-token cross-entropy on the answer tokens, plus an auxiliary
+per-token loss that asks each visual token (after the projector) which category its pixel cell
+shows (or background) and where its cell lies (x, y in the answer's frame). The paper finds such
+residual positional signals at the projection of the real models (sec. 3.2); a from-scratch toy
+gets them much sooner when asked for them. The auxiliary head is dropped after training: the checkpoint is a plain HF model.
 """
 
 from __future__ import annotations
@@ -36,14 +38,15 @@ class ToyConfig:
     family: str = "llava"
     seed: int = 0
     steps: int = 6000
-    batch_images: int = 16
-    lr: float = 1e-3
-    warmup: int = 200
+    batch_images: int = 12
+    questions_per_image: int = 4
+    lr: float = 1.5e-3
+    warmup: int = 300
     weight_decay: float = 0.01
     aux_weight: float = 1.0
     pool_images: int = 12000
-    image_size: int = 128
-    patch_size: int = 16
+    image_size: int = 192
+    patch_size: int = 24
     max_tiles: int = 6
     vision: dict = field(default_factory=lambda: {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4})
     text: dict = field(default_factory=lambda: {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4})
@@ -81,12 +84,12 @@ class Batcher:
             self._ids[key] = self.tok(text, add_special_tokens=special)["input_ids"]
         return self._ids[key]
 
-    def __call__(self, n_images: int):
+    def __call__(self, n_images: int, n_questions: int = 4):
         picks = self.rng.choice(len(self.pool), size=n_images, replace=False)
         items = [self.pool[i] for i in picks]
         seqs, labels, image_of = [], [], []
         for j, item in enumerate(items):
-            for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng):
+            for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
                 a = self.ids(self.answer_prefix + answer, False) + [self.eos]
                 seqs.append(p + a)
@@ -102,12 +105,15 @@ class Batcher:
         pixel_values = (views - self.mean) / self.std
         offsets = np.cumsum([0] + [it.n_tokens for it in items])
         gather = torch.from_numpy(np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in image_of]))
-        targets = torch.from_numpy(np.concatenate([it.token_labels for it in items])).float()
-        return ids, att, lab, pixel_values, gather, targets
+        # per token: the first category its cell shows, or "background" (last class)
+        labels = np.concatenate([it.token_labels for it in items])
+        targets = torch.from_numpy(np.where(labels.any(1), labels.argmax(1), labels.shape[1]))
+        xy = torch.from_numpy(np.concatenate([it.token_xy for it in items]))
+        return ids, att, lab, pixel_values, gather, targets, xy
 
 
-def train_step(adapter, head, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    ids, att, lab, pixel_values, gather, targets = batch
+def train_step(adapter, head, batch, position_weight: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, att, lab, pixel_values, gather, targets, xy = batch
     model = adapter.model
     feats = adapter.image_features(pixel_values)  # each image once
     embeds = model.get_input_embeddings()(ids)
@@ -116,7 +122,9 @@ def train_step(adapter, head, batch) -> tuple[torch.Tensor, torch.Tensor]:
     hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=att).last_hidden_state
     logits = model.lm_head(hidden[:, :-1])
     lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
-    aux_loss = F.binary_cross_entropy_with_logits(head(feats), targets)
+    aux = head(feats)
+    n_cls = aux.shape[-1] - 2
+    aux_loss = F.cross_entropy(aux[:, :n_cls], targets) + position_weight * F.mse_loss(torch.sigmoid(aux[:, n_cls:]), xy)
     return lm_loss, aux_loss
 
 
@@ -139,7 +147,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     adapter = load_adapter(cfg.family, init, dtype="float32", device="cpu", max_tiles=cfg.max_tiles)
     model = adapter.model
     hidden = model.config.text_config.hidden_size
-    head = torch.nn.Linear(hidden, len(cats))
+    head = torch.nn.Linear(hidden, len(cats) + 1 + 2)  # category-or-background, and (x, y)
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
     batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
     params = list(model.parameters()) + list(head.parameters())
@@ -156,7 +164,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        lm_loss, aux_loss = train_step(adapter, head, batcher(cfg.batch_images))
+        lm_loss, aux_loss = train_step(adapter, head, batcher(cfg.batch_images, cfg.questions_per_image))
         loss = lm_loss + cfg.aux_weight * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
