@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot(history["step"], history["lm_loss"], label="answer tokens (CE)")
-    ax1.plot(history["step"], history["aux_loss"], label="token categories (aux BCE)")
+    ax1.plot(history["step"], history["aux_loss"], label="visual tokens (aux: category CE + position MSE)")
     ax1.set_yscale("log")
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss")
@@ -24,7 +24,7 @@ def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
     ax2.set_ylim(0, 100)
     ax2.set_xlabel("step")
     ax2.set_ylabel("held-out accuracy (%)")
-    ax2.legend(loc="lower right")
+    ax2.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
