@@ -66,7 +66,8 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "thresh.yaml"))
     assert jobs == {"filter_samples": 1, "remove_objects_shard": 2, "gather_removed": 1,
                     "figure_object_removal_examples": 1, "screen_shard": 4, "gather_screening": 2,
-                    "hallucination_filter": 2, "probing_subset": 1, "all": 1}  # fmt: skip
+                    "hallucination_filter": 2, "probing_subset": 1, "figure_baseline_accuracy": 1,
+                    "figure_localization_examples": 1, "all": 1}  # fmt: skip
 
 
 
