@@ -1,4 +1,5 @@
 # Shared helpers: config validation, cross-key checks, path lookups per dataset kind.
+import os
 import re
 
 from snakemake.utils import validate
@@ -126,6 +127,11 @@ def _check_models():
         f"run.models: {m!r} is not defined under models ({sorted(MODELS)})"
         for m in config["run"]["models"]
         if m not in MODELS
+    ]
+    errors += [
+        f"models.{m}.path: {MODELS[m]['path']!r} does not exist"
+        for m in config["run"]["models"]
+        if m in MODELS and "path" in MODELS[m] and not os.path.isdir(MODELS[m]["path"])
     ]
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
