@@ -150,6 +150,9 @@ class Adapter(ABC):
     @abstractmethod
     def image_token_id(self) -> int: ...
 
+    # what separates the prompt from the answer when a reply is written out (for training)
+    answer_prefix: str = ""
+
     @abstractmethod
     def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:
         """Box in ORIGINAL-image pixels (x1, y1, x2, y2), whatever the family writes."""

@@ -24,6 +24,7 @@ class LlavaAdapter(Adapter):
     family = "llava"
     model_class = LlavaForConditionalGeneration
     system_prompt = VICUNA_SYSTEM
+    answer_prefix = " "  # "ASSISTANT: [0.1, ...]"
 
     @property
     def image_size(self) -> int:

@@ -8,6 +8,7 @@ import logging
 import tempfile
 
 from ..data.shapes import ShapesSpec
+from ..models.tiny import BUILDERS
 from .evaluate import evaluate, held_out_set, summarize
 from .train import ToyConfig, train
 
@@ -28,7 +29,7 @@ def run(cfg: ToyConfig, out: str, eval_images: int = 60, eval_seed: int = 1000, 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--family", required=True, choices=["llava", "internvl"])
+    ap.add_argument("--family", required=True, choices=sorted(BUILDERS))
     ap.add_argument("--out", required=True)
     ap.add_argument("--config", default="{}", help="JSON overrides of ToyConfig fields")
     args = ap.parse_args()

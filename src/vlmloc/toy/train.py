@@ -57,6 +57,14 @@ class ToyConfig:
     eval_samples: int = 48
     threads: int = 1
 
+    @property
+    def family_options(self) -> dict:
+        """Builder arguments only one family has (InternVL's tile cap)."""
+        import inspect
+
+        params = inspect.signature(BUILDERS[self.family]).parameters
+        return {"max_tiles": self.max_tiles} if "max_tiles" in params else {}
+
 
 def corpus(categories: list[str], n: int = 64) -> list[str]:
     """Texts the tokenizer is trained on: every prompt and typical answers."""
@@ -76,7 +84,6 @@ class Batcher:
         self.pad = self.tok.pad_token_id
         self.mean = torch.tensor(adapter.image_mean).view(1, 3, 1, 1)
         self.std = torch.tensor(adapter.image_std).view(1, 3, 1, 1)
-        self.answer_prefix = " " if adapter.family == "llava" else ""
 
     def ids(self, text: str, special: bool) -> list[int]:
         key = (text, special)
@@ -91,7 +98,7 @@ class Batcher:
         for j, item in enumerate(items):
             for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
-                a = self.ids(self.answer_prefix + answer, False) + [self.eos]
+                a = self.ids(self.adapter.answer_prefix + answer, False) + [self.eos]
                 seqs.append(p + a)
                 labels.append([-100] * len(p) + a)
                 image_of.append(j)
@@ -141,9 +148,9 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     cats = spec.categories
     init = out.with_name(out.name + ".init")
     shutil.rmtree(init, ignore_errors=True)
-    kw = {"max_tiles": cfg.max_tiles} if cfg.family == "internvl" else {}
     BUILDERS[cfg.family](init, seed=cfg.seed, image_size=cfg.image_size, patch_size=cfg.patch_size, vision=cfg.vision,
-                         text=cfg.text, corpus=corpus(cats), vocab_size=cfg.vocab_size, system_prompt="", **kw)  # fmt: skip
+                         text=cfg.text, corpus=corpus(cats), vocab_size=cfg.vocab_size, system_prompt="",
+                         **cfg.family_options)  # fmt: skip
     adapter = load_adapter(cfg.family, init, dtype="float32", device="cpu", max_tiles=cfg.max_tiles)
     model = adapter.model
     hidden = model.config.text_config.hidden_size
@@ -171,7 +178,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         running.append((lm_loss.item(), aux_loss.item()))
-        if (step + 1) % 50 == 0:
+        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
             lm, aux = np.mean(running, axis=0)
             running = []
             row = {"step": step + 1, "seconds": time.perf_counter() - t0, "lm_loss": lm, "aux_loss": aux, "lr": lr_at(step)}
