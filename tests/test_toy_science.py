@@ -81,11 +81,12 @@ def test_object_token_ablation_hurts_more_than_random(toy, held_out):
 
 @pytest.mark.slow
 def test_demo_workflow_with_toy_models(workflow_dir):
-    """The default config, as `make demo` runs it: non-trivial baselines from the toy models."""
+    """The demo through the workflow with the toy models: non-trivial baselines."""
     import pandas as pd
     from conftest import run_snakemake
 
-    run_snakemake(workflow_dir)
+    (workflow_dir / "toy.yaml").write_text("run:\n  datasets: [shapes]\n  models: [toy_llava, toy_internvl]\n")
+    run_snakemake(workflow_dir, "--configfile", "toy.yaml")
     acc = pd.read_csv(workflow_dir / "results/shapes/tables/baseline_accuracy.tsv", sep="\t")
     sub = acc[acc["samples"] == "probing subset"].set_index("model")
     assert set(sub.index) == {"toy_llava", "toy_internvl"}
