@@ -72,6 +72,9 @@ def test_undefined_run_dataset_is_named(workflow_dir):
 
 
 def test_missing_model_path_is_named(workflow_dir):
-    (workflow_dir / "bad.yaml").write_text("run:\n  datasets: [shapes]\n  models: [toy_llava]\n")
+    (workflow_dir / "bad.yaml").write_text(
+        "models:\n  lost:\n    family: llava\n    path: checkpoints/nowhere\n"
+        "run:\n  datasets: [shapes]\n  models: [lost]\n"
+    )
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
-    assert proc.returncode != 0 and "models.toy_llava.path" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "models.lost.path" in proc.stdout + proc.stderr

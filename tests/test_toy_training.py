@@ -1,13 +1,15 @@
 """The toy-model training pieces: the training forward is the model's own forward, the labels
 cover exactly the answers, and a short run saves a checkpoint the adapter loads."""
 
+import re
+
 import numpy as np
 import torch
 
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.models import load_adapter
 from vlmloc.toy.data import make_pool, questions
-from vlmloc.toy.train import Batcher, ToyConfig, train
+from vlmloc.toy.train import Batcher, ToyConfig, build_untrained, train
 
 SPEC = ShapesSpec()
 
@@ -15,9 +17,14 @@ SPEC = ShapesSpec()
 def test_training_forward_is_the_models_forward(adapters):
     for family, a in adapters.items():
         pool = make_pool(a, SPEC, 4, seed=0, progress=False)
-        ids, att, lab, pv, gather, targets, xy = Batcher(a, pool, SPEC.categories, seed=0)(2, 3)
-        assert targets.shape[0] == xy.shape[0] == int(gather.max()) + 1  # one label per visual token
-        assert ((xy >= -0.5) & (xy <= 1.5)).all()
+        ids, att, lab, pv, targets, gather = Batcher(a, pool, SPEC.categories, seed=0)(2, 3)
+        n = int(gather.max()) + 1  # one label per visual token
+        assert targets["category"].shape == (n,) and targets["xy"].shape == (n, 2) and targets["box"].shape == (n, 4)
+        assert ((targets["xy"] >= -0.5) & (targets["xy"] <= 1.5)).all()
+        # object cells carry their object's box, background cells none
+        on_object = targets["category"] < len(SPEC.categories)
+        assert (~torch.isnan(targets["box"][:, 0]) == on_object).all()
+        assert ((targets["box"][on_object] >= 0) & (targets["box"][on_object] <= 1)).all()
         with torch.no_grad():
             feats = a.image_features(pv)
             emb = a.model.get_input_embeddings()(ids).masked_scatter((ids == a.image_token_id)[..., None], feats[gather])
@@ -29,6 +36,22 @@ def test_training_forward_is_the_models_forward(adapters):
         with torch.no_grad():
             ref = a.model(input_ids=ids[:1, :L], pixel_values=first_views).logits[0]
         torch.testing.assert_close(mine[0, :L], ref, atol=1e-4, rtol=1e-4, msg=family)
+
+
+def test_box_targets_are_the_answers_box(adapters):
+    """The auxiliary box of an object's cells is the box the family writes in its answer."""
+    for family, a in adapters.items():
+        for item in make_pool(a, SPEC, 6, seed=2, progress=False):
+            w, h = item.size
+            for o in item.objects:
+                numbers = [float(v) for v in re.findall(r"\d+(?:\.\d+)?", a.format_box(o["box"], w, h))]
+                scale = 1000 if family == "internvl" else 1
+                expected = np.array(numbers) / scale
+                hits = np.flatnonzero(np.all(np.abs(item.token_box - expected) < 2e-3, axis=1))
+                cells = np.flatnonzero(item.token_labels[:, o["category"]])
+                assert len(cells) and set(hits) <= set(cells), family
+                if sum(p["category"] == o["category"] for p in item.objects) == 1 and o["category"] == 0:
+                    assert set(hits) == set(cells)  # the lowest category owns every cell it is in
 
 
 def test_labels_cover_only_the_answers(adapters):
@@ -47,12 +70,28 @@ def test_labels_cover_only_the_answers(adapters):
 
 def test_short_run_lowers_loss_and_saves_a_loadable_checkpoint(tmp_path):
     small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
-    cfg = ToyConfig(family="internvl", steps=100, batch_images=4, pool_images=16, image_size=64, patch_size=8,
+    cfg = ToyConfig(family="internvl", steps=100, vision_steps=50, vision_batch_images=4, batch_images=4, pool_images=16, image_size=64, patch_size=8,
                     max_tiles=2, vision=small, text=small, warmup=5, lr=3e-3, eval_every=50, eval_samples=2, threads=2)  # fmt: skip
     calls = []
     hist = train(cfg, tmp_path / "toy", held_out=lambda adapter: calls.append(1) or {"loc_score": 0.0}, progress=False)
-    assert hist["lm_loss"].iloc[-1] < hist["lm_loss"].iloc[0]
-    assert list(hist["step"]) == [50, 100] and len(calls) == 2  # evaluated at step 50 and at the end
+    answers = hist[hist["stage"] == "answers"]
+    assert answers["lm_loss"].iloc[-1] < answers["lm_loss"].iloc[0]
+    assert list(hist["stage"]) == ["vision", "answers", "answers"] and list(hist["step"]) == [50, 100, 150]
+    assert hist["lm_loss"].isna().tolist() == [True, False, False]  # the vision stage does not see the answers
+    assert len(calls) == 2  # evaluated at answer step 50 and at the end
     a = load_adapter("internvl", tmp_path / "toy")
     assert a.system_prompt == "" and a.max_tiles == 2
     assert (tmp_path / "toy" / "training_history.tsv").exists()
+
+
+def test_frozen_tower_stays_as_built(tmp_path):
+    """vision_lr_scale 0: the answer stage trains projector and LLM, never the vision tower."""
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    cfg = ToyConfig(family="llava", steps=3, vision_steps=0, batch_images=2, pool_images=4, image_size=48, patch_size=8,
+                    vision=small, text=small, warmup=1, eval_every=50, vision_lr_scale=0.0, threads=2)  # fmt: skip
+    train(cfg, tmp_path / "toy", held_out=lambda adapter: {}, progress=False)
+    before = build_untrained(cfg, tmp_path / "init").model.state_dict()
+    after = load_adapter("llava", tmp_path / "toy").model.state_dict()
+    tower = [k for k in before if "vision_tower" in k]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert not torch.equal(before["model.multi_modal_projector.linear_1.weight"], after["model.multi_modal_projector.linear_1.weight"])

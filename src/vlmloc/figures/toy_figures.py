@@ -12,7 +12,12 @@ import pandas as pd  # noqa: E402
 def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot(history["step"], history["lm_loss"], label="answer tokens (CE)")
-    ax1.plot(history["step"], history["aux_loss"], label="visual tokens (aux: category CE + position MSE)")
+    ax1.plot(history["step"], history["aux_loss"], label="visual tokens (aux: category, cell, box)")
+    if "stage" in history and (history["stage"] == "vision").any():
+        end = history.loc[history["stage"] == "vision", "step"].max()
+        for ax in (ax1, ax2):
+            ax.axvline(end, color="grey", lw=0.8, ls="--")
+        ax1.text(end, ax1.get_ylim()[1], " answers from here", va="top", fontsize=8, color="grey")
     ax1.set_yscale("log")
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss")
@@ -22,6 +27,7 @@ def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
         if col in ev:
             ax2.plot(ev["step"], 100 * ev[col], marker="o", label=label)
     ax2.set_ylim(0, 100)
+    ax2.set_xlim(ax1.get_xlim())
     ax2.set_xlabel("step")
     ax2.set_ylabel("held-out accuracy (%)")
     ax2.legend(loc="upper left", fontsize=8)

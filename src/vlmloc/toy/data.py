@@ -22,7 +22,8 @@ class PoolImage:
     size: tuple[int, int]
     objects: list[dict]  # category index, box (x1, y1, x2, y2) in original px, unique flag
     token_labels: np.ndarray  # (n_tokens, n_categories) uint8: category present in the token's cell
-    token_xy: np.ndarray  # (n_tokens, 2) float32: cell centre in the family's answer frame (0..1)
+    token_xy: np.ndarray  # (n_tokens, 2) float32: cell centre in its view's frame (0..1)
+    token_box: np.ndarray  # (n_tokens, 4) float32: box of the object in the cell (view frame, clipped), NaN on background
 
 
 def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: bool = True) -> list[PoolImage]:
@@ -39,18 +40,32 @@ def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: b
         counts: dict[str, int] = {}
         for o in objects:
             counts[o["category"]] = counts.get(o["category"], 0) + 1
-        objs = []
+        # Targets in each view's own frame: a view's tokens cannot know where the view lies in the
+        # image (InternVL's tiles); for a view that shows the whole image as the answer frame
+        # does (LLaVA's padded square, InternVL's thumbnail) this is the answer's box itself.
+        table = sorted(layout.token_table(), key=lambda d: d["token"])
+        region = {v.name: v.region for v in layout.views}
+        frame = np.array([region[d["view"]] for d in table], np.float32)
+        fx0, fy0, fw, fh = frame[:, 0], frame[:, 1], frame[:, 2] - frame[:, 0], frame[:, 3] - frame[:, 1]
+        xy = np.stack([[((d["x0"] + d["x1"]) / 2) for d in table] - fx0, [((d["y0"] + d["y1"]) / 2) for d in table] - fy0], 1)
+        xy = xy / np.stack([fw, fh], 1)
+        boxes = np.full((layout.n_tokens, 4), np.nan, np.float32)
+        objs, cells_of = [], []
         for o in objects:
             k = cat_index[o["category"]]
-            labels[grids_to_indices(layout, mask_grids(layout, o["mask"])), k] = 1
+            on = grids_to_indices(layout, mask_grids(layout, o["mask"]))
+            labels[on, k] = 1
             ys, xs = np.nonzero(o["mask"])
             objs.append({"category": k, "box": (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
                          "unique": counts[o["category"]] == 1})  # fmt: skip
+            cells_of.append(on)
+        # a cell with several objects gets the box of its lowest category, the class it is trained to name
+        for j in sorted(range(len(objs)), key=lambda j: -objs[j]["category"]):
+            t = cells_of[j]
+            bx1, by1, bx2, by2 = objs[j]["box"]
+            boxes[t] = np.clip(np.stack([(bx1 - fx0[t]) / fw[t], (by1 - fy0[t]) / fh[t], (bx2 - fx0[t]) / fw[t], (by2 - fy0[t]) / fh[t]], 1), 0, 1)
         views = np.stack([np.asarray(v) for v in adapter.views(pil)])
-        x0, y0, sx, sy = adapter.answer_frame(w, h)
-        cells = layout.token_table()
-        xy = np.array([[((c["x0"] + c["x1"]) / 2 - x0) / sx, ((c["y0"] + c["y1"]) / 2 - y0) / sy] for c in cells], np.float32)
-        pool.append(PoolImage(views, layout.n_tokens, (w, h), objs, labels, xy))
+        pool.append(PoolImage(views, layout.n_tokens, (w, h), objs, labels, xy.astype(np.float32), boxes))
     return pool
 
 

@@ -1,12 +1,18 @@
 """Train a toy VLM (LLaVA or InternVL architecture) from scratch on the synthetic shapes.
 
-Each step takes ``batch_images`` images and asks each ``questions_per_image`` questions
-(localization, list, binary) in the family's own prompt and answer format; the vision tower runs
-once per image for all its sequences. Loss: next-token cross-entropy on the answer tokens, plus an auxiliary
-per-token loss that asks each visual token (after the projector) which category its pixel cell
-shows (or background) and where its cell lies (x, y in the answer's frame). The paper finds such
-residual positional signals at the projection of the real models (sec. 3.2); a from-scratch toy
-gets them much sooner when asked for them. The auxiliary head is dropped after training: the checkpoint is a plain HF model.
+Two stages, like a real VLM built on a pretrained vision encoder:
+
+1. ``vision_steps`` steps on images alone: the vision tower and projector learn an auxiliary
+   per-visual-token target: which category the token's cell shows (or background), where the
+   cell lies, and, on object cells, the object's box (both in the family's answer frame).
+2. ``steps`` steps on the answers: each step takes ``batch_images`` images and asks each
+   ``questions_per_image`` questions (localization, list, binary) in the family's own prompt and
+   answer format; the vision tower runs once per image for all its sequences. Loss: next-token
+   cross-entropy on the answer tokens, plus the auxiliary loss.
+
+The paper finds such positional signals at the projection of the real models (sec. 3.2); a
+from-scratch toy gets them much sooner when asked for them. The auxiliary head is dropped after
+training: the checkpoint is a plain HF model.
 """
 
 from __future__ import annotations
@@ -38,12 +44,17 @@ class ToyConfig:
     family: str = "llava"
     seed: int = 0
     steps: int = 6000
+    vision_steps: int = 0  # first stage: vision tower + projector on the auxiliary loss alone
+    vision_batch_images: int = 48
+    vision_lr: float = 2e-3
+    vision_lr_scale: float = 0.0  # stage 2: the tower's lr relative to the rest; 0 freezes it (as LLaVA does)
     batch_images: int = 12
     questions_per_image: int = 4
     lr: float = 1.5e-3
     warmup: int = 300
     weight_decay: float = 0.01
     aux_weight: float = 1.0
+    box_weight: float = 5.0
     pool_images: int = 12000
     image_size: int = 192
     patch_size: int = 24
@@ -92,8 +103,7 @@ class Batcher:
         return self._ids[key]
 
     def __call__(self, n_images: int, n_questions: int = 4):
-        picks = self.rng.choice(len(self.pool), size=n_images, replace=False)
-        items = [self.pool[i] for i in picks]
+        items = self.sample(n_images)
         seqs, labels, image_of = [], [], []
         for j, item in enumerate(items):
             for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions):
@@ -108,19 +118,49 @@ class Batcher:
         att = torch.zeros((len(seqs), width), dtype=torch.long)
         for r, (s, lb) in enumerate(zip(seqs, labels, strict=True)):  # right padding for training
             ids[r, : len(s)], lab[r, : len(s)], att[r, : len(s)] = torch.tensor(s), torch.tensor(lb), 1
-        views = torch.from_numpy(np.concatenate([it.views for it in items])).permute(0, 3, 1, 2).float() / 255
-        pixel_values = (views - self.mean) / self.std
         offsets = np.cumsum([0] + [it.n_tokens for it in items])
         gather = torch.from_numpy(np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in image_of]))
+        return (ids, att, lab, *self.images(items), gather)
+
+    def sample(self, n_images: int) -> list[PoolImage]:
+        return [self.pool[i] for i in self.rng.choice(len(self.pool), size=n_images, replace=False)]
+
+    def images(self, items: list[PoolImage]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Pixel values of every view, and the per-visual-token targets of the auxiliary loss."""
+        views = torch.from_numpy(np.concatenate([it.views for it in items])).permute(0, 3, 1, 2).float() / 255
+        pixel_values = (views - self.mean) / self.std
         # per token: the first category its cell shows, or "background" (last class)
         labels = np.concatenate([it.token_labels for it in items])
-        targets = torch.from_numpy(np.where(labels.any(1), labels.argmax(1), labels.shape[1]))
-        xy = torch.from_numpy(np.concatenate([it.token_xy for it in items]))
-        return ids, att, lab, pixel_values, gather, targets, xy
+        targets = {
+            "category": torch.from_numpy(np.where(labels.any(1), labels.argmax(1), labels.shape[1])),
+            "xy": torch.from_numpy(np.concatenate([it.token_xy for it in items])),
+            "box": torch.from_numpy(np.concatenate([it.token_box for it in items])),
+        }
+        return pixel_values, targets
 
 
-def train_step(adapter, head, batch, position_weight: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
-    ids, att, lab, pixel_values, gather, targets, xy = batch
+def aux_loss(head, feats: torch.Tensor, targets: dict, position_weight: float = 10.0, box_weight: float = 5.0) -> torch.Tensor:
+    """Per visual token: which category its cell shows (or background), where the cell lies, and
+    (on object cells) the object's box, all in the family's answer frame."""
+    out = head(feats)
+    n_cls = out.shape[-1] - 6
+    loss = F.cross_entropy(out[:, :n_cls], targets["category"])
+    loss = loss + position_weight * F.mse_loss(torch.sigmoid(out[:, n_cls : n_cls + 2]), targets["xy"])
+    on_object = ~torch.isnan(targets["box"][:, 0])
+    if on_object.any():
+        box = torch.sigmoid(out[on_object, n_cls + 2 :])
+        loss = loss + box_weight * F.l1_loss(box, targets["box"][on_object].clamp(0, 1))
+    return loss
+
+
+def cosine_lr(step: int, steps: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def train_step(adapter, head, batch, box_weight: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, att, lab, pixel_values, targets, gather = batch
     model = adapter.model
     feats = adapter.image_features(pixel_values)  # each image once
     embeds = model.get_input_embeddings()(ids)
@@ -129,10 +169,17 @@ def train_step(adapter, head, batch, position_weight: float = 10.0) -> tuple[tor
     hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=att).last_hidden_state
     logits = model.lm_head(hidden[:, :-1])
     lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
-    aux = head(feats)
-    n_cls = aux.shape[-1] - 2
-    aux_loss = F.cross_entropy(aux[:, :n_cls], targets) + position_weight * F.mse_loss(torch.sigmoid(aux[:, n_cls:]), xy)
-    return lm_loss, aux_loss
+    return lm_loss, aux_loss(head, feats, targets, box_weight=box_weight)
+
+
+def build_untrained(cfg: ToyConfig, out_dir: Path):
+    """The randomly initialised model of ``cfg`` (a pure function of its seed), saved and loaded."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cats = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes)).categories
+    BUILDERS[cfg.family](out_dir, seed=cfg.seed, image_size=cfg.image_size, patch_size=cfg.patch_size, vision=cfg.vision,
+                         text=cfg.text, corpus=corpus(cats), vocab_size=cfg.vocab_size, system_prompt="",
+                         **cfg.family_options)  # fmt: skip
+    return load_adapter(cfg.family, out_dir, dtype="float32", device="cpu", max_tiles=cfg.max_tiles)
 
 
 def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) -> pd.DataFrame:
@@ -147,50 +194,76 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     spec = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes))
     cats = spec.categories
     init = out.with_name(out.name + ".init")
-    shutil.rmtree(init, ignore_errors=True)
-    BUILDERS[cfg.family](init, seed=cfg.seed, image_size=cfg.image_size, patch_size=cfg.patch_size, vision=cfg.vision,
-                         text=cfg.text, corpus=corpus(cats), vocab_size=cfg.vocab_size, system_prompt="",
-                         **cfg.family_options)  # fmt: skip
-    adapter = load_adapter(cfg.family, init, dtype="float32", device="cpu", max_tiles=cfg.max_tiles)
+    adapter = build_untrained(cfg, init)
     model = adapter.model
     hidden = model.config.text_config.hidden_size
-    head = torch.nn.Linear(hidden, len(cats) + 1 + 2)  # category-or-background, and (x, y)
+    head = torch.nn.Linear(hidden, len(cats) + 1 + 2 + 4)  # category-or-background, cell (x, y), object box
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
     batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
     params = list(model.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def lr_at(step):
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
-
-    history, t0, running = [], time.perf_counter(), []
+    history, t0 = [], time.perf_counter()
     model.train()
+    if cfg.vision_steps:
+        # Like a real VLM's pretrained vision encoder: the tower first learns, cheaply and on many
+        # images, what the toy's visual tokens must carry (category, cell, object box).
+        opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay)
+        running = []
+        for step in range(cfg.vision_steps):
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(step, cfg.vision_steps, cfg.vision_lr, cfg.warmup)
+            pixel_values, targets = batcher.images(batcher.sample(cfg.vision_batch_images))
+            loss = aux_loss(head, adapter.image_features(pixel_values), targets, box_weight=cfg.box_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            running.append(loss.item())
+            if (step + 1) % 50 == 0 or step + 1 == cfg.vision_steps:
+                row = {"stage": "vision", "step": step + 1, "seconds": time.perf_counter() - t0, "lm_loss": np.nan,
+                       "aux_loss": float(np.mean(running)), "lr": opt.param_groups[0]["lr"]}  # fmt: skip
+                running = []
+                history.append(row)
+                log.info("vision step %d %s", step + 1, row)
+                if progress:
+                    print(json.dumps({k: v if isinstance(v, str) else round(v, 4) for k, v in row.items()}), flush=True)
+
+    # stage 2: the pretrained tower is frozen or slowed down, so the first, large gradients of the
+    # answer loss do not wash out what it learned
+    tower = list(model.model.vision_tower.parameters())
+    in_tower = {id(p) for p in tower}
+    groups = [{"params": [p for p in params if id(p) not in in_tower], "scale": 1.0}]
+    if cfg.vision_lr_scale > 0:
+        groups.append({"params": tower, "scale": cfg.vision_lr_scale})
+    else:
+        for p in tower:
+            p.requires_grad_(False)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    running = []
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        lm_loss, aux_loss = train_step(adapter, head, batcher(cfg.batch_images, cfg.questions_per_image))
-        loss = lm_loss + cfg.aux_weight * aux_loss
+            g["lr"] = g["scale"] * cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+        lm_loss, aux = train_step(adapter, head, batcher(cfg.batch_images, cfg.questions_per_image), cfg.box_weight)
+        loss = lm_loss + cfg.aux_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        running.append((lm_loss.item(), aux_loss.item()))
+        running.append((lm_loss.item(), aux.item()))
         if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
-            lm, aux = np.mean(running, axis=0)
+            lm, aux_mean = np.mean(running, axis=0)
             running = []
-            row = {"step": step + 1, "seconds": time.perf_counter() - t0, "lm_loss": lm, "aux_loss": aux, "lr": lr_at(step)}
+            row = {"stage": "answers", "step": cfg.vision_steps + step + 1, "seconds": time.perf_counter() - t0,
+                   "lm_loss": lm, "aux_loss": aux_mean, "lr": opt.param_groups[0]["lr"]}  # fmt: skip
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 model.eval()
                 row.update(held_out(adapter))
                 model.train()
                 model.save_pretrained(init)  # a resumable look at progress
             history.append(row)
-            log.info("step %d %s", step + 1, {k: round(v, 4) for k, v in row.items()})
+            log.info("step %d %s", step + 1, row)
             if progress:
-                print(json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+                print(json.dumps({k: v if isinstance(v, str) else round(v, 4) for k, v in row.items()}), flush=True)
     model.eval()
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(init, out)
