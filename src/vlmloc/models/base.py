@@ -219,6 +219,10 @@ class Adapter(ABC):
         return self.model.model.multi_modal_projector
 
     @property
+    def vision_tower(self):
+        return self.model.model.vision_tower
+
+    @property
     def num_layers(self) -> int:
         return len(self.decoder_layers)
 

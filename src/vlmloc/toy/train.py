@@ -4,7 +4,7 @@ Two stages, like a real VLM built on a pretrained vision encoder:
 
 1. ``vision_steps`` steps on images alone: the vision tower and projector learn an auxiliary
    per-visual-token target: which category the token's cell shows (or background), where the
-   cell lies, and, on object cells, the object's box (both in the family's answer frame).
+   cell lies, and, on object cells, the object's box (both in the frame of the token's view).
 2. ``steps`` steps on the answers: each step takes ``batch_images`` images and asks each
    ``questions_per_image`` questions (localization, list, binary) in the family's own prompt and
    answer format; the vision tower runs once per image for all its sequences. Loss: next-token
@@ -141,7 +141,7 @@ class Batcher:
 
 def aux_loss(head, feats: torch.Tensor, targets: dict, position_weight: float = 10.0, box_weight: float = 5.0) -> torch.Tensor:
     """Per visual token: which category its cell shows (or background), where the cell lies, and
-    (on object cells) the object's box, all in the family's answer frame."""
+    (on object cells) the object's box, both in the frame of the token's view (see ``make_pool``)."""
     out = head(feats)
     n_cls = out.shape[-1] - 6
     loss = F.cross_entropy(out[:, :n_cls], targets["category"])
@@ -170,6 +170,13 @@ def train_step(adapter, head, batch, box_weight: float = 5.0) -> tuple[torch.Ten
     logits = model.lm_head(hidden[:, :-1])
     lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
     return lm_loss, aux_loss(head, feats, targets, box_weight=box_weight)
+
+
+def report(history: list[dict], row: dict, progress: bool) -> None:
+    history.append(row)
+    log.info("%s", row)
+    if progress:
+        print(json.dumps({k: v if isinstance(v, str) else round(float(v), 4) for k, v in row.items()}), flush=True)
 
 
 def build_untrained(cfg: ToyConfig, out_dir: Path):
@@ -223,14 +230,11 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
                 row = {"stage": "vision", "step": step + 1, "seconds": time.perf_counter() - t0, "lm_loss": np.nan,
                        "aux_loss": float(np.mean(running)), "lr": opt.param_groups[0]["lr"]}  # fmt: skip
                 running = []
-                history.append(row)
-                log.info("vision step %d %s", step + 1, row)
-                if progress:
-                    print(json.dumps({k: v if isinstance(v, str) else round(v, 4) for k, v in row.items()}), flush=True)
+                report(history, row, progress)
 
     # stage 2: the pretrained tower is frozen or slowed down, so the first, large gradients of the
     # answer loss do not wash out what it learned
-    tower = list(model.model.vision_tower.parameters())
+    tower = list(adapter.vision_tower.parameters())
     in_tower = {id(p) for p in tower}
     groups = [{"params": [p for p in params if id(p) not in in_tower], "scale": 1.0}]
     if cfg.vision_lr_scale > 0:
@@ -260,10 +264,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
                 row.update(held_out(adapter))
                 model.train()
                 model.save_pretrained(init)  # a resumable look at progress
-            history.append(row)
-            log.info("step %d %s", step + 1, row)
-            if progress:
-                print(json.dumps({k: v if isinstance(v, str) else round(v, 4) for k, v in row.items()}), flush=True)
+            report(history, row, progress)
     model.eval()
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(init, out)
