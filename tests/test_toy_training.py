@@ -9,7 +9,7 @@ import torch
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.models import load_adapter
 from vlmloc.toy.data import make_pool, questions
-from vlmloc.toy.train import Batcher, ToyConfig, build_untrained, train
+from vlmloc.toy.train import Batcher, ToyConfig, answer_loss, build_untrained, train
 
 SPEC = ShapesSpec()
 
@@ -17,8 +17,10 @@ SPEC = ShapesSpec()
 def test_training_forward_is_the_models_forward(adapters):
     for family, a in adapters.items():
         pool = make_pool(a, SPEC, 4, seed=0, progress=False)
-        ids, att, lab, pv, targets, gather = Batcher(a, pool, SPEC.categories, seed=0)(2, 3)
-        n = int(gather.max()) + 1  # one label per visual token
+        batch = Batcher(a, pool, SPEC.categories, seed=0)(2, 3)
+        ids, att, lab = batch.full_sequences()
+        pv, targets = batch.pixel_values, batch.targets
+        n = int((batch.prefix_ids == a.image_token_id).sum())  # one label per visual token
         assert targets["category"].shape == (n,) and targets["xy"].shape == (n, 2) and targets["box"].shape == (n, 4)
         assert ((targets["xy"] >= -0.5) & (targets["xy"] <= 1.5)).all()
         # object cells carry their object's box, background cells none
@@ -27,15 +29,42 @@ def test_training_forward_is_the_models_forward(adapters):
         assert ((targets["box"][on_object] >= 0) & (targets["box"][on_object] <= 1)).all()
         with torch.no_grad():
             feats = a.image_features(pv)
-            emb = a.model.get_input_embeddings()(ids).masked_scatter((ids == a.image_token_id)[..., None], feats[gather])
-            mine = a.model.lm_head(a.model.model.language_model(inputs_embeds=emb, attention_mask=att).last_hidden_state)
+            per_image = feats.split([int(k) for k in (batch.prefix_ids == a.image_token_id).sum(1)])
+            emb = a.model.get_input_embeddings()(ids).masked_scatter(
+                (ids == a.image_token_id)[..., None], torch.cat([per_image[j] for j in batch.image_of])
+            )
+            positions = (att.cumsum(1) - 1).clamp(min=0)
+            mine = a.model.lm_head(a.language_model(inputs_embeds=emb, attention_mask=att, position_ids=positions).last_hidden_state)
         # row 0 asks about the first picked image, whose views open the pixel batch
         per_view = a.layout(64, 64).views[0].n_tokens  # every view has the same token grid
         first_views = pv[: int((ids[0] == a.image_token_id).sum()) // per_view]
-        L = int(att[0].sum())
+        real = att[0].bool()
         with torch.no_grad():
-            ref = a.model(input_ids=ids[:1, :L], pixel_values=first_views).logits[0]
-        torch.testing.assert_close(mine[0, :L], ref, atol=1e-4, rtol=1e-4, msg=family)
+            ref = a.model(input_ids=ids[:1, real], pixel_values=first_views).logits[0]
+        torch.testing.assert_close(mine[0, real], ref, atol=1e-4, rtol=1e-4, msg=family)
+
+
+def test_shared_image_prefix_gives_the_full_sequence_loss_and_gradient(adapters):
+    """The image prefix run once per image, its cache shared by the image's questions: the same
+    loss and gradients as running every question's whole sequence (InternVL's prefixes differ in
+    length with the tile count, so this also checks the left padding)."""
+    for family, a in adapters.items():
+        pool = make_pool(a, SPEC, 6, seed=3, progress=False)
+        batch = Batcher(a, pool, SPEC.categories, seed=0)(4, 4)
+        assert len(batch.image_of) == 16 and batch.prefix_ids.shape[0] == 4
+        if family == "internvl":
+            assert len(set(batch.prefix_att.sum(1).tolist())) > 1, "want prefixes of different lengths"
+        results = []
+        for share in (True, False):
+            a.model.zero_grad(set_to_none=True)
+            loss = answer_loss(a, batch, a.image_features(batch.pixel_values), share_prefix=share)
+            loss.backward()
+            results.append((loss.detach(), [p.grad.clone() for p in a.projector.parameters()]))
+        a.model.zero_grad(set_to_none=True)
+        (l1, g1), (l2, g2) = results
+        torch.testing.assert_close(l1, l2, atol=1e-5, rtol=1e-5, msg=family)
+        for x, y in zip(g1, g2, strict=True):
+            torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-4, msg=family)
 
 
 def test_box_targets_are_the_answers_box(adapters):
@@ -74,7 +103,7 @@ def test_labels_cover_only_the_answers(adapters):
     rng = np.random.default_rng(0)
     qs = questions(a, pool[0], SPEC.categories, rng, n=4)
     assert len(qs) == 4 and any(q.startswith("List all objects") for q, _ in qs)
-    ids, att, lab, *_ = Batcher(a, pool, SPEC.categories, seed=0)(1, 4)
+    ids, att, lab = Batcher(a, pool, SPEC.categories, seed=0)(1, 4).full_sequences()
     for row in range(ids.shape[0]):
         answer = ids[row][lab[row] != -100]
         text = a.tokenizer.decode(answer)

@@ -85,6 +85,31 @@ def corpus(categories: list[str], n: int = 64) -> list[str]:
     return texts * n
 
 
+@dataclass
+class AnswerBatch:
+    """Questions about a few images. Every question of an image shares its prompt up to the last
+    image token (the image prefix), which is run once per image; the rest of the prompt and the
+    answer (the suffix) are one row per question."""
+
+    prefix_ids: torch.Tensor  # (images, Lp), left-padded
+    prefix_att: torch.Tensor
+    suffix_ids: torch.Tensor  # (questions, Ls), right-padded
+    suffix_att: torch.Tensor
+    labels: torch.Tensor  # (questions, Ls): answer tokens, -100 elsewhere
+    image_of: torch.Tensor  # (questions,): the image each question is about
+    pixel_values: torch.Tensor
+    targets: dict
+
+    def full_sequences(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, attention mask, labels) of each question's whole sequence, left-padded prefix
+        included: the naive layout that runs the image prefix once per question."""
+        rows = self.image_of
+        ids = torch.cat([self.prefix_ids[rows], self.suffix_ids], 1)
+        att = torch.cat([self.prefix_att[rows], self.suffix_att], 1)
+        labels = torch.cat([torch.full_like(self.prefix_ids[rows], -100), self.labels], 1)
+        return ids, att, labels
+
+
 class Batcher:
     def __init__(self, adapter, pool: list[PoolImage], categories: list[str], seed: int):
         self.adapter, self.pool, self.categories = adapter, pool, categories
@@ -102,25 +127,33 @@ class Batcher:
             self._ids[key] = self.tok(text, add_special_tokens=special)["input_ids"]
         return self._ids[key]
 
-    def __call__(self, n_images: int, n_questions: int = 4):
+    def __call__(self, n_images: int, n_questions: int = 4) -> AnswerBatch:
         items = self.sample(n_images)
-        seqs, labels, image_of = [], [], []
+        image_token = self.adapter.image_token_id
+        prefixes, suffixes, labels, image_of = [], [], [], []
         for j, item in enumerate(items):
             for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
                 a = self.ids(self.adapter.answer_prefix + answer, False) + [self.eos]
-                seqs.append(p + a)
-                labels.append([-100] * len(p) + a)
+                cut = len(p) - p[::-1].index(image_token)  # just after the last image token
+                if len(prefixes) == j:
+                    prefixes.append(p[:cut])
+                elif prefixes[j] != p[:cut]:
+                    raise RuntimeError("the questions of one image do not share the image prefix")
+                suffixes.append(p[cut:] + a)
+                labels.append([-100] * (len(p) - cut) + a)
                 image_of.append(j)
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), self.pad)
-        lab = torch.full((len(seqs), width), -100)
-        att = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, (s, lb) in enumerate(zip(seqs, labels, strict=True)):  # right padding for training
-            ids[r, : len(s)], lab[r, : len(s)], att[r, : len(s)] = torch.tensor(s), torch.tensor(lb), 1
-        offsets = np.cumsum([0] + [it.n_tokens for it in items])
-        gather = torch.from_numpy(np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in image_of]))
-        return (ids, att, lab, *self.images(items), gather)
+        # prefixes left-padded (their last token is the last image token, so the suffix continues
+        # it), suffixes right-padded
+        lp, ls = max(map(len, prefixes)), max(map(len, suffixes))
+        prefix_ids, prefix_att = torch.full((n_images, lp), self.pad), torch.zeros((n_images, lp), dtype=torch.long)
+        for r, s in enumerate(prefixes):
+            prefix_ids[r, lp - len(s) :], prefix_att[r, lp - len(s) :] = torch.tensor(s), 1
+        suffix_ids, lab = torch.full((len(suffixes), ls), self.pad), torch.full((len(suffixes), ls), -100)
+        suffix_att = torch.zeros((len(suffixes), ls), dtype=torch.long)
+        for r, (s, lb) in enumerate(zip(suffixes, labels, strict=True)):
+            suffix_ids[r, : len(s)], lab[r, : len(s)], suffix_att[r, : len(s)] = torch.tensor(s), torch.tensor(lb), 1
+        return AnswerBatch(prefix_ids, prefix_att, suffix_ids, suffix_att, lab, torch.tensor(image_of), *self.images(items))
 
     def sample(self, n_images: int) -> list[PoolImage]:
         return [self.pool[i] for i in self.rng.choice(len(self.pool), size=n_images, replace=False)]
@@ -159,17 +192,42 @@ def cosine_lr(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
-def train_step(adapter, head, batch, box_weight: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
-    ids, att, lab, pixel_values, targets, gather = batch
-    model = adapter.model
-    feats = adapter.image_features(pixel_values)  # each image once
-    embeds = model.get_input_embeddings()(ids)
-    is_image = (ids == adapter.image_token_id)[..., None]
-    embeds = embeds.masked_scatter(is_image, feats[gather].to(embeds.dtype))
-    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=att).last_hidden_state
-    logits = model.lm_head(hidden[:, :-1])
-    lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab[:, 1:].reshape(-1), ignore_index=-100)
-    return lm_loss, aux_loss(head, feats, targets, box_weight=box_weight)
+def _positions(att: torch.Tensor, start: torch.Tensor | int = 0) -> torch.Tensor:
+    """RoPE positions that skip left padding."""
+    return (start + att.cumsum(-1) - 1).clamp(min=0)
+
+
+def answer_loss(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
+    """Next-token cross-entropy on the answer tokens.
+
+    ``share_prefix``: run each image's prefix (system prompt and visual tokens, most of the
+    sequence) once and let all its questions attend to its key/value cache, instead of once per
+    question. Same loss up to float rounding (tests/test_toy_training.py), about half the compute.
+    """
+    lm, embed = adapter.language_model, adapter.model.get_input_embeddings()
+    image_token = adapter.image_token_id
+    if share_prefix:
+        prefix = embed(batch.prefix_ids).masked_scatter((batch.prefix_ids == image_token)[..., None], feats.to(embed.weight.dtype))
+        cache = lm(inputs_embeds=prefix, attention_mask=batch.prefix_att, position_ids=_positions(batch.prefix_att),
+                   use_cache=True).past_key_values  # fmt: skip
+        cache.reorder_cache(batch.image_of)  # one copy of its image's cache per question (differentiable)
+        rows, lp = batch.prefix_att[batch.image_of], batch.prefix_ids.shape[1]
+        hidden = lm(inputs_embeds=embed(batch.suffix_ids), attention_mask=torch.cat([rows, batch.suffix_att], 1),
+                    position_ids=_positions(batch.suffix_att, rows.sum(1, keepdim=True)), past_key_values=cache,
+                    cache_position=torch.arange(lp, lp + batch.suffix_ids.shape[1]), use_cache=True).last_hidden_state  # fmt: skip
+        labels = batch.labels
+    else:
+        ids, att, labels = batch.full_sequences()
+        per_question = feats.split([int(n) for n in (batch.prefix_ids == image_token).sum(1)])
+        embeds = embed(ids).masked_scatter((ids == image_token)[..., None], torch.cat([per_question[j] for j in batch.image_of]))
+        hidden = lm(inputs_embeds=embeds, attention_mask=att, position_ids=_positions(att)).last_hidden_state
+    logits = adapter.model.lm_head(hidden[:, :-1])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+def train_step(adapter, head, batch: AnswerBatch, box_weight: float = 5.0, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    feats = adapter.image_features(batch.pixel_values)  # each image once
+    return answer_loss(adapter, batch, feats, share_prefix), aux_loss(head, feats, batch.targets, box_weight=box_weight)
 
 
 def report(history: list[dict], row: dict, progress: bool) -> None:
