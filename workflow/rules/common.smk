@@ -1,6 +1,7 @@
 # Shared helpers: config validation, cross-key checks, path lookups per dataset kind.
 import os
 import re
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -151,9 +152,18 @@ def model_dir(name):
     return m["path"] if "path" in m else f"resources/models/{name}"
 
 
+MODEL_FILES = (".safetensors", ".json")  # weights, configs, tokenizer, adapter options
+
+
 def model_input(wildcards):
+    """A downloaded model's folder (made by a rule); a local checkpoint's files, so that
+    replacing its weights or configs reruns what was computed with them."""
     m = MODELS[wildcards.model]
-    return [] if "path" in m else model_dir(wildcards.model)
+    if "path" not in m:
+        return model_dir(wildcards.model)
+    return sorted(
+        str(f) for f in Path(m["path"]).iterdir() if f.name.endswith(MODEL_FILES)
+    )
 
 
 def model_source(wildcards):
