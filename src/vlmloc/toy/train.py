@@ -50,6 +50,7 @@ class ToyConfig:
     vision_lr_scale: float = 0.0  # stage 2: the tower's lr relative to the rest; 0 freezes it (as LLaVA does)
     batch_images: int = 12
     questions_per_image: int = 4
+    localization_questions: int = 2  # at most this many of them (distinct unique objects)
     lr: float = 1.5e-3
     warmup: int = 300
     weight_decay: float = 0.01
@@ -127,12 +128,12 @@ class Batcher:
             self._ids[key] = self.tok(text, add_special_tokens=special)["input_ids"]
         return self._ids[key]
 
-    def __call__(self, n_images: int, n_questions: int = 4) -> AnswerBatch:
+    def __call__(self, n_images: int, n_questions: int = 4, n_localization: int = 2) -> AnswerBatch:
         items = self.sample(n_images)
         image_token = self.adapter.image_token_id
         prefixes, suffixes, labels, image_of = [], [], [], []
         for j, item in enumerate(items):
-            for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions):
+            for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions, n_localization):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
                 a = self.ids(self.adapter.answer_prefix + answer, False) + [self.eos]
                 cut = len(p) - p[::-1].index(image_token)  # just after the last image token
@@ -305,7 +306,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = g["scale"] * cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-        lm_loss, aux = train_step(adapter, head, batcher(cfg.batch_images, cfg.questions_per_image), cfg.box_weight)
+        lm_loss, aux = train_step(adapter, head, batcher(cfg.batch_images, cfg.questions_per_image, cfg.localization_questions), cfg.box_weight)
         loss = lm_loss + cfg.aux_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
