@@ -44,10 +44,11 @@ def test_toy_models_really_answer(toy):
     _, _, answers = toy
     s = summarize(answers)
     assert s["n_samples"] >= 40
-    # regression floors, with a margin below the README's held-out figures (the bar,
-    # loc. score 40% / IoU 0.5 65% / list 85%, is not reached yet)
-    assert s["success@0.5"] >= 0.1 and s["loc_score"] >= 0.04
-    assert s["cls_list"] >= 0.55
+    # regression floors, a margin below the README's held-out figures of the weaker toy
+    # (InternVL: IoU 0.5 25%, loc. score 12.7%, list 85%; the localization bar, 40% / 65%,
+    # is not reached yet)
+    assert s["success@0.5"] >= 0.15 and s["loc_score"] >= 0.07
+    assert s["cls_list"] >= 0.7
 
 
 def test_hallucination_filter_keeps_at_least_half(toy):
@@ -92,6 +93,16 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     acc = pd.read_csv(workflow_dir / "results/shapes/tables/baseline_accuracy.tsv", sep="\t")
     sub = acc[acc["samples"] == "probing subset"].set_index("model")
     assert set(sub.index) == {"toy_llava", "toy_internvl"}
-    assert (sub["n"] >= 10).all() and (sub["loc_score"] > 8).all() and (sub["cls"] > 60).all()
+    assert (sub["n"] >= 10).all() and (sub["loc_score"] > 12).all() and (sub["cls"] > 75).all()
     for fig in ("baseline_accuracy", "localization_examples", "object_removal_examples"):
         assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
+    # a replaced checkpoint reruns its own model's screening, not the other's
+    import os
+
+    weights = workflow_dir / "checkpoints/toy_llava/model.safetensors"
+    later = weights.stat().st_mtime + 3600
+    os.utime(weights, (later, later))
+    plan = run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n", "--quiet", "rules").stdout
+    assert "screen_shard" in plan, plan
+    dry = run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout
+    assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, dry
