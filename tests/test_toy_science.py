@@ -106,3 +106,8 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     assert "screen_shard" in plan, plan
     dry = run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout
     assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, dry
+    # the toy's training records are not model files: rewriting them reruns nothing
+    os.utime(weights, (later - 7200, later - 7200))
+    record = workflow_dir / "checkpoints/toy_internvl/eval.json"
+    os.utime(record, (later, later))
+    assert "Nothing to be done" in run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout

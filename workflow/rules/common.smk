@@ -152,7 +152,32 @@ def model_dir(name):
     return m["path"] if "path" in m else f"resources/models/{name}"
 
 
-MODEL_FILES = (".safetensors", ".json")  # weights, configs, tokenizer, adapter options
+# What from_pretrained reads from a local checkpoint (weights, configs, tokenizer, adapter
+# options); not the toy's training records (eval.json, training_*), which change no answer.
+MODEL_FILE_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".safetensors.index.json",
+    ".bin.index.json",
+)
+MODEL_FILE_NAMES = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vlmloc_adapter.json",
+)
+
+
+def is_model_file(name):
+    return (
+        name.endswith(MODEL_FILE_SUFFIXES)
+        or name in MODEL_FILE_NAMES
+        or name.startswith("tokenizer")
+    )
 
 
 def model_input(wildcards):
@@ -161,9 +186,7 @@ def model_input(wildcards):
     m = MODELS[wildcards.model]
     if "path" not in m:
         return model_dir(wildcards.model)
-    return sorted(
-        str(f) for f in Path(m["path"]).iterdir() if f.name.endswith(MODEL_FILES)
-    )
+    return sorted(str(f) for f in Path(m["path"]).iterdir() if is_model_file(f.name))
 
 
 def model_source(wildcards):
