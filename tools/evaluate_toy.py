@@ -3,7 +3,9 @@
     python tools/evaluate_toy.py checkpoints/toy_llava --family llava [--images 200] [--write]
 
 Generator -> filters -> exact object removal -> screening (both tasks, binary query, original and
-object-removed) -> object-token vs random-token ablation (mean embedding, 3 random seeds).
+object-removed) -> why localization answers miss (right object but imprecise, another object,
+nowhere; success per object size) -> object-token vs random-token ablation (mean embedding, 3
+random seeds).
 --write stores the figures in <model>/eval.json.
 """
 
@@ -21,7 +23,14 @@ from vlmloc.experiments.token_ablation import object_indices, random_indices_lik
 from vlmloc.interventions import mean_visual_embedding
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
-from vlmloc.toy.evaluate import MAX_NEW_TOKENS, evaluate, held_out_set, summarize
+from vlmloc.toy.evaluate import (
+    MAX_NEW_TOKENS,
+    evaluate,
+    held_out_set,
+    localization_breakdown,
+    localization_errors,
+    summarize,
+)
 
 
 def ablation_summary(adapter, samples, categories, mean_images, seeds=(0, 1, 2)) -> dict:
@@ -55,7 +64,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         samples, removed = held_out_set(Path(tmp) / "eval", spec, args.images, args.seed)
         mean_set, _ = held_out_set(Path(tmp) / "mean", spec, 32, args.seed + 1)
-        result = summarize(evaluate(adapter, samples, removed, spec.categories))
+        answers = evaluate(adapter, samples, removed, spec.categories)
+        result = summarize(answers)
+        coco = json.loads((Path(tmp) / "eval" / "annotations.json").read_text())
+        result.update(localization_breakdown(localization_errors(answers, samples, coco)))
         result.update(ablation_summary(adapter, samples, spec.categories, list(dict.fromkeys(mean_set["image_path"]))))
     result.update({"held_out_images": args.images, "held_out_seed": args.seed})
     print(json.dumps(result, indent=2))

@@ -53,3 +53,66 @@ def summarize(answers: pd.DataFrame) -> dict[str, float]:
 def evaluate(adapter, samples, removed, categories, batch_size: int = 32, conditions=("original", "removed")) -> pd.DataFrame:
     runner = Runner(adapter, batch_size=batch_size, progress=False)
     return run_screening(runner, samples, removed, categories, MAX_NEW_TOKENS, conditions=conditions)
+
+
+SIZE_BINS = (0.0, 0.075, 0.15, 0.3, 1.0)  # object side (sqrt of box area) over the image's longer side
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of one (x1, y1, x2, y2) box against rows of boxes."""
+    iw = (np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0])).clip(0)
+    ih = (np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1])).clip(0)
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def localization_errors(answers: pd.DataFrame, samples: pd.DataFrame, coco: dict) -> pd.DataFrame:
+    """Why localization answers miss, one row per localization answer on the original images.
+
+    ``kind``: ``right_object`` (the predicted box overlaps the asked object most), ``other_object``
+    (it overlaps another object of the image most: a binding error), ``nowhere`` (it overlaps no
+    object), ``unparsed``. ``coord_error``: mean |predicted - true| of the four coordinates over
+    the image's longer side. ``rel_side``: the object's size on the same scale.
+    """
+    loc = answers[(answers["task"] == "localization") & (answers["condition"] == "original")]
+    loc = loc.merge(samples[["sample_id", "image_id", "ann_id", "width", "height", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]],
+                    on="sample_id")  # fmt: skip
+    boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for a in coco["annotations"]:
+        boxes.setdefault(a["image_id"], ([], []))
+        x, y, w, h = a["bbox"]
+        boxes[a["image_id"]][0].append(a["id"])
+        boxes[a["image_id"]][1].append((x, y, x + w, y + h))
+    kinds = []
+    for row in loc.itertuples():
+        if row.status != "ok" or np.isnan(row.pred_x1):
+            kinds.append("unparsed")
+            continue
+        ids, objs = boxes[row.image_id]
+        overlap = _box_iou(np.array([row.pred_x1, row.pred_y1, row.pred_x2, row.pred_y2]), np.array(objs, float))
+        kinds.append("nowhere" if overlap.max() == 0 else "right_object" if ids[int(overlap.argmax())] == row.ann_id else "other_object")
+    longer = np.maximum(loc["width"], loc["height"]).to_numpy(float)
+    true = loc[["bbox_x", "bbox_y"]].to_numpy(float)
+    true = np.concatenate([true, true + loc[["bbox_w", "bbox_h"]].to_numpy(float)], 1)
+    pred = loc[["pred_x1", "pred_y1", "pred_x2", "pred_y2"]].to_numpy(float)
+    return pd.DataFrame({
+        "sample_id": loc["sample_id"].to_numpy(), "kind": kinds,
+        "rel_side": np.sqrt(loc["bbox_w"] * loc["bbox_h"]).to_numpy(float) / longer,
+        "coord_error": np.abs(pred - true).mean(1) / longer,
+        "success@0.5": loc["success@0.5"].to_numpy(float),
+    })  # fmt: skip
+
+
+def localization_breakdown(errors: pd.DataFrame) -> dict[str, float]:
+    """Shares of each kind of answer, the right-object answers' median coordinate error, and
+    success at IoU 0.5 per object size (fractions in 0..1)."""
+    out = {f"share_{k}": float((errors["kind"] == k).mean()) for k in ("right_object", "other_object", "nowhere", "unparsed")}
+    right = errors[errors["kind"] == "right_object"]
+    out["right_object_median_error"] = float(right["coord_error"].median()) if len(right) else np.nan
+    out["right_object_success@0.5"] = float(right["success@0.5"].mean()) if len(right) else np.nan
+    bins = pd.cut(errors["rel_side"], SIZE_BINS)
+    for interval, group in errors.groupby(bins, observed=True):
+        out[f"success@0.5_side_{interval.left:g}-{interval.right:g}"] = float(group["success@0.5"].mean())
+        out[f"n_side_{interval.left:g}-{interval.right:g}"] = float(len(group))
+    return out
