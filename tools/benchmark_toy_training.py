@@ -3,7 +3,8 @@ whole sequences, in one run, on a model built from the workflow's toy_training c
 
     python tools/benchmark_toy_training.py [--toy toy_llava] [--steps 6] [--threads 1]
 
-Both ways get the same batches; the step is forward + backward (tower frozen, as in stage 2).
+Both ways get the same batches; the step is forward + backward, with the vision tower frozen or
+trained as the toy's stage 2 has it (``vision_lr_scale``).
 Prints the seconds per step of each, the ratio, and the largest loss difference.
 """
 
@@ -34,8 +35,9 @@ def main():
     spec = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes))
     with tempfile.TemporaryDirectory() as tmp:
         adapter = build_untrained(cfg, Path(tmp) / "model")
-    for p in adapter.vision_tower.parameters():
-        p.requires_grad_(False)
+    if cfg.vision_lr_scale == 0:  # as in stage 2
+        for p in adapter.vision_tower.parameters():
+            p.requires_grad_(False)
     pool = make_pool(adapter, spec, 4 * cfg.batch_images, cfg.seed, progress=False)
     batcher = Batcher(adapter, pool, spec.categories, cfg.seed)
     batches = [batcher(cfg.batch_images, cfg.questions_per_image, cfg.localization_questions) for _ in range(args.steps + 1)]
@@ -50,7 +52,9 @@ def main():
             values.append(loss.item())
         seconds[share], losses[share] = sum(times[1:]) / args.steps, values
     n_seq = len(batches[0].image_of)
-    print(f"{args.toy}: {cfg.batch_images} images x {n_seq // cfg.batch_images} questions, {pool[0].n_tokens}+ visual tokens, {args.threads} thread(s)")
+    tower = "frozen" if cfg.vision_lr_scale == 0 else "trained"
+    print(f"{args.toy}: {cfg.batch_images} images x {n_seq // cfg.batch_images} questions, {pool[0].n_tokens}+ visual tokens, "
+          f"tower {tower}, {args.threads} thread(s)")  # fmt: skip
     print(f"whole sequences     : {seconds[False]:.3f} s/step")
     print(f"shared image prefix : {seconds[True]:.3f} s/step")
     print(f"speed-up            : {seconds[False] / seconds[True]:.2f}x")

@@ -33,7 +33,9 @@ from vlmloc.toy.evaluate import (
 )
 
 
-def ablation_summary(adapter, samples, categories, mean_images, seeds=(0, 1, 2)) -> dict:
+def ablation_summary(adapter, samples, categories, mean_images, baseline: dict, seeds=(0, 1, 2)) -> dict:
+    """Localization and list classification with the object's tokens, or as many random ones, set
+    to the mean visual embedding; ``baseline``: ``summarize`` of the unablated answers."""
     runner = Runner(adapter, batch_size=32, progress=False)
     value = mean_visual_embedding(adapter, mean_images)
     obj = object_indices(adapter, samples)
@@ -43,7 +45,7 @@ def ablation_summary(adapter, samples, categories, mean_images, seeds=(0, 1, 2))
         rows = run_ablated(runner, samples, categories, indices, value, MAX_NEW_TOKENS)
         return rows[rows["task"] == "localization"]["loc_score"].mean(), rows[rows["task"] == "list"]["identified"].mean()
 
-    out["loc_baseline"], out["cls_baseline"] = score(None)
+    out["loc_baseline"], out["cls_baseline"] = baseline["loc_score"], baseline["cls_list"]  # already generated
     out["loc_object"], out["cls_object"] = score(obj)
     rand = [score(random_indices_like(adapter, samples, [len(i) for i in obj], s)) for s in seeds]
     out["loc_random"], out["cls_random"] = (float(np.mean([r[k] for r in rand])) for k in (0, 1))
@@ -68,7 +70,8 @@ def main():
         result = summarize(answers)
         coco = json.loads((Path(tmp) / "eval" / "annotations.json").read_text())
         result.update(localization_breakdown(localization_errors(answers, samples, coco)))
-        result.update(ablation_summary(adapter, samples, spec.categories, list(dict.fromkeys(mean_set["image_path"]))))
+        mean_images = list(dict.fromkeys(mean_set["image_path"]))
+        result.update(ablation_summary(adapter, samples, spec.categories, mean_images, baseline=result))
     result.update({"held_out_images": args.images, "held_out_seed": args.seed})
     print(json.dumps(result, indent=2))
     if args.write:

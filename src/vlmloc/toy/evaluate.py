@@ -12,6 +12,7 @@ from ..data.filtering import FilterSettings, filter_samples
 from ..data.shapes import ShapesSpec, generate, removed_image_name
 from ..experiments.screening import hallucination_filter, run_screening
 from ..runner import Runner
+from ..tasks import iou
 
 
 def held_out_set(out_dir: str | Path, spec: ShapesSpec, n_images: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -58,15 +59,6 @@ def evaluate(adapter, samples, removed, categories, batch_size: int = 32, condit
 SIZE_BINS = (0.0, 0.075, 0.15, 0.3, 1.0)  # object side (sqrt of box area) over the image's longer side
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of one (x1, y1, x2, y2) box against rows of boxes."""
-    iw = (np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0])).clip(0)
-    ih = (np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1])).clip(0)
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def localization_errors(answers: pd.DataFrame, samples: pd.DataFrame, coco: dict) -> pd.DataFrame:
     """Why localization answers miss, one row per localization answer on the original images.
 
@@ -78,20 +70,18 @@ def localization_errors(answers: pd.DataFrame, samples: pd.DataFrame, coco: dict
     loc = answers[(answers["task"] == "localization") & (answers["condition"] == "original")]
     loc = loc.merge(samples[["sample_id", "image_id", "ann_id", "width", "height", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]],
                     on="sample_id")  # fmt: skip
-    boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    objects: dict[int, list[tuple[int, tuple[float, ...]]]] = {}  # image -> (annotation id, box)
     for a in coco["annotations"]:
-        boxes.setdefault(a["image_id"], ([], []))
         x, y, w, h = a["bbox"]
-        boxes[a["image_id"]][0].append(a["id"])
-        boxes[a["image_id"]][1].append((x, y, x + w, y + h))
+        objects.setdefault(a["image_id"], []).append((a["id"], (x, y, x + w, y + h)))
     kinds = []
     for row in loc.itertuples():
         if row.status != "ok" or np.isnan(row.pred_x1):
             kinds.append("unparsed")
             continue
-        ids, objs = boxes[row.image_id]
-        overlap = _box_iou(np.array([row.pred_x1, row.pred_y1, row.pred_x2, row.pred_y2]), np.array(objs, float))
-        kinds.append("nowhere" if overlap.max() == 0 else "right_object" if ids[int(overlap.argmax())] == row.ann_id else "other_object")
+        pred = (row.pred_x1, row.pred_y1, row.pred_x2, row.pred_y2)
+        overlap, ann = max((iou(pred, box), ann) for ann, box in objects[row.image_id])
+        kinds.append("nowhere" if overlap == 0 else "right_object" if ann == row.ann_id else "other_object")
     longer = np.maximum(loc["width"], loc["height"]).to_numpy(float)
     true = loc[["bbox_x", "bbox_y"]].to_numpy(float)
     true = np.concatenate([true, true + loc[["bbox_w", "bbox_h"]].to_numpy(float)], 1)
