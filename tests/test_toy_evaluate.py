@@ -1,10 +1,14 @@
-"""The held-out diagnosis of localization answers (tools/evaluate_toy.py)."""
+"""The held-out diagnoses of tools/evaluate_toy.py: why localization answers miss, underfit or memorised."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from vlmloc.toy.evaluate import localization_breakdown, localization_errors
+from vlmloc.data.shapes import ShapesSpec
+from vlmloc.models import load_adapter
+from vlmloc.models.tiny import build_tiny_llava
+from vlmloc.toy.data import make_pool
+from vlmloc.toy.evaluate import localization_breakdown, localization_errors, unique_object_queries
 
 # one 200 x 100 image with two objects; the samples ask about object 1
 COCO = {"annotations": [{"id": 1, "image_id": 7, "bbox": [10, 10, 40, 20]}, {"id": 2, "image_id": 7, "bbox": [120, 50, 60, 40]}]}
@@ -37,3 +41,17 @@ def test_each_answer_is_put_down_to_its_cause():
     assert out["right_object_success@0.5"] == 1.0
     # the object's side is 28 px of 200: the 0.075-0.15 bucket, 1 of 4 answers right
     assert out["success@0.5_side_0.075-0.15"] == 0.25 and out["n_side_0.075-0.15"] == 4
+
+
+def test_fit_gap_asks_about_the_training_pool_own_objects(tmp_path):
+    """The "train" scenes of tools/evaluate_toy.py --fit-gap are the pool's scenes, object for object."""
+    spec = ShapesSpec()
+    build_tiny_llava(tmp_path)
+    pool = make_pool(load_adapter("llava", tmp_path, dtype="float32", device="cpu"), spec, 5, seed=7, progress=False)
+    _, prompts, truth = unique_object_queries(spec, 7, range(5))
+    expected = [(spec.categories[o["category"]], o["box"], it.size) for it in pool for o in it.objects if o["unique"]]
+    assert len(expected) == len(truth) > 0
+    for prompt, (box, w, h), (category, pool_box, size) in zip(prompts, truth, expected, strict=True):
+        assert category in prompt and box == pool_box and (w, h) == size
+    # past the pool: other scenes
+    assert unique_object_queries(spec, 7, range(5, 10))[2] != truth

@@ -6,6 +6,8 @@ Generator -> filters -> exact object removal -> screening (both tasks, binary qu
 object-removed) -> why localization answers miss (right object but imprecise, another object,
 nowhere; success per object size) -> object-token vs random-token ablation (mean embedding, 3
 random seeds).
+--fit-gap N also compares localization on N scenes of the model's own training pool with N
+unseen ones (seed and pool size from <model>/training_config.json): underfit or memorised.
 --write stores the figures in <model>/eval.json.
 """
 
@@ -26,6 +28,7 @@ from vlmloc.runner import Runner
 from vlmloc.toy.evaluate import (
     MAX_NEW_TOKENS,
     evaluate,
+    fit_gap,
     held_out_set,
     localization_breakdown,
     localization_errors,
@@ -59,6 +62,7 @@ def main():
     ap.add_argument("--family", required=True)
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--seed", type=int, default=5000)
+    ap.add_argument("--fit-gap", type=int, default=0, metavar="N", help="training-pool scenes against unseen ones (0: skip)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     adapter = load_adapter(args.family, args.model_dir, dtype="float32", device="cpu")
@@ -73,6 +77,9 @@ def main():
         mean_images = list(dict.fromkeys(mean_set["image_path"]))
         result.update(ablation_summary(adapter, samples, spec.categories, mean_images, baseline=result))
     result.update({"held_out_images": args.images, "held_out_seed": args.seed})
+    if args.fit_gap:
+        trained = json.loads((Path(args.model_dir) / "training_config.json").read_text())
+        result.update(fit_gap(adapter, spec, trained["seed"], trained["pool_images"], args.fit_gap))
     print(json.dumps(result, indent=2))
     if args.write:
         (Path(args.model_dir) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

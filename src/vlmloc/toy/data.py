@@ -26,13 +26,18 @@ class PoolImage:
     token_box: np.ndarray  # (n_tokens, 4) float32: box of the object in the cell (view frame, clipped), NaN on background
 
 
+def pool_scene(spec: ShapesSpec, seed: int, i: int):
+    """Scene ``i`` of the training pool of ``seed``: (image, background, objects) of
+    ``render_scene``. Indices at or past the pool's size are scenes training never saw."""
+    return render_scene(np.random.default_rng([seed, i]), spec)
+
+
 def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: bool = True) -> list[PoolImage]:
-    """``n`` rendered scenes; image i is a pure function of (seed, i)."""
+    """``n`` rendered scenes; image i is ``pool_scene(spec, seed, i)``."""
     cat_index = {c: k for k, c in enumerate(spec.categories)}
     pool = []
     for i in tqdm(range(n), desc="render training images", disable=not progress, mininterval=10):
-        rng = np.random.default_rng([seed, i])
-        image, _, objects = render_scene(rng, spec)
+        image, _, objects = pool_scene(spec, seed, i)
         h, w = image.shape[:2]
         pil = Image.fromarray(image)
         layout = adapter.layout(w, h)

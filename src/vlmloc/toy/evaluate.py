@@ -3,16 +3,19 @@ generator -> filters -> exact object removal -> screening (runner + parsers)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from ..data.filtering import FilterSettings, filter_samples
 from ..data.shapes import ShapesSpec, generate, removed_image_name
 from ..experiments.screening import hallucination_filter, run_screening
 from ..runner import Runner
-from ..tasks import iou
+from ..tasks import iou, task_prompt
+from .data import pool_scene
 
 
 def held_out_set(out_dir: str | Path, spec: ShapesSpec, n_images: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -105,4 +108,36 @@ def localization_breakdown(errors: pd.DataFrame) -> dict[str, float]:
     for interval, group in errors.groupby(bins, observed=True):
         out[f"success@0.5_side_{interval.left:g}-{interval.right:g}"] = float(group["success@0.5"].mean())
         out[f"n_side_{interval.left:g}-{interval.right:g}"] = float(len(group))
+    return out
+
+
+def unique_object_queries(spec: ShapesSpec, seed: int, indices) -> tuple[list[Image.Image], list[str], list[tuple]]:
+    """Localization queries about every uniquely-present object of the pool scenes ``indices``
+    (unfiltered, as training asks them): images, prompts, (true box, width, height)."""
+    images, prompts, truth = [], [], []
+    for i in indices:
+        image, _, objects = pool_scene(spec, seed, i)
+        counts = Counter(o["category"] for o in objects)
+        for o in objects:
+            if counts[o["category"]] == 1:
+                ys, xs = np.nonzero(o["mask"])
+                images.append(Image.fromarray(image))
+                prompts.append(task_prompt("localization", o["category"], spec.categories))
+                truth.append(((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), image.shape[1], image.shape[0]))
+    return images, prompts, truth
+
+
+def fit_gap(adapter, spec: ShapesSpec, seed: int, pool_size: int, n: int, batch_size: int = 32) -> dict[str, float]:
+    """Success at IoU 0.5 on ``n`` scenes of the model's own training pool against ``n`` scenes
+    of the same generator past the pool. Equal figures: the model underfits (more training or
+    capacity helps); a gap: it memorised its training images (more images help)."""
+    runner = Runner(adapter, batch_size=batch_size, progress=False)
+    out = {}
+    for name, start in (("train", 0), ("unseen", pool_size)):
+        images, prompts, truth = unique_object_queries(spec, seed, range(start, start + n))
+        texts = runner.generate(images, prompts, MAX_NEW_TOKENS["localization"])
+        boxes = [adapter.parse_box(t, w, h).box for t, (_, w, h) in zip(texts, truth, strict=True)]
+        scores = [0.0 if b is None else iou(b, box) for b, (box, _, _) in zip(boxes, truth, strict=True)]
+        out[f"fit_{name}_success@0.5"] = float(np.mean(np.array(scores) >= 0.5))
+        out[f"fit_{name}_queries"] = float(len(scores))
     return out
