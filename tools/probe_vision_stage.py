@@ -21,7 +21,7 @@ import yaml
 
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.toy.data import make_pool
-from vlmloc.toy.train import Batcher, ToyConfig, aux_loss, build_untrained, cosine_lr
+from vlmloc.toy.train import Batcher, ToyConfig, build_untrained, vision_step
 
 
 @torch.no_grad()
@@ -60,17 +60,10 @@ def main():
     params = list(adapter.model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay)
     t0 = time.perf_counter()
-    for step in range(cfg.vision_steps):  # the same loop as stage 1 of vlmloc.toy.train.train
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.vision_steps, cfg.vision_lr, cfg.warmup)
-        pixel_values, targets = batcher.images(batcher.sample(cfg.vision_batch_images))
-        loss = aux_loss(head, adapter.image_features(pixel_values), targets, box_weight=cfg.box_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+    for step in range(cfg.vision_steps):  # stage 1 of vlmloc.toy.train.train
+        loss = vision_step(cfg, adapter, head, batcher, opt, params, step)
         if (step + 1) % args.every == 0 or step + 1 == cfg.vision_steps:
-            row = {"step": step + 1, "seconds": round(time.perf_counter() - t0), "loss": round(loss.item(), 4)}
+            row = {"step": step + 1, "seconds": round(time.perf_counter() - t0), "loss": round(loss, 4)}
             print(json.dumps({**row, **probe(adapter, head, batcher, unseen, n_cat)}), flush=True)
 
 

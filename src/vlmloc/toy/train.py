@@ -228,6 +228,19 @@ def train_step(adapter, head, batch: AnswerBatch, box_weight: float = 5.0, share
     return answer_loss(adapter, batch, feats, share_prefix), aux_loss(head, feats, batch.targets, box_weight=box_weight)
 
 
+def vision_step(cfg: ToyConfig, adapter, head, batcher: Batcher, opt, params: list, step: int) -> float:
+    """One stage-1 step: the tower and projector on the auxiliary loss alone; returns the loss."""
+    for g in opt.param_groups:
+        g["lr"] = cosine_lr(step, cfg.vision_steps, cfg.vision_lr, cfg.warmup)
+    pixel_values, targets = batcher.images(batcher.sample(cfg.vision_batch_images))
+    loss = aux_loss(head, adapter.image_features(pixel_values), targets, box_weight=cfg.box_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss.item()
+
+
 def report(history: list[dict], row: dict, progress: bool) -> None:
     history.append(row)
     log.info("%s", row)
@@ -273,15 +286,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay)
         running = []
         for step in range(cfg.vision_steps):
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, cfg.vision_steps, cfg.vision_lr, cfg.warmup)
-            pixel_values, targets = batcher.images(batcher.sample(cfg.vision_batch_images))
-            loss = aux_loss(head, adapter.image_features(pixel_values), targets, box_weight=cfg.box_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            running.append(loss.item())
+            running.append(vision_step(cfg, adapter, head, batcher, opt, params, step))
             if (step + 1) % 50 == 0 or step + 1 == cfg.vision_steps:
                 row = {"stage": "vision", "step": step + 1, "seconds": time.perf_counter() - t0, "lm_loss": np.nan,
                        "aux_loss": float(np.mean(running)), "lr": opt.param_groups[0]["lr"]}  # fmt: skip
