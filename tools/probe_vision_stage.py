@@ -21,17 +21,16 @@ import yaml
 
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.toy.data import make_pool
-from vlmloc.toy.train import Batcher, ToyConfig, build_untrained, vision_step
+from vlmloc.toy.train import Batcher, ToyConfig, aux_head, aux_outputs, build_untrained, vision_step
 
 
 @torch.no_grad()
-def probe(adapter, head, batcher, scenes, n_categories: int) -> dict:
+def probe(adapter, head, batcher, scenes) -> dict:
     pixel_values, targets = batcher.images(scenes)
-    out = head(adapter.image_features(pixel_values))
+    logits, _, box = aux_outputs(head(adapter.image_features(pixel_values)))
     on_object = ~torch.isnan(targets["box"][:, 0])
-    box = torch.sigmoid(out[on_object, n_categories + 3 :])
-    return {"box_error": (box - targets["box"][on_object].clamp(0, 1)).abs().mean().item(),
-            "category_accuracy": (out[:, : n_categories + 1].argmax(1) == targets["category"]).float().mean().item()}  # fmt: skip
+    return {"box_error": (box[on_object] - targets["box"][on_object].clamp(0, 1)).abs().mean().item(),
+            "category_accuracy": (logits.argmax(1) == targets["category"]).float().mean().item()}  # fmt: skip
 
 
 def main():
@@ -48,10 +47,9 @@ def main():
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     spec = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes))
-    n_cat = len(spec.categories)
     with tempfile.TemporaryDirectory() as tmp:
         adapter = build_untrained(cfg, Path(tmp) / "model")
-    head = torch.nn.Linear(adapter.model.config.text_config.hidden_size, n_cat + 1 + 2 + 4)
+    head = aux_head(adapter, len(spec.categories))
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed)
     if args.unseen_seed == cfg.seed:
         raise SystemExit("--unseen-seed must differ from the recipe's seed (those are the training scenes)")
@@ -64,7 +62,7 @@ def main():
         loss = vision_step(cfg, adapter, head, batcher, opt, params, step)
         if (step + 1) % args.every == 0 or step + 1 == cfg.vision_steps:
             row = {"step": step + 1, "seconds": round(time.perf_counter() - t0), "loss": round(loss, 4)}
-            print(json.dumps({**row, **probe(adapter, head, batcher, unseen, n_cat)}), flush=True)
+            print(json.dumps({**row, **probe(adapter, head, batcher, unseen)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -170,17 +170,27 @@ class Batcher:
         return pixel_values, targets
 
 
+def aux_head(adapter, n_categories: int) -> torch.nn.Linear:
+    """The stage-1 head on each projected visual token: category-or-background logits, cell
+    (x, y), object box (x1, y1, x2, y2); ``aux_outputs`` splits what it gives."""
+    return torch.nn.Linear(adapter.model.config.text_config.hidden_size, n_categories + 1 + 2 + 4)
+
+
+def aux_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(category logits, cell xy in 0..1, box in 0..1) of ``aux_head``'s output."""
+    n_cls = out.shape[-1] - 6
+    return out[..., :n_cls], torch.sigmoid(out[..., n_cls : n_cls + 2]), torch.sigmoid(out[..., n_cls + 2 :])
+
+
 def aux_loss(head, feats: torch.Tensor, targets: dict, position_weight: float = 10.0, box_weight: float = 5.0) -> torch.Tensor:
     """Per visual token: which category its cell shows (or background), where the cell lies, and
     (on object cells) the object's box, both in the frame of the token's view (see ``make_pool``)."""
-    out = head(feats)
-    n_cls = out.shape[-1] - 6
-    loss = F.cross_entropy(out[:, :n_cls], targets["category"])
-    loss = loss + position_weight * F.mse_loss(torch.sigmoid(out[:, n_cls : n_cls + 2]), targets["xy"])
+    logits, xy, box = aux_outputs(head(feats))
+    loss = F.cross_entropy(logits, targets["category"])
+    loss = loss + position_weight * F.mse_loss(xy, targets["xy"])
     on_object = ~torch.isnan(targets["box"][:, 0])
     if on_object.any():
-        box = torch.sigmoid(out[on_object, n_cls + 2 :])
-        loss = loss + box_weight * F.l1_loss(box, targets["box"][on_object].clamp(0, 1))
+        loss = loss + box_weight * F.l1_loss(box[on_object], targets["box"][on_object].clamp(0, 1))
     return loss
 
 
@@ -272,8 +282,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     init = out.with_name(out.name + ".init")
     adapter = build_untrained(cfg, init)
     model = adapter.model
-    hidden = model.config.text_config.hidden_size
-    head = torch.nn.Linear(hidden, len(cats) + 1 + 2 + 4)  # category-or-background, cell (x, y), object box
+    head = aux_head(adapter, len(cats))
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
     batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
     params = list(model.parameters()) + list(head.parameters())
