@@ -9,7 +9,15 @@ import torch
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.models import load_adapter
 from vlmloc.toy.data import make_pool, questions
-from vlmloc.toy.train import Batcher, ToyConfig, answer_loss, build_untrained, train
+from vlmloc.toy.train import (
+    Batcher,
+    ToyConfig,
+    answer_hidden,
+    answer_loss,
+    build_untrained,
+    number_loss,
+    train,
+)
 
 SPEC = ShapesSpec()
 
@@ -78,7 +86,7 @@ def test_box_targets_are_the_answers_box(adapters):
             owner = np.where(item.token_labels.any(1), item.token_labels.argmax(1), -1)  # category it is trained to name
             for o in item.objects:
                 written = [float(v) for v in re.findall(r"\d+(?:\.\d+)?", a.format_box(o["box"], w, h))]
-                answer = np.array(written) / (1000 if family == "internvl" else 1)
+                answer = np.array(written) / a.box_scale
                 x1, y1, x2, y2 = o["box"]
                 for v in a.layout(w, h).views:
                     cells = np.arange(v.offset, v.offset + v.rows * v.cols)
@@ -114,11 +122,13 @@ def test_labels_cover_only_the_answers(adapters):
 def test_short_run_lowers_loss_and_saves_a_loadable_checkpoint(tmp_path):
     small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
     cfg = ToyConfig(family="internvl", steps=100, vision_steps=50, vision_batch_images=4, batch_images=4, pool_images=16, image_size=64, patch_size=8,
-                    max_tiles=2, vision=small, text=small, warmup=5, lr=3e-3, eval_every=50, eval_samples=2, threads=2)  # fmt: skip
+                    max_tiles=2, vision=small, text=small, warmup=5, lr=3e-3, eval_every=50, eval_samples=2, threads=2,
+                    number_weight=5.0)  # fmt: skip
     calls = []
     hist = train(cfg, tmp_path / "toy", held_out=lambda adapter: calls.append(1) or {"loc_score": 0.0}, progress=False)
     answers = hist[hist["stage"] == "answers"]
     assert answers["lm_loss"].iloc[-1] < answers["lm_loss"].iloc[0]
+    assert (answers["number_loss"] > 0).all() and answers["number_loss"].iloc[-1] < answers["number_loss"].iloc[0]
     assert list(hist["stage"]) == ["vision", "answers", "answers"] and list(hist["step"]) == [50, 100, 150]
     assert hist["lm_loss"].isna().tolist() == [True, False, False]  # the vision stage does not see the answers
     assert len(calls) == 2  # evaluated at answer step 50 and at the end
@@ -138,3 +148,32 @@ def test_frozen_tower_stays_as_built(tmp_path):
     tower = [k for k in before if "vision_tower" in k]
     assert tower and all(torch.equal(before[k], after[k]) for k in tower)
     assert not torch.equal(before["model.multi_modal_projector.linear_1.weight"], after["model.multi_modal_projector.linear_1.weight"])
+
+
+def test_number_targets_sit_on_the_box_digits(adapters):
+    """Each box coordinate's value (0..1) is the number target of exactly the tokens that write
+    it; every other position has none. The shared-prefix and whole-sequence layouts align them
+    with the same hidden states, so the number loss is the same in both."""
+    for family, a in adapters.items():
+        pool = make_pool(a, SPEC, 6, seed=3, progress=False)
+        batch = Batcher(a, pool, SPEC.categories, seed=0)(4, 4, 3)
+        seen = 0
+        for row in range(len(batch.image_of)):
+            has = ~torch.isnan(batch.numbers[row])
+            assert (batch.labels[row][has] != -100).all(), family  # numbers only inside the answer
+            answer = a.tokenizer.decode(batch.labels[row][batch.labels[row] != -100])
+            written = [float(v) / a.box_scale for v in re.findall(r"\d+(?:\.\d+)?", answer)]
+            assert len(written) in (0, 4), (family, answer)
+            # runs of consecutive tokens with a target: one per coordinate, in the order written
+            values = batch.numbers[row].tolist()
+            runs = [v for k, v in enumerate(values) if has[k] and (k == 0 or not has[k - 1])]
+            assert all(values[k] == values[k - 1] for k in range(1, len(values)) if has[k] and has[k - 1]), family
+            np.testing.assert_allclose(runs, written, atol=1e-6, err_msg=f"{family}: {answer}")
+            assert all(c.isdigit() or c == "." for c in a.tokenizer.decode(batch.suffix_ids[row][has]).replace(" ", "")), family
+            seen += len(written) == 4
+        assert seen >= 3, family
+        head = torch.nn.Linear(a.model.config.text_config.hidden_size, 1)
+        feats = a.image_features(batch.pixel_values)
+        losses = [number_loss(head, *answer_hidden(a, batch, feats, share)[::2]) for share in (True, False)]
+        assert losses[0] > 0
+        torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5, msg=family)

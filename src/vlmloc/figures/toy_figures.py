@@ -13,6 +13,8 @@ def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot(history["step"], history["lm_loss"], label="answer tokens (CE)")
     ax1.plot(history["step"], history["aux_loss"], label="visual tokens (aux: category, cell, box)")
+    if "number_loss" in history and (history["number_loss"] > 0).any():
+        ax1.plot(history["step"], history["number_loss"], label="box coordinates from the LLM (L1)")
     if "stage" in history and (history["stage"] == "vision").any():
         end = history.loc[history["stage"] == "vision", "step"].max()
         for ax in (ax1, ax2):

@@ -152,6 +152,8 @@ class Adapter(ABC):
 
     # what separates the prompt from the answer when a reply is written out (for training)
     answer_prefix: str = ""
+    # the number the family writes for the answer frame's far edge: its box coordinates are 0..box_scale
+    box_scale: float = 1.0
 
     @abstractmethod
     def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:

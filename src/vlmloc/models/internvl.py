@@ -50,6 +50,7 @@ def closest_tile_grid(width: int, height: int, tile: int, min_num: int = 1, max_
 
 
 class InternVLAdapter(Adapter):
+    box_scale = 1000.0  # <box>[[x1, y1, x2, y2]]</box> in 0..1000
     family = "internvl"
     model_class = InternVLForConditionalGeneration
     system_prompt = INTERNVL_SYSTEM
@@ -102,16 +103,17 @@ class InternVLAdapter(Adapter):
         return f"{system}<|im_start|>user\n{image}\n{task_text}<|im_end|>\n<|im_start|>assistant\n"
 
     def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:
-        parsed = parse_box_numbers(answer, scale=1000.0, prefer=_BOX)
+        parsed = parse_box_numbers(answer, scale=self.box_scale, prefer=_BOX)
         if parsed.box is None:
             return parsed
         x1, y1, x2, y2 = parsed.box
-        return ParsedBox((x1 / 1000 * width, y1 / 1000 * height, x2 / 1000 * width, y2 / 1000 * height), parsed.status, parsed.n_boxes)
+        return ParsedBox((x1 / self.box_scale * width, y1 / self.box_scale * height, x2 / self.box_scale * width, y2 / self.box_scale * height), parsed.status, parsed.n_boxes)
 
     def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
         return (0.0, 0.0, float(width), float(height))
 
     def format_box(self, box, width: int, height: int) -> str:
         x1, y1, x2, y2 = box
-        vals = [round(x1 / width * 1000), round(y1 / height * 1000), round(x2 / width * 1000), round(y2 / height * 1000)]
+        k = self.box_scale
+        vals = [round(x1 / width * k), round(y1 / height * k), round(x2 / width * k), round(y2 / height * k)]
         return "<box>[[" + ", ".join(str(int(v)) for v in vals) + "]]</box>"

@@ -69,7 +69,7 @@ class LlavaAdapter(Adapter):
         return f"{system}USER: {image}\n{task_text} ASSISTANT:"
 
     def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:
-        parsed = parse_box_numbers(answer, scale=1.0)
+        parsed = parse_box_numbers(answer, scale=self.box_scale)
         if parsed.box is None:
             # some replies give pixels of the padded square; those are out of the trained format
             return parsed

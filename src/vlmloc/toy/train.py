@@ -8,10 +8,13 @@ Two stages, like a real VLM built on a pretrained vision encoder:
 2. ``steps`` steps on the answers: each step takes ``batch_images`` images and asks each
    ``questions_per_image`` questions (localization, list, binary) in the family's own prompt and
    answer format; the vision tower runs once per image for all its sequences. Loss: next-token
-   cross-entropy on the answer tokens, plus the auxiliary loss.
+   cross-entropy on the answer tokens, plus the auxiliary loss, plus (``number_weight``) a
+   regression of each box coordinate from the LLM's last hidden state wherever it writes that
+   coordinate's digits: cross-entropy says only that a digit is wrong, the regression also how far
+   off the value is.
 
 The paper finds such positional signals at the projection of the real models (sec. 3.2); a
-from-scratch toy gets them much sooner when asked for them. The auxiliary head is dropped after
+from-scratch toy gets them much sooner when asked for them. The auxiliary heads are dropped after
 training: the checkpoint is a plain HF model.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -56,6 +60,7 @@ class ToyConfig:
     weight_decay: float = 0.01
     aux_weight: float = 1.0
     box_weight: float = 5.0
+    number_weight: float = 0.0  # stage 2: the box coordinates regressed from the LLM's hidden states (0: off)
     pool_images: int = 12000
     image_size: int = 192
     patch_size: int = 24
@@ -94,6 +99,7 @@ class AnswerBatch:
     suffix_ids: torch.Tensor  # (questions, Ls), right-padded
     suffix_att: torch.Tensor
     labels: torch.Tensor  # (questions, Ls): answer tokens, -100 elsewhere
+    numbers: torch.Tensor  # (questions, Ls): on a box coordinate's tokens its value in 0..1, NaN elsewhere
     image_of: torch.Tensor  # (questions,): the image each question is about
     pixel_values: torch.Tensor
     targets: dict
@@ -114,6 +120,7 @@ class Batcher:
         self.rng = np.random.default_rng(seed)
         self.tok = adapter.tokenizer
         self._ids: dict[tuple, list[int]] = {}
+        self._numbers: dict[str, list[float]] = {}
         self.eos = self.tok.eos_token_id
         self.pad = self.tok.pad_token_id
         self.mean = torch.tensor(adapter.image_mean).view(1, 3, 1, 1)
@@ -125,14 +132,26 @@ class Batcher:
             self._ids[key] = self.tok(text, add_special_tokens=special)["input_ids"]
         return self._ids[key]
 
+    def numbers(self, text: str) -> list[float]:
+        """Per token of ``ids(text, False)``: the value (over the family's ``box_scale``) of the
+        number the token is part of, NaN on other tokens."""
+        if text not in self._numbers:
+            enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            if enc["input_ids"] != self.ids(text, False):
+                raise RuntimeError(f"tokenizing {text!r} with offsets gives other tokens")
+            spans = [(m.start(), m.end(), float(m.group()) / self.adapter.box_scale) for m in re.finditer(r"\d+(?:\.\d+)?", text)]
+            self._numbers[text] = [next((v for a, b, v in spans if a <= s and e <= b and s < e), math.nan) for s, e in enc["offset_mapping"]]
+        return self._numbers[text]
+
     def __call__(self, n_images: int, n_questions: int = 4, n_localization: int = 2) -> AnswerBatch:
         items = self.sample(n_images)
         image_token = self.adapter.image_token_id
-        prefixes, suffixes, labels, image_of = [], [], [], []
+        prefixes, suffixes, labels, numbers, image_of = [], [], [], [], []
         for j, item in enumerate(items):
             for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions, n_localization):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
                 a = self.ids(self.adapter.answer_prefix + answer, False) + [self.eos]
+                num = self.numbers(self.adapter.answer_prefix + answer) + [math.nan]
                 cut = len(p) - p[::-1].index(image_token)  # just after the last image token
                 if len(prefixes) == j:
                     prefixes.append(p[:cut])
@@ -140,6 +159,7 @@ class Batcher:
                     raise RuntimeError("the questions of one image do not share the image prefix")
                 suffixes.append(p[cut:] + a)
                 labels.append([-100] * (len(p) - cut) + a)
+                numbers.append([math.nan] * (len(p) - cut) + num)
                 image_of.append(j)
         # prefixes left-padded (their last token is the last image token, so the suffix continues
         # it), suffixes right-padded
@@ -149,9 +169,11 @@ class Batcher:
             prefix_ids[r, lp - len(s) :], prefix_att[r, lp - len(s) :] = torch.tensor(s), 1
         suffix_ids, lab = torch.full((len(suffixes), ls), self.pad), torch.full((len(suffixes), ls), -100)
         suffix_att = torch.zeros((len(suffixes), ls), dtype=torch.long)
-        for r, (s, lb) in enumerate(zip(suffixes, labels, strict=True)):
+        num = torch.full((len(suffixes), ls), math.nan)
+        for r, (s, lb, nb) in enumerate(zip(suffixes, labels, numbers, strict=True)):
             suffix_ids[r, : len(s)], lab[r, : len(s)], suffix_att[r, : len(s)] = torch.tensor(s), torch.tensor(lb), 1
-        return AnswerBatch(prefix_ids, prefix_att, suffix_ids, suffix_att, lab, torch.tensor(image_of), *self.images(items))
+            num[r, : len(s)] = torch.tensor(nb)
+        return AnswerBatch(prefix_ids, prefix_att, suffix_ids, suffix_att, lab, num, torch.tensor(image_of), *self.images(items))
 
     def sample(self, n_images: int) -> list[PoolImage]:
         return [self.pool[i] for i in self.rng.choice(len(self.pool), size=n_images, replace=False)]
@@ -205,8 +227,9 @@ def _positions(att: torch.Tensor, start: torch.Tensor | int = 0) -> torch.Tensor
     return (start + att.cumsum(-1) - 1).clamp(min=0)
 
 
-def answer_loss(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
-    """Next-token cross-entropy on the answer tokens.
+def answer_hidden(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The LLM's last hidden states over each question's sequence, with the sequence's labels and
+    number targets aligned to them.
 
     ``share_prefix``: run each image's prefix (system prompt and visual tokens, most of the
     sequence) once and let all its questions attend to its key/value cache, instead of once per
@@ -223,19 +246,46 @@ def answer_loss(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: 
         hidden = lm(inputs_embeds=embed(batch.suffix_ids), attention_mask=torch.cat([rows, batch.suffix_att], 1),
                     position_ids=_positions(batch.suffix_att, rows.sum(1, keepdim=True)), past_key_values=cache,
                     cache_position=torch.arange(lp, lp + batch.suffix_ids.shape[1]), use_cache=True).last_hidden_state  # fmt: skip
-        labels = batch.labels
+        labels, numbers = batch.labels, batch.numbers
     else:
         ids, att, labels = batch.full_sequences()
         per_question = feats.split([int(n) for n in (batch.prefix_ids == image_token).sum(1)])
         embeds = embed(ids).masked_scatter((ids == image_token)[..., None], torch.cat([per_question[j] for j in batch.image_of]))
         hidden = lm(inputs_embeds=embeds, attention_mask=att, position_ids=_positions(att)).last_hidden_state
+        numbers = torch.cat([torch.full(batch.prefix_ids[batch.image_of].shape, math.nan), batch.numbers], 1)
+    return hidden, labels, numbers
+
+
+def token_loss(adapter, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy on the answer tokens."""
     logits = adapter.model.lm_head(hidden[:, :-1])
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
-def train_step(adapter, head, batch: AnswerBatch, box_weight: float = 5.0, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_loss(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
+    """Next-token cross-entropy on the answer tokens (``answer_hidden``'s ``share_prefix``)."""
+    hidden, labels, _ = answer_hidden(adapter, batch, feats, share_prefix)
+    return token_loss(adapter, hidden, labels)
+
+
+def number_loss(head: torch.nn.Linear, hidden: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+    """L1 error of the box coordinate (0..1) that ``head`` reads from the hidden state at each
+    position whose next token is one of that coordinate's digits: the LLM must carry the value
+    it is writing, and learns how far off it is, which the digits' cross-entropy does not say."""
+    target = numbers[:, 1:]
+    on_number = ~torch.isnan(target)
+    if not on_number.any():
+        return hidden.sum() * 0.0
+    return F.l1_loss(torch.sigmoid(head(hidden[:, :-1][on_number])[:, 0]), target[on_number])
+
+
+def train_step(adapter, head, batch: AnswerBatch, box_weight: float = 5.0, share_prefix: bool = True,
+               number_head: torch.nn.Linear | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(answer cross-entropy, auxiliary loss, number loss: 0 without ``number_head``)."""
     feats = adapter.image_features(batch.pixel_values)  # each image once
-    return answer_loss(adapter, batch, feats, share_prefix), aux_loss(head, feats, batch.targets, box_weight=box_weight)
+    hidden, labels, numbers = answer_hidden(adapter, batch, feats, share_prefix)
+    num = number_loss(number_head, hidden, numbers) if number_head is not None else torch.zeros(())
+    return token_loss(adapter, hidden, labels), aux_loss(head, feats, batch.targets, box_weight=box_weight), num
 
 
 def vision_step(cfg: ToyConfig, adapter, head, batcher: Batcher, opt, params: list, step: int) -> float:
@@ -283,9 +333,10 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     adapter = build_untrained(cfg, init)
     model = adapter.model
     head = aux_head(adapter, len(cats))
+    number_head = torch.nn.Linear(adapter.model.config.text_config.hidden_size, 1) if cfg.number_weight > 0 else None
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
     batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
-    params = list(model.parameters()) + list(head.parameters())
+    params = list(model.parameters()) + list(head.parameters()) + (list(number_head.parameters()) if number_head else [])
 
     history, t0 = [], time.perf_counter()
     model.train()
@@ -317,18 +368,19 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = g["scale"] * cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-        lm_loss, aux = train_step(adapter, head, batcher(cfg.batch_images, cfg.questions_per_image, cfg.localization_questions), cfg.box_weight)
-        loss = lm_loss + cfg.aux_weight * aux
+        batch = batcher(cfg.batch_images, cfg.questions_per_image, cfg.localization_questions)
+        lm_loss, aux, num = train_step(adapter, head, batch, cfg.box_weight, number_head=number_head)
+        loss = lm_loss + cfg.aux_weight * aux + cfg.number_weight * num
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        running.append((lm_loss.item(), aux.item()))
+        running.append((lm_loss.item(), aux.item(), num.item()))
         if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
-            lm, aux_mean = np.mean(running, axis=0)
+            lm, aux_mean, num_mean = np.mean(running, axis=0)
             running = []
             row = {"stage": "answers", "step": cfg.vision_steps + step + 1, "seconds": time.perf_counter() - t0,
-                   "lm_loss": lm, "aux_loss": aux_mean, "lr": opt.param_groups[0]["lr"]}  # fmt: skip
+                   "lm_loss": lm, "aux_loss": aux_mean, "number_loss": num_mean, "lr": opt.param_groups[0]["lr"]}  # fmt: skip
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 model.eval()
                 row.update(held_out(adapter))
