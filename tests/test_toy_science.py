@@ -44,11 +44,11 @@ def test_toy_models_really_answer(toy):
     _, _, answers = toy
     s = summarize(answers)
     assert s["n_samples"] >= 40
-    # regression floors, a margin below the README's held-out figures of the weaker toy
-    # (LLaVA: IoU 0.5 40%, loc. score 20%; InternVL: list 76%; the bar, 40% / 65% and
-    # 85%, is not reached yet)
-    assert s["success@0.5"] >= 0.15 and s["loc_score"] >= 0.07
-    assert s["cls_list"] >= 0.7
+    # regression floors, a margin below what the committed toys give on these 51 samples
+    # (IoU 0.5 71% / 75%, loc. score 43% / 41%, list 75% / 78% for LLaVA / InternVL; the README
+    # has the 212-sample held-out figures)
+    assert s["success@0.5"] >= 0.5 and s["loc_score"] >= 0.25
+    assert s["cls_list"] >= 0.65
 
 
 def test_hallucination_filter_keeps_at_least_half(toy):
@@ -93,7 +93,7 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     acc = pd.read_csv(workflow_dir / "results/shapes/tables/baseline_accuracy.tsv", sep="\t")
     sub = acc[acc["samples"] == "probing subset"].set_index("model")
     assert set(sub.index) == {"toy_llava", "toy_internvl"}
-    assert (sub["n"] >= 10).all() and (sub["loc_score"] > 12).all() and (sub["cls"] > 75).all()
+    assert (sub["n"] >= 10).all() and (sub["loc_score"] > 35).all() and (sub["cls"] > 80).all()
     for fig in ("baseline_accuracy", "localization_examples", "object_removal_examples"):
         assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
     # a replaced checkpoint reruns its own model's screening, not the other's
