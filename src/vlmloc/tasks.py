@@ -48,6 +48,13 @@ def _groups(text: str, pattern: re.Pattern) -> list[tuple[float, ...]]:
     return [tuple(float(v) for v in m.groups()) for m in pattern.finditer(text)]
 
 
+def box_number_spans(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, value) in ``text`` of the four numbers of the first box written there, as
+    ``parse_box_numbers`` reads them; empty if there is none."""
+    m = _GROUP4.search(text)
+    return [(m.start(k), m.end(k), float(m.group(k))) for k in range(1, 5)] if m else []
+
+
 def parse_box_numbers(text: str, scale: float, prefer: re.Pattern | None = None) -> ParsedBox:
     """First box of four numbers in ``text``, expected within 0..``scale``.
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from ..data.shapes import ShapesSpec
 from ..models import load_adapter
 from ..models.tiny import BUILDERS
-from ..tasks import BINARY_PROMPT, LIST_PROMPT, LOCALIZATION_PROMPT
+from ..tasks import BINARY_PROMPT, LIST_PROMPT, LOCALIZATION_PROMPT, box_number_spans
 from .data import PoolImage, make_pool, questions
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,6 @@ class Batcher:
         self.rng = np.random.default_rng(seed)
         self.tok = adapter.tokenizer
         self._ids: dict[tuple, list[int]] = {}
-        self._numbers: dict[str, list[float]] = {}
         self.eos = self.tok.eos_token_id
         self.pad = self.tok.pad_token_id
         self.mean = torch.tensor(adapter.image_mean).view(1, 3, 1, 1)
@@ -132,16 +130,14 @@ class Batcher:
             self._ids[key] = self.tok(text, add_special_tokens=special)["input_ids"]
         return self._ids[key]
 
-    def numbers(self, text: str) -> list[float]:
-        """Per token of ``ids(text, False)``: the value (over the family's ``box_scale``) of the
-        number the token is part of, NaN on other tokens."""
-        if text not in self._numbers:
-            enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
-            if enc["input_ids"] != self.ids(text, False):
-                raise RuntimeError(f"tokenizing {text!r} with offsets gives other tokens")
-            spans = [(m.start(), m.end(), float(m.group()) / self.adapter.box_scale) for m in re.finditer(r"\d+(?:\.\d+)?", text)]
-            self._numbers[text] = [next((v for a, b, v in spans if a <= s and e <= b and s < e), math.nan) for s, e in enc["offset_mapping"]]
-        return self._numbers[text]
+    def answer_tokens(self, text: str) -> tuple[list[int], list[float]]:
+        """Token ids of an answer, and per token the value (over the family's ``box_scale``) of
+        the box coordinate the token writes, NaN on other tokens. Not cached: box answers are
+        nearly all different."""
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        spans = [(a, b, v / self.adapter.box_scale) for a, b, v in box_number_spans(text)]
+        values = [next((v for a, b, v in spans if a <= s < e <= b), math.nan) for s, e in enc["offset_mapping"]]
+        return enc["input_ids"], values
 
     def __call__(self, n_images: int, n_questions: int = 4, n_localization: int = 2) -> AnswerBatch:
         items = self.sample(n_images)
@@ -150,8 +146,8 @@ class Batcher:
         for j, item in enumerate(items):
             for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions, n_localization):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
-                a = self.ids(self.adapter.answer_prefix + answer, False) + [self.eos]
-                num = self.numbers(self.adapter.answer_prefix + answer) + [math.nan]
+                a, num = self.answer_tokens(self.adapter.answer_prefix + answer)
+                a, num = a + [self.eos], num + [math.nan]
                 cut = len(p) - p[::-1].index(image_token)  # just after the last image token
                 if len(prefixes) == j:
                     prefixes.append(p[:cut])
