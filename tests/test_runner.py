@@ -89,3 +89,79 @@ def test_intervention_sees_each_batch(adapter):
     ims = _images()
     Runner(adapter, batch_size=3, progress=False).generate(ims, TEXTS, max_new_tokens=2, intervention=record)
     assert len(calls) == 2 and sum(len(c) for c in calls) == 4
+
+
+QUESTIONS = [
+    ["Please provide the bounding box coordinates of the red circle.", "Is there a dog in the image?",
+     "Is there a blue square in the image?", "Please provide the bounding box of the yellow triangle."],
+    ["List all objects in the image. Choose only from red circle, blue square.", "Is there a cat in the image?",
+     "List all objects.", "Is there a green circle in the image? Answer yes or no."],
+]  # fmt: skip
+
+
+def _first_step_logits(adapter, monkeypatch) -> list[torch.Tensor]:
+    """Record the first generated token's logits of every ``model.generate`` call."""
+    seen, stock = [], adapter.model.generate
+
+    def recording(*args, **kwargs):
+        out = stock(*args, **kwargs, output_scores=True, return_dict_in_generate=True)
+        seen.append(out.scores[0])
+        return out.sequences
+
+    monkeypatch.setattr(adapter.model, "generate", recording)
+    return seen
+
+
+def test_shared_prefix_generation_equals_generate(adapter, monkeypatch):
+    """Each image's prefix run once for all its questions: what the model sees on each question
+    is what it sees on that question alone (first-step logits), whatever the batch mixes (image
+    sizes, question lengths), and the answers are the same as one generate per question."""
+    ims = _images()
+    runner = Runner(adapter, batch_size=3, progress=False)
+    expected = [Runner(adapter, batch_size=1, progress=False).generate(ims, texts, max_new_tokens=n)
+                for texts, n in zip(QUESTIONS, [8, 5], strict=True)]  # fmt: skip
+    seen = _first_step_logits(adapter, monkeypatch)
+    order = []  # the images of each batch, in row order
+
+    def batch_rows(adp, enc):
+        order.append(enc.query_ids)
+        return contextlib.nullcontext()
+
+    got = runner.generate_shared(ims, QUESTIONS, [8, 5], intervention=batch_rows)
+    assert got == expected
+    assert len(order) == 2 and len(seen) == 4
+    batches = iter(seen)
+    for idx in order:
+        for texts in QUESTIONS:
+            logits = next(batches)
+            for row, i in enumerate(idx):
+                enc = adapter.encode([ims[i]], [texts[i]])
+                with torch.inference_mode():
+                    ref = adapter.model(**enc.inputs).logits[0, -1]
+                torch.testing.assert_close(logits[row], ref, atol=2e-4, rtol=1e-4)
+    # an intervention sees the prefix batch with its visual tokens where the prefix has them
+    seen = []
+
+    def record(adp, enc):
+        for row, (p, lay) in enumerate(zip(enc.image_positions, enc.layouts, strict=True)):
+            assert len(p) == lay.n_tokens and (enc.inputs["input_ids"][row][p] == adp.image_token_id).all()
+            assert int(p[-1]) == enc.inputs["input_ids"].shape[1] - 1  # the prefix ends at its last image token
+        seen.extend(enc.query_ids)
+        return contextlib.nullcontext()
+
+    runner.generate_shared(ims, QUESTIONS, [2, 2], intervention=record)
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_shared_prefix_generation_applies_the_intervention(adapter):
+    """Ablating every visual token in the prefix run = ablating them in each question's own run."""
+    from vlmloc.interventions import ReplaceVisualTokens
+
+    ims = _images()
+    value = torch.zeros(adapter.model.config.get_text_config().hidden_size)
+    indices = [np.arange(adapter.layout(*im.size).n_tokens) for im in ims]
+    edit = ReplaceVisualTokens(indices, value)
+    runner = Runner(adapter, batch_size=4, progress=False)
+    got = runner.generate_shared(ims, QUESTIONS, [6, 6], intervention=edit)
+    for t, texts in enumerate(QUESTIONS):
+        assert got[t] == runner.generate(ims, texts, max_new_tokens=6, intervention=edit)

@@ -46,9 +46,9 @@ class ScriptedRunner:
     def __init__(self, adapter, answer):
         self.adapter, self.answer, self.calls = adapter, answer, []
 
-    def generate(self, images, prompts, max_new_tokens, desc=""):
-        self.calls.append((desc, max_new_tokens))
-        return [self.answer(im, p) for im, p in zip(images, prompts, strict=True)]
+    def generate_shared(self, images, prompts, max_new_tokens, intervention=None, desc=""):
+        self.calls.append((desc, tuple(max_new_tokens)))
+        return [[self.answer(im, p) for im, p in zip(images, ps, strict=True)] for ps in prompts]
 
 
 def test_run_screening_keeps_every_answer(adapters):
@@ -67,7 +67,7 @@ def test_run_screening_keeps_every_answer(adapters):
     assert list(rows.columns) == ANSWER_COLUMNS and len(rows) == 4 * 2 * 3
     assert (rows.loc[rows["task"] == "localization", "status"] == "unparsed").all()
     assert rows["answer"].str.contains("\u2603").sum() == 4  # raw text kept
-    assert ("original/binary", 7) in runner.calls
+    assert ("original", (9, 8, 7)) in runner.calls
     kept = hallucination_filter(rows, "binary")
     assert kept["kept"].all()
     kept_list = hallucination_filter(rows, "list")  # only the red circles are named on the original

@@ -52,10 +52,12 @@ class Runner:
                 self._cache.popitem(last=False)
         return item
 
-    def _batches(self, images: Sequence, texts: Sequence[str], desc: str):
-        """Yield (indices, sizes, pixels) with queries ordered by their number of tokens."""
+    def _batches(self, images: Sequence, texts: Sequence[str] | Sequence[int], desc: str):
+        """Yield (indices, sizes, pixels) with queries ordered by their number of tokens
+        (``texts``, or their lengths)."""
         prepared = [self._pixels(im) for im in images]
-        lengths = [self.adapter.layout(*wh).n_tokens + len(t) for (wh, _), t in zip(prepared, texts, strict=True)]
+        lengths = [self.adapter.layout(*wh).n_tokens + (t if isinstance(t, int) else len(t))
+                   for (wh, _), t in zip(prepared, texts, strict=True)]  # fmt: skip
         order = np.argsort(lengths, kind="stable")
         chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for idx in tqdm(chunks, desc=desc, disable=not self.progress, mininterval=5):
@@ -76,6 +78,74 @@ class Runner:
             for i, row in zip(idx, new, strict=True):
                 out[i] = self.decode(row)
         return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def generate_shared(self, images: Sequence, texts: Sequence[Sequence[str]], max_new_tokens: Sequence[int],
+                        intervention: Intervention | None = None, desc: str = "generate") -> list[list[str]]:  # fmt: skip
+        """``texts[t][i]`` is the t-th question about ``images[i]``; returns ``answers[t][i]``.
+
+        The questions about one image share its prefix (system prompt and visual tokens, most of
+        the sequence): a batch of images runs its prefixes once, and each question continues from
+        their key/value cache. The prefix is left-padded and each question's own tokens are
+        left-padded after it, so rows still end together; positions count real tokens only, so
+        every row sees what the stock model sees on it alone (tested against ``generate``). The
+        intervention is active around the prefix run; its ``Encoded`` covers the prefixes, one
+        row per image, with ``query_ids`` the images' indices.
+        """
+        if not texts:
+            return []
+        out = [[None] * len(images) for _ in texts]
+        lengths = [sum(len(t[i]) for t in texts) for i in range(len(images))]
+        for idx, sizes, pixels in self._batches(images, lengths, desc):
+            enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)
+            enc.query_ids = [int(i) for i in idx]
+            prefixes, suffixes = self._split_prefixes(enc, [[t[i] for i in idx] for t in texts])
+            enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefixes
+            lp = prefixes[0].shape[1]  # the visual tokens move with their right-aligned prefix
+            enc.image_positions = [p + lp - 1 - int(p[-1]) for p in enc.image_positions]
+            inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
+            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
+            with ctx:
+                cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
+            n_prefix = cache.get_seq_length()
+            for t, (ids, att) in enumerate(suffixes):
+                full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
+                mask = torch.cat([inputs["attention_mask"], att.to(self.adapter.device)], 1)
+                gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
+                                                  max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
+                cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
+                for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
+                    out[t][i] = self.decode(row)
+        return out  # type: ignore[return-value]
+
+    def _split_prefixes(self, enc: Encoded, texts: Sequence[Sequence[str]]):
+        """(prefix ids, mask) of the batch's rows, left-padded as ``enc`` has them, and per question
+        set the (ids, mask) of what follows the last image token, left-padded."""
+        image_token, pad = self.adapter.image_token_id, self.adapter.tokenizer.pad_token_id
+        ids, att = enc.inputs["input_ids"], enc.inputs["attention_mask"]
+        cut = [int(p[-1]) + 1 for p in enc.image_positions]
+        lp = max(cut)  # rows are left-padded: each prefix ends where its last image token sits
+        prefix_ids = torch.full((len(cut), lp), pad, dtype=ids.dtype)
+        prefix_att = torch.zeros((len(cut), lp), dtype=att.dtype)
+        for r, c in enumerate(cut):
+            prefix_ids[r, lp - c :], prefix_att[r, lp - c :] = ids[r, :c], att[r, :c]
+        suffixes = []
+        for question in texts:
+            rows = []
+            for r, (text, lay) in enumerate(zip(question, enc.layouts, strict=True)):
+                full = self.adapter.tokenizer(self.adapter.prompt(text, lay.n_tokens), add_special_tokens=True)["input_ids"]
+                k = len(full) - full[::-1].index(image_token)
+                if full[:k] != prefix_ids[r][prefix_att[r].bool()].tolist():
+                    raise RuntimeError("the questions about one image do not share its image prefix")
+                rows.append(full[k:])
+            ls = max(map(len, rows))
+            s_ids = torch.full((len(rows), ls), pad, dtype=ids.dtype)
+            s_att = torch.zeros((len(rows), ls), dtype=att.dtype)
+            for r, row in enumerate(rows):
+                s_ids[r, ls - len(row) :], s_att[r, ls - len(row) :] = torch.tensor(row, dtype=ids.dtype), 1
+            suffixes.append((s_ids, s_att))
+        return (prefix_ids, prefix_att), suffixes
 
     def decode(self, token_ids: torch.Tensor) -> str:
         """Generated ids -> text up to EOS, keeping markup tokens such as InternVL's <box>."""

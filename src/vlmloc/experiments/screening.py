@@ -66,16 +66,17 @@ def run_screening(
         raise ValueError("some samples have no object-removed image")
     records = df.to_dict("records")
     rows = []
-    # chunks of samples, all tasks per chunk: the runner's pixel cache then serves every task
+    # chunks of samples, so that one call's images fit the runner's pixel cache
     step = max(1, runner_chunk(runner))
     for start in range(0, len(records), step):
         chunk = records[start : start + step]
         for condition in conditions:
             images = [r["image_path"] if condition == "original" else r["removed_path"] for r in chunk]
-            for task in tasks:
-                prompts = [task_prompt(task, r["category"], categories) for r in chunk]
-                answers = runner.generate(images, prompts, max_new_tokens[task], desc=f"{condition}/{task}")
-                for r, p, a in zip(chunk, prompts, answers, strict=True):
+            prompts = [[task_prompt(task, r["category"], categories) for r in chunk] for task in tasks]
+            # the tasks about one image share its prefix (visual tokens), run once
+            answers = runner.generate_shared(images, prompts, [max_new_tokens[t] for t in tasks], desc=condition)
+            for task, task_prompts, task_answers in zip(tasks, prompts, answers, strict=True):
+                for r, p, a in zip(chunk, task_prompts, task_answers, strict=True):
                     rows.append({"sample_id": r["sample_id"], "condition": condition, "task": task, "prompt": p,
                                  "answer": a, **score_answer(runner.adapter, task, a, r, categories)})  # fmt: skip
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS)

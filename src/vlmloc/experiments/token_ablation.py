@@ -51,10 +51,10 @@ def run_ablated(
     images = [r["image_path"] for r in records]
     intervention = None if indices is None else ReplaceVisualTokens(list(indices), value)
     rows = []
-    for task in tasks:
-        prompts = [task_prompt(task, r["category"], categories) for r in records]
-        answers = runner.generate(images, prompts, max_new_tokens[task], intervention=intervention, desc=f"ablated/{task}")
-        for r, p, a, idx in zip(records, prompts, answers, indices if indices is not None else [()] * len(records), strict=True):
+    prompts = [[task_prompt(task, r["category"], categories) for r in records] for task in tasks]
+    answers = runner.generate_shared(images, prompts, [max_new_tokens[t] for t in tasks], intervention=intervention, desc="ablated")
+    for task, task_prompts, task_answers in zip(tasks, prompts, answers, strict=True):
+        for r, p, a, idx in zip(records, task_prompts, task_answers, indices if indices is not None else [()] * len(records), strict=True):
             rows.append({"sample_id": r["sample_id"], "task": task, "n_ablated": len(idx), "prompt": p, "answer": a,
                          **score_answer(runner.adapter, task, a, r, categories)})  # fmt: skip
     return pd.DataFrame(rows)
