@@ -89,8 +89,9 @@ class Runner:
         their key/value cache. The prefix is left-padded and each question's own tokens are
         left-padded after it, so rows still end together; positions count real tokens only, so
         every row sees what the stock model sees on it alone (tested against ``generate``). The
-        intervention is active around the prefix run; its ``Encoded`` covers the prefixes, one
-        row per image, with ``query_ids`` the images' indices.
+        intervention is active for the whole batch, prefix run and questions; its ``Encoded``
+        holds the prefixes, one row per image (``query_ids``: the images' indices), and its
+        ``image_positions`` are where the visual tokens sit in the prefix and so in the cache.
         """
         if not texts:
             return []
@@ -108,15 +109,15 @@ class Runner:
             ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
             with ctx:
                 cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
-            n_prefix = cache.get_seq_length()
-            for t, (ids, att) in enumerate(suffixes):
-                full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
-                mask = torch.cat([inputs["attention_mask"], att.to(self.adapter.device)], 1)
-                gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
-                                                  max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
-                cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
-                for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
-                    out[t][i] = self.decode(row)
+                n_prefix = cache.get_seq_length()
+                for t, (ids, att) in enumerate(suffixes):
+                    full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
+                    mask = torch.cat([inputs["attention_mask"], att.to(self.adapter.device)], 1)
+                    gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
+                                                      max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
+                    cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
+                    for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
+                        out[t][i] = self.decode(row)
         return out  # type: ignore[return-value]
 
     def _split_prefixes(self, enc: Encoded, texts: Sequence[Sequence[str]]):
