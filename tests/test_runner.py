@@ -153,15 +153,30 @@ def test_shared_prefix_generation_equals_generate(adapter, monkeypatch):
     assert sorted(seen) == [0, 1, 2, 3]
 
 
-def test_shared_prefix_generation_applies_the_intervention(adapter):
-    """Ablating every visual token in the prefix run = ablating them in each question's own run."""
+def test_shared_prefix_generation_applies_the_intervention(adapter, monkeypatch):
+    """Ablating every visual token in the prefix run = ablating them on each question alone
+    (first-step logits), and the answers equal per-question generate with the same ablation."""
     from vlmloc.interventions import ReplaceVisualTokens
 
     ims = _images()
     value = torch.zeros(adapter.model.config.get_text_config().hidden_size)
-    indices = [np.arange(adapter.layout(*im.size).n_tokens) for im in ims]
-    edit = ReplaceVisualTokens(indices, value)
+    edit = ReplaceVisualTokens([np.arange(adapter.layout(*im.size).n_tokens) for im in ims], value)
     runner = Runner(adapter, batch_size=4, progress=False)
-    got = runner.generate_shared(ims, QUESTIONS, [6, 6], intervention=edit)
-    for t, texts in enumerate(QUESTIONS):
-        assert got[t] == runner.generate(ims, texts, max_new_tokens=6, intervention=edit)
+    expected = [runner.generate(ims, texts, max_new_tokens=6, intervention=edit) for texts in QUESTIONS]
+    seen, order = _first_step_logits(adapter, monkeypatch), []
+
+    def ordered_edit(adp, enc):
+        order.extend(enc.query_ids)
+        return edit(adp, enc)
+
+    assert runner.generate_shared(ims, QUESTIONS, [6, 6], intervention=ordered_edit) == expected
+    for logits, texts in zip(seen, QUESTIONS, strict=True):
+        for row, i in enumerate(order):
+            enc = adapter.encode([ims[i]], [texts[i]])
+            enc.query_ids = [i]
+            with torch.inference_mode(), edit(adapter, enc):
+                ref = adapter.model(**enc.inputs).logits[0, -1]
+            with torch.inference_mode():
+                stock = adapter.model(**enc.inputs).logits[0, -1]
+            torch.testing.assert_close(logits[row], ref, atol=2e-4, rtol=1e-4)
+            assert not torch.allclose(ref, stock, atol=1e-3)  # the ablation changes what the model sees

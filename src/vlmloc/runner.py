@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .models.base import Adapter, Encoded
+from .models.base import Adapter, Encoded, pad_rows
 
 Intervention = Callable[[Adapter, Encoded], contextlib.AbstractContextManager]
 
@@ -91,28 +91,27 @@ class Runner:
         every row sees what the stock model sees on it alone (tested against ``generate``). The
         intervention is active for the whole batch, prefix run and questions; its ``Encoded``
         holds the prefixes, one row per image (``query_ids``: the images' indices), and its
-        ``image_positions`` are where the visual tokens sit in the prefix and so in the cache.
+        ``image_positions`` are where the visual tokens sit in the prefix, and so in the cache.
         """
         if not texts:
             return []
         out = [[None] * len(images) for _ in texts]
         lengths = [sum(len(t[i]) for t in texts) for i in range(len(images))]
         for idx, sizes, pixels in self._batches(images, lengths, desc):
-            enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)
+            enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)  # pixels and layouts
             enc.query_ids = [int(i) for i in idx]
-            prefixes, suffixes = self._split_prefixes(enc, [[t[i] for i in idx] for t in texts])
-            enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefixes
-            lp = prefixes[0].shape[1]  # the visual tokens move with their right-aligned prefix
-            enc.image_positions = [p + lp - 1 - int(p[-1]) for p in enc.image_positions]
+            (prefix_ids, prefix_mask), suffixes = self._split_prefixes(enc.layouts, [[t[i] for i in idx] for t in texts])
+            enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefix_ids, prefix_mask
+            enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
             with ctx:
                 cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
                 n_prefix = cache.get_seq_length()
-                for t, (ids, att) in enumerate(suffixes):
+                for t, (ids, mask) in enumerate(suffixes):
                     full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
-                    mask = torch.cat([inputs["attention_mask"], att.to(self.adapter.device)], 1)
+                    mask = torch.cat([inputs["attention_mask"], mask.to(self.adapter.device)], 1)
                     gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
                                                       max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
                     cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
@@ -120,33 +119,22 @@ class Runner:
                         out[t][i] = self.decode(row)
         return out  # type: ignore[return-value]
 
-    def _split_prefixes(self, enc: Encoded, texts: Sequence[Sequence[str]]):
-        """(prefix ids, mask) of the batch's rows, left-padded as ``enc`` has them, and per question
-        set the (ids, mask) of what follows the last image token, left-padded."""
-        image_token, pad = self.adapter.image_token_id, self.adapter.tokenizer.pad_token_id
-        ids, att = enc.inputs["input_ids"], enc.inputs["attention_mask"]
-        cut = [int(p[-1]) + 1 for p in enc.image_positions]
-        lp = max(cut)  # rows are left-padded: each prefix ends where its last image token sits
-        prefix_ids = torch.full((len(cut), lp), pad, dtype=ids.dtype)
-        prefix_att = torch.zeros((len(cut), lp), dtype=att.dtype)
-        for r, c in enumerate(cut):
-            prefix_ids[r, lp - c :], prefix_att[r, lp - c :] = ids[r, :c], att[r, :c]
-        suffixes = []
+    def _split_prefixes(self, layouts: Sequence, texts: Sequence[Sequence[str]]):
+        """The batch rows' image prefixes, and per question set the tokens that follow them, each
+        left-padded into (ids, mask)."""
+        adapter, pad = self.adapter, self.adapter.tokenizer.pad_token_id
+        prefixes, suffixes = None, []
         for question in texts:
-            rows = []
-            for r, (text, lay) in enumerate(zip(question, enc.layouts, strict=True)):
-                full = self.adapter.tokenizer(self.adapter.prompt(text, lay.n_tokens), add_special_tokens=True)["input_ids"]
-                k = len(full) - full[::-1].index(image_token)
-                if full[:k] != prefix_ids[r][prefix_att[r].bool()].tolist():
-                    raise RuntimeError("the questions about one image do not share its image prefix")
-                rows.append(full[k:])
-            ls = max(map(len, rows))
-            s_ids = torch.full((len(rows), ls), pad, dtype=ids.dtype)
-            s_att = torch.zeros((len(rows), ls), dtype=att.dtype)
-            for r, row in enumerate(rows):
-                s_ids[r, ls - len(row) :], s_att[r, ls - len(row) :] = torch.tensor(row, dtype=ids.dtype), 1
-            suffixes.append((s_ids, s_att))
-        return (prefix_ids, prefix_att), suffixes
+            prompts = [adapter.prompt(t, lay.n_tokens) for t, lay in zip(question, layouts, strict=True)]
+            rows = adapter.tokenizer(prompts, add_special_tokens=True)["input_ids"]  # as encode() has them
+            cuts = [adapter.image_prefix_length(r) for r in rows]
+            heads = [r[:c] for r, c in zip(rows, cuts, strict=True)]
+            if prefixes is None:
+                prefixes = heads
+            elif heads != prefixes:
+                raise RuntimeError("the questions about one image do not share its image prefix")
+            suffixes.append(pad_rows([r[c:] for r, c in zip(rows, cuts, strict=True)], pad))
+        return pad_rows(prefixes, pad), suffixes
 
     def decode(self, token_ids: torch.Tensor) -> str:
         """Generated ids -> text up to EOS, keeping markup tokens such as InternVL's <box>."""

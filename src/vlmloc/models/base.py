@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,18 @@ class ImageLayout:
                          "x0": xs[c], "y0": ys[r], "x1": xs[c + 1], "y1": ys[r + 1]}
                     )  # fmt: skip
         return rows
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows of different lengths -> (ids, attention mask), padded on the left (rows end
+    together, as generation needs) or on the right."""
+    width = max(map(len, rows), default=0)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        cols = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[r, cols], mask[r, cols] = torch.tensor(row, dtype=torch.long), 1
+    return ids, mask
 
 
 @dataclass
@@ -149,6 +162,11 @@ class Adapter(ABC):
     @property
     @abstractmethod
     def image_token_id(self) -> int: ...
+
+    def image_prefix_length(self, ids: Sequence[int]) -> int:
+        """Tokens of a tokenized prompt up to its last image token: the part that every question
+        about one image shares (system prompt and visual tokens)."""
+        return len(ids) - list(ids)[::-1].index(self.image_token_id)
 
     # what separates the prompt from the answer when a reply is written out (for training)
     answer_prefix: str = ""

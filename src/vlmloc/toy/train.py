@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..data.shapes import ShapesSpec
 from ..models import load_adapter
+from ..models.base import pad_rows
 from ..models.tiny import BUILDERS
 from ..tasks import BINARY_PROMPT, LIST_PROMPT, LOCALIZATION_PROMPT, box_number_spans
 from .data import PoolImage, make_pool, questions
@@ -141,14 +142,13 @@ class Batcher:
 
     def __call__(self, n_images: int, n_questions: int = 4, n_localization: int = 2) -> AnswerBatch:
         items = self.sample(n_images)
-        image_token = self.adapter.image_token_id
         prefixes, suffixes, labels, numbers, image_of = [], [], [], [], []
         for j, item in enumerate(items):
             for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions, n_localization):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
                 a, num = self.answer_tokens(self.adapter.answer_prefix + answer)
                 a, num = a + [self.eos], num + [math.nan]
-                cut = len(p) - p[::-1].index(image_token)  # just after the last image token
+                cut = self.adapter.image_prefix_length(p)
                 if len(prefixes) == j:
                     prefixes.append(p[:cut])
                 elif prefixes[j] != p[:cut]:
@@ -159,16 +159,12 @@ class Batcher:
                 image_of.append(j)
         # prefixes left-padded (their last token is the last image token, so the suffix continues
         # it), suffixes right-padded
-        lp, ls = max(map(len, prefixes)), max(map(len, suffixes))
-        prefix_ids, prefix_att = torch.full((n_images, lp), self.pad), torch.zeros((n_images, lp), dtype=torch.long)
-        for r, s in enumerate(prefixes):
-            prefix_ids[r, lp - len(s) :], prefix_att[r, lp - len(s) :] = torch.tensor(s), 1
-        suffix_ids, lab = torch.full((len(suffixes), ls), self.pad), torch.full((len(suffixes), ls), -100)
-        suffix_att = torch.zeros((len(suffixes), ls), dtype=torch.long)
-        num = torch.full((len(suffixes), ls), math.nan)
-        for r, (s, lb, nb) in enumerate(zip(suffixes, labels, numbers, strict=True)):
-            suffix_ids[r, : len(s)], lab[r, : len(s)], suffix_att[r, : len(s)] = torch.tensor(s), torch.tensor(lb), 1
-            num[r, : len(s)] = torch.tensor(nb)
+        prefix_ids, prefix_att = pad_rows(prefixes, self.pad)
+        suffix_ids, suffix_att = pad_rows(suffixes, self.pad, left=False)
+        lab = torch.full(suffix_ids.shape, -100)
+        num = torch.full(suffix_ids.shape, math.nan)
+        for r, (lb, nb) in enumerate(zip(labels, numbers, strict=True)):
+            lab[r, : len(lb)], num[r, : len(nb)] = torch.tensor(lb), torch.tensor(nb)
         return AnswerBatch(prefix_ids, prefix_att, suffix_ids, suffix_att, lab, num, torch.tensor(image_of), *self.images(items))
 
     def sample(self, n_images: int) -> list[PoolImage]:
