@@ -42,6 +42,15 @@ def test_generate_equals_stock_generate(adapter):
         assert answer == runner.decode(ref[0, enc.inputs["input_ids"].shape[1] :])
 
 
+def test_decode_marks_replies_without_eos_as_truncated(adapter):
+    runner, tok = Runner(adapter, progress=False), adapter.tokenizer
+    words = tok("red circle", add_special_tokens=False)["input_ids"]
+    finished = runner.decode(torch.tensor(words + [tok.eos_token_id, tok.pad_token_id]))
+    cut = runner.decode(torch.tensor(words))
+    assert finished == cut == tok.decode(words).strip()  # same text...
+    assert not finished.truncated and cut.truncated  # ...but only one ran out of tokens
+
+
 def test_batched_generation_matches_single(adapter):
     """Left padding must not change what the model sees: first-step logits agree closely."""
     ims = _images()

@@ -12,6 +12,7 @@ from vlmloc.experiments.screening import (
     run_screening,
     score_answer,
 )  # fmt: skip
+from vlmloc.runner import Answer
 
 CATS = ["red circle", "blue square", "green triangle"]
 
@@ -60,12 +61,15 @@ def test_run_screening_keeps_every_answer(adapters):
             return "Yes" if image.startswith("orig") else "No"
         if "List" in prompt:
             return "red circle" if image.startswith("orig") else "\u2603 garbled"
-        return "[0.1, 0.2"  # unparseable box
+        cut = Answer("[0.1, 0.2")  # unparseable box: the model ran out of tokens
+        cut.truncated = True
+        return cut
 
     runner = ScriptedRunner(adapters["llava"], answer)
     rows = run_screening(runner, samples, removed, CATS, {"localization": 9, "list": 8, "binary": 7})
     assert list(rows.columns) == ANSWER_COLUMNS and len(rows) == 4 * 2 * 3
     assert (rows.loc[rows["task"] == "localization", "status"] == "unparsed").all()
+    assert rows["truncated"].tolist() == (rows["task"] == "localization").tolist()
     assert rows["answer"].str.contains("\u2603").sum() == 4  # raw text kept
     assert ("original", (9, 8, 7)) in runner.calls
     kept = hallucination_filter(rows, "binary")

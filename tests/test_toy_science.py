@@ -7,10 +7,12 @@ import pytest
 from conftest import ROOT
 
 from vlmloc.data.shapes import ShapesSpec
+from vlmloc.experiments.screening import score_answer
 from vlmloc.experiments.token_ablation import object_indices, random_indices_like, run_ablated
 from vlmloc.interventions import mean_visual_embedding
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
+from vlmloc.tasks import task_prompt
 from vlmloc.toy.evaluate import MAX_NEW_TOKENS, evaluate, held_out_set, summarize
 
 SPEC = ShapesSpec()
@@ -61,6 +63,24 @@ def test_removed_objects_are_not_localized(toy):
     s = summarize(answers)
     assert s["removed_loc_success@0.5"] < 0.10
     assert s["removed_named_list"] < 0.15
+
+
+def test_answers_cut_off_at_max_new_tokens_are_marked(toy, held_out):
+    """The toys end their answers with EOS when given room; a reply cut off at
+    ``max_new_tokens`` is kept, marked ``truncated``, and its box is unparsed."""
+    family, adapter, answers = toy
+    assert answers["truncated"].mean() < 0.02, family
+    samples = held_out[0].head(6)
+    images = list(samples["image_path"])
+    prompts = [task_prompt("localization", c, SPEC.categories) for c in samples["category"]]
+    runner = Runner(adapter, batch_size=3, progress=False)
+    full = runner.generate(images, prompts, MAX_NEW_TOKENS["localization"])
+    [short] = runner.generate_shared(images, [prompts], [3])
+    assert not any(a.truncated for a in full) and all(a.truncated for a in short), family
+    for row, cut, whole in zip(samples.to_dict("records"), short, full, strict=True):
+        assert whole.startswith(cut)
+        scored = score_answer(adapter, "localization", cut, row, SPEC.categories)
+        assert scored["truncated"] and scored["status"] == "unparsed" and scored["success@0.5"] == 0
 
 
 def test_object_token_ablation_hurts_more_than_random(toy, held_out):

@@ -24,6 +24,14 @@ from .models.base import Adapter, Encoded, pad_rows
 Intervention = Callable[[Adapter, Encoded], contextlib.AbstractContextManager]
 
 
+class Answer(str):
+    """A generated reply, as text; ``truncated``: generation stopped at ``max_new_tokens``
+    before the model wrote EOS, so the reply may be cut off (a box with three numbers, a list
+    missing its end). Compares and parses as the plain string."""
+
+    truncated: bool = False
+
+
 def _open(image) -> Image.Image:
     return image if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
 
@@ -65,7 +73,7 @@ class Runner:
 
     @torch.inference_mode()
     def generate(self, images: Sequence, texts: Sequence[str], max_new_tokens: int,
-                 intervention: Intervention | None = None, desc: str = "generate") -> list[str]:  # fmt: skip
+                 intervention: Intervention | None = None, desc: str = "generate") -> list[Answer]:  # fmt: skip
         out: list[str | None] = [None] * len(texts)
         for idx, sizes, pixels in self._batches(images, texts, desc):
             enc = self.adapter.encode(sizes, [texts[i] for i in idx], pixels=pixels)
@@ -81,7 +89,7 @@ class Runner:
 
     @torch.inference_mode()
     def generate_shared(self, images: Sequence, texts: Sequence[Sequence[str]], max_new_tokens: Sequence[int],
-                        intervention: Intervention | None = None, desc: str = "generate") -> list[list[str]]:  # fmt: skip
+                        intervention: Intervention | None = None, desc: str = "generate") -> list[list[Answer]]:  # fmt: skip
         """``texts[t][i]`` is the t-th question about ``images[i]``; returns ``answers[t][i]``.
 
         The questions about one image share its prefix (system prompt and visual tokens, most of
@@ -136,16 +144,20 @@ class Runner:
             suffixes.append(pad_rows([r[c:] for r, c in zip(rows, cuts, strict=True)], pad))
         return pad_rows(prefixes, pad), suffixes
 
-    def decode(self, token_ids: torch.Tensor) -> str:
-        """Generated ids -> text up to EOS, keeping markup tokens such as InternVL's <box>."""
+    def decode(self, token_ids: torch.Tensor) -> Answer:
+        """Generated ids -> text up to EOS, keeping markup tokens such as InternVL's <box>.
+        A row without EOS (or the padding that follows it) ran out of ``max_new_tokens``."""
         tok = self.adapter.tokenizer
         stop = {tok.eos_token_id, tok.pad_token_id}
-        ids = []
+        ids, stopped = [], False
         for t in token_ids.tolist():
             if t in stop:
+                stopped = True
                 break
             ids.append(t)
-        return tok.decode(ids, skip_special_tokens=False).strip()
+        answer = Answer(tok.decode(ids, skip_special_tokens=False).strip())
+        answer.truncated = not stopped
+        return answer
 
     @torch.inference_mode()
     def score(self, images: Sequence, texts: Sequence[str], answers: Sequence[str],

@@ -18,4 +18,5 @@ with logged(snakemake) as log:
     runner = Runner(adapter, batch_size=snakemake.params.batch_size)
     answers = run_screening(runner, samples, pd.read_parquet(snakemake.input.removed), categories, s["max_new_tokens"])
     write_parquet(answers, snakemake.output[0])
-    log.info("%d answers, %d unparsed", len(answers), int((answers["status"] != "ok").sum()))
+    log.info("%d answers, %d unparsed, %d cut off at max_new_tokens", len(answers),
+             int((answers["status"] != "ok").sum()), int(answers["truncated"].sum()))  # fmt: skip

@@ -18,15 +18,16 @@ from ..runner import Runner
 from ..tasks import IOU_THRESHOLDS, iou, localization_scores, mentions, parse_yes_no, task_prompt
 
 ANSWER_COLUMNS = [
-    "sample_id", "condition", "task", "prompt", "answer", "status", "n_boxes",
+    "sample_id", "condition", "task", "prompt", "answer", "truncated", "status", "n_boxes",
     "pred_x1", "pred_y1", "pred_x2", "pred_y2", "iou", *[f"success@{t}" for t in IOU_THRESHOLDS],
     "loc_score", "identified",
 ]  # fmt: skip
 
 
 def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequence[str]) -> dict:
-    """Parse one reply into the tidy columns; never raises (unparsed replies are marked)."""
-    out = {"status": "ok", "n_boxes": 0, "pred_x1": np.nan, "pred_y1": np.nan, "pred_x2": np.nan,
+    """Parse one reply into the tidy columns; never raises (unparsed replies are marked, and so
+    are replies cut off at ``max_new_tokens``: ``truncated``, see ``runner.Answer``)."""
+    out = {"truncated": bool(getattr(answer, "truncated", False)), "status": "ok", "n_boxes": 0, "pred_x1": np.nan, "pred_y1": np.nan, "pred_x2": np.nan,
            "pred_y2": np.nan, "iou": np.nan, "identified": np.nan}  # fmt: skip
     out.update({f"success@{t}": np.nan for t in IOU_THRESHOLDS})
     out["loc_score"] = np.nan
@@ -139,7 +140,8 @@ def baseline_accuracy(answers_per_model: dict[str, pd.DataFrame], subset: pd.Dat
                    "loc_score": 100 * loc["loc_score"].mean() if len(loc) else np.nan,
                    **{f"success@{t}": 100 * loc[f"success@{t}"].mean() if len(loc) else np.nan for t in IOU_THRESHOLDS},
                    "cls": 100 * cls["identified"].mean() if len(cls) else np.nan,
-                   "unparsed_boxes": int((loc["status"] != "ok").sum())}  # fmt: skip
+                   "unparsed_boxes": int((loc["status"] != "ok").sum()),
+                   "truncated": int(sel["truncated"].fillna(False).astype(bool).sum()) if "truncated" in sel else 0}  # fmt: skip
             paper = TABLE1_BASELINE.get(paper_models.get(model, ""), {})
             row["paper_loc"] = paper.get("loc", np.nan) if scope == "probing subset" else np.nan
             row["paper_cls"] = paper.get("cls", np.nan) if scope == "probing subset" else np.nan

@@ -50,6 +50,7 @@ def summarize(answers: pd.DataFrame) -> dict[str, float]:
         "removed_loc_success@0.5": float(rloc["success@0.5"].mean()) if len(rloc) else np.nan,
         "filter_kept": float(kept["kept"].mean()),
         "unparsed_boxes": float((loc["status"] != "ok").mean()),
+        "truncated": float(answers["truncated"].mean()),
         "n_samples": float(len(loc)),
     }
 
