@@ -31,7 +31,8 @@ def baseline_accuracy(table: pd.DataFrame, out_png, scope: str = "probing subset
             if pd.notna(row.get(col)):
                 ax.plot([i + (k - 2.4) * width, i + (k - 1.6) * width], [row[col]] * 2, "k-", lw=2)
     ax.set_xticks(x, [f"{m}\n(n={int(n)})" for m, n in zip(models, sel["n"].fillna(0), strict=True)])
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 122)  # headroom: the legend sits above the 100% line, not on the bars
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(("baseline on the probing subset" if scope == "probing subset" else "baseline on all filtered samples") + (" (black: paper, Table 1)" if sel[["paper_loc", "paper_cls"]].notna().any().any() else ""))
     ax.legend(fontsize=7, ncol=3, loc="upper right")
