@@ -133,3 +133,16 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     record = workflow_dir / "checkpoints/toy_internvl/eval.json"
     os.utime(record, (later, later))
     assert "Nothing to be done" in run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout
+
+
+@pytest.mark.parametrize("toy", ["toy_llava", "toy_internvl"])
+def test_committed_checkpoints_are_what_the_config_trains(toy):
+    """`snakemake resources/trained/<toy>` with config.yaml retrains the committed checkpoint:
+    every setting of its toy_training entry is the one the checkpoint was trained with."""
+    import json
+
+    import yaml
+
+    settings = yaml.safe_load((ROOT / "config.yaml").read_text())["toy_training"][toy]
+    trained = json.loads((ROOT / "checkpoints" / toy / "training_config.json").read_text())
+    assert {k: trained.get(k) for k in settings} == settings
