@@ -61,9 +61,7 @@ def test_run_screening_keeps_every_answer(adapters):
             return "Yes" if image.startswith("orig") else "No"
         if "List" in prompt:
             return "red circle" if image.startswith("orig") else "\u2603 garbled"
-        cut = Answer("[0.1, 0.2")  # unparseable box: the model ran out of tokens
-        cut.truncated = True
-        return cut
+        return Answer("[0.1, 0.2", truncated=True)  # unparseable box: the model ran out of tokens
 
     runner = ScriptedRunner(adapters["llava"], answer)
     rows = run_screening(runner, samples, removed, CATS, {"localization": 9, "list": 8, "binary": 7})

@@ -29,7 +29,12 @@ class Answer(str):
     before the model wrote EOS, so the reply may be cut off (a box with three numbers, a list
     missing its end). Compares and parses as the plain string."""
 
-    truncated: bool = False
+    truncated: bool
+
+    def __new__(cls, text: str, truncated: bool = False) -> Answer:
+        answer = super().__new__(cls, text)
+        answer.truncated = truncated
+        return answer
 
 
 def _open(image) -> Image.Image:
@@ -155,9 +160,7 @@ class Runner:
                 stopped = True
                 break
             ids.append(t)
-        answer = Answer(tok.decode(ids, skip_special_tokens=False).strip())
-        answer.truncated = not stopped
-        return answer
+        return Answer(tok.decode(ids, skip_special_tokens=False).strip(), truncated=not stopped)
 
     @torch.inference_mode()
     def score(self, images: Sequence, texts: Sequence[str], answers: Sequence[str],

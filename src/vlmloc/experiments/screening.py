@@ -27,7 +27,8 @@ ANSWER_COLUMNS = [
 def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequence[str]) -> dict:
     """Parse one reply into the tidy columns; never raises (unparsed replies are marked, and so
     are replies cut off at ``max_new_tokens``: ``truncated``, see ``runner.Answer``)."""
-    out = {"truncated": bool(getattr(answer, "truncated", False)), "status": "ok", "n_boxes": 0, "pred_x1": np.nan, "pred_y1": np.nan, "pred_x2": np.nan,
+    out = {"truncated": bool(getattr(answer, "truncated", False)),  # a plain str was not cut off
+           "status": "ok", "n_boxes": 0, "pred_x1": np.nan, "pred_y1": np.nan, "pred_x2": np.nan,
            "pred_y2": np.nan, "iou": np.nan, "identified": np.nan}  # fmt: skip
     out.update({f"success@{t}": np.nan for t in IOU_THRESHOLDS})
     out["loc_score"] = np.nan
