@@ -1,4 +1,4 @@
-"""The held-out diagnoses of tools/evaluate_toy.py: why localization answers miss, underfit or memorised."""
+"""The held-out diagnoses of scripts/evaluate_toy.py: why localization answers miss, underfit or memorised."""
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ def test_each_answer_is_put_down_to_its_cause():
 
 
 def test_fit_gap_asks_about_the_training_pool_own_objects(tmp_path):
-    """The "train" scenes of tools/evaluate_toy.py --fit-gap are the pool's scenes, object for object."""
+    """The "train" scenes of scripts/evaluate_toy.py --fit-gap are the pool's scenes, object for object."""
     spec = ShapesSpec()
     build_tiny_llava(tmp_path)
     pool = make_pool(load_adapter("llava", tmp_path, dtype="float32", device="cpu"), spec, 5, seed=7, progress=False)

@@ -1,6 +1,6 @@
 """Held-out quality of a (toy) model on fresh shapes images, as the README reports it.
 
-    python tools/evaluate_toy.py checkpoints/toy_llava --family llava [--images 200] [--write]
+    python scripts/evaluate_toy.py checkpoints/toy_llava --family llava [--images 200] [--write]
 
 Generator -> filters -> exact object removal -> screening (both tasks, binary query, original and
 object-removed) -> why localization answers miss (right object but imprecise, another object,

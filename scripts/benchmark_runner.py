@@ -1,6 +1,6 @@
 """Speed of the batched runner against per-sample `generate`, in one run, on the demo's models.
 
-    python tools/benchmark_runner.py [--n 48] [--batch-size 16] [--device cpu]
+    python scripts/benchmark_runner.py [--n 48] [--batch-size 16] [--device cpu]
 
 The screening workload: shapes images on disk, each asked the three prompts (localization,
 list, binary). The naive way opens, preprocesses and generates one query at a time; the runner

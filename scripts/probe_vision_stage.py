@@ -2,9 +2,9 @@
 recipe (config.yaml's toy_training) and reports, on unseen scenes, the auxiliary head's mean
 absolute box error on object tokens (view frame, 0..1) and its per-token category accuracy.
 
-    python tools/probe_vision_stage.py [--toy toy_llava] [--steps 3500] [--every 500]
+    python scripts/probe_vision_stage.py [--toy toy_llava] [--steps 3500] [--every 500]
 
-Compare the box error with tools/evaluate_toy.py's median error of the answers on the asked
+Compare the box error with scripts/evaluate_toy.py's median error of the answers on the asked
 object: what the answer stage loses on top of what the tower gives it.
 """
 

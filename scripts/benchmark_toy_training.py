@@ -1,7 +1,7 @@
 """Speed of the toy models' answer-stage training step with the shared image prefix against
 whole sequences, in one run, on a model built from the workflow's toy_training config.
 
-    python tools/benchmark_toy_training.py [--toy toy_llava] [--steps 6] [--threads 1]
+    python scripts/benchmark_toy_training.py [--toy toy_llava] [--steps 6] [--threads 1]
 
 Both ways get the same batches; the step is forward + backward, with the vision tower frozen or
 trained as the toy's stage 2 has it (``vision_lr_scale``).
