@@ -88,11 +88,12 @@ def test_score_equals_stock_forward(adapter):
 def test_intervention_sees_each_batch(adapter):
     calls = []
 
-    def record(adp, enc):
-        calls.append([len(p) for p in enc.image_positions])
-        for row, (p, lay) in enumerate(zip(enc.image_positions, enc.layouts, strict=True)):
+    def record(adp, batch):
+        assert batch.phase == "full" and batch.past_length == 0
+        calls.append([len(p) for p in batch.image_positions])
+        for row, (p, lay) in enumerate(zip(batch.image_positions, batch.layouts, strict=True)):
             assert len(p) == lay.n_tokens
-            assert (enc.inputs["input_ids"][row][p] == adp.image_token_id).all()
+            assert (batch.encoded.inputs["input_ids"][row][p] == adp.image_token_id).all()
         return contextlib.nullcontext()
 
     ims = _images()
@@ -132,8 +133,9 @@ def test_shared_prefix_generation_equals_generate(adapter, monkeypatch):
     seen = _first_step_logits(adapter, monkeypatch)
     order = []  # the images of each batch, in row order
 
-    def batch_rows(adp, enc):
-        order.append(enc.query_ids)
+    def batch_rows(adp, batch):
+        if batch.phase == "prefix":
+            order.append(batch.rows)
         return contextlib.nullcontext()
 
     got = runner.generate_shared(ims, QUESTIONS, [8, 5], intervention=batch_rows)
@@ -148,18 +150,24 @@ def test_shared_prefix_generation_equals_generate(adapter, monkeypatch):
                 with torch.inference_mode():
                     ref = adapter.model(**enc.inputs).logits[0, -1]
                 torch.testing.assert_close(logits[row], ref, atol=2e-4, rtol=1e-4)
-    # an intervention sees the prefix batch with its visual tokens where the prefix has them
-    seen = []
+    # an intervention sees the prefix batch with its visual tokens where the prefix has them,
+    # then each question as a suffix after the cached prefix
+    seen, phases = [], []
 
-    def record(adp, enc):
-        for row, (p, lay) in enumerate(zip(enc.image_positions, enc.layouts, strict=True)):
-            assert len(p) == lay.n_tokens and (enc.inputs["input_ids"][row][p] == adp.image_token_id).all()
-            assert int(p[-1]) == enc.inputs["input_ids"].shape[1] - 1  # the prefix ends at its last image token
-        seen.extend(enc.query_ids)
+    def record(adp, batch):
+        ids = batch.encoded.inputs["input_ids"]
+        phases.append((batch.phase, batch.past_length))
+        for row, (p, lay) in enumerate(zip(batch.image_positions, batch.layouts, strict=True)):
+            assert len(p) == lay.n_tokens and (ids[row][p] == adp.image_token_id).all()
+            assert int(p[-1]) == ids.shape[1] - 1  # the prefix ends at its last image token
+        if batch.phase == "prefix":
+            seen.extend(batch.rows)
         return contextlib.nullcontext()
 
     runner.generate_shared(ims, QUESTIONS, [2, 2], intervention=record)
     assert sorted(seen) == [0, 1, 2, 3]
+    assert [p for p, _ in phases] == ["prefix", "suffix", "suffix"] * 2
+    assert all(n > 0 for p, n in phases if p == "suffix") and all(n == 0 for p, n in phases if p == "prefix")
 
 
 def test_shared_prefix_generation_applies_the_intervention(adapter, monkeypatch):
@@ -174,9 +182,10 @@ def test_shared_prefix_generation_applies_the_intervention(adapter, monkeypatch)
     expected = [runner.generate(ims, texts, max_new_tokens=6, intervention=edit) for texts in QUESTIONS]
     seen, order = _first_step_logits(adapter, monkeypatch), []
 
-    def ordered_edit(adp, enc):
-        order.extend(enc.query_ids)
-        return edit(adp, enc)
+    def ordered_edit(adp, batch):
+        if batch.phase == "prefix":
+            order.extend(batch.rows)
+        return edit(adp, batch)
 
     assert runner.generate_shared(ims, QUESTIONS, [6, 6], intervention=ordered_edit) == expected
     for logits, texts in zip(seen, QUESTIONS, strict=True):

@@ -1,17 +1,17 @@
 """Batched greedy generation and teacher-forced scoring, with an optional intervention.
 
-An intervention is any callable ``intervention(adapter, encoded)`` returning a context manager
-that is active around the model call of one batch (it sees where each row's visual tokens are).
-With ``intervention=None`` the runner is exactly the stock model's ``generate`` / forward on the
+An intervention (``interventions.base``) is a callable ``intervention(adapter, batch)`` returning
+a context manager that is active around one model call of one batch; ``batch`` says which rows,
+where their visual tokens sit, and the phase (a whole sequence, the shared image prefix, or a
+question continuing from its cache). With ``intervention=None`` the runner is exactly the stock model's ``generate`` / forward on the
 same inputs (tested). Batches are formed from queries of similar length (less padding) and
 results come back in the caller's order.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .models.base import Adapter, Encoded, pad_rows
-
-Intervention = Callable[[Adapter, Encoded], contextlib.AbstractContextManager]
+from .interventions.base import BatchContext, Intervention, enter
+from .models.base import Adapter, pad_rows
 
 
 class Answer(str):
@@ -84,8 +83,7 @@ class Runner:
             enc = self.adapter.encode(sizes, [texts[i] for i in idx], pixels=pixels)
             enc.query_ids = [int(i) for i in idx]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
-            ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
-            with ctx:
+            with enter(intervention, self.adapter, BatchContext.of(enc)):
                 ids = self.adapter.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
             new = ids[:, inputs["input_ids"].shape[1] :]
             for i, row in zip(idx, new, strict=True):
@@ -102,8 +100,8 @@ class Runner:
         their key/value cache. The prefix is left-padded and each question's own tokens are
         left-padded after it, so rows still end together; positions count real tokens only, so
         every row sees what the stock model sees on it alone (tested against ``generate``). The
-        intervention is active for the whole batch, prefix run and questions; its ``Encoded``
-        holds the prefixes, one row per image (``query_ids``: the images' indices), and its
+        intervention is entered for the prefix run (phase "prefix") and again for each question
+        (phase "suffix", ``past_length`` = the prefix); its rows are the images' indices, and
         ``image_positions`` are where the visual tokens sit in the prefix, and so in the cache.
         """
         if not texts:
@@ -118,18 +116,18 @@ class Runner:
             enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
-            with ctx:
+            with enter(intervention, self.adapter, BatchContext.of(enc, "prefix")):
                 cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
-                n_prefix = cache.get_seq_length()
-                for t, (ids, mask) in enumerate(suffixes):
-                    full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
-                    mask = torch.cat([inputs["attention_mask"], mask.to(self.adapter.device)], 1)
+            n_prefix = cache.get_seq_length()
+            for t, (ids, mask) in enumerate(suffixes):
+                full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
+                mask = torch.cat([inputs["attention_mask"], mask.to(self.adapter.device)], 1)
+                with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
                     gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
                                                       max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
-                    cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
-                    for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
-                        out[t][i] = self.decode(row)
+                cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
+                for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
+                    out[t][i] = self.decode(row)
         return out  # type: ignore[return-value]
 
     def _split_prefixes(self, layouts: Sequence, texts: Sequence[Sequence[str]]):
@@ -173,8 +171,7 @@ class Runner:
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             # left padding: positions count from each row's first real token, as in generate()
             inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            ctx = intervention(self.adapter, enc) if intervention else contextlib.nullcontext()
-            with ctx:
+            with enter(intervention, self.adapter, BatchContext.of(enc)):
                 logits = self.adapter.model(**inputs).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
             ids = inputs["input_ids"][:, 1:]

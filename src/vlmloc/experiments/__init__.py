@@ -1,1 +1,6 @@
-"""One module per experiment; each writes a tidy table of raw rows (answers are always kept)."""
+"""The paper's experiments on one layer (``base``): each module registers its experiments."""
+
+from . import token_ablation  # noqa: F401  (registers token_ablation, token_ablation_matched)
+from .base import EXPERIMENTS, Condition, Experiment, ShardJob, get_experiment, register, run_shard
+
+__all__ = ["EXPERIMENTS", "Condition", "Experiment", "ShardJob", "get_experiment", "register", "run_shard"]

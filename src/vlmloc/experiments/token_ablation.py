@@ -1,23 +1,39 @@
-"""Paper sec. 3.1 (visual information ablation): answers with chosen visual tokens replaced by
-the model's mean visual embedding at the LLM input.
+"""Paper sec. 3.1 (visual information ablation, Table 1 / 4 / 5): chosen visual tokens are
+replaced by the model's mean visual embedding at the LLM input, and both tasks are asked again.
 
-This module holds the building blocks (token selections and the ablated run); the Table 1
-experiment composes them over strategies, paddings and seeds.
+Strategies (one condition each, over the probing subset):
+- object tokens: the object mask on each view's grid (any pixel), padded by -2..+2 token layers
+  (InternVL: every view, global and local);
+- integrated gradients: the top k% of image tokens by attribution magnitude, per task (the
+  localization ranking for the box, the classification ranking for the list);
+- random: k% of the tokens drawn uniformly, per seed;
+- register tokens: embedding norm above mean + 2 std (per image, or over the mean's image set).
+``token_ablation_matched`` (Table 5) ablates the object, and as many IG-ranked or random tokens
+as the object has, in each sample.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
+from ..attribution import attribute_samples
 from ..data.filtering import sample_mask
 from ..geometry import object_token_indices
 from ..interventions import ReplaceVisualTokens, random_token_indices
-from ..runner import Runner
-from ..tasks import task_prompt
-from .screening import score_answer
+from .base import (
+    Condition,
+    Experiment,
+    ShardJob,
+    register,
+    run_conditions,
+    sample_rng,
+    score_rows,
+    share_count,
+)
 
 
 def object_indices(adapter, samples: pd.DataFrame, padding: int = 0, views: tuple[str, ...] | None = None) -> list[np.ndarray]:
@@ -29,32 +45,113 @@ def object_indices(adapter, samples: pd.DataFrame, padding: int = 0, views: tupl
 
 
 def random_indices_like(adapter, samples: pd.DataFrame, counts: Sequence[int], seed: int) -> list[np.ndarray]:
-    """Per sample, as many uniformly drawn image tokens as ``counts`` says (the random control)."""
-    rng = np.random.default_rng(seed)
+    """Per sample, as many uniformly drawn image tokens as ``counts`` says (the random control).
+    Each sample's draw depends on (seed, sample id, count) only, not on its shard."""
     return [
-        random_token_indices(adapter.layout(int(r["width"]), int(r["height"])).n_tokens, int(k), rng)
+        random_token_indices(adapter.layout(int(r["width"]), int(r["height"])).n_tokens, int(k),
+                             sample_rng(seed, r["sample_id"], int(k)))  # fmt: skip
         for r, k in zip(samples.to_dict("records"), counts, strict=True)
     ]
 
 
-def run_ablated(
-    runner: Runner,
-    samples: pd.DataFrame,
-    categories: Sequence[str],
-    indices: Sequence[np.ndarray] | None,
-    value,
-    max_new_tokens: dict[str, int],
-    tasks: Sequence[str] = ("localization", "list"),
-) -> pd.DataFrame:
-    """One row per (sample, task) with the raw answer and its scores; ``indices=None`` = baseline."""
-    records = samples.to_dict("records")
-    images = [r["image_path"] for r in records]
-    intervention = None if indices is None else ReplaceVisualTokens(list(indices), value)
-    rows = []
-    prompts = [[task_prompt(task, r["category"], categories) for r in records] for task in tasks]
-    answers = runner.generate_shared(images, prompts, [max_new_tokens[t] for t in tasks], intervention=intervention, desc="ablated")
-    for task, task_prompts, task_answers in zip(tasks, prompts, answers, strict=True):
-        for r, p, a, idx in zip(records, task_prompts, task_answers, indices if indices is not None else [()] * len(records), strict=True):
-            rows.append({"sample_id": r["sample_id"], "task": task, "n_ablated": len(idx), "prompt": p, "answer": a,
-                         **score_answer(runner.adapter, task, a, r, categories)})  # fmt: skip
-    return pd.DataFrame(rows)
+def top_indices(importance: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` tokens of highest importance (ties: the earlier token first)."""
+    order = np.argsort(-np.asarray(importance), kind="stable")
+    return np.sort(order[:n])
+
+
+@torch.inference_mode()
+def register_indices(adapter, images: Sequence, n_std: float = 2.0, scope: str = "image",
+                     stats: dict | None = None) -> list[np.ndarray]:  # fmt: skip
+    """Per image, the visual tokens whose embedding norm (at the LLM input) exceeds mean + n_std
+    std: of that image's own tokens (scope "image") or of the mean embedding's image set
+    (scope "dataset", from ``stats``: norm_mean, norm_std)."""
+    from ..runner import _open
+
+    out = []
+    for im in images:
+        feats = adapter.image_features(adapter.pixel_values(_open(im)).to(adapter.device, adapter.model.dtype))
+        norms = feats.float().norm(dim=-1).double().cpu().numpy()
+        if scope == "image":
+            mu, sd = norms.mean(), norms.std(ddof=1)
+        elif scope == "dataset":
+            mu, sd = stats["norm_mean"], stats["norm_std"]
+        else:
+            raise ValueError(f"register scope must be 'image' or 'dataset', not {scope!r}")
+        out.append(np.flatnonzero(norms > mu + n_std * sd))
+    return out
+
+
+def ablation(name: str, params: dict, indices: list[np.ndarray], job: ShardJob, **kw) -> Condition:
+    return Condition(name, params, ReplaceVisualTokens(indices, job.mean), edited=indices, **kw)
+
+
+def _ig_rankings(job: ShardJob, task: str):
+    ig = job.settings["integrated_gradients"]
+    pixels = [job.runner._pixels(r["image_path"])[1] for r in job.records]
+    return attribute_samples(job.adapter, pixels, job.records, task, job.categories, job.present or [[]] * len(pixels),
+                             job.mean, progress=job.progress, steps=ig["steps"], target=ig["target"],
+                             importance=ig["importance"], method=ig["method"],
+                             internal_batch_size=ig.get("internal_batch_size"))  # fmt: skip
+
+
+@register
+class TokenAblation(Experiment):
+    """Table 1 (and Table 4: its random rows with the std over seeds)."""
+
+    name = "token_ablation"
+    param_columns = ("strategy", "padding", "k", "seed")
+
+    def conditions(self, job: ShardJob) -> Iterator[Condition]:
+        s, samples = job.settings, job.samples
+        n_tokens = [lay.n_tokens for lay in job.layouts()]
+        yield Condition("baseline", {"strategy": "baseline"})
+        for p in s["paddings"]:
+            yield ablation(f"object{p:+d}", {"strategy": "object", "padding": p}, object_indices(job.adapter, samples, p), job)
+        reg = s["register"]
+        idx = register_indices(job.adapter, list(samples["image_path"]), reg["n_std"], reg["scope"], job.embedding_stats)
+        yield ablation("register", {"strategy": "register"}, idx, job)
+        rnd = s["random"]
+        for k in rnd["k"]:
+            for seed in rnd["seeds"]:
+                idx = random_indices_like(job.adapter, samples, [share_count(n, k) for n in n_tokens], seed)
+                yield ablation(f"random_k{k:g}_s{seed}", {"strategy": "random", "k": k, "seed": seed}, idx, job)
+        for task in self.tasks:
+            attributions = _ig_rankings(job, task)
+            gaps = [{"ig_gap": a.relative_gap} for a in attributions]
+            for k in s["integrated_gradients"]["k"]:
+                idx = [top_indices(a.importance, share_count(n, k)) for a, n in zip(attributions, n_tokens, strict=True)]
+                yield ablation(f"ig_{task}_k{k:g}", {"strategy": "ig", "k": k}, idx, job, tasks=(task,), extra=gaps)
+
+
+@register
+class TokenAblationMatched(Experiment):
+    """Table 5: object tokens, and as many IG-ranked or random tokens as the object has."""
+
+    name = "token_ablation_matched"
+    param_columns = ("strategy", "seed")
+
+    def conditions(self, job: ShardJob) -> Iterator[Condition]:
+        samples = job.samples
+        obj = object_indices(job.adapter, samples, 0)
+        counts = [len(i) for i in obj]
+        yield Condition("baseline", {"strategy": "baseline"})
+        yield ablation("object", {"strategy": "object"}, obj, job)
+        for seed in job.settings["random"]["seeds"]:
+            yield ablation(f"random_s{seed}", {"strategy": "random", "seed": seed}, random_indices_like(job.adapter, samples, counts, seed), job)
+        for task in self.tasks:
+            attributions = _ig_rankings(job, task)
+            idx = [top_indices(a.importance, n) for a, n in zip(attributions, counts, strict=True)]
+            yield ablation(f"ig_{task}", {"strategy": "ig"}, idx, job, tasks=(task,),
+                           extra=[{"ig_gap": a.relative_gap} for a in attributions])  # fmt: skip
+
+
+def run_ablated(runner, samples: pd.DataFrame, categories: Sequence[str], indices: Sequence[np.ndarray] | None,
+                value: torch.Tensor, max_new_tokens: dict[str, int],
+                tasks: Sequence[str] = ("localization", "list")) -> pd.DataFrame:  # fmt: skip
+    """Scored rows of one ablation (``indices=None``: the baseline) on the experiment layer; for
+    scripts and tests that need a single condition outside the workflow."""
+    job = ShardJob(runner.adapter, runner, samples, list(categories), {}, dict(max_new_tokens), value, progress=False)
+    cond = Condition("baseline", {}, tasks=tuple(tasks)) if indices is None else ablation("ablated", {}, list(indices), job, tasks=tuple(tasks))
+    raw = run_conditions("ad hoc", [cond], job)
+    return score_rows(raw, samples, runner.adapter.family, categories)

@@ -1,14 +1,25 @@
 """Model-agnostic interventions, expressed through an adapter.
 
-Each intervention is a callable ``intervention(adapter, encoded)`` returning a context manager
-that registers its hooks for one batch and always removes exactly its own handles.
+Each intervention is a callable ``intervention(adapter, batch)`` (``base.BatchContext``) returning
+a context manager that registers its hooks for one batch and always removes exactly its own handles.
 """
 
+from .base import BatchContext, Intervention, enter
 from .visual_tokens import (
     ReplaceVisualTokens,
     VisualTokenEdit,
     mean_visual_embedding,
     random_token_indices,
+    visual_embedding_stats,
 )
 
-__all__ = ["ReplaceVisualTokens", "VisualTokenEdit", "mean_visual_embedding", "random_token_indices"]
+__all__ = [
+    "BatchContext",
+    "Intervention",
+    "ReplaceVisualTokens",
+    "VisualTokenEdit",
+    "enter",
+    "mean_visual_embedding",
+    "random_token_indices",
+    "visual_embedding_stats",
+]

@@ -17,31 +17,40 @@ import numpy as np
 import torch
 
 from ..models.base import Adapter, Encoded
+from .base import BatchContext
 
 
 class VisualTokenEdit:
     """Base class: ``edit_query(query_id, tokens, layout) -> tokens`` for each query of a batch.
 
     ``tokens`` is that query's (n_tokens, hidden) slice; return a tensor of the same shape.
+    The edit acts where the visual tokens enter the LLM: in a "full" or "prefix" run. In a
+    "suffix" phase they are already in the KV cache, so there is nothing to do.
     """
+
+    touches_prefix = True
 
     def edit_query(self, query_id: int, tokens: torch.Tensor, layout) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, adapter: Adapter, encoded: Encoded):
-        return self._hooked(adapter, encoded)
+    def __call__(self, adapter: Adapter, batch: BatchContext | Encoded):
+        if isinstance(batch, Encoded):
+            batch = BatchContext.of(batch)
+        if batch.phase == "suffix":
+            return contextlib.nullcontext()
+        return self._hooked(adapter, batch)
 
     @contextlib.contextmanager
-    def _hooked(self, adapter: Adapter, encoded: Encoded):
-        query_ids = encoded.query_ids or list(range(len(encoded.layouts)))
-        sizes = [lay.n_tokens for lay in encoded.layouts]
+    def _hooked(self, adapter: Adapter, batch: BatchContext):
+        query_ids = batch.rows
+        sizes = [lay.n_tokens for lay in batch.layouts]
 
         def hook(module, args, output):
             flat = output.reshape(-1, output.shape[-1])
             if flat.shape[0] != sum(sizes):
                 raise RuntimeError(f"projector produced {flat.shape[0]} tokens, the batch has {sum(sizes)}")
             parts = list(torch.split(flat, sizes))
-            for k, (qid, lay) in enumerate(zip(query_ids, encoded.layouts, strict=True)):
+            for k, (qid, lay) in enumerate(zip(query_ids, batch.layouts, strict=True)):
                 parts[k] = self.edit_query(qid, parts[k], lay)
             return torch.cat(parts).reshape(output.shape)
 
@@ -75,17 +84,30 @@ def mean_visual_embedding(adapter: Adapter, images: Sequence, batch_size: int = 
 
     The paper computes it once over the ImageNet validation set; any image set of the domain works.
     """
+    return visual_embedding_stats(adapter, images, batch_size)["mean"]
+
+
+@torch.inference_mode()
+def visual_embedding_stats(adapter: Adapter, images: Sequence, batch_size: int = 16, progress: bool = False) -> dict:
+    """Over every visual token of ``images`` at the LLM input: the mean embedding, and the mean
+    and std of the tokens' L2 norms (the dataset-wide register-token threshold)."""
+    from tqdm import tqdm
+
     from ..runner import _open
 
-    total, count = None, 0
-    for start in range(0, len(images), batch_size):
+    total, count, norms = None, 0, []
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc="mean embedding", disable=not progress, mininterval=5):
         pixels = torch.cat([adapter.pixel_values(_open(im)) for im in images[start : start + batch_size]])
         feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
         total = feats.sum(0) if total is None else total + feats.sum(0)
         count += feats.shape[0]
+        norms.append(feats.norm(dim=-1).cpu())
     if not count:
         raise ValueError("no images to average")
-    return (total / count).cpu()
+    norms = torch.cat(norms).double()
+    return {"mean": (total / count).cpu(), "norm_mean": float(norms.mean()), "norm_std": float(norms.std()),
+            "n_images": len(images), "n_tokens": count}  # fmt: skip
 
 
 def random_token_indices(n_tokens: int, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -132,6 +132,11 @@ class Adapter(ABC):
             options = {**json.loads(saved.read_text()), **{k: v for k, v in options.items() if v is not None}}
         return cls(model, tokenizer, preprocessor, **options)
 
+    @classmethod
+    def parser(cls) -> Adapter:
+        """An adapter without a model: enough to parse and score answers on a CPU-only node."""
+        return cls(None, None, {})
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -1,0 +1,202 @@
+"""The experiment layer: every experiment of the paper is a set of conditions run by one job.
+
+An experiment declares its conditions; ``run_shard`` runs one shard of the probing subset through
+all of them with a model loaded once, and writes RAW rows (answers, never scores). Scoring is a
+separate CPU step (``score_rows``), so a parser fix reruns no model job; ``check_complete`` is the
+gather step's guard against a missing or duplicated sample.
+
+A ``Condition`` is: a unique name, tidy parameters (each becomes a column: strategy, padding, k,
+seed, ...), which image the samples are asked about (original or object-removed), an intervention
+that covers every sample of the shard (it is given the rows of each batch), the tasks it asks, and
+per sample the image tokens it edits (for the share of tokens removed) and any extra raw columns.
+
+To add an experiment: subclass ``Experiment`` in a module of this package, give it a ``name``
+and ``conditions(job)``, decorate it with ``@register``, and import the module in
+``experiments/__init__.py``. The workflow's ``run_experiment`` rule then runs it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..interventions.base import Intervention
+from ..models.base import Adapter
+from ..runner import Runner
+from ..tasks import task_prompt
+
+IMAGES = ("original", "removed")
+
+
+@dataclass
+class Condition:
+    name: str
+    params: dict[str, Any]
+    intervention: Intervention | None = None
+    image: str = "original"
+    tasks: tuple[str, ...] = ("localization", "list")
+    edited: Sequence[np.ndarray] | None = None  # per sample: the image-token indices it edits
+    extra: Sequence[dict] | None = None  # per sample: more raw columns (e.g. the IG completeness gap)
+
+    def __post_init__(self):
+        if self.image not in IMAGES:
+            raise ValueError(f"condition {self.name}: image must be one of {IMAGES}, not {self.image!r}")
+
+
+@dataclass
+class ShardJob:
+    """What a model job gives an experiment for one shard."""
+
+    adapter: Adapter
+    runner: Runner
+    samples: pd.DataFrame  # the shard's samples (probing subset rows; removed_path if any)
+    categories: list[str]  # the dataset's categories, in id order (the list prompt's order)
+    settings: dict  # the experiment's config entry
+    max_new_tokens: dict[str, int]
+    mean: torch.Tensor | None = None  # the model's mean visual embedding at the LLM input
+    embedding_stats: dict = field(default_factory=dict)  # norm_mean / norm_std over the mean's image set
+    present: list[list[str]] | None = None  # per sample: the categories in its image (dataset order)
+    progress: bool = True
+
+    @property
+    def records(self) -> list[dict]:
+        return self.samples.to_dict("records")
+
+    def layouts(self):
+        return [self.adapter.layout(int(r["width"]), int(r["height"])) for r in self.records]
+
+
+class Experiment:
+    """Base class. ``conditions`` may compute what it needs with the job's model (e.g.
+    attributions) and yields conditions one by one, so each is run as soon as it is ready."""
+
+    name: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ("localization", "list")
+    param_columns: ClassVar[tuple[str, ...]] = ()
+
+    def skip_reason(self, adapter: Adapter) -> str | None:
+        """Why this model cannot run the experiment (e.g. it has no local views), or None."""
+        return None
+
+    def conditions(self, job: ShardJob) -> Iterator[Condition]:
+        raise NotImplementedError
+
+
+EXPERIMENTS: dict[str, type[Experiment]] = {}
+
+
+def register(cls: type[Experiment]) -> type[Experiment]:
+    if not cls.name or cls.name in EXPERIMENTS:
+        raise ValueError(f"experiment name {cls.name!r} is empty or taken")
+    EXPERIMENTS[cls.name] = cls
+    return cls
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name]()
+
+
+def sample_rng(seed: int, sample_id: str, *salt: int) -> np.random.Generator:
+    """A generator per (seed, sample): a sample's draw does not depend on its shard."""
+    return np.random.default_rng([int(seed), zlib.crc32(str(sample_id).encode()), *map(int, salt)])
+
+
+def share_count(n_tokens: int, percent: float) -> int:
+    """k% of an image's tokens, rounded half up, at least one."""
+    return max(1, int(np.floor(n_tokens * percent / 100 + 0.5)))
+
+
+def token_counts(adapter: Adapter, record: dict, edited: np.ndarray | None) -> dict[str, int]:
+    """Image tokens and edited tokens of one sample, in all and per kind of view (global, local)."""
+    layout = adapter.layout(int(record["width"]), int(record["height"]))
+    edited = np.zeros(0, dtype=int) if edited is None else np.asarray(edited, dtype=int)
+    out = {"n_tokens": layout.n_tokens, "n_edited": len(np.unique(edited))}
+    for kind in ("global", "local"):
+        idx = [np.arange(v.offset, v.offset + v.n_tokens) for v in layout.views if v.kind == kind]
+        idx = np.concatenate(idx) if idx else np.zeros(0, dtype=int)
+        out[f"n_tokens_{kind}"] = len(idx)
+        out[f"n_edited_{kind}"] = int(np.isin(idx, edited).sum())
+    return out
+
+
+RAW_COLUMNS = ["sample_id", "experiment", "condition", "task", "image", "prompt", "answer", "truncated",
+               "n_tokens", "n_edited", "n_tokens_global", "n_edited_global", "n_tokens_local", "n_edited_local"]  # fmt: skip
+
+
+def run_shard(experiment: Experiment, job: ShardJob, log=None) -> pd.DataFrame:
+    """Every condition of ``experiment`` on the job's samples: one raw row per (sample,
+    condition, task). Both tasks of a condition share each image's prefix run."""
+    if not len(job.samples):
+        return pd.DataFrame(columns=RAW_COLUMNS[:3] + list(experiment.param_columns) + RAW_COLUMNS[3:])
+    return run_conditions(experiment.name, experiment.conditions(job), job, experiment.param_columns, log)
+
+
+def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = (), log=None) -> pd.DataFrame:
+    """The loop behind ``run_shard``, for any iterable of conditions."""
+    records = job.records
+    columns = RAW_COLUMNS[:3] + list(param_columns) + RAW_COLUMNS[3:]
+    rows = []
+    for cond in conditions:
+        if cond.image == "removed" and any(pd.isna(r.get("removed_path")) for r in records):
+            raise ValueError(f"condition {cond.name} asks about object-removed images, and some samples have none")
+        images = [r["image_path"] if cond.image == "original" else r["removed_path"] for r in records]
+        prompts = [[task_prompt(t, r["category"], job.categories) for r in records] for t in cond.tasks]
+        answers = job.runner.generate_shared(images, prompts, [job.max_new_tokens[t] for t in cond.tasks],
+                                             intervention=cond.intervention, desc=cond.name)  # fmt: skip
+        edited = cond.edited if cond.edited is not None else [None] * len(records)
+        extra = cond.extra if cond.extra is not None else [{}] * len(records)
+        counts = [token_counts(job.adapter, r, e) for r, e in zip(records, edited, strict=True)]
+        for task, task_prompts, task_answers in zip(cond.tasks, prompts, answers, strict=True):
+            for r, p, a, c, x in zip(records, task_prompts, task_answers, counts, extra, strict=True):
+                rows.append({"sample_id": r["sample_id"], "experiment": experiment, "condition": cond.name,
+                             **cond.params, "task": task, "image": cond.image, "prompt": p, "answer": str(a),
+                             "truncated": bool(getattr(a, "truncated", False)), **c, **x})  # fmt: skip
+        if log is not None:
+            log.info("condition %s: %d samples x %s", cond.name, len(records), "/".join(cond.tasks))
+    out = pd.DataFrame(rows)
+    return out.reindex(columns=columns + [c for c in out.columns if c not in columns])
+
+
+def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str]) -> None:
+    """The gather step's guard: every (condition, task) has each expected sample exactly once."""
+    expected = set(sample_ids)
+    dup = raw[raw.duplicated(["condition", "task", "sample_id"], keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        raise ValueError(f"{len(dup)} rows repeat a (condition, task, sample): e.g. sample {first['sample_id']!r} "
+                         f"in {first['condition']}/{first['task']} (a shard written twice?)")  # fmt: skip
+    extra = set(raw["sample_id"]) - expected
+    if extra:
+        raise ValueError(f"{len(extra)} samples are not in the probing subset, e.g. {sorted(extra)[:3]}")
+    for (cond, task), ids in raw.groupby(["condition", "task"])["sample_id"]:
+        missing = expected - set(ids)
+        if missing:
+            raise ValueError(f"{cond}/{task}: {len(missing)} samples missing, e.g. {sorted(missing)[:3]} (a shard lost?)")
+
+
+def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories: Sequence[str]) -> pd.DataFrame:
+    """Parse and score raw rows (CPU only: the family's parser, no model)."""
+    from ..models import ADAPTERS
+    from .screening import score_answer
+
+    parser = ADAPTERS[family].parser()
+    by_id = samples.set_index("sample_id").to_dict("index")
+    scored = []
+    for row in tqdm(raw.to_dict("records"), desc="score", mininterval=5, disable=len(raw) < 5000):
+        sample = {"sample_id": row["sample_id"], **by_id[row["sample_id"]]}
+        scores = score_answer(parser, row["task"], row["answer"], sample, categories)
+        scores.pop("truncated")  # the raw row has it
+        scored.append(scores)
+    out = pd.concat([raw.reset_index(drop=True), pd.DataFrame(scored, index=range(len(raw)))], axis=1)
+    sizes = samples.set_index("sample_id")["size_bucket"]
+    out["size_bucket"] = out["sample_id"].map(sizes)
+    return out
