@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/screening.smk"
+include: "workflow/rules/experiments.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/figures.smk"
 

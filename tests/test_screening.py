@@ -65,7 +65,7 @@ def test_run_screening_keeps_every_answer(adapters):
 
     runner = ScriptedRunner(adapters["llava"], answer)
     rows = run_screening(runner, samples, removed, CATS, {"localization": 9, "list": 8, "binary": 7})
-    assert list(rows.columns) == ANSWER_COLUMNS and len(rows) == 4 * 2 * 3
+    assert set(ANSWER_COLUMNS) <= set(rows.columns) and len(rows) == 4 * 2 * 3
     assert (rows.loc[rows["task"] == "localization", "status"] == "unparsed").all()
     assert rows["truncated"].tolist() == (rows["task"] == "localization").tolist()
     assert rows["answer"].str.contains("\u2603").sum() == 4  # raw text kept

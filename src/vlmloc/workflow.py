@@ -56,3 +56,52 @@ def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     df.to_csv(tmp, sep="\t", index=False)
     tmp.replace(path)
+
+
+def save_torch(obj, path: str | Path) -> None:
+    """Atomic ``torch.save``."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def categories_of(coco: dict, samples: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The dataset's category names in id order (the list prompt's order), and per sample the
+    categories present in its image, in the same order (the gold list answer)."""
+    cats = sorted(coco["categories"], key=lambda c: c["id"])
+    names = {c["id"]: c["name"] for c in cats}
+    by_image: dict[int, set[int]] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], set()).add(a["category_id"])
+    present = [[names[c] for c in sorted(by_image.get(int(i), ()))] for i in samples.get("image_id", [])]
+    return [c["name"] for c in cats], present
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG")
+
+
+def images_in_image_set(image_set: dict, shapes_spec: dict | None = None) -> list:
+    """The images of the mean visual embedding: a folder (every image in it, recursively, sorted,
+    the first ``n_images`` if set), or ``generated`` shapes scenes (in memory, own seed, so never
+    the probing samples)."""
+    n = image_set.get("n_images")
+    if image_set["images"] == "generated":
+        import numpy as np
+        from PIL import Image
+
+        from .data.shapes import ShapesSpec, render_scene
+
+        spec = ShapesSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in (shapes_spec or {}).items()})
+        rng = np.random.default_rng(image_set["seed"])
+        return [Image.fromarray(render_scene(rng, spec)[0]) for _ in range(n or 64)]
+    folder = Path(image_set["images"])
+    if not folder.is_dir():
+        raise FileNotFoundError(f"mean_embedding.images: {folder} is not a folder of images (the paper uses the ImageNet validation set)")
+    files = sorted(str(f) for f in folder.rglob("*") if f.suffix in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"mean_embedding.images: no images under {folder}")
+    return files[:n] if n else files

@@ -206,8 +206,11 @@ def model_settings(name):
 
 
 def model_resources(name):
-    """GPU jobs for real checkpoints; tiny models run anywhere."""
-    return 0 if "tiny" in MODELS[name] else 1
+    """GPUs a model job asks for: the model's `gpus` (0 for the CPU-sized toys and tiny models,
+    so that their jobs run side by side instead of queueing for the workstation's GPU).
+    """
+    m = MODELS[name]
+    return 0 if "tiny" in m else m["gpus"]
 
 
 def screening_settings():
@@ -229,10 +232,105 @@ def screening_targets(dataset):
     ]
 
 
+# ---- experiments --------------------------------------------------------------------------------
+EXPERIMENTS = config.get("experiments", {})
+# experiments whose ablations replace tokens with the model's mean visual embedding
+USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched"}
+# the code that parses and scores answers: the scoring rule reruns when it changes (a parser fix
+# rescores every experiment and reruns no model job)
+PARSER_CODE = [
+    "src/vlmloc/tasks.py",
+    "src/vlmloc/experiments/screening.py",
+    "src/vlmloc/models/base.py",
+    "src/vlmloc/models/llava.py",
+    "src/vlmloc/models/internvl.py",
+]
+
+
+def _check_experiments():
+    errors = []
+    for name, e in EXPERIMENTS.items():
+        for d in e.get("datasets", []):
+            if d not in DATASETS:
+                errors.append(
+                    f"experiments.{name}.datasets: {d!r} is not defined under datasets"
+                )
+    me = config["mean_embedding"]
+    if me["images"] == "generated":
+        like = me["generated_like"]
+        if DATASETS.get(like, {}).get("kind") != "shapes":
+            errors.append(
+                f"mean_embedding.generated_like: {like!r} is not a shapes dataset"
+            )
+    if errors:
+        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+_check_experiments()
+
+
+wildcard_constraints:
+    experiment=alternation(EXPERIMENTS),
+
+
+def parser_code():
+    return [f for f in PARSER_CODE if os.path.exists(f)]
+
+
+def experiment_settings(name):
+    """The experiment's config entry, minus where it runs (datasets, shards)."""
+    return {
+        k: v for k, v in EXPERIMENTS[name].items() if k not in ("datasets", "shards")
+    }
+
+
+def experiment_datasets(name):
+    return [
+        d
+        for d in EXPERIMENTS.get(name, {}).get("datasets", [])
+        if d in config["run"]["datasets"]
+    ]
+
+
+def mean_embedding_input(wildcards):
+    if wildcards.experiment in USES_MEAN_EMBEDDING:
+        return f"results/mean_embedding/{wildcards.model}.pt"
+    return []
+
+
+def shapes_spec(name):
+    d = DATASETS[name]
+    keys = ("colours", "shapes", "long_side", "aspect", "min_objects", "max_objects")
+    return {k: d[k] for k in keys if k in d}
+
+
+def experiment_rows(experiment):
+    """Every run model's scored rows of one experiment (an input function)."""
+    return lambda w: expand(
+        "results/{{dataset}}/experiments/{experiment}/{model}/rows.parquet",
+        experiment=experiment,
+        model=config["run"]["models"],
+    )
+
+
+def experiment_targets(dataset):
+    targets = []
+    if dataset in experiment_datasets("token_ablation"):
+        targets += [
+            f"results/{dataset}/tables/table1_token_ablation.tsv",
+            f"results/{dataset}/tables/table4_random_ablation.tsv",
+            f"results/{dataset}/figures/token_ablation.png",
+        ]
+    if dataset in experiment_datasets("token_ablation_matched"):
+        targets += [f"results/{dataset}/tables/table5_token_ablation_matched.tsv"]
+    return targets
+
+
 def all_targets():
     targets = []
     for name in config["run"]["datasets"]:
         targets += data_targets(name)
         if config["run"]["models"]:
             targets += screening_targets(name)
+            targets += experiment_targets(name)
     return targets

@@ -3,7 +3,8 @@
 
 
 rule screen_shard:
-    """Both tasks and the binary query on one shard of samples, original and object-removed."""
+    """Both tasks and the binary query on one shard of samples, original and object-removed
+    (the "screening" experiment; raw answers, scored by gather_screening)."""
     input:
         samples="results/{dataset}/samples.parquet",
         removed="results/{dataset}/removed.parquet",
@@ -15,25 +16,33 @@ rule screen_shard:
         "logs/screen/{dataset}/{model}/shard-{shard}.log",
     conda:
         "../../envs/models.yaml"
+    threads: 1
     resources:
         mem_mb=32000,
         runtime=720,
         gpu=lambda w: model_resources(w.model),
     params:
+        experiment="screening",
+        settings={},
+        shards=config["screening"]["shards"],
+        max_new_tokens=screening_settings()["max_new_tokens"],
         model=lambda w: model_settings(w.model),
-        screening=screening_settings(),
         device=lambda w: MODELS[w.model]["device"],
         batch_size=lambda w: MODELS[w.model]["batch_size"],
     script:
-        "../scripts/screen_shard.py"
+        "../scripts/model_job.py"
 
 
 rule gather_screening:
+    """Gather the shards (no sample missing or twice), parse and score on CPU."""
     input:
-        lambda w: expand(
+        shards=lambda w: expand(
             "results/{{dataset}}/screening/{{model}}/shard-{shard}.parquet",
             shard=range(config["screening"]["shards"]),
         ),
+        samples="results/{dataset}/samples.parquet",
+        annotations=annotations_of,
+        parser=parser_code(),
     output:
         "results/{dataset}/screening/{model}/answers.parquet",
     log:
@@ -41,10 +50,12 @@ rule gather_screening:
     conda:
         "../../envs/data.yaml"
     resources:
-        mem_mb=2000,
-        runtime=5,
+        mem_mb=4000,
+        runtime=30,
+    params:
+        family=lambda w: MODELS[w.model]["family"],
     script:
-        "../scripts/gather_tables.py"
+        "../scripts/score_rows.py"
 
 
 rule hallucination_filter:

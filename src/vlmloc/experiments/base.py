@@ -186,7 +186,7 @@ def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str]) -> None:
 def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories: Sequence[str]) -> pd.DataFrame:
     """Parse and score raw rows (CPU only: the family's parser, no model)."""
     from ..models import ADAPTERS
-    from .screening import score_answer
+    from .screening import score_answer  # noqa: PLC0415  (screening imports this module)
 
     parser = ADAPTERS[family].parser()
     by_id = samples.set_index("sample_id").to_dict("index")
@@ -197,6 +197,6 @@ def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories
         scores.pop("truncated")  # the raw row has it
         scored.append(scores)
     out = pd.concat([raw.reset_index(drop=True), pd.DataFrame(scored, index=range(len(raw)))], axis=1)
-    sizes = samples.set_index("sample_id")["size_bucket"]
-    out["size_bucket"] = out["sample_id"].map(sizes)
+    if "size_bucket" in samples:
+        out["size_bucket"] = out["sample_id"].map(samples.set_index("sample_id")["size_bucket"])
     return out

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..paper import FILTERED, FPR_RANGE, PROBING, TABLE1_BASELINE
 from ..runner import Runner
-from ..tasks import IOU_THRESHOLDS, iou, localization_scores, mentions, parse_yes_no, task_prompt
+from ..tasks import IOU_THRESHOLDS, iou, localization_scores, mentions, parse_yes_no
+from .base import IMAGES, Condition, Experiment, ShardJob, register, run_shard, score_rows
 
 ANSWER_COLUMNS = [
     "sample_id", "condition", "task", "prompt", "answer", "truncated", "status", "n_boxes",
@@ -51,6 +52,18 @@ def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequenc
     return out
 
 
+@register
+class Screening(Experiment):
+    """Both tasks and the binary query, on the original and on the object-removed image."""
+
+    name = "screening"
+    tasks = ("localization", "list", "binary")
+
+    def conditions(self, job: ShardJob):
+        for image in job.settings.get("conditions", IMAGES):
+            yield Condition(image, {}, image=image, tasks=tuple(job.settings.get("tasks", self.tasks)))
+
+
 def run_screening(
     runner: Runner,
     samples: pd.DataFrame,
@@ -60,33 +73,15 @@ def run_screening(
     tasks: Sequence[str] = ("localization", "list", "binary"),
     conditions: Sequence[str] = ("original", "removed"),
 ) -> pd.DataFrame:
-    """One row per (sample, condition, task) with the raw answer and its scores."""
+    """One scored row per (sample, condition, task): the screening experiment on the experiment
+    layer, raw answers scored at once (the workflow scores in a separate CPU step)."""
     if samples.empty:
         return pd.DataFrame(columns=ANSWER_COLUMNS)
     df = samples.merge(removed, on="sample_id", how="left")
-    if "removed" in conditions and df["removed_path"].isna().any():
-        raise ValueError("some samples have no object-removed image")
-    records = df.to_dict("records")
-    rows = []
-    # chunks of samples, so that one call's images fit the runner's pixel cache
-    step = max(1, runner_chunk(runner))
-    for start in range(0, len(records), step):
-        chunk = records[start : start + step]
-        for condition in conditions:
-            images = [r["image_path"] if condition == "original" else r["removed_path"] for r in chunk]
-            prompts = [[task_prompt(task, r["category"], categories) for r in chunk] for task in tasks]
-            # the tasks about one image share its prefix (visual tokens), run once
-            answers = runner.generate_shared(images, prompts, [max_new_tokens[t] for t in tasks], desc=condition)
-            for task, task_prompts, task_answers in zip(tasks, prompts, answers, strict=True):
-                for r, p, a in zip(chunk, task_prompts, task_answers, strict=True):
-                    rows.append({"sample_id": r["sample_id"], "condition": condition, "task": task, "prompt": p,
-                                 "answer": a, **score_answer(runner.adapter, task, a, r, categories)})  # fmt: skip
-    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
-
-
-def runner_chunk(runner) -> int:
-    """Samples per chunk: as many as the pixel cache holds for both conditions."""
-    return max(getattr(runner, "pixel_cache", 0) // 2, getattr(runner, "batch_size", 1), 1)
+    settings = {"conditions": list(conditions), "tasks": list(tasks)}
+    job = ShardJob(runner.adapter, runner, df, list(categories), settings, dict(max_new_tokens), progress=False)
+    raw = run_shard(Screening(), job)
+    return score_rows(raw, samples, runner.adapter.family, categories)
 
 
 def identified(answers: pd.DataFrame, condition: str, query: str) -> pd.Series:

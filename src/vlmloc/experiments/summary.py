@@ -1,0 +1,168 @@
+"""Tables of the token-ablation experiments (paper Table 1, 4, 5), computed from scored rows.
+
+Scores per sample: the localization score (mean success at IoU 0.5/0.7/0.9) for the box task,
+"identified" for the list task, in %. Every cell has a 95% percentile-bootstrap interval over
+samples (the paper gives none); random strategies average each sample over the seeds first and
+also report the std over seeds (Table 4). Token shares are the mean over samples of the share of
+image tokens edited, in all and per kind of view (global / local: InternVL's "(g, l)").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..paper import TABLE1, TABLE1_TOKENS, TABLE4, TABLE5
+
+METRIC = {"localization": "loc_score", "list": "identified"}
+SHORT = {"localization": "loc", "list": "cls"}
+STRATEGY_ORDER = ("baseline", "object", "ig", "random", "register")
+
+
+def bootstrap_ci(values: np.ndarray, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (same units as ``values``)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def _param(row: pd.Series) -> float:
+    if row["strategy"] == "object":
+        return row.get("padding", np.nan)
+    return row.get("k", np.nan)
+
+
+def _shares(rows: pd.DataFrame) -> dict[str, float]:
+    per_sample = rows.drop_duplicates("sample_id")
+    local = per_sample[per_sample["n_tokens_local"] > 0]
+    return {
+        "token_pct": float((100 * per_sample["n_edited"] / per_sample["n_tokens"]).mean()),
+        "token_pct_global": float((100 * per_sample["n_edited_global"] / per_sample["n_tokens_global"]).mean()),
+        "token_pct_local": float((100 * local["n_edited_local"] / local["n_tokens_local"]).mean()) if len(local) else np.nan,
+        "n_edited": float(per_sample["n_edited"].mean()),
+    }
+
+
+def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.DataFrame:
+    """One row per (strategy, param) of one model's scored rows: token shares and, per task,
+    accuracy %, its bootstrap interval, the drop from baseline, and the std over seeds."""
+    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.copy()
+    rows["param"] = rows.apply(_param, axis=1)
+    rows["score"] = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
+    out = []
+    for (strategy, param), g in rows.groupby(["strategy", "param"], dropna=False, sort=False):
+        rec = {"strategy": strategy, "param": param, **_shares(g), "n": g["sample_id"].nunique()}
+        for task, short in SHORT.items():
+            t = g[g["task"] == task]
+            per_seed = t.groupby("seed" if t.get("seed") is not None and t["seed"].notna().any() else "task")["score"].mean()
+            per_sample = t.groupby("sample_id")["score"].mean()
+            rec[short] = float(per_sample.mean()) if len(t) else np.nan
+            rec[f"{short}_lo"], rec[f"{short}_hi"] = bootstrap_ci(per_sample.to_numpy(), b["resamples"], b["level"], b["seed"])
+            rec[f"{short}_std"] = float(per_seed.std(ddof=0)) if len(per_seed) > 1 else np.nan
+        out.append(rec)
+    out = pd.DataFrame(out)
+    base = out[out["strategy"] == "baseline"]
+    for short in SHORT.values():
+        out[f"{short}_drop"] = out[short] - (float(base[short].iloc[0]) if len(base) else np.nan)
+    order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
+    out["_o"] = out["strategy"].map(order).fillna(len(order))
+    return out.sort_values(["_o", "param"]).drop(columns="_o").reset_index(drop=True)
+
+
+def _paper_token(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, tuple):
+        return "(" + ",".join(f"{v:g}" for v in value) + ")"
+    return f"{value:g}"
+
+
+def table1(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str], bootstrap: dict | None = None) -> pd.DataFrame:
+    """Table 1 (and its Table 4 random rows with the std over seeds), with the paper's values
+    beside ours where the model is one of the paper's."""
+    parts = []
+    for model, rows in rows_per_model.items():
+        t = strategy_table(rows, bootstrap)
+        if t.empty:
+            continue
+        t.insert(0, "model", model)
+        paper = TABLE1.get(paper_names.get(model, ""), {})
+        tokens = TABLE1_TOKENS.get(paper_names.get(model, ""), {})
+        keys = [(s, None if pd.isna(p) or s in ("baseline", "register") else (int(p) if s == "object" else p)) for s, p in zip(t["strategy"], t["param"], strict=True)]
+        t["paper_token"] = [_paper_token(tokens.get(k)) for k in keys]
+        base = paper.get(("baseline", None), {})
+        for short in SHORT.values():
+            t[f"paper_{short}"] = [paper.get(k, {}).get(short, np.nan) for k in keys]
+            t[f"paper_{short}_drop"] = t[f"paper_{short}"] - base.get(short, np.nan)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def table4(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
+    """Table 4: the random rows with the std over seeds, beside the paper's."""
+    if table.empty:
+        return table
+    t = table[table["strategy"].isin(["baseline", "random"])].copy()
+    cols = ["model", "strategy", "param", "token_pct", "n", "loc", "loc_std", "loc_lo", "loc_hi", "loc_drop",
+            "cls", "cls_std", "cls_lo", "cls_hi", "cls_drop"]  # fmt: skip
+    t = t[cols]
+    for short in SHORT.values():
+        t[f"paper_{short}"] = [TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(short, np.nan) if s == "random"
+                               else TABLE1.get(paper_names.get(m, ""), {}).get(("baseline", None), {}).get(short, np.nan)
+                               for m, s, p in zip(t["model"], t["strategy"], t["param"], strict=True)]  # fmt: skip
+        t[f"paper_{short}_std"] = [TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(f"{short}_std", np.nan)
+                                   for m, p in zip(t["model"], t["param"], strict=True)]  # fmt: skip
+    return t.reset_index(drop=True)
+
+
+def table5(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str], bootstrap: dict | None = None) -> pd.DataFrame:
+    """Table 5: baseline, object, and as many IG-ranked or random tokens as the object has."""
+    parts = []
+    for model, rows in rows_per_model.items():
+        t = strategy_table(rows, bootstrap)
+        if t.empty:
+            continue
+        t = t.drop(columns="param")
+        t.insert(0, "model", model)
+        paper = TABLE5.get(paper_names.get(model, ""), {})
+        for short in SHORT.values():
+            t[f"paper_{short}"] = [paper.get(s, {}).get(short, np.nan) for s in t["strategy"]]
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def format_table1(table: pd.DataFrame, models: Sequence[str]) -> str:
+    """Markdown in the paper's layout: one row per strategy, per model token %, loc and cls with
+    the drop from baseline (for the README and the report)."""
+    if table.empty:
+        return "(no rows)\n"
+    head = "| strategy | " + " | ".join(f"{m} token % | {m} loc. | {m} cls." for m in models) + " |"
+    lines = [head, "|" + "---|" * (1 + 3 * len(models))]
+    keys = table.drop_duplicates(["strategy", "param"])[["strategy", "param"]].itertuples(index=False)
+    for strategy, param in keys:
+        label = strategy if pd.isna(param) else f"{strategy} {param:+g}" if strategy == "object" else f"{strategy} {param:g}%"
+        cells = []
+        for m in models:
+            r = table[(table["model"] == m) & (table["strategy"] == strategy) & ((table["param"] == param) | (pd.isna(param) & table["param"].isna()))]
+            if r.empty:
+                cells += ["", "", ""]
+                continue
+            r = r.iloc[0]
+            tok = f"({r['token_pct_global']:.0f},{r['token_pct_local']:.0f})" if not pd.isna(r["token_pct_local"]) else f"{r['token_pct']:.0f}"
+            cells.append(tok)
+            for short in ("loc", "cls"):
+                drop = "" if strategy == "baseline" else f" {'↓' if r[f'{short}_drop'] < 0 else '↑'}{abs(r[f'{short}_drop']):.1f}"
+                std = f" ± {r[f'{short}_std']:.1f}" if not pd.isna(r[f"{short}_std"]) else ""
+                cells.append(f"{r[short]:.1f}{std}{drop}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,178 @@
+# The paper's experiments on one layer: the mean visual embedding per model, ONE model-job rule
+# for every experiment (one shard of the probing subset through all of its conditions, raw
+# rows), one CPU rule that gathers and scores them, then a rule per table and figure.
+
+
+rule mean_embedding:
+    """The model's mean visual embedding at the LLM input over an image set (paper: ImageNet val)."""
+    input:
+        model=model_input,
+    output:
+        "results/mean_embedding/{model}.pt",
+    log:
+        "logs/mean_embedding/{model}.log",
+    conda:
+        "../../envs/models.yaml"
+    threads: 1
+    resources:
+        mem_mb=32000,
+        runtime=240,
+        gpu=lambda w: model_resources(w.model),
+    params:
+        model=lambda w: model_settings(w.model),
+        device=lambda w: MODELS[w.model]["device"],
+        batch_size=config["mean_embedding"]["batch_size"],
+        image_set=config["mean_embedding"],
+        shapes_spec=(
+            shapes_spec(config["mean_embedding"]["generated_like"])
+            if config["mean_embedding"]["images"] == "generated"
+            else {}
+        ),
+    script:
+        "../scripts/model_job.py"
+
+
+rule run_experiment:
+    """One shard of the probing subset through every condition of one experiment (raw rows)."""
+    input:
+        samples="results/{dataset}/probing_subset.parquet",
+        removed="results/{dataset}/removed.parquet",
+        annotations=annotations_of,
+        model=model_input,
+        mean=mean_embedding_input,
+    output:
+        "results/{dataset}/experiments/{experiment}/{model}/raw/shard-{shard}.parquet",
+    log:
+        "logs/experiments/{dataset}/{experiment}/{model}/shard-{shard}.log",
+    conda:
+        "../../envs/models.yaml"
+    threads: 1
+    resources:
+        mem_mb=32000,
+        runtime=1440,
+        gpu=lambda w: model_resources(w.model),
+    params:
+        experiment=lambda w: w.experiment,
+        settings=lambda w: experiment_settings(w.experiment),
+        shards=lambda w: EXPERIMENTS[w.experiment]["shards"],
+        max_new_tokens=dict(sorted(config["screening"]["max_new_tokens"].items())),
+        model=lambda w: model_settings(w.model),
+        device=lambda w: MODELS[w.model]["device"],
+        batch_size=lambda w: MODELS[w.model]["batch_size"],
+    script:
+        "../scripts/model_job.py"
+
+
+rule score_experiment:
+    """Gather the shards (no sample missing or twice), parse and score on CPU."""
+    input:
+        shards=lambda w: expand(
+            "results/{{dataset}}/experiments/{{experiment}}/{{model}}/raw/shard-{shard}.parquet",
+            shard=range(EXPERIMENTS[w.experiment]["shards"]),
+        ),
+        samples="results/{dataset}/probing_subset.parquet",
+        annotations=annotations_of,
+        parser=parser_code(),
+    output:
+        "results/{dataset}/experiments/{experiment}/{model}/rows.parquet",
+    log:
+        "logs/score_experiment/{dataset}/{experiment}/{model}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        family=lambda w: MODELS[w.model]["family"],
+    script:
+        "../scripts/score_rows.py"
+
+
+rule table_token_ablation:
+    """Table 1 (all strategies) and Table 4 (random, std over seeds), beside the paper's values."""
+    input:
+        experiment_rows("token_ablation"),
+    output:
+        table1=report(
+            "results/{dataset}/tables/table1_token_ablation.tsv",
+            caption="../report/table1_token_ablation.rst",
+            category="Token ablation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "Table 1"},
+        ),
+        table1_md="results/{dataset}/tables/table1_token_ablation.md",
+        table4=report(
+            "results/{dataset}/tables/table4_random_ablation.tsv",
+            caption="../report/table4_random_ablation.rst",
+            category="Token ablation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "Table 4"},
+        ),
+    log:
+        "logs/tables/token_ablation/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        models=config["run"]["models"],
+        paper_names={
+            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
+        },
+        bootstrap=config["bootstrap"],
+    script:
+        "../scripts/table_token_ablation.py"
+
+
+rule figure_token_ablation:
+    """Accuracy against the share of tokens removed, one line per strategy, per task and model."""
+    input:
+        "results/{dataset}/tables/table1_token_ablation.tsv",
+    output:
+        png=report(
+            "results/{dataset}/figures/token_ablation.png",
+            caption="../report/token_ablation_figure.rst",
+            category="Token ablation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "accuracy vs tokens removed"},
+        ),
+        pdf="results/{dataset}/figures/token_ablation.pdf",
+    log:
+        "logs/figures/token_ablation/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/figure_token_ablation.py"
+
+
+rule table_token_ablation_matched:
+    """Table 5: object tokens vs as many IG-ranked or random tokens (paper: Pascal VOC)."""
+    input:
+        experiment_rows("token_ablation_matched"),
+    output:
+        report(
+            "results/{dataset}/tables/table5_token_ablation_matched.tsv",
+            caption="../report/table5_token_ablation_matched.rst",
+            category="Token ablation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "Table 5"},
+        ),
+    log:
+        "logs/tables/token_ablation_matched/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        models=config["run"]["models"],
+        paper_names={
+            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
+        },
+        bootstrap=config["bootstrap"],
+    script:
+        "../scripts/table_token_ablation_matched.py"

@@ -1,0 +1,57 @@
+# The ONE model-job script: loads the model once and runs, for rule
+#   mean_embedding   the mean visual embedding (and token-norm stats) over an image set;
+#   screen_shard / run_experiment   one shard of an experiment's conditions -> RAW rows.
+# Scoring happens in a CPU rule after it (score_rows.py), so a parser fix reruns no model job.
+import pandas as pd
+import torch
+
+from vlmloc.data.coco import load_json
+from vlmloc.data.inpainting import shard_of
+from vlmloc.experiments import ShardJob, get_experiment, run_shard
+from vlmloc.experiments.base import RAW_COLUMNS
+from vlmloc.interventions import visual_embedding_stats
+from vlmloc.models import load_adapter
+from vlmloc.runner import Runner
+from vlmloc.workflow import (
+    categories_of,
+    images_in_image_set,
+    logged,
+    resolve_device,
+    save_torch,
+    write_parquet,
+)
+
+with logged(snakemake) as log:
+    torch.set_num_threads(snakemake.threads)
+    p = snakemake.params
+    m = dict(p.model)
+    device = resolve_device(p.device)
+    adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
+    log.info("%s on %s (%d threads), rule %s", snakemake.wildcards.model, device, snakemake.threads, snakemake.rule)
+
+    if snakemake.rule == "mean_embedding":
+        images = images_in_image_set(p.image_set, p.shapes_spec)
+        log.info("mean visual embedding over %d images (%s)", len(images), p.image_set["images"])
+        stats = visual_embedding_stats(adapter, images, batch_size=p.batch_size, progress=True)
+        stats["image_set"] = dict(p.image_set)
+        save_torch(stats, snakemake.output[0])
+        log.info("%d visual tokens; token norm %.3f +- %.3f", stats["n_tokens"], stats["norm_mean"], stats["norm_std"])
+    else:
+        experiment = get_experiment(p.experiment)
+        shard, shards = int(snakemake.wildcards.shard), p.shards
+        samples = shard_of(pd.read_parquet(snakemake.input.samples), shard, shards)
+        samples = samples.merge(pd.read_parquet(snakemake.input.removed), on="sample_id", how="left")
+        coco = load_json(snakemake.input.annotations)
+        categories, present = categories_of(coco, samples)
+        reason = experiment.skip_reason(adapter)
+        if reason:
+            log.warning("experiment %s skipped for %s: %s", p.experiment, snakemake.wildcards.model, reason)
+            samples = samples.iloc[:0]
+        stats = torch.load(snakemake.input.mean, weights_only=True) if snakemake.input.get("mean") else {}
+        runner = Runner(adapter, batch_size=p.batch_size, pixel_cache=max(256, len(samples)))
+        job = ShardJob(adapter, runner, samples, categories, dict(p.settings), dict(p.max_new_tokens),
+                       mean=stats.get("mean"), embedding_stats=stats, present=present)  # fmt: skip
+        log.info("%s: %d samples (shard %d/%d)", p.experiment, len(samples), shard, shards)
+        raw = run_shard(experiment, job, log)
+        write_parquet(raw if len(raw) else pd.DataFrame(columns=RAW_COLUMNS), snakemake.output[0])
+        log.info("%d raw rows, %d cut off at max_new_tokens", len(raw), int(raw["truncated"].sum()) if len(raw) else 0)

@@ -1,0 +1,22 @@
+# Gather one experiment's raw shards for one model, check that every sample is there exactly
+# once per (condition, task), and parse + score the answers (CPU only, no model).
+import pandas as pd
+
+from vlmloc.data.coco import load_json
+from vlmloc.experiments.base import check_complete, score_rows
+from vlmloc.workflow import categories_of, logged, write_parquet
+
+with logged(snakemake) as log:
+    raw = pd.concat([pd.read_parquet(f) for f in snakemake.input.shards], ignore_index=True)
+    samples = pd.read_parquet(snakemake.input.samples)
+    if raw.empty:
+        log.warning("no raw rows (empty sample set, or the experiment was skipped for this model)")
+        write_parquet(raw, snakemake.output[0])
+    else:
+        check_complete(raw, samples["sample_id"])
+        categories, _ = categories_of(load_json(snakemake.input.annotations), samples.iloc[:0])
+        scored = score_rows(raw, samples, snakemake.params.family, categories)
+        write_parquet(scored, snakemake.output[0])
+        loc = scored[scored["task"] == "localization"]
+        log.info("%d rows from %d shards; %d unparsed boxes", len(scored), len(snakemake.input.shards),
+                 int((loc["status"] != "ok").sum()))  # fmt: skip

@@ -1,0 +1,11 @@
+import pandas as pd
+
+from vlmloc.experiments.summary import table5
+from vlmloc.workflow import logged, write_tsv
+
+with logged(snakemake) as log:
+    p = snakemake.params
+    rows = {m: pd.read_parquet(f) for m, f in zip(p.models, snakemake.input, strict=True)}
+    t5 = table5(rows, dict(p.paper_names), dict(p.bootstrap))
+    write_tsv(t5, snakemake.output[0])
+    log.info("Table 5: %d rows for %d models", len(t5), len(rows))
