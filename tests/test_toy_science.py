@@ -2,14 +2,11 @@
 qualitative findings must hold on models that really answer."""
 
 
-import numpy as np
 import pytest
 from conftest import ROOT
 
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.experiments.screening import score_answer
-from vlmloc.experiments.token_ablation import object_indices, random_indices_like, run_ablated
-from vlmloc.interventions import mean_visual_embedding
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
 from vlmloc.tasks import task_prompt
@@ -83,23 +80,51 @@ def test_answers_cut_off_at_max_new_tokens_are_marked(toy, held_out):
         assert scored["truncated"] and scored["status"] == "unparsed" and scored["success@0.5"] == 0
 
 
-def test_object_token_ablation_hurts_more_than_random(toy, held_out):
+def test_object_token_ablation_hurts_more_than_random_and_ig(toy, held_out):
+    """Paper sec. 3.1 on the experiment layer (Table 5's conditions): replacing the object's
+    tokens by the mean embedding lowers localization at least 3x more than as many random
+    tokens (3 seeds), and as many IG-ranked tokens lower it more than random ones."""
+    import pandas as pd
+
+    from vlmloc.experiments import ShardJob, get_experiment, run_shard
+    from vlmloc.experiments.base import score_rows
+    from vlmloc.interventions import visual_embedding_stats
+
     family, adapter, _ = toy
     samples, _, mean_images = held_out
-    runner = Runner(adapter, batch_size=32, progress=False)
-    value = mean_visual_embedding(adapter, mean_images)
+    stats = visual_embedding_stats(adapter, mean_images)
+    settings = {"random": {"seeds": [0, 1, 2]},
+                "integrated_gradients": {"steps": 16, "target": "logit", "importance": "l1", "method": "riemann_trapezoid"}}  # fmt: skip
+    job = ShardJob(adapter, Runner(adapter, batch_size=32, progress=False), samples, SPEC.categories, settings,
+                   {"localization": 40, "list": 48}, stats["mean"], stats, present=None, progress=False)  # fmt: skip
+    rows = score_rows(run_shard(get_experiment("token_ablation_matched"), job), samples, family, SPEC.categories)
+    loc = rows[rows["task"] == "localization"].groupby("strategy")["loc_score"].mean()
+    base = loc["baseline"]
+    drop = {s: base - loc[s] for s in ("object", "random", "ig")}
+    assert drop["object"] >= 0.5 * base > 0, (family, base, drop)
+    assert drop["object"] >= 3 * max(drop["random"], 0.0), (family, drop)
+    assert drop["ig"] > drop["random"] + 0.05, (family, drop)
+    cls = rows[rows["task"] == "list"].groupby("strategy")["identified"].mean()
+    assert cls["object"] < cls["random"] - 0.3 and isinstance(rows, pd.DataFrame), (family, cls)
 
-    def loc(indices):
-        rows = run_ablated(runner, samples, SPEC.categories, indices, value, TASKS, tasks=("localization",))
-        return rows["loc_score"].mean()
 
-    base = loc(None)
-    obj = object_indices(adapter, samples)
-    counts = [len(i) for i in obj]
-    drop_object = base - loc(obj)
-    drop_random = base - np.mean([loc(random_indices_like(adapter, samples, counts, seed)) for seed in (0, 1, 2)])
-    assert drop_object >= 0.5 * base > 0, (family, base, drop_object)
-    assert drop_object >= 3 * max(drop_random, 0.0), (family, drop_object, drop_random)
+# the demo's shape at a smaller size (the full demo: `make demo`)
+TOY_DEMO = """
+run:
+  datasets: [shapes, shapes_voc]
+  models: [toy_llava, toy_internvl]
+datasets:
+  shapes: {kind: shapes, n_images: 70}
+  shapes_voc: {kind: shapes, n_images: 16, seed: 1}
+experiments:
+  token_ablation:
+    paddings: [0, 1]
+    integrated_gradients: {k: [8, 32], steps: 8}
+    random: {k: [16], seeds: [0, 1]}
+  token_ablation_matched:
+    integrated_gradients: {steps: 8}
+    random: {seeds: [0]}
+"""
 
 
 @pytest.mark.slow
@@ -108,14 +133,26 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     import pandas as pd
     from conftest import run_snakemake
 
-    (workflow_dir / "toy.yaml").write_text("run:\n  datasets: [shapes]\n  models: [toy_llava, toy_internvl]\n")
+    (workflow_dir / "toy.yaml").write_text(TOY_DEMO)
     run_snakemake(workflow_dir, "--configfile", "toy.yaml")
     acc = pd.read_csv(workflow_dir / "results/shapes/tables/baseline_accuracy.tsv", sep="\t")
     sub = acc[acc["samples"] == "probing subset"].set_index("model")
     assert set(sub.index) == {"toy_llava", "toy_internvl"}
     assert (sub["n"] >= 10).all() and (sub["loc_score"] > 50).all() and (sub["cls"] > 85).all()
-    for fig in ("baseline_accuracy", "localization_examples", "object_removal_examples"):
+    for fig in ("baseline_accuracy", "localization_examples", "object_removal_examples", "token_ablation"):
         assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
+    assert (workflow_dir / "results/shapes/figures/token_ablation.pdf").stat().st_size > 5_000
+    # Table 1 through the workflow: object tokens matter more than as many random ones
+    t1 = pd.read_csv(workflow_dir / "results/shapes/tables/table1_token_ablation.tsv", sep="\t")
+    for model, t in t1.groupby("model"):
+        obj = t[(t["strategy"] == "object") & (t["param"] == 0)].iloc[0]
+        rnd = t[(t["strategy"] == "random")].iloc[0]
+        assert obj["loc_drop"] < -30 and obj["loc_lo"] <= obj["loc"] <= obj["loc_hi"], (model, obj)
+        assert rnd["loc_drop"] > obj["loc_drop"] / 3 and rnd["token_pct"] >= obj["token_pct"] * 0.5, (model, rnd)
+    t4 = pd.read_csv(workflow_dir / "results/shapes/tables/table4_random_ablation.tsv", sep="\t")
+    assert set(t4["strategy"]) == {"baseline", "random"} and t4.loc[t4["strategy"] == "random", "loc_std"].notna().all()
+    t5 = pd.read_csv(workflow_dir / "results/shapes_voc/tables/table5_token_ablation_matched.tsv", sep="\t")
+    assert set(t5["strategy"]) == {"baseline", "object", "ig", "random"} and len(t5) == 8
     # a replaced checkpoint reruns its own model's screening, not the other's
     import os
     import time

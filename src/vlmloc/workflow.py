@@ -58,6 +58,17 @@ def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def read_samples(samples: str | Path, subset_ids: str | Path | None = None) -> pd.DataFrame:
+    """The dataset's samples, or those named in a subset's ids file (one sample id a line)."""
+    df = pd.read_parquet(samples)
+    if subset_ids:
+        ids = Path(subset_ids).read_text().split()
+        df = df[df["sample_id"].isin(set(ids))].reset_index(drop=True)
+        if len(df) != len(set(ids)):
+            raise ValueError(f"{subset_ids}: {len(set(ids)) - len(df)} sample ids are not in {samples}")
+    return df
+
+
 def save_torch(obj, path: str | Path) -> None:
     """Atomic ``torch.save``."""
     import torch

@@ -35,7 +35,8 @@ rule mean_embedding:
 rule run_experiment:
     """One shard of the probing subset through every condition of one experiment (raw rows)."""
     input:
-        samples="results/{dataset}/probing_subset.parquet",
+        samples="results/{dataset}/samples.parquet",
+        subset="results/{dataset}/probing_subset_ids.txt",
         removed="results/{dataset}/removed.parquet",
         annotations=annotations_of,
         model=model_input,
@@ -70,7 +71,8 @@ rule score_experiment:
             "results/{{dataset}}/experiments/{{experiment}}/{{model}}/raw/shard-{shard}.parquet",
             shard=range(EXPERIMENTS[w.experiment]["shards"]),
         ),
-        samples="results/{dataset}/probing_subset.parquet",
+        samples="results/{dataset}/samples.parquet",
+        subset="results/{dataset}/probing_subset_ids.txt",
         annotations=annotations_of,
         parser=parser_code(),
     output:

@@ -77,7 +77,10 @@ rule hallucination_filter:
         "../scripts/hallucination_filter.py"
 
 
-rule probing_subset:
+# A checkpoint: the DAG is re-evaluated after it, and the experiments depend on its small ids
+# file, which Snakemake compares by checksum. So a rescoring that leaves the subset as it was (a
+# parser fix) reruns no experiment's model job, and one that changes it reruns them.
+checkpoint probing_subset:
     """Intersection of the models' filters, the counts table, baseline accuracy and FPR tables."""
     input:
         samples="results/{dataset}/samples.parquet",
@@ -91,6 +94,7 @@ rule probing_subset:
         ),
     output:
         subset="results/{dataset}/probing_subset.parquet",
+        ids="results/{dataset}/probing_subset_ids.txt",
         counts=report(
             "results/{dataset}/tables/screening_counts.tsv",
             caption="../report/screening_counts.rst",

@@ -16,6 +16,7 @@ from vlmloc.workflow import (
     categories_of,
     images_in_image_set,
     logged,
+    read_samples,
     resolve_device,
     save_torch,
     write_parquet,
@@ -39,7 +40,8 @@ with logged(snakemake) as log:
     else:
         experiment = get_experiment(p.experiment)
         shard, shards = int(snakemake.wildcards.shard), p.shards
-        samples = shard_of(pd.read_parquet(snakemake.input.samples), shard, shards)
+        samples = read_samples(snakemake.input.samples, snakemake.input.get("subset"))
+        samples = shard_of(samples, shard, shards)
         samples = samples.merge(pd.read_parquet(snakemake.input.removed), on="sample_id", how="left")
         coco = load_json(snakemake.input.annotations)
         categories, present = categories_of(coco, samples)

@@ -4,11 +4,11 @@ import pandas as pd
 
 from vlmloc.data.coco import load_json
 from vlmloc.experiments.base import check_complete, score_rows
-from vlmloc.workflow import categories_of, logged, write_parquet
+from vlmloc.workflow import categories_of, logged, read_samples, write_parquet
 
 with logged(snakemake) as log:
     raw = pd.concat([pd.read_parquet(f) for f in snakemake.input.shards], ignore_index=True)
-    samples = pd.read_parquet(snakemake.input.samples)
+    samples = read_samples(snakemake.input.samples, snakemake.input.get("subset"))
     if raw.empty:
         log.warning("no raw rows (empty sample set, or the experiment was skipped for this model)")
         write_parquet(raw, snakemake.output[0])

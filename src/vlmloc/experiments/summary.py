@@ -19,6 +19,10 @@ from ..paper import TABLE1, TABLE1_TOKENS, TABLE4, TABLE5
 METRIC = {"localization": "loc_score", "list": "identified"}
 SHORT = {"localization": "loc", "list": "cls"}
 STRATEGY_ORDER = ("baseline", "object", "ig", "random", "register")
+_STATS = [f"{t}{x}" for t in SHORT.values() for x in ("", "_lo", "_hi", "_std")] + ["loc_drop", "cls_drop"]
+STRATEGY_COLUMNS = ["strategy", "param", "token_pct", "token_pct_global", "token_pct_local", "n_edited", "n", *_STATS]
+TABLE1_COLUMNS = ["model", *STRATEGY_COLUMNS, "paper_token", "paper_loc", "paper_loc_drop", "paper_cls", "paper_cls_drop"]
+TABLE5_COLUMNS = ["model", *[c for c in STRATEGY_COLUMNS if c != "param"], "paper_loc", "paper_cls"]
 
 
 def bootstrap_ci(values: np.ndarray, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -55,7 +59,7 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
     accuracy %, its bootstrap interval, the drop from baseline, and the std over seeds."""
     b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
     if rows.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=STRATEGY_COLUMNS)
     rows = rows.copy()
     rows["param"] = rows.apply(_param, axis=1)
     rows["score"] = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
@@ -76,7 +80,7 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
         out[f"{short}_drop"] = out[short] - (float(base[short].iloc[0]) if len(base) else np.nan)
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     out["_o"] = out["strategy"].map(order).fillna(len(order))
-    return out.sort_values(["_o", "param"]).drop(columns="_o").reset_index(drop=True)
+    return out.sort_values(["_o", "param"]).drop(columns="_o").reset_index(drop=True)[STRATEGY_COLUMNS]
 
 
 def _paper_token(value) -> str:
@@ -105,16 +109,17 @@ def table1(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str],
             t[f"paper_{short}"] = [paper.get(k, {}).get(short, np.nan) for k in keys]
             t[f"paper_{short}_drop"] = t[f"paper_{short}"] - base.get(short, np.nan)
         parts.append(t)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)[TABLE1_COLUMNS] if parts else pd.DataFrame(columns=TABLE1_COLUMNS)
 
 
 def table4(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
     """Table 4: the random rows with the std over seeds, beside the paper's."""
-    if table.empty:
-        return table
-    t = table[table["strategy"].isin(["baseline", "random"])].copy()
     cols = ["model", "strategy", "param", "token_pct", "n", "loc", "loc_std", "loc_lo", "loc_hi", "loc_drop",
             "cls", "cls_std", "cls_lo", "cls_hi", "cls_drop"]  # fmt: skip
+    paper_cols = ["paper_loc", "paper_loc_std", "paper_cls", "paper_cls_std"]
+    if table.empty:
+        return pd.DataFrame(columns=cols + paper_cols)
+    t = table[table["strategy"].isin(["baseline", "random"])].copy()
     t = t[cols]
     for short in SHORT.values():
         t[f"paper_{short}"] = [TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(short, np.nan) if s == "random"
@@ -122,7 +127,7 @@ def table4(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
                                for m, s, p in zip(t["model"], t["strategy"], t["param"], strict=True)]  # fmt: skip
         t[f"paper_{short}_std"] = [TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(f"{short}_std", np.nan)
                                    for m, p in zip(t["model"], t["param"], strict=True)]  # fmt: skip
-    return t.reset_index(drop=True)
+    return t.reset_index(drop=True)[cols + paper_cols]
 
 
 def table5(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str], bootstrap: dict | None = None) -> pd.DataFrame:
@@ -138,7 +143,7 @@ def table5(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str],
         for short in SHORT.values():
             t[f"paper_{short}"] = [paper.get(s, {}).get(short, np.nan) for s in t["strategy"]]
         parts.append(t)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)[TABLE5_COLUMNS] if parts else pd.DataFrame(columns=TABLE5_COLUMNS)
 
 
 def format_table1(table: pd.DataFrame, models: Sequence[str]) -> str:

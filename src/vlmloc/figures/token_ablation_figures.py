@@ -44,6 +44,10 @@ def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str) -> None:
             ax.grid(alpha=0.3)
     if models:
         axes[0, 0].legend(fontsize=7, loc="lower left")
+    else:
+        for ax in axes[0]:
+            ax.text(0.5, 0.5, "no samples in the probing subset", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
     fig.suptitle("Token ablation: shaded = 95% bootstrap interval over samples; dotted = paper (where given)", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=130)
