@@ -19,8 +19,13 @@ def test_default_and_paper_configs_validate():
     assert cfg["datasets"]["shapes"]["inpainting"] == "exact"
     paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     merged = copy.deepcopy(cfg)
-    merged["run"] = paper["run"]
+    for key, value in paper.items():  # Snakemake merges an overlay key by key
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and key != "experiments" else value
+    for name, e in paper["experiments"].items():
+        merged["experiments"][name] = {**cfg["experiments"][name], **e,
+                                       "integrated_gradients": {**cfg["experiments"][name]["integrated_gradients"], **e["integrated_gradients"]}}  # fmt: skip
     validate(merged, SCHEMA)
+    assert merged["experiments"]["token_ablation"]["integrated_gradients"]["steps"] == 50
 
 
 @pytest.mark.parametrize(
@@ -31,6 +36,10 @@ def test_default_and_paper_configs_validate():
         (lambda c: c["datasets"]["shapes"].update(n_imgs=3), "n_imgs"),
         (lambda c: c["datasets"]["coco"].update(label_corection="none"), "label_corection"),
         (lambda c: c["downloads"]["files"]["val2017.zip"].update(sha=1), "sha"),
+        (lambda c: c["experiments"]["token_ablation"].update(padings=[0]), "padings"),
+        (lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(stepz=3), "stepz"),
+        (lambda c: c["experiments"].update(token_ablations={}), "token_ablations"),
+        (lambda c: c["mean_embedding"].update(imgs="x"), "imgs"),
     ],
 )
 def test_misspelt_key_is_named(edit, key):
@@ -48,6 +57,9 @@ def test_misspelt_key_is_named(edit, key):
         (lambda c: c["inpainting"].update(shards=0), "shards"),
         (lambda c: c["datasets"]["shapes"].update(inpainting="photoshop"), "inpainting"),
         (lambda c: c["downloads"]["files"]["val2017.zip"].update(md5="abc"), "md5"),
+        (lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(target="loss"), "target"),
+        (lambda c: c["experiments"]["token_ablation"]["register"].update(scope="pixel"), "scope"),
+        (lambda c: c["experiments"]["token_ablation"]["random"].update(k=[0]), "k"),
     ],
 )
 def test_wrong_type_or_range_is_named(edit, fragment):

@@ -20,7 +20,8 @@ METRIC = {"localization": "loc_score", "list": "identified"}
 SHORT = {"localization": "loc", "list": "cls"}
 STRATEGY_ORDER = ("baseline", "object", "ig", "random", "register")
 _STATS = [f"{t}{x}" for t in SHORT.values() for x in ("", "_lo", "_hi", "_std")] + ["loc_drop", "cls_drop"]
-STRATEGY_COLUMNS = ["strategy", "param", "token_pct", "token_pct_global", "token_pct_local", "n_edited", "n", *_STATS]
+STRATEGY_COLUMNS = ["strategy", "param", "token_pct", "token_pct_global", "token_pct_local", "n_edited", "n", *_STATS,
+                    "ig_gap_median", "ig_gap_p90"]  # fmt: skip
 TABLE1_COLUMNS = ["model", *STRATEGY_COLUMNS, "paper_token", "paper_loc", "paper_loc_drop", "paper_cls", "paper_cls_drop"]
 TABLE5_COLUMNS = ["model", *[c for c in STRATEGY_COLUMNS if c != "param"], "paper_loc", "paper_cls"]
 
@@ -66,6 +67,9 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
     out = []
     for (strategy, param), g in rows.groupby(["strategy", "param"], dropna=False, sort=False):
         rec = {"strategy": strategy, "param": param, **_shares(g), "n": g["sample_id"].nunique()}
+        if "ig_gap" in g and g["ig_gap"].notna().any():  # IG completeness, per (sample, task)
+            gaps = g.drop_duplicates(["sample_id", "task"])["ig_gap"].dropna()
+            rec["ig_gap_median"], rec["ig_gap_p90"] = float(gaps.median()), float(gaps.quantile(0.9))
         for task, short in SHORT.items():
             t = g[g["task"] == task]
             per_seed = t.groupby("seed" if t.get("seed") is not None and t["seed"].notna().any() else "task")["score"].mean()
@@ -80,7 +84,7 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
         out[f"{short}_drop"] = out[short] - (float(base[short].iloc[0]) if len(base) else np.nan)
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     out["_o"] = out["strategy"].map(order).fillna(len(order))
-    return out.sort_values(["_o", "param"]).drop(columns="_o").reset_index(drop=True)[STRATEGY_COLUMNS]
+    return out.sort_values(["_o", "param"]).drop(columns="_o").reset_index(drop=True).reindex(columns=STRATEGY_COLUMNS)
 
 
 def _paper_token(value) -> str:

@@ -86,11 +86,17 @@ def ablation(name: str, params: dict, indices: list[np.ndarray], job: ShardJob, 
     return Condition(name, params, ReplaceVisualTokens(indices, job.mean), edited=indices, **kw)
 
 
+def ig_steps(ig: dict, task: str) -> int:
+    """``steps`` is one number, or one per task (the box target's path integral is the sharper)."""
+    steps = ig["steps"]
+    return int(steps[task] if isinstance(steps, dict) else steps)
+
+
 def _ig_rankings(job: ShardJob, task: str):
     ig = job.settings["integrated_gradients"]
     pixels = [job.runner._pixels(r["image_path"])[1] for r in job.records]
     return attribute_samples(job.adapter, pixels, job.records, task, job.categories, job.present or [[]] * len(pixels),
-                             job.mean, progress=job.progress, steps=ig["steps"], target=ig["target"],
+                             job.mean, progress=job.progress, steps=ig_steps(ig, task), target=ig["target"],
                              importance=ig["importance"], method=ig["method"],
                              internal_batch_size=ig.get("internal_batch_size"))  # fmt: skip
 

@@ -43,13 +43,14 @@ def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str) -> None:
             ax.set_ylim(-3, 105)
             ax.grid(alpha=0.3)
     if models:
-        axes[0, 0].legend(fontsize=7, loc="lower left")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     else:
         for ax in axes[0]:
             ax.text(0.5, 0.5, "no samples in the probing subset", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
     fig.suptitle("Token ablation: shaded = 95% bootstrap interval over samples; dotted = paper (where given)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
     plt.close(fig)
