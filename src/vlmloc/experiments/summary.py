@@ -21,7 +21,7 @@ SHORT = {"localization": "loc", "list": "cls"}
 STRATEGY_ORDER = ("baseline", "object", "ig", "random", "register")
 _STATS = [f"{t}{x}" for t in SHORT.values() for x in ("", "_lo", "_hi", "_std")] + ["loc_drop", "cls_drop"]
 STRATEGY_COLUMNS = ["strategy", "param", "token_pct", "token_pct_global", "token_pct_local", "n_edited", "n", *_STATS,
-                    "ig_gap_median", "ig_gap_p90"]  # fmt: skip
+                    "loc_ig_gap_median", "loc_ig_gap_p90", "cls_ig_gap_median", "cls_ig_gap_p90"]  # fmt: skip
 TABLE1_COLUMNS = ["model", *STRATEGY_COLUMNS, "paper_token", "paper_loc", "paper_loc_drop", "paper_cls", "paper_cls_drop"]
 TABLE5_COLUMNS = ["model", *[c for c in STRATEGY_COLUMNS if c != "param"], "paper_loc", "paper_cls"]
 
@@ -67,9 +67,6 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
     out = []
     for (strategy, param), g in rows.groupby(["strategy", "param"], dropna=False, sort=False):
         rec = {"strategy": strategy, "param": param, **_shares(g), "n": g["sample_id"].nunique()}
-        if "ig_gap" in g and g["ig_gap"].notna().any():  # IG completeness, per (sample, task)
-            gaps = g.drop_duplicates(["sample_id", "task"])["ig_gap"].dropna()
-            rec["ig_gap_median"], rec["ig_gap_p90"] = float(gaps.median()), float(gaps.quantile(0.9))
         for task, short in SHORT.items():
             t = g[g["task"] == task]
             per_seed = t.groupby("seed" if t.get("seed") is not None and t["seed"].notna().any() else "task")["score"].mean()
@@ -77,6 +74,9 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
             rec[short] = float(per_sample.mean()) if len(t) else np.nan
             rec[f"{short}_lo"], rec[f"{short}_hi"] = bootstrap_ci(per_sample.to_numpy(), b["resamples"], b["level"], b["seed"])
             rec[f"{short}_std"] = float(per_seed.std(ddof=0)) if len(per_seed) > 1 else np.nan
+            if "ig_gap" in t and t["ig_gap"].notna().any():  # IG completeness gap over samples
+                gaps = t.drop_duplicates("sample_id")["ig_gap"].dropna()
+                rec[f"{short}_ig_gap_median"], rec[f"{short}_ig_gap_p90"] = float(gaps.median()), float(gaps.quantile(0.9))
         out.append(rec)
     out = pd.DataFrame(out)
     base = out[out["strategy"] == "baseline"]
