@@ -47,9 +47,9 @@ class ScriptedRunner:
     def __init__(self, adapter, answer):
         self.adapter, self.answer, self.calls = adapter, answer, []
 
-    def generate_shared(self, images, prompts, max_new_tokens, intervention=None, desc=""):
+    def generate_conditions(self, images, prompts, max_new_tokens, interventions, desc=""):
         self.calls.append((desc, tuple(max_new_tokens)))
-        return [[self.answer(im, p) for im, p in zip(images, ps, strict=True)] for ps in prompts]
+        return [[[self.answer(im, p) for im, p in zip(images, ps, strict=True)] for ps in prompts] for _ in interventions]
 
 
 def test_run_screening_keeps_every_answer(adapters):

@@ -67,15 +67,16 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     assert jobs == {"filter_samples": 1, "remove_objects_shard": 2, "gather_removed": 1,
                     "figure_object_removal_examples": 1, "screen_shard": 4, "gather_screening": 2,
                     "hallucination_filter": 2, "probing_subset": 1, "figure_baseline_accuracy": 1,
-                    "figure_localization_examples": 1, "run_experiment": 4, "score_experiment": 2,
-                    "table_token_ablation": 1, "figure_token_ablation": 1, "all": 1}  # fmt: skip
+                    "figure_localization_examples": 1, "run_experiment": 8, "score_experiment": 4,
+                    "table_token_ablation": 1, "figure_token_ablation": 1, "table_attention_knockout": 1,
+                    "figure_knockout": 1, "all": 1}  # fmt: skip
 
     # a parser fix rescores screening and every experiment, and reruns no model job (the probing
     # subset is a checkpoint whose ids file did not change)
     tasks_py = workflow_dir / "src/vlmloc/tasks.py"
     tasks_py.write_text(tasks_py.read_text() + "\n# a parser fix\n")
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml"))
-    assert jobs["score_experiment"] == 2 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
+    assert jobs["score_experiment"] == 4 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
     assert not {"screen_shard", "mean_embedding"} & set(jobs), jobs
     out = run_snakemake(workflow_dir, "--configfile", "small.yaml")
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M))
@@ -195,5 +196,7 @@ def test_paper_scope_dry_run(workflow_dir):
     assert jobs["prepare_model"] == 3  # the three hub checkpoints
     assert jobs["screen_shard"] == 2 * 3 * 8 and jobs["probing_subset"] == 2
     # token ablation on COCO (Table 1, 4) and matched ablation on VOC (Table 5): 8 shards per model
-    assert jobs["mean_embedding"] == 3 and jobs["run_experiment"] == 2 * 3 * 8 and jobs["score_experiment"] == 2 * 3
+    # and attention knockout on COCO (Fig 3, Fig 12): 8 shards per model
+    assert jobs["mean_embedding"] == 3 and jobs["run_experiment"] == 3 * 3 * 8 and jobs["score_experiment"] == 3 * 3
     assert jobs["table_token_ablation"] == 1 and jobs["figure_token_ablation"] == 1 and jobs["table_token_ablation_matched"] == 1
+    assert jobs["table_attention_knockout"] == 1 and jobs["figure_knockout"] == 1

@@ -221,3 +221,10 @@ TABLE5 = {
         "internvl-3.5-8b": {"loc": 83.76, "cls": 97.30},
     },
 }
+
+# Sec. 3.3.1 / appendix 9 (Fig. 3, Fig. 12): where blocking attention to the object hurts most.
+KNOCKOUT_STATEMENT = {
+    "llava-1.5-7b": "early-mid layers (loc. drops sharply there; later layers barely matter)",
+    "llava-1.5-13b": "early-mid layers (loc. drops sharply there; later layers barely matter)",
+    "internvl-3.5-8b": "mid-late layers",
+}

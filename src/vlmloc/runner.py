@@ -90,7 +90,6 @@ class Runner:
                 out[i] = self.decode(row)
         return out  # type: ignore[return-value]
 
-    @torch.inference_mode()
     def generate_shared(self, images: Sequence, texts: Sequence[Sequence[str]], max_new_tokens: Sequence[int],
                         intervention: Intervention | None = None, desc: str = "generate") -> list[list[Answer]]:  # fmt: skip
         """``texts[t][i]`` is the t-th question about ``images[i]``; returns ``answers[t][i]``.
@@ -104,9 +103,24 @@ class Runner:
         (phase "suffix", ``past_length`` = the prefix); its rows are the images' indices, and
         ``image_positions`` are where the visual tokens sit in the prefix, and so in the cache.
         """
-        if not texts:
-            return []
-        out = [[None] * len(images) for _ in texts]
+        return self.generate_conditions(images, texts, max_new_tokens, [intervention], desc)[0]
+
+    @torch.inference_mode()
+    def generate_conditions(self, images: Sequence, texts: Sequence[Sequence[str]], max_new_tokens: Sequence[int],
+                            interventions: Sequence[Intervention | None], desc: str = "generate") -> list[list[list[Answer]]]:  # fmt: skip
+        """``answers[c][t][i]``: the t-th question about ``images[i]`` under ``interventions[c]``.
+
+        As ``generate_shared``, and with several interventions one prefix run serves them all:
+        each condition's questions continue from the same cache. That is only right for
+        interventions that leave the prefix alone (``touches_prefix = False``, e.g. knockouts from
+        post-image queries); a single intervention may touch it (it is then active in the prefix run).
+        """
+        if not texts or not interventions:
+            return [[] for _ in interventions]
+        shared = len(interventions) > 1
+        if shared and any(getattr(i, "touches_prefix", True) for i in interventions if i is not None):
+            raise ValueError("conditions that share one prefix run must not touch the prefix")
+        out = [[[None] * len(images) for _ in texts] for _ in interventions]
         lengths = [sum(len(t[i]) for t in texts) for i in range(len(images))]
         for idx, sizes, pixels in self._batches(images, lengths, desc):
             enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)  # pixels and layouts
@@ -116,18 +130,19 @@ class Runner:
             enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            with enter(intervention, self.adapter, BatchContext.of(enc, "prefix")):
+            with enter(None if shared else interventions[0], self.adapter, BatchContext.of(enc, "prefix")):
                 cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
             n_prefix = cache.get_seq_length()
-            for t, (ids, mask) in enumerate(suffixes):
-                full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
-                mask = torch.cat([inputs["attention_mask"], mask.to(self.adapter.device)], 1)
-                with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
-                    gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
-                                                      max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
-                cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
-                for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
-                    out[t][i] = self.decode(row)
+            for c, intervention in enumerate(interventions):
+                for t, (ids, mask) in enumerate(suffixes):
+                    full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
+                    mask = torch.cat([inputs["attention_mask"], mask.to(self.adapter.device)], 1)
+                    with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
+                        gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
+                                                          max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
+                    cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
+                    for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
+                        out[c][t][i] = self.decode(row)
         return out  # type: ignore[return-value]
 
     def _split_prefixes(self, layouts: Sequence, texts: Sequence[Sequence[str]]):

@@ -277,10 +277,21 @@ def parser_code():
     return [f for f in PARSER_CODE if os.path.exists(f)]
 
 
-def experiment_settings(name):
-    """The experiment's config entry, minus where it runs (datasets, shards)."""
+def experiment_settings(name, model=None):
+    """The experiment's config entry, minus where it runs (datasets, shards), with the model's
+    own settings (`models.<model>`) over it."""
+    e = EXPERIMENTS[name]
+    out = {k: v for k, v in e.items() if k not in ("datasets", "shards", "models")}
+    out.update(e.get("models", {}).get(model, {}))
+    return out
+
+
+def knockout_windows(figure):
+    """Per run model, the window size(s) of Fig 3 or Fig 12."""
+    key = {"fig3": "fig3_window", "fig12": "fig12_windows"}[figure]
     return {
-        k: v for k, v in EXPERIMENTS[name].items() if k not in ("datasets", "shards")
+        m: experiment_settings("attention_knockout", m)[key]
+        for m in config["run"]["models"]
     }
 
 
@@ -323,6 +334,12 @@ def experiment_targets(dataset):
         ]
     if dataset in experiment_datasets("token_ablation_matched"):
         targets += [f"results/{dataset}/tables/table5_token_ablation_matched.tsv"]
+    if dataset in experiment_datasets("attention_knockout"):
+        targets += [
+            f"results/{dataset}/tables/knockout_summary.tsv",
+            f"results/{dataset}/figures/knockout_fig3.png",
+            f"results/{dataset}/figures/knockout_fig12.png",
+        ]
     return targets
 
 

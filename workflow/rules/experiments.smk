@@ -54,7 +54,7 @@ rule run_experiment:
         gpu=lambda w: model_resources(w.model),
     params:
         experiment=lambda w: w.experiment,
-        settings=lambda w: experiment_settings(w.experiment),
+        settings=lambda w: experiment_settings(w.experiment, w.model),
         shards=lambda w: EXPERIMENTS[w.experiment]["shards"],
         max_new_tokens=dict(sorted(config["screening"]["max_new_tokens"].items())),
         model=lambda w: model_settings(w.model),
@@ -178,3 +178,75 @@ rule table_token_ablation_matched:
         bootstrap=config["bootstrap"],
     script:
         "../scripts/table_token_ablation_matched.py"
+
+
+rule table_attention_knockout:
+    """Every knockout window's accuracy and drop, and the windows that matter most per task."""
+    input:
+        experiment_rows("attention_knockout"),
+    output:
+        layers=report(
+            "results/{dataset}/tables/knockout_layers.tsv",
+            caption="../report/knockout_layers.rst",
+            category="Attention knockout",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "knockout per window"},
+        ),
+        summary=report(
+            "results/{dataset}/tables/knockout_summary.tsv",
+            caption="../report/knockout_summary.rst",
+            category="Attention knockout",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "knockout summary"},
+        ),
+    log:
+        "logs/tables/attention_knockout/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        models=config["run"]["models"],
+        paper_names={
+            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
+        },
+        bootstrap=config["bootstrap"],
+    script:
+        "../scripts/table_attention_knockout.py"
+
+
+rule figure_knockout:
+    """Fig 3 (accuracy per layer window against the unmodified model) and Fig 12 (the Fig-12
+    window sizes, the object mask and the mask padded by +1)."""
+    input:
+        "results/{dataset}/tables/knockout_layers.tsv",
+    output:
+        fig3=report(
+            "results/{dataset}/figures/knockout_fig3.png",
+            caption="../report/knockout_fig3.rst",
+            category="Attention knockout",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "Fig 3"},
+        ),
+        fig3_pdf="results/{dataset}/figures/knockout_fig3.pdf",
+        fig12=report(
+            "results/{dataset}/figures/knockout_fig12.png",
+            caption="../report/knockout_fig12.rst",
+            category="Attention knockout",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "Fig 12"},
+        ),
+        fig12_pdf="results/{dataset}/figures/knockout_fig12.pdf",
+    log:
+        "logs/figures/knockout/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        fig3=knockout_windows("fig3"),
+        fig12=knockout_windows("fig12"),
+    script:
+        "../scripts/figure_knockout.py"

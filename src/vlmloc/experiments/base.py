@@ -140,30 +140,58 @@ def run_shard(experiment: Experiment, job: ShardJob, log=None) -> pd.DataFrame:
     return run_conditions(experiment.name, experiment.conditions(job), job, experiment.param_columns, log)
 
 
+def shares_prefix(cond: Condition) -> bool:
+    """Conditions whose intervention leaves the image prefix alone can share one prefix run."""
+    return cond.intervention is None or not getattr(cond.intervention, "touches_prefix", True)
+
+
 def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = (), log=None) -> pd.DataFrame:
-    """The loop behind ``run_shard``, for any iterable of conditions."""
+    """The loop behind ``run_shard``, for any iterable of conditions. Consecutive conditions that
+    leave the prefix alone (a knockout after the image, the baseline) and ask the same tasks
+    about the same images share one prefix run per batch (``Runner.generate_conditions``)."""
     records = job.records
     columns = RAW_COLUMNS[:3] + list(param_columns) + RAW_COLUMNS[3:]
-    rows = []
+    rows: list[dict] = []
+    group: list[Condition] = []
+
+    def flush():
+        if group:
+            rows.extend(_run_group(experiment, group, job, log))
+            group.clear()
+
     for cond in conditions:
         if cond.image == "removed" and any(pd.isna(r.get("removed_path")) for r in records):
             raise ValueError(f"condition {cond.name} asks about object-removed images, and some samples have none")
-        images = [r["image_path"] if cond.image == "original" else r["removed_path"] for r in records]
-        prompts = [[task_prompt(t, r["category"], job.categories) for r in records] for t in cond.tasks]
-        answers = job.runner.generate_shared(images, prompts, [job.max_new_tokens[t] for t in cond.tasks],
-                                             intervention=cond.intervention, desc=cond.name)  # fmt: skip
+        if group and not (shares_prefix(cond) and shares_prefix(group[0]) and (cond.image, cond.tasks) == (group[0].image, group[0].tasks)):
+            flush()
+        group.append(cond)
+        if not shares_prefix(cond):
+            flush()
+    flush()
+    out = pd.DataFrame(rows)
+    return out.reindex(columns=columns + [c for c in out.columns if c not in columns])
+
+
+def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None) -> list[dict]:
+    records, first = job.records, group[0]
+    images = [r["image_path"] if first.image == "original" else r["removed_path"] for r in records]
+    prompts = [[task_prompt(t, r["category"], job.categories) for r in records] for t in first.tasks]
+    desc = first.name if len(group) == 1 else f"{first.name} +{len(group) - 1} sharing its prefix"
+    answers = job.runner.generate_conditions(images, prompts, [job.max_new_tokens[t] for t in first.tasks],
+                                             [c.intervention for c in group], desc=desc)  # fmt: skip
+    rows = []
+    for cond, cond_answers in zip(group, answers, strict=True):
         edited = cond.edited if cond.edited is not None else [None] * len(records)
         extra = cond.extra if cond.extra is not None else [{}] * len(records)
         counts = [token_counts(job.adapter, r, e) for r, e in zip(records, edited, strict=True)]
-        for task, task_prompts, task_answers in zip(cond.tasks, prompts, answers, strict=True):
+        for task, task_prompts, task_answers in zip(cond.tasks, prompts, cond_answers, strict=True):
             for r, p, a, c, x in zip(records, task_prompts, task_answers, counts, extra, strict=True):
                 rows.append({"sample_id": r["sample_id"], "experiment": experiment, "condition": cond.name,
                              **cond.params, "task": task, "image": cond.image, "prompt": p, "answer": str(a),
                              "truncated": bool(getattr(a, "truncated", False)), **c, **x})  # fmt: skip
         if log is not None:
             log.info("condition %s: %d samples x %s", cond.name, len(records), "/".join(cond.tasks))
-    out = pd.DataFrame(rows)
-    return out.reindex(columns=columns + [c for c in out.columns if c not in columns])
+    return rows
 
 
 def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = ()) -> pd.DataFrame:

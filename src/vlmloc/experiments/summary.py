@@ -55,21 +55,18 @@ def _shares(rows: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.DataFrame:
-    """One row per (strategy, param) of one model's scored rows: token shares and, per task,
-    accuracy %, its bootstrap interval, the drop from baseline, and the std over seeds."""
+def summarize_groups(rows: pd.DataFrame, keys: list[str], bootstrap: dict | None = None) -> pd.DataFrame:
+    """Per group of ``keys``: token shares, samples, and per task accuracy %, its bootstrap
+    interval, and the std over seeds (where a group has several)."""
     b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
-    if rows.empty:
-        return pd.DataFrame(columns=STRATEGY_COLUMNS)
     rows = rows.copy()
-    rows["param"] = rows.apply(_param, axis=1)
     rows["score"] = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
     out = []
-    for (strategy, param), g in rows.groupby(["strategy", "param"], dropna=False, sort=False):
-        rec = {"strategy": strategy, "param": param, **_shares(g), "n": g["sample_id"].nunique()}
+    for key, g in rows.groupby(keys, dropna=False, sort=False):
+        rec = {**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)), **_shares(g), "n": g["sample_id"].nunique()}
         for task, short in SHORT.items():
             t = g[g["task"] == task]
-            per_seed = t.groupby("seed" if t.get("seed") is not None and t["seed"].notna().any() else "task")["score"].mean()
+            per_seed = t.groupby("seed" if "seed" in t and t["seed"].notna().any() else "task")["score"].mean()
             per_sample = t.groupby("sample_id")["score"].mean()
             rec[short] = float(per_sample.mean()) if len(t) else np.nan
             rec[f"{short}_lo"], rec[f"{short}_hi"] = bootstrap_ci(per_sample.to_numpy(), b["resamples"], b["level"], b["seed"])
@@ -78,13 +75,74 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
                 gaps = t.drop_duplicates("sample_id")["ig_gap"].dropna()
                 rec[f"{short}_ig_gap_median"], rec[f"{short}_ig_gap_p90"] = float(gaps.median()), float(gaps.quantile(0.9))
         out.append(rec)
-    out = pd.DataFrame(out)
+    return pd.DataFrame(out)
+
+
+def _with_drops(out: pd.DataFrame) -> pd.DataFrame:
     base = out[out["strategy"] == "baseline"]
     for short in SHORT.values():
         out[f"{short}_drop"] = out[short] - (float(base[short].iloc[0]) if len(base) else np.nan)
+    return out
+
+
+def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.DataFrame:
+    """One row per (strategy, param) of one model's scored rows: token shares and, per task,
+    accuracy %, its bootstrap interval, the drop from baseline, and the std over seeds."""
+    if rows.empty:
+        return pd.DataFrame(columns=STRATEGY_COLUMNS)
+    rows = rows.copy()
+    rows["param"] = rows.apply(_param, axis=1)
+    out = _with_drops(summarize_groups(rows, ["strategy", "param"], bootstrap))
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     out["_o"] = out["strategy"].map(order).fillna(len(order))
     return out.sort_values(["_o", "param"]).drop(columns="_o").reset_index(drop=True).reindex(columns=STRATEGY_COLUMNS)
+
+
+KNOCKOUT_PARAMS = ["strategy", "padding", "window", "layer_first", "layer_last"]
+KNOCKOUT_COLUMNS = ["model", "condition", *KNOCKOUT_PARAMS, "n_layers", "n_edited", "n",
+                    *[c for c in _STATS if "ig_gap" not in c]]  # fmt: skip
+
+
+def knockout_table(rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | None = None) -> pd.DataFrame:
+    """One row per knockout condition and model: the window, the blocked keys, both tasks'
+    accuracy with its interval, and the drop from the unmodified model."""
+    parts = []
+    for model, rows in rows_per_model.items():
+        if rows.empty:
+            continue
+        params = rows.drop_duplicates("condition").set_index("condition")[KNOCKOUT_PARAMS]
+        t = _with_drops(summarize_groups(rows, ["condition"], bootstrap).join(params, on="condition"))
+        t["n_layers"] = int(rows["layer_last"].max()) + 1
+        t.insert(0, "model", model)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True).reindex(columns=KNOCKOUT_COLUMNS) if parts else pd.DataFrame(columns=KNOCKOUT_COLUMNS)
+
+
+def knockout_summary(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
+    """Per model and task: the window of each size whose object knockout lowers accuracy most,
+    the random control in that window, and where in depth it lies; beside the paper's statement."""
+    from ..paper import KNOCKOUT_STATEMENT
+
+    rows = []
+    for model, t in table.groupby("model", sort=False):
+        obj, rnd = t[(t["strategy"] == "object") & (t["padding"] == 0)], t[t["strategy"] == "random"]
+        n_layers = int(t["n_layers"].iloc[0])
+        for task, short in SHORT.items():
+            for size, w in obj[obj["window"] < n_layers].groupby("window"):
+                worst = w.loc[w[f"{short}_drop"].idxmin()]
+                control = rnd[(rnd["layer_first"] == worst["layer_first"]) & (rnd["layer_last"] == worst["layer_last"])]
+                middle = (worst["layer_first"] + worst["layer_last"]) / 2
+                rows.append({"model": model, "task": task, "window": int(size), "layers": f"{int(worst['layer_first'])}-{int(worst['layer_last'])}",
+                             "drop": worst[f"{short}_drop"], "random_drop": control[f"{short}_drop"].iloc[0] if len(control) else np.nan,
+                             "depth": middle / max(n_layers - 1, 1), "n_layers": n_layers,
+                             "paper": KNOCKOUT_STATEMENT.get(paper_names.get(model, ""), "")})  # fmt: skip
+            every = obj[obj["window"] == n_layers]
+            if len(every):
+                rows.append({"model": model, "task": task, "window": n_layers, "layers": f"0-{n_layers - 1}",
+                             "drop": every[f"{short}_drop"].iloc[0], "depth": np.nan, "n_layers": n_layers,
+                             "random_drop": rnd.loc[rnd["window"] == n_layers, f"{short}_drop"].iloc[0] if (rnd["window"] == n_layers).any() else np.nan,
+                             "paper": KNOCKOUT_STATEMENT.get(paper_names.get(model, ""), "")})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "task", "window", "layers", "drop", "random_drop", "depth", "n_layers", "paper"])
 
 
 def _paper_token(value) -> str:

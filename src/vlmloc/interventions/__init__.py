@@ -5,6 +5,7 @@ a context manager that registers its hooks for one batch and always removes exac
 """
 
 from .base import BatchContext, Intervention, enter
+from .knockout import AttentionKnockout
 from .visual_tokens import (
     ReplaceVisualTokens,
     VisualTokenEdit,
@@ -14,6 +15,7 @@ from .visual_tokens import (
 )
 
 __all__ = [
+    "AttentionKnockout",
     "BatchContext",
     "Intervention",
     "ReplaceVisualTokens",
