@@ -67,7 +67,7 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     assert jobs == {"filter_samples": 1, "remove_objects_shard": 2, "gather_removed": 1,
                     "figure_object_removal_examples": 1, "screen_shard": 4, "gather_screening": 2,
                     "hallucination_filter": 2, "probing_subset": 1, "figure_baseline_accuracy": 1,
-                    "figure_localization_examples": 1, "run_experiment": 8, "score_experiment": 4,
+                    "figure_localization_examples": 1, "run_experiment": 6, "score_experiment": 4,
                     "table_token_ablation": 1, "figure_token_ablation": 1, "table_attention_knockout": 1,
                     "figure_knockout": 1, "all": 1}  # fmt: skip
 
