@@ -14,19 +14,23 @@ TASKS = (("loc", "localization", "tab:red"), ("cls", "classification", "tab:blue
 def _panel(ax, t: pd.DataFrame, size: int, paddings=(0,), random: bool = True) -> None:
     base = t[t["strategy"] == "baseline"].iloc[0]
     for short, label, colour in TASKS:
-        ax.axhline(base[short], color=colour, lw=1, ls="--", alpha=0.7)
+        ax.axhline(base[short], color=colour, lw=1, ls="--", alpha=0.7, label=f"{label}, unmodified model")
         for padding, style in zip(paddings, ("-", (0, (4, 2))), strict=False):
             w = t[(t["strategy"] == "object") & (t["padding"] == padding) & (t["window"] == size)].sort_values("layer_first")
             x = (w["layer_first"] + w["layer_last"]) / 2
-            name = f"{label}, object" + (f" +{padding}" if padding else "")
+            name = f"{label}, object" + (f" mask +{int(padding)}" if padding else " mask")
             ax.plot(x, w[short], color=colour, ls=style, marker="o", ms=3, label=name)
             if padding == 0:
                 ax.fill_between(x, w[f"{short}_lo"], w[f"{short}_hi"], color=colour, alpha=0.12, lw=0)
         r = t[(t["strategy"] == "random") & (t["window"] == size)].sort_values("layer_first")
         if random and len(r):
             ax.plot((r["layer_first"] + r["layer_last"]) / 2, r[short], color=colour, ls=":", lw=1, label=f"{label}, random control")
+    windows = t[(t["strategy"] == "object") & (t["window"] == size)].drop_duplicates("layer_first").sort_values("layer_first")
+    ax.set_xticks((windows["layer_first"] + windows["layer_last"]) / 2)
+    ax.set_xticklabels([f"{int(a)}" if a == b else f"{int(a)}-{int(b)}" for a, b in zip(windows["layer_first"], windows["layer_last"], strict=True)],
+                       fontsize=7 if len(windows) > 16 else 9)  # fmt: skip
     ax.set_ylim(-3, 105)
-    ax.set_xlabel(f"layer (centre of the {size}-layer window)" if size > 1 else "layer")
+    ax.set_xlabel(f"layers knocked out ({size}-layer windows)" if size > 1 else "layer knocked out")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
 
@@ -51,7 +55,7 @@ def plot_fig3(table: pd.DataFrame, windows: dict[str, int], png: str, pdf: str) 
         ax.set_title(f"{model}: knockout of the object, {windows[model]}-layer windows")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
     plt.close(fig)
@@ -72,8 +76,8 @@ def plot_fig12(table: pd.DataFrame, windows: dict[str, list[int]], png: str, pdf
             _panel(axes[row, col], t, size, paddings=tuple(paddings), random=False)
             axes[row, col].set_title(f"{model}: {size}-layer windows")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
     plt.close(fig)
