@@ -18,12 +18,10 @@ def test_default_and_paper_configs_validate():
     validate(cfg, SCHEMA)
     assert cfg["datasets"]["shapes"]["inpainting"] == "exact"
     paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    from snakemake.utils import update_config
+
     merged = copy.deepcopy(cfg)
-    for key, value in paper.items():  # Snakemake merges an overlay key by key
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and key != "experiments" else value
-    for name, e in paper["experiments"].items():
-        merged["experiments"][name] = {**cfg["experiments"][name], **e,
-                                       "integrated_gradients": {**cfg["experiments"][name]["integrated_gradients"], **e["integrated_gradients"]}}  # fmt: skip
+    update_config(merged, paper)  # what --configfile does: key by key, recursively
     validate(merged, SCHEMA)
     assert merged["experiments"]["token_ablation"]["integrated_gradients"]["steps"] == 50
 

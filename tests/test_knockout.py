@@ -135,16 +135,27 @@ def test_knockout_equals_the_reference_with_the_cache(eager, family, monkeypatch
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
-def test_shared_prefix_equals_full_recomputation(eager, family):
-    """Knockout after one shared prefix run = knockout on each whole sequence alone."""
+def test_shared_prefix_equals_full_recomputation(eager, family, monkeypatch):
+    """Knockout after one shared prefix run = knockout on each whole sequence alone, recomputed
+    from scratch: the same answers, and first-step logits to 1e-5 (float32)."""
     a = eager[family]
     ims = _images()
     keys, layers = _keys(a, ims, seed=2, frac=0.5), [0, 1]
     texts = [[TEXTS[0][0]] * 3, [TEXTS[1][0]] * 3]
     ko = AttentionKnockout(layers, keys)
-    shared = Runner(a, batch_size=3, progress=False).generate_shared(ims, texts, [6, 6], intervention=ko)
     alone = [Runner(a, batch_size=1, progress=False).generate(ims, t, 6, intervention=ko) for t in texts]
+    seen = _all_scores(a, monkeypatch)
+    shared = Runner(a, batch_size=3, progress=False).generate_shared(ims, texts, [6, 6], intervention=ko)
     assert shared == alone
+    # one batch, its rows in the runner's order (visual tokens + the questions' characters)
+    order = np.argsort([a.layout(*im.size).n_tokens + sum(len(t[i]) for t in texts) for i, im in enumerate(ims)], kind="stable")
+    for t, scores in zip(texts, seen, strict=True):
+        for row, i in enumerate(order):
+            enc = a.encode([ims[i]], [t[i]])
+            enc.query_ids = [int(i)]
+            with torch.inference_mode(), ko(a, BatchContext.of(enc)):
+                full = a.model(**enc.inputs).logits[0, -1]
+            torch.testing.assert_close(scores[row, 0], full, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
