@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchmark_token_ablation import MAX_NEW, samples_on_disk  # noqa: E402
+from benchmark_token_ablation import MAX_NEW, compare, samples_on_disk  # noqa: E402
 
 from vlmloc.data.shapes import ShapesSpec  # noqa: E402
 from vlmloc.experiments import get_experiment  # noqa: E402
-from vlmloc.experiments.base import ShardJob, run_conditions, run_conditions_naive  # noqa: E402
+from vlmloc.experiments.base import ShardJob  # noqa: E402
 from vlmloc.models import load_adapter  # noqa: E402
 from vlmloc.models.tiny import SMALL_TEXT, build_tiny_llava  # noqa: E402
 from vlmloc.runner import Runner  # noqa: E402
@@ -53,22 +51,10 @@ def main():
         job = ShardJob(adapter, Runner(adapter, batch_size=args.batch_size, progress=False), samples,
                        spec.categories, SETTINGS, MAX_NEW, progress=False)  # fmt: skip
         conditions = list(get_experiment("attention_knockout").conditions(job))
-        run_conditions("warm-up", conditions[:1], ShardJob(**{**job.__dict__, "samples": samples.head(2)}))
-        t0 = time.perf_counter()
-        naive = run_conditions_naive("bench", conditions, job)
-        t_naive = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fast = run_conditions("bench", conditions, job)
-        t_fast = time.perf_counter() - t0
-        key = ["condition", "task", "sample_id"]
-        same = (naive.sort_values(key)["answer"].to_numpy() == fast.sort_values(key)["answer"].to_numpy()).mean()
-        per = args.n * len(conditions)
         print(f"tiny LLaVA, 576 visual tokens, {args.layers} layers ({args.attn}): {args.n} samples x {len(conditions)} "
               f"conditions x 2 tasks ({torch.get_num_threads()} threads, {args.device})")  # fmt: skip
-        print(f"  full recomputation per sample, task and condition: {t_naive / per * 1000:8.1f} ms per sample and condition")
-        print(f"  one prefix run, every condition from its cache (bs={args.batch_size}): {t_fast / per * 1000:8.1f} ms "
-              f"per sample and condition  ->  x{t_naive / t_fast:.1f}, same answers {same:.0%}")  # fmt: skip
-        assert np.isfinite(t_fast)
+        compare(conditions, job, "full recomputation per sample, task and condition",
+                f"one prefix run, every condition from its cache (bs={args.batch_size})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -57,6 +57,24 @@ def samples_on_disk(root: Path, n: int, spec: ShapesSpec) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def compare(conditions, job: ShardJob, naive_label: str, fast_label: str) -> None:
+    """Time the naive reference and the experiment layer on the same conditions; print both per
+    sample and condition, the ratio, and the share of identical answers."""
+    run_conditions("warm-up", conditions[:1], ShardJob(**{**job.__dict__, "samples": job.samples.head(2)}))
+    t0 = time.perf_counter()
+    naive = run_conditions_naive("bench", conditions, job)
+    t_naive = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fast = run_conditions("bench", conditions, job)
+    t_fast = time.perf_counter() - t0
+    key = ["condition", "task", "sample_id"]
+    same = (naive.sort_values(key)["answer"].to_numpy() == fast.sort_values(key)["answer"].to_numpy()).mean()
+    per = len(job.samples) * len(conditions)
+    print(f"  {naive_label}: {t_naive / per * 1000:8.1f} ms per sample and condition")
+    print(f"  {fast_label}: {t_fast / per * 1000:8.1f} ms per sample and condition  ->  x{t_naive / t_fast:.1f}, "
+          f"same answers {same:.0%}")  # fmt: skip
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=16)
@@ -82,21 +100,10 @@ def main():
                 ablation("random_k16", {"strategy": "random"},
                          random_indices_like(adapter, samples, [share_count(n, 16) for n in n_tokens], 0), job),
             ]  # fmt: skip
-            run_conditions("warm-up", conditions[:1], ShardJob(**{**job.__dict__, "samples": samples.head(2)}))
-            t0 = time.perf_counter()
-            naive = run_conditions_naive("bench", conditions, job)
-            t_naive = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            fast = run_conditions("bench", conditions, job)
-            t_fast = time.perf_counter() - t0
-            key = ["condition", "task", "sample_id"]
-            same = (naive.sort_values(key)["answer"].to_numpy() == fast.sort_values(key)["answer"].to_numpy()).mean()
-            per = args.n * len(conditions)
             print(f"{family}: {int(np.mean(n_tokens))} visual tokens per image, {args.n} samples x {len(conditions)} "
                   f"conditions x 2 tasks ({torch.get_num_threads()} threads, {args.device})")  # fmt: skip
-            print(f"  naive per-sample, per-task generate: {t_naive / per * 1000:8.1f} ms per sample and condition")
-            print(f"  experiment layer (bs={args.batch_size}, shared prefix): {t_fast / per * 1000:8.1f} ms "
-                  f"per sample and condition  ->  x{t_naive / t_fast:.1f}, same answers {same:.0%}")  # fmt: skip
+            compare(conditions, job, "naive per-sample, per-task generate",
+                    f"experiment layer (bs={args.batch_size}, shared prefix)")  # fmt: skip
 
 
 if __name__ == "__main__":
