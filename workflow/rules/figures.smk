@@ -14,6 +14,7 @@ rule figure_object_removal_examples:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "object removal examples"},
         ),
+        pdf="results/{dataset}/figures/object_removal_examples.pdf",
     log:
         "logs/figures/object_removal_examples/{dataset}.log",
     conda:
@@ -39,6 +40,7 @@ rule figure_baseline_accuracy:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "baseline accuracy"},
         ),
+        pdf="results/{dataset}/figures/baseline_accuracy.pdf",
     log:
         "logs/figures/baseline_accuracy/{dataset}.log",
     conda:
@@ -66,6 +68,7 @@ rule figure_localization_examples:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "figure": "localization examples"},
         ),
+        pdf="results/{dataset}/figures/localization_examples.pdf",
     log:
         "logs/figures/localization_examples/{dataset}.log",
     conda:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -34,4 +36,5 @@ def object_removal_examples(samples: pd.DataFrame, removed: pd.DataFrame, n: int
         axes[0][0].text(0.5, 0.5, "no samples", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
+    fig.savefig(Path(out_png).with_suffix(".pdf"))  # every figure also as PDF
     plt.close(fig)

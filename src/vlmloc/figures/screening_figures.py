@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -38,6 +40,7 @@ def baseline_accuracy(table: pd.DataFrame, out_png, scope: str = "probing subset
     ax.legend(fontsize=7, ncol=3, loc="upper right")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
+    fig.savefig(Path(out_png).with_suffix(".pdf"))  # every figure also as PDF
     plt.close(fig)
 
 
@@ -67,4 +70,5 @@ def localization_examples(samples: pd.DataFrame, answers: dict[str, pd.DataFrame
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(out_png, dpi=110)
+    fig.savefig(Path(out_png).with_suffix(".pdf"))  # every figure also as PDF
     plt.close(fig)
