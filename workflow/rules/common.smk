@@ -116,6 +116,7 @@ def data_targets(dataset):
         f"results/{dataset}/tables/filter_counts.tsv",
         f"results/{dataset}/removed.parquet",
         f"results/{dataset}/figures/object_removal_examples.png",
+        f"results/{dataset}/figures/object_removal_examples.pdf",
     ]
 
 
@@ -228,7 +229,9 @@ def screening_targets(dataset):
         f"results/{dataset}/tables/baseline_accuracy.tsv",
         f"results/{dataset}/tables/false_positive_rates.tsv",
         f"results/{dataset}/figures/baseline_accuracy.png",
+        f"results/{dataset}/figures/baseline_accuracy.pdf",
         f"results/{dataset}/figures/localization_examples.png",
+        f"results/{dataset}/figures/localization_examples.pdf",
     ]
 
 
@@ -331,6 +334,7 @@ def experiment_targets(dataset):
             f"results/{dataset}/tables/table1_token_ablation.tsv",
             f"results/{dataset}/tables/table4_random_ablation.tsv",
             f"results/{dataset}/figures/token_ablation.png",
+            f"results/{dataset}/figures/token_ablation.pdf",
         ]
     if dataset in experiment_datasets("token_ablation_matched"):
         targets += [f"results/{dataset}/tables/table5_token_ablation_matched.tsv"]
@@ -338,7 +342,9 @@ def experiment_targets(dataset):
         targets += [
             f"results/{dataset}/tables/knockout_summary.tsv",
             f"results/{dataset}/figures/knockout_fig3.png",
+            f"results/{dataset}/figures/knockout_fig3.pdf",
             f"results/{dataset}/figures/knockout_fig12.png",
+            f"results/{dataset}/figures/knockout_fig12.pdf",
         ]
     return targets
 
