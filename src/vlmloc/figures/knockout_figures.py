@@ -44,6 +44,16 @@ def _empty(fig, axes, png, pdf):
     plt.close(fig)
 
 
+def _save_with_legend(fig, axes, png: str, pdf: str, bottom: float) -> None:
+    """One legend for all panels, below them; PNG and PDF."""
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.savefig(png, dpi=130)
+    fig.savefig(pdf)
+    plt.close(fig)
+
+
 def plot_fig3(table: pd.DataFrame, windows: dict[str, int], png: str, pdf: str) -> None:
     """One panel per model: accuracy per window of ``windows[model]`` layers; dashed: unmodified."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
@@ -53,12 +63,7 @@ def plot_fig3(table: pd.DataFrame, windows: dict[str, int], png: str, pdf: str) 
     for ax, model in zip(axes[0], models, strict=True):
         _panel(ax, table[table["model"] == model], windows[model])
         ax.set_title(f"{model}: knockout of the object, {windows[model]}-layer windows")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
-    fig.savefig(png, dpi=130)
-    fig.savefig(pdf)
-    plt.close(fig)
+    _save_with_legend(fig, axes, png, pdf, bottom=0.14)
 
 
 def plot_fig12(table: pd.DataFrame, windows: dict[str, list[int]], png: str, pdf: str) -> None:
@@ -75,9 +80,4 @@ def plot_fig12(table: pd.DataFrame, windows: dict[str, list[int]], png: str, pdf
         for col, size in enumerate(windows[model]):
             _panel(axes[row, col], t, size, paddings=tuple(paddings), random=False)
             axes[row, col].set_title(f"{model}: {size}-layer windows")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(png, dpi=130)
-    fig.savefig(pdf)
-    plt.close(fig)
+    _save_with_legend(fig, axes, png, pdf, bottom=0.08)
