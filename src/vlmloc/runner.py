@@ -64,6 +64,10 @@ class Runner:
                 self._cache.popitem(last=False)
         return item
 
+    def pixels(self, image) -> torch.Tensor:
+        """One image's preprocessed views (from the cache when it was given by path)."""
+        return self._pixels(image)[1]
+
     def _batches(self, images: Sequence, texts: Sequence[str] | Sequence[int], desc: str):
         """Yield (indices, sizes, pixels) with queries ordered by their number of tokens
         (``texts``, or their lengths)."""

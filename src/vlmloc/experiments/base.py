@@ -172,6 +172,13 @@ def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Se
     return out.reindex(columns=columns + [c for c in out.columns if c not in columns])
 
 
+def raw_row(experiment: str, cond: Condition, record: dict, task: str, prompt: str, answer, more: dict) -> dict:
+    """One raw row: sample, condition and its parameters, task, the answer as generated."""
+    return {"sample_id": record["sample_id"], "experiment": experiment, "condition": cond.name, **cond.params,
+            "task": task, "image": cond.image, "prompt": prompt, "answer": str(answer),
+            "truncated": bool(getattr(answer, "truncated", False)), **more}  # fmt: skip
+
+
 def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None) -> list[dict]:
     records, first = job.records, group[0]
     images = [r["image_path"] if first.image == "original" else r["removed_path"] for r in records]
@@ -186,9 +193,7 @@ def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None)
         counts = [token_counts(job.adapter, r, e) for r, e in zip(records, edited, strict=True)]
         for task, task_prompts, task_answers in zip(cond.tasks, prompts, cond_answers, strict=True):
             for r, p, a, c, x in zip(records, task_prompts, task_answers, counts, extra, strict=True):
-                rows.append({"sample_id": r["sample_id"], "experiment": experiment, "condition": cond.name,
-                             **cond.params, "task": task, "image": cond.image, "prompt": p, "answer": str(a),
-                             "truncated": bool(getattr(a, "truncated", False)), **c, **x})  # fmt: skip
+                rows.append(raw_row(experiment, cond, r, task, p, a, {**c, **x}))
         if log is not None:
             log.info("condition %s: %d samples x %s", cond.name, len(records), "/".join(cond.tasks))
     return rows
@@ -214,9 +219,7 @@ def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_colum
                 with torch.inference_mode(), enter(cond.intervention, adapter, BatchContext.of(enc)):
                     ids = adapter.model.generate(**inputs, max_new_tokens=job.max_new_tokens[task], do_sample=False)
                 answer = job.runner.decode(ids[0, inputs["input_ids"].shape[1] :])
-                rows.append({"sample_id": r["sample_id"], "experiment": experiment, "condition": cond.name,
-                             **cond.params, "task": task, "image": cond.image, "prompt": prompt, "answer": str(answer),
-                             "truncated": answer.truncated, **token_counts(adapter, r, edited[q])})  # fmt: skip
+                rows.append(raw_row(experiment, cond, r, task, prompt, answer, token_counts(adapter, r, edited[q])))
     return pd.DataFrame(rows)
 
 

@@ -61,16 +61,14 @@ def top_indices(importance: np.ndarray, n: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def register_indices(adapter, images: Sequence, n_std: float = 2.0, scope: str = "image",
+def register_indices(adapter, pixels: Sequence[torch.Tensor], n_std: float = 2.0, scope: str = "image",
                      stats: dict | None = None) -> list[np.ndarray]:  # fmt: skip
-    """Per image, the visual tokens whose embedding norm (at the LLM input) exceeds mean + n_std
-    std: of that image's own tokens (scope "image") or of the mean embedding's image set
-    (scope "dataset", from ``stats``: norm_mean, norm_std)."""
-    from ..runner import _open
-
+    """Per image (its preprocessed views), the visual tokens whose embedding norm (at the LLM
+    input) exceeds mean + n_std std: of that image's own tokens (scope "image") or of the mean
+    embedding's image set (scope "dataset", from ``stats``: norm_mean, norm_std)."""
     out = []
-    for im in images:
-        feats = adapter.image_features(adapter.pixel_values(_open(im)).to(adapter.device, adapter.model.dtype))
+    for px in pixels:
+        feats = adapter.image_features(px.to(adapter.device, adapter.model.dtype))
         norms = feats.float().norm(dim=-1).double().cpu().numpy()
         if scope == "image":
             mu, sd = norms.mean(), norms.std(ddof=1)
@@ -94,7 +92,7 @@ def ig_steps(ig: dict, task: str) -> int:
 
 def _ig_rankings(job: ShardJob, task: str):
     ig = job.settings["integrated_gradients"]
-    pixels = [job.runner._pixels(r["image_path"])[1] for r in job.records]
+    pixels = [job.runner.pixels(r["image_path"]) for r in job.records]
     return attribute_samples(job.adapter, pixels, job.records, task, job.categories, job.present or [[]] * len(pixels),
                              job.mean, progress=job.progress, steps=ig_steps(ig, task), target=ig["target"],
                              importance=ig["importance"], method=ig["method"],
@@ -115,7 +113,8 @@ class TokenAblation(Experiment):
         for p in s["paddings"]:
             yield ablation(f"object{p:+d}", {"strategy": "object", "padding": p}, object_indices(job.adapter, samples, p), job)
         reg = s["register"]
-        idx = register_indices(job.adapter, list(samples["image_path"]), reg["n_std"], reg["scope"], job.embedding_stats)
+        pixels = [job.runner.pixels(p) for p in samples["image_path"]]  # preprocessed once, shared with generation
+        idx = register_indices(job.adapter, pixels, reg["n_std"], reg["scope"], job.embedding_stats)
         yield ablation("register", {"strategy": "register"}, idx, job)
         rnd = s["random"]
         for k in rnd["k"]:
