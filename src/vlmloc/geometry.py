@@ -73,3 +73,30 @@ def grids_to_indices(layout: ImageLayout, grids: dict[str, np.ndarray], views: t
 
 def object_token_indices(layout: ImageLayout, mask: np.ndarray, padding: int = 0, views: tuple[str, ...] | None = None) -> np.ndarray:
     return grids_to_indices(layout, mask_grids(layout, mask, padding), views)
+
+
+def scale_view(layout: ImageLayout, grid: str = "global") -> View:
+    """The view whose cells measure a box's growth: ``global`` = the view over the whole image
+    (LLaVA's only view, InternVL's thumbnail); ``finest`` = the view with the smallest cells (an
+    InternVL tile when there are tiles)."""
+    if grid == "global":
+        return next(v for v in layout.views if v.kind == "global")
+    if grid == "finest":
+        return min(layout.views, key=lambda v: (v.region[2] - v.region[0]) / v.cols)
+    raise ValueError(f"scale grid must be 'global' or 'finest', not {grid!r}")
+
+
+def scaled_box(box: tuple[float, float, float, float], layout: ImageLayout, s: int, grid: str = "global") -> tuple[float, float, float, float]:
+    """A box (x1, y1, x2, y2, original-image pixels) grown by ``s`` token layers: ``s`` cells of
+    the ``grid`` view on each side (a cell's width left and right, its height above and below),
+    clipped to the image. s = 0 clips only."""
+    v = scale_view(layout, grid)
+    cw, ch = (v.region[2] - v.region[0]) / v.cols, (v.region[3] - v.region[1]) / v.rows
+    x1, y1, x2, y2 = box
+    return (max(0.0, x1 - s * cw), max(0.0, y1 - s * ch), min(float(layout.width), x2 + s * cw), min(float(layout.height), y2 + s * ch))
+
+
+def cell_boxes(view: View, grid: np.ndarray) -> list[list[float]]:
+    """Pixel boxes [x0, y0, x1, y1] of a view's selected cells (for drawing them)."""
+    xs, ys = view.cell_edges()
+    return [[float(xs[c]), float(ys[r]), float(xs[c + 1]), float(ys[r + 1])] for r, c in zip(*np.nonzero(grid), strict=True)]

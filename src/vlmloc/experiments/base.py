@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +33,7 @@ from ..runner import Runner
 from ..tasks import task_prompt
 
 IMAGES = ("original", "removed")
+EXCLUDED = "excluded"  # the condition of a sample's row when the experiment cannot use it
 
 
 @dataclass
@@ -72,6 +73,12 @@ class ShardJob:
     def layouts(self):
         return [self.adapter.layout(int(r["width"]), int(r["height"])) for r in self.records]
 
+    def without(self, sample_ids) -> ShardJob:
+        """The same job on the samples not in ``sample_ids``."""
+        keep = ~self.samples["sample_id"].isin(set(sample_ids)).to_numpy()
+        present = [p for p, k in zip(self.present, keep, strict=True) if k] if self.present is not None else None
+        return replace(self, samples=self.samples[keep].reset_index(drop=True), present=present)
+
 
 class Experiment:
     """Base class. ``conditions`` may compute what it needs with the job's model (e.g.
@@ -84,6 +91,12 @@ class Experiment:
     def skip_reason(self, adapter: Adapter) -> str | None:
         """Why this model cannot run the experiment (e.g. it has no local views), or None."""
         return None
+
+    def exclude(self, job: ShardJob) -> dict[str, str]:
+        """Samples this experiment cannot use, with the reason (e.g. an image with one view for
+        an ablation of the local views). They are written as one ``excluded`` row each, so the
+        gather still proves that no sample was lost."""
+        return {}
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
         raise NotImplementedError
@@ -135,9 +148,20 @@ RAW_COLUMNS = ["sample_id", "experiment", "condition", "task", "image", "prompt"
 def run_shard(experiment: Experiment, job: ShardJob, log=None) -> pd.DataFrame:
     """Every condition of ``experiment`` on the job's samples: one raw row per (sample,
     condition, task). Both tasks of a condition share each image's prefix run."""
+    excluded = experiment.exclude(job) if len(job.samples) else {}
+    if excluded:
+        job = job.without(excluded)
+        if log is not None:
+            log.info("%d samples excluded (%s)", len(excluded), "; ".join(sorted(set(excluded.values()))))
     if not len(job.samples):
-        return pd.DataFrame(columns=RAW_COLUMNS[:3] + list(experiment.param_columns) + RAW_COLUMNS[3:])
-    return run_conditions(experiment.name, experiment.conditions(job), job, experiment.param_columns, log)
+        out = pd.DataFrame(columns=RAW_COLUMNS[:3] + list(experiment.param_columns) + RAW_COLUMNS[3:])
+    else:
+        out = run_conditions(experiment.name, experiment.conditions(job), job, experiment.param_columns, log)
+    if excluded:
+        rows = [{"sample_id": sid, "experiment": experiment.name, "condition": EXCLUDED, "task": "none",
+                 "image": "original", "prompt": "", "answer": why, "truncated": False} for sid, why in excluded.items()]  # fmt: skip
+        out = pd.concat([out, pd.DataFrame(rows).reindex(columns=out.columns)], ignore_index=True) if len(out) else pd.DataFrame(rows).reindex(columns=out.columns)
+    return out
 
 
 def shares_prefix(cond: Condition) -> bool:
@@ -226,6 +250,10 @@ def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_colum
 def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str]) -> None:
     """The gather step's guard: every (condition, task) has each expected sample exactly once."""
     expected = set(sample_ids)
+    excluded = set(raw.loc[raw["condition"] == EXCLUDED, "sample_id"])
+    both = excluded & set(raw.loc[raw["condition"] != EXCLUDED, "sample_id"])
+    if both:
+        raise ValueError(f"{len(both)} samples are both excluded and answered, e.g. {sorted(both)[:3]}")
     dup = raw[raw.duplicated(["condition", "task", "sample_id"], keep=False)]
     if len(dup):
         first = dup.iloc[0]
@@ -234,8 +262,8 @@ def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str]) -> None:
     extra = set(raw["sample_id"]) - expected
     if extra:
         raise ValueError(f"{len(extra)} samples are not in the probing subset, e.g. {sorted(extra)[:3]}")
-    for (cond, task), ids in raw.groupby(["condition", "task"])["sample_id"]:
-        missing = expected - set(ids)
+    for (cond, task), ids in raw[raw["condition"] != EXCLUDED].groupby(["condition", "task"])["sample_id"]:
+        missing = expected - excluded - set(ids)
         if missing:
             raise ValueError(f"{cond}/{task}: {len(missing)} samples missing, e.g. {sorted(missing)[:3]} (a shard lost?)")
 
@@ -254,6 +282,8 @@ def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories
         scores.pop("truncated")  # the raw row has it
         scored.append(scores)
     out = pd.concat([raw.reset_index(drop=True), pd.DataFrame(scored, index=range(len(raw)))], axis=1)
+    if len(out):
+        out.loc[out["condition"] == EXCLUDED, "status"] = "excluded"
     if "size_bucket" in samples:
         out["size_bucket"] = out["sample_id"].map(samples.set_index("sample_id")["size_bucket"])
     return out

@@ -7,6 +7,7 @@ a context manager that registers its hooks for one batch and always removes exac
 from .base import BatchContext, Intervention, enter
 from .knockout import AttentionKnockout
 from .visual_tokens import (
+    CopyVisualTokens,
     ReplaceVisualTokens,
     VisualTokenEdit,
     mean_visual_embedding,
@@ -17,6 +18,7 @@ from .visual_tokens import (
 __all__ = [
     "AttentionKnockout",
     "BatchContext",
+    "CopyVisualTokens",
     "Intervention",
     "ReplaceVisualTokens",
     "VisualTokenEdit",

@@ -78,6 +78,32 @@ class ReplaceVisualTokens(VisualTokenEdit):
         return out
 
 
+class CopyVisualTokens(VisualTokenEdit):
+    """Per query q, token ``targets[q][i]`` gets the embedding that token ``sources[q][i]`` had
+    before the edit (all reads before any write). A permutation of a set of tokens is
+    ``targets = set, sources = permuted set`` (a shuffle); copies of object tokens into a ring
+    around it are ``targets = ring, sources = drawn object tokens`` (containerization)."""
+
+    def __init__(self, targets: Sequence[np.ndarray], sources: Sequence[np.ndarray]):
+        if len(targets) != len(sources):
+            raise ValueError(f"{len(targets)} target lists for {len(sources)} source lists")
+        for t, s in zip(targets, sources, strict=True):
+            if len(t) != len(s):
+                raise ValueError(f"{len(t)} targets for {len(s)} sources")
+            if len(np.unique(t)) != len(t):
+                raise ValueError("a token is a target twice")
+        self.targets, self.sources = targets, sources
+
+    def edit_query(self, query_id, tokens, layout):
+        dst = torch.as_tensor(np.asarray(self.targets[query_id], dtype=np.int64), device=tokens.device)
+        if dst.numel() == 0:
+            return tokens
+        src = torch.as_tensor(np.asarray(self.sources[query_id], dtype=np.int64), device=tokens.device)
+        out = tokens.clone()
+        out[dst] = tokens[src]
+        return out
+
+
 @torch.inference_mode()
 def mean_visual_embedding(adapter: Adapter, images: Sequence, batch_size: int = 16) -> torch.Tensor:
     """Mean over every visual token of ``images`` (paths or PIL images) at the LLM input.
