@@ -230,11 +230,13 @@ rule remove_objects_shard:
 
 
 rule gather_removed:
+    """The shards' object-removed images in one index (fails when a sample is missing or twice)."""
     input:
-        lambda w: expand(
+        shards=lambda w: expand(
             "results/{{dataset}}/removed/shard-{shard}.parquet",
             shard=range(config["inpainting"]["shards"]),
         ),
+        samples="results/{dataset}/samples.parquet",
     output:
         "results/{dataset}/removed.parquet",
     log:

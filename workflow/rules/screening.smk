@@ -16,11 +16,12 @@ rule screen_shard:
         "logs/screen/{dataset}/{model}/shard-{shard}.log",
     conda:
         "../../envs/models.yaml"
-    threads: 1
+    threads: model_job("screen_shard", "threads")
     resources:
-        mem_mb=32000,
-        runtime=720,
-        gpu=lambda w: model_resources(w.model),
+        mem_mb=model_job("screen_shard", "mem_mb"),
+        runtime=model_job("screen_shard", "runtime"),
+        cpus_per_task=model_job("screen_shard", "cpus_per_task"),
+        gpu=model_job("screen_shard", "gpu"),
     params:
         experiment="screening",
         settings={},

@@ -1,5 +1,5 @@
 # The ONE model-job script: loads the model once and runs, for rule
-#   mean_embedding   the mean visual embedding (and token-norm stats) over an image set;
+#   mean_embedding_shard   sums over one shard of the mean visual embedding's image set;
 #   screen_shard / run_experiment   one shard of an experiment's conditions -> RAW rows.
 # Scoring happens in a CPU rule after it (score_rows.py), so a parser fix reruns no model job.
 import pandas as pd
@@ -9,7 +9,7 @@ from vlmloc.data.coco import load_json
 from vlmloc.data.inpainting import shard_of
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
 from vlmloc.experiments.base import RAW_COLUMNS
-from vlmloc.interventions import visual_embedding_stats
+from vlmloc.mean_embedding import embedding_sums, shard_indices
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
 from vlmloc.workflow import (
@@ -30,13 +30,15 @@ with logged(snakemake) as log:
     adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
     log.info("%s on %s (%d threads), rule %s", snakemake.wildcards.model, device, snakemake.threads, snakemake.rule)
 
-    if snakemake.rule == "mean_embedding":
+    if snakemake.rule == "mean_embedding_shard":
         images = images_in_image_set(p.image_set, p.shapes_spec)
-        log.info("mean visual embedding over %d images (%s)", len(images), p.image_set["images"])
-        stats = visual_embedding_stats(adapter, images, batch_size=p.batch_size, progress=True)
-        stats["image_set"] = dict(p.image_set)
-        save_torch(stats, snakemake.output[0])
-        log.info("%d visual tokens; token norm %.3f +- %.3f", stats["n_tokens"], stats["norm_mean"], stats["norm_std"])
+        shard, shards = int(snakemake.wildcards.shard), p.shards
+        indices = shard_indices(len(images), shard, shards)
+        log.info("mean visual embedding, shard %d/%d: %d of %d images (%s)", shard, shards, len(indices),
+                 len(images), p.image_set["images"])  # fmt: skip
+        sums = embedding_sums(adapter, images, indices, batch_size=p.batch_size, progress=True)
+        save_torch(sums, snakemake.output[0])
+        log.info("%d visual tokens summed", sums["n_tokens"])
     else:
         experiment = get_experiment(p.experiment)
         shard, shards = int(snakemake.wildcards.shard), p.shards

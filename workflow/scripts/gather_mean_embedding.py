@@ -1,0 +1,12 @@
+# The model's mean visual embedding from the shards' sums (fails on a missing or twice-summed image).
+import torch
+
+from vlmloc.mean_embedding import combine_embedding_sums
+from vlmloc.workflow import logged, save_torch
+
+with logged(snakemake) as log:
+    stats = combine_embedding_sums([torch.load(f, weights_only=True) for f in snakemake.input])
+    stats["image_set"] = dict(snakemake.params.image_set)
+    save_torch(stats, snakemake.output[0])
+    log.info("%d images, %d visual tokens from %d shards; token norm %.3f +- %.3f", stats["n_images"],
+             stats["n_tokens"], len(snakemake.input), stats["norm_mean"], stats["norm_std"])  # fmt: skip
