@@ -16,6 +16,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/screening.smk"
 include: "workflow/rules/experiments.smk"
+include: "workflow/rules/containerization.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/figures.smk"
 
@@ -24,3 +25,7 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+# after every rule is defined: the `localrules:` directive for the rules local_rules() names
+workflow.localrules(*local_rules())

@@ -77,11 +77,11 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     tasks_py.write_text(tasks_py.read_text() + "\n# a parser fix\n")
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml"))
     assert jobs["score_experiment"] == 4 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
-    assert not {"screen_shard", "mean_embedding"} & set(jobs), jobs
+    assert not {"screen_shard", "mean_embedding_shard", "gather_mean_embedding"} & set(jobs), jobs
     out = run_snakemake(workflow_dir, "--configfile", "small.yaml")
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M))
     assert {"gather_screening", "probing_subset", "score_experiment", "table_token_ablation"} <= ran, ran
-    assert not {"screen_shard", "run_experiment", "mean_embedding"} & ran, ran
+    assert not {"screen_shard", "run_experiment", "mean_embedding_shard"} & ran, ran
     assert planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml")) == {}
 
 
@@ -197,6 +197,17 @@ def test_paper_scope_dry_run(workflow_dir):
     assert jobs["screen_shard"] == 2 * 3 * 8 and jobs["probing_subset"] == 2
     # token ablation on COCO (Table 1, 4) and matched ablation on VOC (Table 5): 8 shards per model
     # and attention knockout on COCO (Fig 3, Fig 12): 8 shards per model
-    assert jobs["mean_embedding"] == 3 and jobs["run_experiment"] == 3 * 3 * 8 and jobs["score_experiment"] == 3 * 3
+    # the mean embedding: 4 shards per model over ImageNet val, one gather per model
+    assert jobs["mean_embedding_shard"] == 3 * 4 and jobs["gather_mean_embedding"] == 3
+    # + containerization and token shuffling on COCO (Fig 1, 8, 9, Table 2) for all three models,
+    # and the view ablation (Table 3, Fig 10) for InternVL alone
+    assert jobs["run_experiment"] == 5 * 3 * 8 + 1 * 8 and jobs["score_experiment"] == 5 * 3 + 1
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml")
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr)
+    views = [b for b in blocks if b.startswith("rule run_experiment:") and "experiments/view_ablation/" in b]
+    assert len(views) == 8 and all("/internvl35_8b/" in b for b in views)
+    assert "view_ablation: llava15_7b skipped" in proc.stdout + proc.stderr
+    for rule in ("table_containerization", "figure_containerization", "table_token_shuffle", "table_view_ablation", "figure_view_ablation"):
+        assert jobs[rule] == 1, rule
     assert jobs["table_token_ablation"] == 1 and jobs["figure_token_ablation"] == 1 and jobs["table_token_ablation_matched"] == 1
     assert jobs["table_attention_knockout"] == 1 and jobs["figure_knockout"] == 1

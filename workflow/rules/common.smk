@@ -1,8 +1,12 @@
 # Shared helpers: config validation, cross-key checks, path lookups per dataset kind.
+import json
+import math
 import os
 import re
+import struct
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # Fails before any job, naming the offending key; also fills in schema defaults.
@@ -135,6 +139,11 @@ def _check_models():
         for m in config["run"]["models"]
         if m in MODELS and "path" in MODELS[m] and not os.path.isdir(MODELS[m]["path"])
     ]
+    errors += [
+        f"models.{m}.params_b: needed for a hub model (it sizes the jobs' memory, GPUs and time)"
+        for m in config["run"]["models"]
+        if m in MODELS and "hub_id" in MODELS[m] and "params_b" not in MODELS[m]
+    ]
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
 
@@ -206,12 +215,87 @@ def model_settings(name):
     return out
 
 
-def model_resources(name):
-    """GPUs a model job asks for: the model's `gpus` (0 for the CPU-sized toys and tiny models,
-    so that their jobs run side by side instead of queueing for the workstation's GPU).
-    """
+# ---- model-job resources (any executor; profiles/slurm submits them as sbatch options) ----------
+JOB = config["job_resources"]
+BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def safetensors_params(folder):
+    """Parameters in a local checkpoint's safetensors files, read from their headers (no weights)."""
+    total = 0
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        total += sum(
+            math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__"
+        )
+    return total
+
+
+def model_params_b(name):
+    """Billions of parameters: `params_b`, else counted in a local checkpoint (tiny: ~0)."""
     m = MODELS[name]
-    return 0 if "tiny" in m else m["gpus"]
+    if "params_b" in m:
+        return m["params_b"]
+    if "tiny" in m:
+        return 0.001
+    return safetensors_params(m["path"]) / 1e9
+
+
+def model_gpus(name):
+    """GPUs of a model job: the model's `gpus` if set (0 for the CPU-sized toys, so their jobs run
+    side by side), else as many GPUs of `job_resources.gpu_memory_gb` as its weights in its dtype
+    plus `gpu_headroom_gb` need; 0 for tiny models and `device: cpu`."""
+    m = MODELS[name]
+    if "tiny" in m or m["device"] == "cpu":
+        return 0
+    if "gpus" in m:
+        return m["gpus"]
+    weights_gb = model_params_b(name) * BYTES_PER_PARAM[m["dtype"]]
+    return math.ceil((weights_gb + JOB["gpu_headroom_gb"]) / JOB["gpu_memory_gb"])
+
+
+def model_job_resources(rule_name, name, shards, attempt=1):
+    """mem_mb, runtime (minutes), cpus_per_task, gpu and threads of one job of `rule_name` on model
+    `name` with the work split in `shards`. Host memory holds the weights while they load (twice
+    them on a CPU job, which also computes there) plus `host_memory_gb`; wall time is
+    `minutes_per_b[rule_name]` per billion parameters for 1/8 of the work, scaled by 8 / shards, at
+    least `min_runtime`. A retried job (attempt 2, 3, ...) gets that many times the memory and time.
+    """
+    m, gpus = MODELS[name], model_gpus(name)
+    params_b = model_params_b(name)
+    weights_gb = params_b * BYTES_PER_PARAM[m["dtype"]]
+    host_gb = JOB["host_memory_gb"] + weights_gb * (1.1 if gpus else 2.0)
+    minutes = JOB["minutes_per_b"].get(rule_name, max(JOB["minutes_per_b"].values()))
+    runtime = max(JOB["min_runtime"], math.ceil(minutes * params_b * 8 / shards))
+    cpus = gpus * JOB["cpus_per_gpu"] if gpus else 1
+    return {
+        "mem_mb": math.ceil(host_gb * 1024) * attempt,
+        "runtime": runtime * attempt,
+        "cpus_per_task": cpus,
+        "gpu": gpus,
+        "threads": cpus,
+    }
+
+
+def model_job_shards(rule_name, wildcards):
+    if rule_name == "screen_shard":
+        return config["screening"]["shards"]
+    if rule_name == "mean_embedding_shard":
+        return config["mean_embedding"]["shards"]
+    return EXPERIMENTS[wildcards.experiment]["shards"]
+
+
+def model_job(rule_name, key):
+    """One resource of `rule_name`'s model job (mem_mb, runtime, cpus_per_task, gpu) or its threads,
+    as a function of the job's wildcards (and attempt)."""
+    if key == "threads":
+        return lambda w: model_job_resources(
+            rule_name, w.model, model_job_shards(rule_name, w)
+        )[key]
+    return lambda w, attempt: model_job_resources(
+        rule_name, w.model, model_job_shards(rule_name, w), attempt
+    )[key]
 
 
 def screening_settings():
@@ -238,7 +322,12 @@ def screening_targets(dataset):
 # ---- experiments --------------------------------------------------------------------------------
 EXPERIMENTS = config.get("experiments", {})
 # experiments whose ablations replace tokens with the model's mean visual embedding
-USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched"}
+USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched", "view_ablation"}
+# experiments that need local views (tiles), and the families whose adapters make them
+NEEDS_LOCAL_VIEWS = {"view_ablation"}
+LOCAL_VIEW_FAMILIES = {"internvl"}
+# experiment settings that only change tables and figures (not passed to the model jobs)
+PRESENTATION_KEYS = {"metric", "examples", "figure_padding"}
 # the code that parses and scores answers: the scoring rule reruns when it changes (a parser fix
 # rescores every experiment and reruns no model job)
 PARSER_CODE = [
@@ -284,7 +373,8 @@ def experiment_settings(name, model=None):
     """The experiment's config entry, minus where it runs (datasets, shards), with the model's
     own settings (`models.<model>`) over it."""
     e = EXPERIMENTS[name]
-    out = {k: v for k, v in e.items() if k not in ("datasets", "shards", "models")}
+    skip = {"datasets", "shards", "models", *PRESENTATION_KEYS}
+    out = {k: v for k, v in e.items() if k not in skip}
     out.update(e.get("models", {}).get(model, {}))
     return out
 
@@ -318,12 +408,34 @@ def shapes_spec(name):
     return {k: d[k] for k in keys if k in d}
 
 
+def skipped_models(experiment):
+    """Run models that cannot run `experiment`, with the reason (e.g. no local views)."""
+    if experiment not in NEEDS_LOCAL_VIEWS:
+        return {}
+    return {
+        m: f"{MODELS[m]['family']} model without local views (max_tiles 1 or a single-view family)"
+        for m in config["run"]["models"]
+        if MODELS[m]["family"] not in LOCAL_VIEW_FAMILIES
+        or int(MODELS[m].get("max_tiles", 6)) < 2
+    }
+
+
+def experiment_models(experiment):
+    """The run models that run `experiment` (the others are skipped with a logged reason)."""
+    skipped = skipped_models(experiment)
+    return [m for m in config["run"]["models"] if m not in skipped]
+
+
+def paper_names(models):
+    return {m: MODELS[m].get("paper_name", "") for m in models}
+
+
 def experiment_rows(experiment):
-    """Every run model's scored rows of one experiment (an input function)."""
+    """Every model's scored rows of one experiment (an input function)."""
     return lambda w: expand(
         "results/{{dataset}}/experiments/{experiment}/{model}/rows.parquet",
         experiment=experiment,
-        model=config["run"]["models"],
+        model=experiment_models(experiment),
     )
 
 
@@ -338,6 +450,20 @@ def experiment_targets(dataset):
         ]
     if dataset in experiment_datasets("token_ablation_matched"):
         targets += [f"results/{dataset}/tables/table5_token_ablation_matched.tsv"]
+    if dataset in experiment_datasets("containerization"):
+        targets += [
+            f"results/{dataset}/figures/containerization_{f}.{ext}"
+            for f in ("fig1", "fig9")
+            for ext in ("png", "pdf")
+        ]
+    if dataset in experiment_datasets("token_shuffle"):
+        targets += [f"results/{dataset}/tables/table2_token_shuffle.tsv"]
+    if dataset in experiment_datasets("view_ablation"):
+        targets += [
+            f"results/{dataset}/tables/table3_view_ablation.tsv",
+            f"results/{dataset}/figures/view_ablation_fig10.png",
+            f"results/{dataset}/figures/view_ablation_fig10.pdf",
+        ]
     if dataset in experiment_datasets("attention_knockout"):
         targets += [
             f"results/{dataset}/tables/knockout_summary.tsv",
@@ -357,3 +483,23 @@ def all_targets():
             targets += screening_targets(name)
             targets += experiment_targets(name)
     return targets
+
+
+# Downloads (compute nodes often have no internet) and the rules that only draw tables and
+# figures from small files run where Snakemake runs; under profiles/slurm everything else is a job.
+LOCAL_RULES = ("all", "download", "prepare_model")
+LOCAL_RULE_PREFIXES = ("table_", "figure_")
+
+
+def local_rules():
+    return [
+        r.name
+        for r in workflow.rules
+        if r.name in LOCAL_RULES or r.name.startswith(LOCAL_RULE_PREFIXES)
+    ]
+
+
+# say once, when the workflow is read, which models skip which experiment and why
+for _name in sorted(NEEDS_LOCAL_VIEWS & set(EXPERIMENTS)):
+    for _m, _why in skipped_models(_name).items():
+        logger.info(f"{_name}: {_m} skipped ({_why})")

@@ -3,25 +3,28 @@
 # rows), one CPU rule that gathers and scores them, then a rule per table and figure.
 
 
-rule mean_embedding:
-    """The model's mean visual embedding at the LLM input over an image set (paper: ImageNet val)."""
+rule mean_embedding_shard:
+    """Sums over the visual tokens (at the LLM input) of one shard of the image set of the mean
+    visual embedding (paper: ImageNet val)."""
     input:
         model=model_input,
     output:
-        "results/mean_embedding/{model}.pt",
+        "results/mean_embedding/{model}/shard-{shard}.pt",
     log:
-        "logs/mean_embedding/{model}.log",
+        "logs/mean_embedding/{model}/shard-{shard}.log",
     conda:
         "../../envs/models.yaml"
-    threads: 1
+    threads: model_job("mean_embedding_shard", "threads")
     resources:
-        mem_mb=32000,
-        runtime=240,
-        gpu=lambda w: model_resources(w.model),
+        mem_mb=model_job("mean_embedding_shard", "mem_mb"),
+        runtime=model_job("mean_embedding_shard", "runtime"),
+        cpus_per_task=model_job("mean_embedding_shard", "cpus_per_task"),
+        gpu=model_job("mean_embedding_shard", "gpu"),
     params:
         model=lambda w: model_settings(w.model),
         device=lambda w: MODELS[w.model]["device"],
         batch_size=config["mean_embedding"]["batch_size"],
+        shards=config["mean_embedding"]["shards"],
         image_set=config["mean_embedding"],
         shapes_spec=(
             shapes_spec(config["mean_embedding"]["generated_like"])
@@ -30,6 +33,29 @@ rule mean_embedding:
         ),
     script:
         "../scripts/model_job.py"
+
+
+rule gather_mean_embedding:
+    """The model's mean visual embedding and token-norm mean / std from the shards' sums (fails
+    when an image is missing or summed twice)."""
+    input:
+        lambda w: expand(
+            "results/mean_embedding/{{model}}/shard-{shard}.pt",
+            shard=range(config["mean_embedding"]["shards"]),
+        ),
+    output:
+        "results/mean_embedding/{model}.pt",
+    log:
+        "logs/gather_mean_embedding/{model}.log",
+    conda:
+        "../../envs/models.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        image_set=config["mean_embedding"],
+    script:
+        "../scripts/gather_mean_embedding.py"
 
 
 rule run_experiment:
@@ -47,11 +73,12 @@ rule run_experiment:
         "logs/experiments/{dataset}/{experiment}/{model}/shard-{shard}.log",
     conda:
         "../../envs/models.yaml"
-    threads: 1
+    threads: model_job("run_experiment", "threads")
     resources:
-        mem_mb=32000,
-        runtime=1440,
-        gpu=lambda w: model_resources(w.model),
+        mem_mb=model_job("run_experiment", "mem_mb"),
+        runtime=model_job("run_experiment", "runtime"),
+        cpus_per_task=model_job("run_experiment", "cpus_per_task"),
+        gpu=model_job("run_experiment", "gpu"),
     params:
         experiment=lambda w: w.experiment,
         settings=lambda w: experiment_settings(w.experiment, w.model),

@@ -31,9 +31,9 @@ from ..interventions.base import Intervention
 from ..models.base import Adapter
 from ..runner import Runner
 from ..tasks import task_prompt
+from .rows import EXCLUDED
 
 IMAGES = ("original", "removed")
-EXCLUDED = "excluded"  # the condition of a sample's row when the experiment cannot use it
 
 
 @dataclass
@@ -113,6 +113,9 @@ def register(cls: type[Experiment]) -> type[Experiment]:
 
 
 def get_experiment(name: str) -> Experiment:
+    from . import load_all
+
+    load_all()
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {sorted(EXPERIMENTS)}")
     return EXPERIMENTS[name]()

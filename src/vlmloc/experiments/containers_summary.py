@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..paper import TABLE2
 from ..tasks import iou, localization_scores
-from .base import EXCLUDED
+from .rows import EXCLUDED
 from .summary import SHORT, _with_drops, summarize_groups
 
 CELL_COLUMNS = ["padding", "scale", "mean", "std", "n_seeds", "n", "area_ratio", "ideal_area_ratio"]
@@ -114,3 +114,24 @@ def format_table2(table: pd.DataFrame, models: list[str]) -> str:
                 cells.append(f"{r[short]:.1f}{std}{drop}")
             lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def fig9_examples(rows_per_model: dict[str, pd.DataFrame], samples: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Fig. 9's examples: per model and padding, the first seed's answers on the ``n`` samples the
+    unmodified model localizes best (highest IoU; chosen before looking at the grown answers),
+    with that model's box (``base_pred_*``) beside the grown object's."""
+    out = []
+    cols = ["pred_x1", "pred_y1", "pred_x2", "pred_y2"]
+    info = samples.set_index("sample_id")[["image_path", "category", "width", "height", "mask_rle"]]
+    for model, rows in rows_per_model.items():
+        rows = rows[(rows["task"] == "localization") & (rows["condition"] != EXCLUDED)]
+        if rows.empty:  # an empty probing subset: the rows have no parameter columns either
+            continue
+        base = rows[rows["padding"] == 0].set_index("sample_id")
+        best = base["iou"].dropna().sort_values(ascending=False, kind="stable").index[:n]
+        grown = rows[(rows["padding"] > 0) & rows["ring_geometry"].notna()]
+        for _, r in grown[grown["sample_id"].isin(best)].iterrows():
+            b = base.loc[r["sample_id"]]
+            out.append({"model": model, **r.to_dict(), **{f"base_{c}": b[c] for c in cols}, **info.loc[r["sample_id"]].to_dict()})
+    t = pd.DataFrame(out)
+    return t.sort_values(["padding", "model", "sample_id"]).reset_index(drop=True) if len(t) else t

@@ -112,7 +112,13 @@ class Adapter(ABC):
         self.image_std = np.array(preprocessor.get("image_std", [0.5, 0.5, 0.5]), dtype=np.float32)
 
     # ---- loading -----------------------------------------------------------------------------
-    model_class: type | None = None
+    model_class_name: str = ""  # the transformers class, imported only when a model is loaded
+
+    @classmethod
+    def model_class(cls) -> type:
+        import transformers
+
+        return getattr(transformers, cls.model_class_name)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str = "float32", device: str = "cpu",
@@ -120,7 +126,7 @@ class Adapter(ABC):
         from transformers import AutoTokenizer
 
         path = Path(path)
-        model = cls.model_class.from_pretrained(
+        model = cls.model_class().from_pretrained(
             path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation
         )
         model.to(device).eval()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 
 from PIL import Image
-from transformers import InternVLForConditionalGeneration
 
 from ..tasks import ParsedBox, parse_box_numbers
 from .base import Adapter, ImageLayout, View
@@ -52,7 +51,7 @@ def closest_tile_grid(width: int, height: int, tile: int, min_num: int = 1, max_
 class InternVLAdapter(Adapter):
     box_scale = 1000.0  # <box>[[x1, y1, x2, y2]]</box> in 0..1000
     family = "internvl"
-    model_class = InternVLForConditionalGeneration
+    model_class_name = "InternVLForConditionalGeneration"
     system_prompt = INTERNVL_SYSTEM
 
     @property

@@ -8,7 +8,6 @@ centre-crops): pad the image to a square with the CLIP mean colour, resize to 33
 from __future__ import annotations
 
 from PIL import Image
-from transformers import LlavaForConditionalGeneration
 
 from ..tasks import ParsedBox, parse_box_numbers
 from .base import Adapter, ImageLayout, View
@@ -22,7 +21,7 @@ VICUNA_SYSTEM = (
 
 class LlavaAdapter(Adapter):
     family = "llava"
-    model_class = LlavaForConditionalGeneration
+    model_class_name = "LlavaForConditionalGeneration"
     system_prompt = VICUNA_SYSTEM
     answer_prefix = " "  # "ASSISTANT: [0.1, ...]"
 

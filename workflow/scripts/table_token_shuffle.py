@@ -1,0 +1,13 @@
+import pandas as pd
+
+from vlmloc.experiments.containers_summary import format_table2, table2
+from vlmloc.workflow import logged, write_tsv
+
+with logged(snakemake) as log:
+    p = snakemake.params
+    rows = {m: pd.read_parquet(f) for m, f in zip(p.models, snakemake.input, strict=True)}
+    table = table2(rows, dict(p.paper_names), dict(p.bootstrap))
+    write_tsv(table, snakemake.output.tsv)
+    with open(snakemake.output.md, "w") as fh:
+        fh.write(format_table2(table, list(p.models)))
+    log.info("Table 2: %d rows", len(table))
