@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -52,8 +53,11 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str) -> None:
         ax.set_yticks(range(len(mean.index)), [f"+{p}" if p else "0" for p in mean.index])
         ax.set_xlabel("ground-truth box scaled by s")
         ax.set_ylabel("object padding p")
-        growth = t.drop_duplicates("padding").set_index("padding")["area_ratio"]
-        ax.set_title(f"{model}\nbox area x" + ", x".join(f"{growth[p]:.2f}" for p in growth.index if p), fontsize=9)
+        per_p = t.drop_duplicates("padding").set_index("padding")
+        grown = [p for p in per_p.index if p]
+        ax.set_title(f"{model}\npredicted box area x" + ", x".join(f"{per_p.loc[p, 'area_ratio']:.2f}" for p in grown)
+                     + "\n(box grown by p: x" + ", x".join(f"{per_p.loc[p, 'ideal_area_ratio']:.1f}" for p in grown) + ")",
+                     fontsize=8)  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.046, label=f"{metric} (%)")
     fig.tight_layout()
     _save(fig, png, pdf)
@@ -61,7 +65,8 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str) -> None:
 
 def _box(ax, box, colour, style="-", label=None):
     x1, y1, x2, y2 = box
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, ls=style, lw=1.6, label=label))
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, ls=style, lw=2.2, label=label,
+                           path_effects=[patheffects.withStroke(linewidth=3.6, foreground="black")]))  # fmt: skip
 
 
 def plot_fig9(examples: pd.DataFrame, png: str, pdf: str) -> None:
@@ -83,13 +88,13 @@ def plot_fig9(examples: pd.DataFrame, png: str, pdf: str) -> None:
             geom = json.loads(r["ring_geometry"])
             for key, colour in (("object", "yellow"), ("ring", "lime")):
                 for x0, y0, x1, y1 in geom[key]:
-                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fc=colour, ec="none", alpha=0.35))
+                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fc=colour, ec=colour, lw=0.5, alpha=0.3))
             _box(ax, r["gt_box_s0"], "white", label="true box")
             _box(ax, r[f"gt_box_s{int(p)}"], "cyan", "--", label="true box grown by p")
-            for prefix, colour, label in (("base_", "orange", "predicted, original"), ("", "red", "predicted, grown object")):
+            for prefix, colour, style, label in (("", "red", "-", "predicted, grown object"), ("base_", "darkorange", ":", "predicted, original")):
                 box = [r[f"{prefix}pred_{k}"] for k in ("x1", "y1", "x2", "y2")]
                 if not any(pd.isna(box)):
-                    _box(ax, box, colour, label=label)
+                    _box(ax, box, colour, style, label=label)
             mask = sample_mask(r)
             ax.contour(mask, levels=[0.5], colors="yellow", linewidths=0.6)
             ax.set_xlim(-0.5, image.shape[1] - 0.5)
@@ -121,18 +126,20 @@ def plot_fig10(drops: pd.DataFrame, png: str, pdf: str) -> None:
             for k, view in enumerate(views):
                 v = t[t["view"] == view].set_index("size_bucket").reindex(buckets)
                 x = np.arange(len(buckets)) + (k - (len(views) - 1) / 2) * width
-                ax.bar(x, v["drop"], width, color=VIEW_COLOURS[view], label=f"{view} view ablated")
-                ax.scatter(x, v["paper_drop"], color="black", marker="_", s=120, zorder=3,
-                           label="paper (text)" if k == 0 else None)  # fmt: skip
-                for xx, nn in zip(x, v["n"], strict=True):
-                    if not pd.isna(nn):
-                        ax.text(xx, 1, f"{int(nn)}", ha="center", va="bottom", fontsize=6)
+                ax.bar(x, v["drop"], width, color=VIEW_COLOURS[view], label=f"{view} view{'s' if view == 'both' else ''} ablated")
+                if v["paper_drop"].notna().any():
+                    ax.scatter(x, v["paper_drop"], color="black", marker="_", s=160, lw=2.5, zorder=3, label="paper (text)")
             ax.axhline(0, color="black", lw=0.6)
-            ax.set_xticks(range(len(buckets)), buckets)
+            info = t.drop_duplicates("size_bucket").set_index("size_bucket").reindex(buckets)
+            ax.set_xticks(range(len(buckets)), [f"{b}\nn={n:.0f}, baseline {s:.0f}%" for b, n, s in zip(buckets, info["n"], info["baseline"], strict=True)],
+                          fontsize=8)  # fmt: skip
             ax.set_ylabel("change from baseline (points)")
             ax.set_title(f"{model}: {'classification' if task == 'list' else task}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    labels = {}
+    for ax in axes.ravel():
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labels.setdefault(label, h)
+    fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.08 if len(models) == 1 else 0.04, 1, 1))
     _save(fig, png, pdf)
