@@ -183,12 +183,15 @@ def test_object_shuffle_hurts_localization_less_than_a_full_shuffle(toy, held_ou
 # the demo's shape at a smaller size (the full demo: `make demo`)
 TOY_DEMO = """
 run:
-  datasets: [shapes, shapes_voc]
+  datasets: [shapes, shapes_voc, shapes_wide]
   models: [toy_llava, toy_internvl]
 datasets:
   shapes: {kind: shapes, n_images: 70}
   shapes_voc: {kind: shapes, n_images: 16, seed: 1}
+  shapes_wide: {kind: shapes, n_images: 16, seed: 2, long_side: [340, 480], aspect: [0.55, 0.64]}
 experiments:
+  containerization: {seeds: [0, 1]}
+  token_shuffle: {seeds: [0]}
   token_ablation:
     paddings: [0, 1]
     integrated_gradients: {k: [8, 32], steps: 8}
@@ -233,6 +236,19 @@ def test_demo_workflow_with_toy_models(workflow_dir):
         assert every.loc["object", "loc_drop"].min() < -30 and every.loc["random", "loc_drop"] > -15, (model, every)
     for fig in ("knockout_fig3", "knockout_fig12"):
         assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
+    # containerization, shuffling (Table 2) and the view ablation (Table 3, InternVL alone)
+    cells = pd.read_csv(workflow_dir / "results/shapes/tables/containerization_cells.tsv", sep="\t")
+    assert set(cells["model"]) == {"toy_llava", "toy_internvl"} and len(cells) == 2 * 3 * 3
+    assert (cells.loc[cells["padding"] > 0, "n_seeds"] == 2).all()
+    t2 = pd.read_csv(workflow_dir / "results/shapes/tables/table2_token_shuffle.tsv", sep="\t")
+    assert set(zip(t2["model"], t2["mode"], strict=True)) == {(m, x) for m in ("toy_llava", "toy_internvl") for x in ("baseline", "full", "object")}
+    t3 = pd.read_csv(workflow_dir / "results/shapes_wide/tables/table3_view_ablation.tsv", sep="\t")
+    assert set(t3["model"]) == {"toy_internvl"} and (t3["n"] >= 5).all()
+    glob = t3[(t3["view"] == "global") & (t3["padding"] == 0)].iloc[0]
+    assert glob["loc_drop"] < -20, glob  # the toy InternVL's box comes from the thumbnail
+    assert "toy_llava skipped" in (workflow_dir / "logs/tables/view_ablation/shapes_wide.log").read_text()
+    for fig in ("shapes/figures/containerization_fig1", "shapes/figures/containerization_fig9", "shapes_wide/figures/view_ablation_fig10"):
+        assert (workflow_dir / f"results/{fig}.png").stat().st_size > 10_000 and (workflow_dir / f"results/{fig}.pdf").exists()
     # a replaced checkpoint reruns its own model's screening, not the other's
     import os
     import time
