@@ -1,6 +1,8 @@
-"""Speed of the token-ablation experiment against the naive way, in one run.
+"""Speed of the token-ablation experiment (or of containerization, token shuffling, the view
+ablation) against the naive way, in one run.
 
     python scripts/benchmark_token_ablation.py [--n 16] [--batch-size 16] [--family llava] [--device cpu]
+                                               [--experiment token_ablation|containerization|token_shuffle|view_ablation]
 
 A tiny random-weight model with the REAL token count (LLaVA: 336 px, patch 14 -> 24 x 24 = 576
 visual tokens; InternVL: 448 px tiles, patch 14 -> 256 tokens per view, up to 6 tiles + the
@@ -25,6 +27,7 @@ from PIL import Image
 
 from vlmloc.data.coco import encode_mask
 from vlmloc.data.shapes import ShapesSpec, render_scene
+from vlmloc.experiments import get_experiment
 from vlmloc.experiments.base import (
     Condition,
     ShardJob,
@@ -39,6 +42,12 @@ from vlmloc.models.tiny import BUILDERS
 from vlmloc.runner import Runner
 
 REAL_SIZE = {"llava": {"image_size": 336, "patch_size": 14}, "internvl": {"image_size": 448, "patch_size": 14}}
+# the other experiments on the same layer: their first four conditions, with these settings
+OTHER = {
+    "containerization": {"paddings": [1, 2], "seeds": [0, 1], "scales": [0, 1, 2], "scale_grid": "global", "tasks": ["localization"]},
+    "token_shuffle": {"modes": ["full", "object"], "seeds": [0, 1]},
+    "view_ablation": {"views": ["global", "local"], "paddings": [0, 1], "multi_view_only": False},
+}
 MAX_NEW = {"localization": 24, "list": 24}
 
 
@@ -82,6 +91,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--family", action="append", choices=sorted(BUILDERS))
+    ap.add_argument("--experiment", default="token_ablation", choices=["token_ablation", *OTHER])
     args = ap.parse_args()
     spec = ShapesSpec()
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,6 +103,13 @@ def main():
             job = ShardJob(adapter, Runner(adapter, batch_size=args.batch_size, progress=False), samples,
                            spec.categories, {}, MAX_NEW, mean, progress=False)  # fmt: skip
             n_tokens = [lay.n_tokens for lay in job.layouts()]
+            if args.experiment in OTHER:
+                job.settings = OTHER[args.experiment]
+                conditions = list(get_experiment(args.experiment).conditions(job))[:4]
+                print(f"{family}, {args.experiment}: {int(np.mean(n_tokens))} visual tokens per image, {args.n} samples x "
+                      f"{len(conditions)} conditions ({', '.join(c.name for c in conditions)})")  # fmt: skip
+                compare(conditions, job, "naive per-sample, per-task generate", f"experiment layer (bs={args.batch_size})")
+                continue
             conditions = [
                 Condition("baseline", {"strategy": "baseline"}),
                 ablation("object+0", {"strategy": "object"}, object_indices(adapter, samples, 0), job),

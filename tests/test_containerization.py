@@ -179,3 +179,23 @@ def test_excluded_samples_are_rows_and_pass_the_gather(adapters, samples):
         check_complete(pd.concat([raw, raw[raw["condition"] == EXCLUDED].assign(sample_id="s0")]), samples["sample_id"])
     scored = score_rows(raw, samples, "internvl", CATS)
     assert (scored.loc[scored["condition"] == EXCLUDED, "status"] == "excluded").all()
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_fast_path_equals_the_naive_reference(adapters, samples, family):
+    """Batched, shared-prefix runs of the new conditions give the answers of one generate per
+    sample and task (the reference kept in ``experiments.base``)."""
+    from vlmloc.experiments.base import run_conditions, run_conditions_naive
+
+    a = adapters[family]
+    conds = [c for c in get_experiment("containerization").conditions(_job(a, samples, GROW, mean=torch.zeros(1))) if c.name == "grow+2_s0"]
+    conds += [c for c in get_experiment("token_shuffle").conditions(_job(a, samples, SHUFFLE, mean=torch.zeros(1))) if c.name == "shuffle_object_s0"]
+    if family == "internvl":
+        conds += [c for c in get_experiment("view_ablation").conditions(_job(a, samples, VIEWS)) if c.name == "local+1"]
+    job = _job(a, samples, {}, mean=torch.zeros(1))
+    key = ["condition", "task", "sample_id"]
+    fast = run_conditions("t", conds, job).sort_values(key).reset_index(drop=True)
+    naive = run_conditions_naive("t", conds, job).sort_values(key).reset_index(drop=True)
+    assert len(fast) == len(naive) > 0
+    assert list(fast["answer"]) == list(naive["answer"])
+    assert list(fast["n_edited"]) == list(naive["n_edited"])

@@ -67,16 +67,17 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     assert jobs == {"filter_samples": 1, "remove_objects_shard": 2, "gather_removed": 1,
                     "figure_object_removal_examples": 1, "screen_shard": 4, "gather_screening": 2,
                     "hallucination_filter": 2, "probing_subset": 1, "figure_baseline_accuracy": 1,
-                    "figure_localization_examples": 1, "run_experiment": 6, "score_experiment": 4,
+                    "figure_localization_examples": 1, "run_experiment": 10, "score_experiment": 8,
                     "table_token_ablation": 1, "figure_token_ablation": 1, "table_attention_knockout": 1,
-                    "figure_knockout": 1, "all": 1}  # fmt: skip
+                    "figure_knockout": 1, "table_containerization": 1, "figure_containerization": 1,
+                    "table_token_shuffle": 1, "all": 1}  # fmt: skip
 
     # a parser fix rescores screening and every experiment, and reruns no model job (the probing
     # subset is a checkpoint whose ids file did not change)
     tasks_py = workflow_dir / "src/vlmloc/tasks.py"
     tasks_py.write_text(tasks_py.read_text() + "\n# a parser fix\n")
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml"))
-    assert jobs["score_experiment"] == 4 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
+    assert jobs["score_experiment"] == 8 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
     assert not {"screen_shard", "mean_embedding_shard", "gather_mean_embedding"} & set(jobs), jobs
     out = run_snakemake(workflow_dir, "--configfile", "small.yaml")
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M))
