@@ -259,3 +259,18 @@ def test_fit_and_score_runs_every_site_method_and_control(adapters, family):
     assert timing["ridge"]["train_forwards"] == 3 and timing["sgd"]["train_forwards"] == 6
     assert {c["kind"] for c in run.cells} == {"global"}
     assert paper_scale_forwards() == {"ridge": 60_000, "sgd": 510_000}
+
+
+def test_test_images_never_share_the_train_images_random_features(adapters):
+    """Random features and shuffled positions are seeded per image index: the test images count on
+    after the train images. With the same pictures as train and test, a probe that had seen a
+    test image's random features in training would recall their positions (here about 0.4);
+    chance is 1/8."""
+    a = adapters["llava"]
+    images = _images(((64, 64),) * 8)
+    settings = ProbeSettings(methods=("ridge",), l2=1e-6, sites=["projector"], batch_size=4)
+    run = fit_and_score(a, images, images, settings)
+    (control,) = [r for r in run.summary if r["site"] == "control.random" and r["variant"] == "true"]
+    assert control["n_tokens"] == 8 * a.grid**2
+    for axis in ("row", "col"):
+        assert abs(control[f"acc_{axis}"] - 1 / a.grid) < 0.06, control

@@ -52,16 +52,19 @@ def _sync(adapter):
         torch.cuda.synchronize(adapter.device)
 
 
-def _stream(adapter, images, settings, order=None):
-    """Batches of the images (in ``order``), with the views selected and the controls added."""
-    imgs = images if order is None else [images[i] for i in order]
+def _stream(adapter, images, settings, order=None, first: int = 0):
+    """Batches of the images (in ``order``), with the views selected and the controls added.
+    Token labels carry ``first`` + the image's index in ``images``: the test images count on
+    after the train images, so no test image shares a train image's random features or
+    shuffled positions (seeded per image index)."""
+    order = np.arange(len(images)) if order is None else np.asarray(order)
+    imgs = [images[i] for i in order]
     width = adapter.model.config.text_config.hidden_size
+    index = torch.from_numpy(order).long() + first
     for batch in stage_features(adapter, imgs, settings.task_text, settings.batch_size, settings.sites):
-        if order is not None:  # image index in the caller's list, for per-image seeds
-            mapped = torch.tensor([int(order[i]) for i in range(len(order))])
-            for lab in batch.labels.values():
-                lab.image = mapped[lab.image]
-            batch.image_ids = [int(order[i]) for i in batch.image_ids]
+        for lab in batch.labels.values():
+            lab.image = index[lab.image]
+        batch.image_ids = [int(index[i]) for i in batch.image_ids]
         batch = select_views(batch, settings.views)
         if settings.random_control:
             batch = random_control(batch, width, settings.seed)
@@ -112,7 +115,7 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
         seconds["ridge"] += time.perf_counter() - t0
     scores = {m: ProbeScores() for m, p in (("ridge", ridge), ("sgd", sgd)) if p is not None}
     t_test = 0.0
-    stream = _stream(adapter, test_images, settings)
+    stream = _stream(adapter, test_images, settings, first=len(train_images))
     while True:
         t0 = time.perf_counter()
         batch = next(stream, None)
