@@ -143,17 +143,19 @@ def _synthetic(n_images, seed, encode=True, first_image=0, grid=GRID, dim=DIM):
 
 
 def _fit(method, X, lab, shuffled=False, batches=5, epochs=1):
-    probe = StreamingRidge() if method == "ridge" else SGDProbes(lr=0.05, minibatch=1024)
+    probe = SGDProbes(lr=0.05, minibatch=1024) if method == "sgd" else StreamingRidge()
     chunks = torch.tensor_split(torch.arange(len(X)), batches)
     for _ in range(epochs if method == "sgd" else 1):
         for idx in chunks:
             targets = probe_targets(lab.select(idx), shuffled, seed=3)
-            if method == "ridge":
-                probe.update("s", X[idx], targets)
-            else:
+            if method == "sgd":
                 probe.partial_fit("s", X[idx], targets)
+            else:
+                probe.update("s", X[idx], targets)
     if method == "ridge":
         probe.solve(1e-4)
+    elif method == "lda":
+        probe.solve_lda(1e-4)
     return probe
 
 
@@ -188,7 +190,32 @@ def test_closed_form_equals_a_direct_least_squares_fit():
     torch.testing.assert_close(a.merge(b).solve(0.0)["s"]["row"], direct, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("method", ["ridge", "sgd"])
+def test_lda_from_the_streamed_statistics_equals_a_direct_fit():
+    """Class means, pooled within-class covariance (regularised) and priors computed on the
+    stacked features give the same weights, and the same predictions, as the one-pass solve."""
+    g = torch.Generator().manual_seed(1)
+    X = (torch.randn(600, 10, generator=g) * torch.linspace(0.2, 4, 10) + 5).double()
+    y = torch.randint(0, 4, (600,), generator=g)
+    y[y == 3] = 2  # an empty class: never predicted
+    probe = StreamingRidge()
+    for idx in torch.tensor_split(torch.arange(600), 3):
+        probe.update("s", X[idx], {"row": (y[idx], 4)})
+    got = probe.solve_lda(0.01)["s"]["row"]
+    seen = [0, 1, 2]
+    means = torch.stack([X[y == k].mean(0) for k in seen], 1)
+    centred = torch.cat([X[y == k] - X[y == k].mean(0) for k in seen])
+    cov = centred.T @ centred / (600 - 4)
+    cov += 0.01 * cov.diagonal().mean() * torch.eye(10, dtype=torch.float64)
+    W = torch.linalg.solve(cov, means)
+    bias = -0.5 * (means * W).sum(0) + torch.log(torch.tensor([(y == k).float().mean() for k in seen], dtype=torch.float64))
+    torch.testing.assert_close(got[:-1, seen], W, atol=1e-9, rtol=1e-7)
+    torch.testing.assert_close(got[-1, seen], bias, atol=1e-9, rtol=1e-7)
+    assert got[-1, 3] == -float("inf")
+    pred = probe.predict("s", X)["row"]
+    assert torch.equal(pred, torch.tensor(seen)[(X @ W + bias).argmax(1)])
+
+
+@pytest.mark.parametrize("method", ["ridge", "lda", "sgd"])
 def test_probes_reach_100_percent_on_features_that_encode_position(method):
     X, lab = _synthetic(60, seed=0)
     Xt, labt = _synthetic(20, seed=1, first_image=60)
@@ -196,7 +223,7 @@ def test_probes_reach_100_percent_on_features_that_encode_position(method):
     assert s["acc_row"] == 1.0 and s["acc_col"] == 1.0 and s["acc_both"] == 1.0
 
 
-@pytest.mark.parametrize("method", ["ridge", "sgd"])
+@pytest.mark.parametrize("method", ["ridge", "lda", "sgd"])
 def test_probes_stay_at_chance_on_random_features(method):
     X, lab = _synthetic(300, seed=0, encode=False)
     Xt, labt = _synthetic(100, seed=1, encode=False, first_image=300)
@@ -206,7 +233,7 @@ def test_probes_stay_at_chance_on_random_features(method):
     assert abs(s["acc_both"] - 1 / GRID**2) < 0.015, s
 
 
-@pytest.mark.parametrize("method", ["ridge", "sgd"])
+@pytest.mark.parametrize("method", ["ridge", "lda", "sgd"])
 def test_shuffled_positions_control_stays_at_chance(method):
     """Trained on per-image shuffled positions of features that DO encode position, the control
     heads predict neither the true nor the test images' shuffled positions better than chance,
@@ -249,16 +276,17 @@ def test_fit_and_score_runs_every_site_method_and_control(adapters, family):
     settings = ProbeSettings(epochs=2, batch_size=2, views="global", minibatch=512)
     run = fit_and_score(a, images[:3], images[3:], settings)
     expected = {s.name for s in sites(a)} | {"control.random"}
-    for method in ("ridge", "sgd"):
+    for method in ("ridge", "lda", "sgd"):
         rows = [r for r in run.summary if r["method"] == method]
         assert {r["site"] for r in rows} == expected
         assert {r["variant"] for r in rows} == {"true", "shuffled"}
         n = {r["site"]: r["n_tokens"] for r in rows if r["variant"] == "true"}
         assert n["projector"] == a.grid**2 and n["vision.0"] == a.vision_patch_grid**2  # one global view
     timing = {t["method"]: t for t in run.timing}
-    assert timing["ridge"]["train_forwards"] == 3 and timing["sgd"]["train_forwards"] == 6
+    assert timing["ridge"]["train_forwards"] == timing["lda"]["train_forwards"] == 3
+    assert timing["sgd"]["train_forwards"] == 6
     assert {c["kind"] for c in run.cells} == {"global"}
-    assert paper_scale_forwards() == {"ridge": 60_000, "sgd": 510_000}
+    assert paper_scale_forwards() == {"ridge": 60_000, "lda": 60_000, "sgd": 510_000}
 
 
 def test_test_images_never_share_the_train_images_random_features(adapters):

@@ -1,9 +1,10 @@
 """Positional probes end to end, without storing features: stream the train images through the
 model, feed every site's probes, then stream the test images and score them.
 
-``methods``: "ridge" (the one-pass closed form) and/or "sgd" (the paper's way, ``epochs``
-passes). Both share the first pass when both are asked for; the timing keeps apart what each
-needs on its own: forward passes (counted and timed per pass) and the probes' own updates.
+``methods``: "ridge" (least squares on one-hot targets) and "lda" (linear discriminant
+analysis), both closed forms solved from the same one-pass statistics, and "sgd" (the paper's
+way, ``epochs`` passes). All share the first pass; the timing keeps apart what each needs on its
+own: forward passes (counted and timed per pass) and the probes' own updates and solves.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..models.base import Adapter
 from .features import select_views, stage_features
 from .linear import ProbeScores, SGDProbes, StreamingRidge, probe_targets, random_control
 
-METHODS = ("ridge", "sgd")
+METHODS = ("ridge", "lda", "sgd")  # ridge and lda: one pass, the same statistics
 
 
 @dataclass
@@ -30,7 +31,7 @@ class ProbeSettings:
     epochs: int = 10  # SGD passes over the train images
     batch_size: int = 8  # images per forward pass
     sites: list[str] | None = None  # None = every site
-    l2: float = 1e-3  # ridge, relative to the mean diagonal of X^T X
+    l2: float = 1e-3  # ridge: relative to the mean diagonal of X^T X; lda: of the pooled covariance
     ridge_dtype: str = "float64"
     lr: float = 1e-3
     optimizer: str = "adam"
@@ -77,11 +78,12 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     unknown = set(settings.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown probe methods {sorted(unknown)}; known: {METHODS}")
-    ridge = StreamingRidge(getattr(torch, settings.ridge_dtype)) if "ridge" in settings.methods else None
+    closed = [m for m in ("ridge", "lda") if m in settings.methods]
+    ridge = StreamingRidge(getattr(torch, settings.ridge_dtype)) if closed else None
     sgd = (SGDProbes(settings.lr, settings.optimizer, minibatch=settings.minibatch, seed=settings.seed)
            if "sgd" in settings.methods else None)  # fmt: skip
     epochs = settings.epochs if sgd is not None else 1
-    seconds = {"forward": [], "ridge": 0.0, "sgd": 0.0}
+    seconds = {"forward": [], "stats": 0.0, "ridge": 0.0, "lda": 0.0, "sgd": 0.0}
     rng = np.random.default_rng(settings.seed)
     for epoch in range(epochs):
         order = rng.permutation(len(train_images)) if epoch else np.arange(len(train_images))
@@ -101,19 +103,23 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
                     t0 = time.perf_counter()
                     ridge.update(name, X, targets)
                     _sync(adapter)
-                    seconds["ridge"] += time.perf_counter() - t0
+                    seconds["stats"] += time.perf_counter() - t0
                 if sgd is not None:
                     t0 = time.perf_counter()
                     sgd.partial_fit(name, X, targets)
                     _sync(adapter)
                     seconds["sgd"] += time.perf_counter() - t0
         seconds["forward"].append(t_pass)
-    if ridge is not None:
+    probes = {}
+    for method in closed:
         t0 = time.perf_counter()
-        ridge.solve(settings.l2)
+        weights = ridge.solve(settings.l2) if method == "ridge" else ridge.solve_lda(settings.l2)
         _sync(adapter)
-        seconds["ridge"] += time.perf_counter() - t0
-    scores = {m: ProbeScores() for m, p in (("ridge", ridge), ("sgd", sgd)) if p is not None}
+        seconds[method] = seconds["stats"] + time.perf_counter() - t0
+        probes[method] = lambda name, X, w=weights: ridge.predict(name, X, w)
+    if sgd is not None:
+        probes["sgd"] = sgd.predict
+    scores = {m: ProbeScores() for m in probes}
     t_test = 0.0
     stream = _stream(adapter, test_images, settings, first=len(train_images))
     while True:
@@ -125,13 +131,12 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
             break
         for name, X in batch.features.items():
             site, labels = batch.sites[name], batch.labels_of(name)
-            for method, probe in (("ridge", ridge), ("sgd", sgd)):
-                if probe is not None:
-                    scores[method].update(site, labels, probe.predict(name, X))
+            for method, predict in probes.items():
+                scores[method].update(site, labels, predict(name, X))
     summary, cells, timing = [], [], []
     n_train, n_test = len(train_images), len(test_images)
     for method, sc in scores.items():
-        passes = 1 if method == "ridge" else epochs
+        passes = epochs if method == "sgd" else 1
         summary += [{"method": method, **r} for r in sc.summary_rows()]
         cells += [{"method": method, **r} for r in sc.cell_rows()]
         forward = float(sum(seconds["forward"][:passes]))
@@ -143,4 +148,4 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
 
 def paper_scale_forwards(n_train: int = 50_000, n_test: int = 10_000, epochs: int = 10) -> dict[str, int]:
     """Forward passes each method needs (one per image per pass; every site in the same pass)."""
-    return {"ridge": n_train + n_test, "sgd": epochs * n_train + n_test}
+    return {"ridge": n_train + n_test, "lda": n_train + n_test, "sgd": epochs * n_train + n_test}
