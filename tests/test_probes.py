@@ -302,3 +302,20 @@ def test_test_images_never_share_the_train_images_random_features(adapters):
     assert control["n_tokens"] == 8 * a.grid**2
     for axis in ("row", "col"):
         assert abs(control[f"acc_{axis}"] - 1 / a.grid) < 0.06, control
+
+
+def test_hooks_are_removed_when_the_forward_fails(adapters):
+    a = adapters["llava"]
+    list(stage_features(a, _images()[:1], TASK))
+    before = _hooks(a)
+
+    def fail(*_):
+        raise RuntimeError("boom")
+
+    handle = a.decoder_layers[0].register_forward_pre_hook(fail)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            list(stage_features(a, _images()[:1], TASK))
+    finally:
+        handle.remove()
+    assert _hooks(a) == before

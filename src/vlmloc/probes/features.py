@@ -173,8 +173,8 @@ def stage_features(adapter: Adapter, images: Sequence, task_text: str, batch_siz
                    site_names: Iterable[str] | None = None, pixels=None) -> Iterator[StageBatch]:  # fmt: skip
     """Per batch of ``images`` (PIL images or paths), the visual tokens' hidden states at every
     site (or ``site_names``), from one forward pass of the image prefix of the adapter's prompt
-    with ``task_text``. ``pixels(i)`` may give image i's preprocessed views (e.g. ``Runner.pixels``)
-    as (image size, pixel values)."""
+    with ``task_text``. ``pixels(i)`` may give image i's (width, height) and preprocessed views
+    (``adapter.pixel_values``), to spare decoding it again."""
     from ..runner import _open
 
     wanted = select_sites(sites(adapter), site_names)

@@ -97,8 +97,9 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
             t_pass += time.perf_counter() - t0
             if batch is None:
                 break
+            per_grid = {g: probe_targets(lab, settings.shuffled_control, settings.seed) for g, lab in batch.labels.items()}
             for name, X in batch.features.items():
-                targets = probe_targets(batch.labels_of(name), settings.shuffled_control, settings.seed)
+                targets = per_grid[batch.sites[name].grid]
                 if ridge is not None and epoch == 0:
                     t0 = time.perf_counter()
                     ridge.update(name, X, targets)
