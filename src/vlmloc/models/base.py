@@ -258,6 +258,26 @@ class Adapter(ABC):
         return len(self.decoder_layers)
 
     @property
+    @abstractmethod
+    def vision_layers(self):
+        """The vision backbone's transformer blocks, in order (each returns the hidden states
+        of every token of every view: (views, prefix + patches, width))."""
+
+    # tokens before the patches in each view's vision sequence (CLIP's and InternViT's CLS)
+    vision_prefix_tokens: int = 1
+
+    @property
+    @abstractmethod
+    def vision_patch_grid(self) -> int:
+        """Patches per side of one view inside the vision backbone (before any merge); the LLM's
+        grid per view is this divided by ``vision_merge``."""
+
+    @property
+    def vision_merge(self) -> int:
+        """Backbone patches per LLM token along each axis (1: none; 2: InternVL's pixel shuffle)."""
+        return self.vision_patch_grid // self.grid
+
+    @property
     def num_heads(self) -> int:
         return self.model.config.text_config.num_attention_heads
 

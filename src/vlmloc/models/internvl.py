@@ -66,6 +66,18 @@ class InternVLAdapter(Adapter):
         return int(self.tile // patch * self.model.config.downsample_ratio)
 
     @property
+    def vision_layers(self):
+        return self.vision_tower.encoder.layer  # InternVisionLayer x 24 (InternViT-300M)
+
+    @property
+    def vision_patch_grid(self) -> int:
+        """32 per 448 px view: patch (R, C) becomes part of visual token (R // 2, C // 2) by the
+        pixel shuffle (downsample_ratio 0.5 merges 2 x 2 patches)."""
+        patch = self.model.config.vision_config.patch_size
+        patch = patch[0] if isinstance(patch, list | tuple) else patch
+        return self.tile // patch
+
+    @property
     def max_tiles(self) -> int:
         return int(self.options.get("max_tiles", 6))
 

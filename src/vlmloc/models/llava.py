@@ -34,6 +34,14 @@ class LlavaAdapter(Adapter):
         return self.image_size // self.model.config.vision_config.patch_size
 
     @property
+    def vision_layers(self):
+        return self.vision_tower.encoder.layers  # CLIPEncoderLayer x 24 (ViT-L/14-336)
+
+    @property
+    def vision_patch_grid(self) -> int:
+        return self.grid  # no merge: patch (r, c) of the CLIP tower is visual token (r, c)
+
+    @property
     def image_token_id(self) -> int:
         return self.model.config.image_token_id
 
