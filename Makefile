@@ -29,7 +29,7 @@ demo: install
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: install-test
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=12
 
 lint: install-test
 	$(VENV)/bin/snakemake --lint
