@@ -69,7 +69,8 @@ def samples_on_disk(root: Path, n: int, spec: ShapesSpec) -> pd.DataFrame:
 def compare(conditions, job: ShardJob, naive_label: str, fast_label: str) -> None:
     """Time the naive reference and the experiment layer on the same conditions; print both per
     sample and condition, the ratio, and the share of identical answers."""
-    run_conditions("warm-up", conditions[:1], ShardJob(**{**job.__dict__, "samples": job.samples.head(2)}))
+    warm = Condition("warm-up", {}, tasks=conditions[0].tasks)  # the conditions' per-sample lists fit the whole job only
+    run_conditions("warm-up", [warm], ShardJob(**{**job.__dict__, "samples": job.samples.head(2)}))
     t0 = time.perf_counter()
     naive = run_conditions_naive("bench", conditions, job)
     t_naive = time.perf_counter() - t0
