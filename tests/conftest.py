@@ -72,10 +72,8 @@ def http_server(tmp_path):
     srv.server_close()
 
 
-@pytest.fixture
-def workflow_dir(tmp_path):
-    """A copy of the workflow (not results/) in a temp folder, to run Snakemake in."""
-    dest = tmp_path / "wf"
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (not results/) in ``dest``, to run Snakemake in."""
     dest.mkdir()
     for name in WORKFLOW_FILES:
         src = ROOT / name
@@ -84,6 +82,11 @@ def workflow_dir(tmp_path):
         elif src.exists():
             shutil.copy2(src, dest / name)
     return dest
+
+
+@pytest.fixture
+def workflow_dir(tmp_path):
+    return copy_workflow(tmp_path / "wf")
 
 
 def uncompressed_rle(mask) -> dict:

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, WORKFLOW_FILES, run_snakemake
+from conftest import ROOT, copy_workflow, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -83,17 +83,6 @@ def site_overrides(partition: str) -> list[str]:
     return ["--default-resources", f"slurm_partition={partition}", "--set-resources", *per_rule,
             "--slurm-no-account", "--slurm-status-command", "squeue",
             "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir()
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def checkpoint_params(folder: Path) -> int:
