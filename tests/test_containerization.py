@@ -102,8 +102,8 @@ def test_identity_permutation_changes_no_logit_and_a_shuffle_does(adapters, samp
     images, prompts, answers = list(samples["image_path"]), ["Where?"] * len(samples), ["[0.1, 0.2, 0.3, 0.4]"] * len(samples)
     stock = runner.score(images, prompts, answers)
     same = runner.score(images, prompts, answers, intervention=CopyVisualTokens(every, every))
-    for x, y in zip(stock, same, strict=True):
-        assert np.array_equal(x, y)
+    for x, y in zip(stock, same, strict=True):  # float32 rounding only (the hook's output is a new tensor)
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
     moves = [shuffle_tokens(lay, None, np.random.default_rng(q)) for q, lay in enumerate(layouts)]
     shuffled = runner.score(images, prompts, answers, intervention=CopyVisualTokens([t for t, _ in moves], [s for _, s in moves]))
     assert all(np.abs(x - y).max() > 1e-4 for x, y in zip(stock, shuffled, strict=True))
