@@ -72,6 +72,18 @@ def _stream(adapter, images, settings, order=None, first: int = 0):
         yield batch
 
 
+def _timed(adapter, stream):
+    """Each batch of ``stream`` with the seconds its forward pass took (device synchronised)."""
+    while True:
+        _sync(adapter)
+        t0 = time.perf_counter()
+        batch = next(stream, None)
+        _sync(adapter)
+        if batch is None:
+            return
+        yield batch, time.perf_counter() - t0
+
+
 def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequence,
                   settings: ProbeSettings | None = None) -> ProbeRun:  # fmt: skip
     settings = settings or ProbeSettings()
@@ -88,15 +100,8 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     for epoch in range(epochs):
         order = rng.permutation(len(train_images)) if epoch else np.arange(len(train_images))
         t_pass = 0.0
-        stream = _stream(adapter, train_images, settings, order)
-        while True:
-            _sync(adapter)
-            t0 = time.perf_counter()
-            batch = next(stream, None)
-            _sync(adapter)
-            t_pass += time.perf_counter() - t0
-            if batch is None:
-                break
+        for batch, dt in _timed(adapter, _stream(adapter, train_images, settings, order)):
+            t_pass += dt
             per_grid = {g: probe_targets(lab, settings.shuffled_control, settings.seed) for g, lab in batch.labels.items()}
             for name, X in batch.features.items():
                 targets = per_grid[batch.sites[name].grid]
@@ -122,14 +127,8 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
         probes["sgd"] = sgd.predict
     scores = {m: ProbeScores() for m in probes}
     t_test = 0.0
-    stream = _stream(adapter, test_images, settings, first=len(train_images))
-    while True:
-        t0 = time.perf_counter()
-        batch = next(stream, None)
-        _sync(adapter)
-        t_test += time.perf_counter() - t0
-        if batch is None:
-            break
+    for batch, dt in _timed(adapter, _stream(adapter, test_images, settings, first=len(train_images))):
+        t_test += dt
         for name, X in batch.features.items():
             site, labels = batch.sites[name], batch.labels_of(name)
             for method, predict in probes.items():
