@@ -17,6 +17,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/screening.smk"
 include: "workflow/rules/experiments.smk"
 include: "workflow/rules/containerization.smk"
+include: "workflow/rules/probes.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/figures.smk"
 

@@ -38,6 +38,8 @@ def test_default_and_paper_configs_validate():
         (lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(stepz=3), "stepz"),
         (lambda c: c["experiments"].update(token_ablations={}), "token_ablations"),
         (lambda c: c["mean_embedding"].update(imgs="x"), "imgs"),
+        (lambda c: c["probes"].update(epoch=3), "epoch"),
+        (lambda c: c["probes"]["sgd"].update(learning_rate=0.1), "learning_rate"),
     ],
 )
 def test_misspelt_key_is_named(edit, key):
@@ -58,6 +60,8 @@ def test_misspelt_key_is_named(edit, key):
         (lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(target="loss"), "target"),
         (lambda c: c["experiments"]["token_ablation"]["register"].update(scope="pixel"), "scope"),
         (lambda c: c["experiments"]["token_ablation"]["random"].update(k=[0]), "k"),
+        (lambda c: c["probes"].update(methods=["svm"]), "svm"),
+        (lambda c: c["probes"].update(accuracy="acc_row"), "acc_row"),
     ],
 )
 def test_wrong_type_or_range_is_named(edit, fragment):
@@ -88,3 +92,9 @@ def test_missing_model_path_is_named(workflow_dir):
     )
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0 and "models.lost.path" in proc.stdout + proc.stderr
+
+
+def test_probe_figure_method_outside_the_methods_is_named(workflow_dir):
+    (workflow_dir / "bad.yaml").write_text("probes:\n  methods: [lda]\n  figure_method: sgd\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0 and "probes.figure_method" in proc.stdout + proc.stderr

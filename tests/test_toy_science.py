@@ -199,6 +199,7 @@ experiments:
   token_ablation_matched:
     integrated_gradients: {steps: 8}
     random: {seeds: [0]}
+probes: {n_train: 48, n_test: 16, epochs: 4}
 """
 
 
@@ -249,6 +250,26 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     assert "toy_llava skipped" in (workflow_dir / "logs/tables/view_ablation/shapes_wide.log").read_text()
     for fig in ("shapes/figures/containerization_fig1", "shapes/figures/containerization_fig9", "shapes_wide/figures/view_ablation_fig10"):
         assert (workflow_dir / f"results/{fig}.png").stat().st_size > 10_000 and (workflow_dir / f"results/{fig}.pdf").exists()
+    # positional probes (Fig 2, Fig 11): the toys' tokens carry their position at every site; both
+    # controls stay at chance; SGD took `epochs` passes, the closed forms one
+    best = pd.read_csv(workflow_dir / "results/probes/tables/probe_best_layer.tsv", sep="\t").set_index(["model", "method"])
+    assert set(best.index) == {(m, x) for m in ("toy_llava", "toy_internvl") for x in ("ridge", "lda", "sgd")}
+    for model in ("toy_llava", "toy_internvl"):
+        assert best.loc[(model, "lda"), "acc_projector"] > 0.95 and best.loc[(model, "sgd"), "acc_best_llm"] > 0.7
+        assert 0 <= best.loc[(model, "sgd"), "best_llm_layer"] < 4
+    assert ((best["acc_random_features"] - best["chance_llm"]).abs() < 0.05).all(), best["acc_random_features"]
+    assert (best["max_shuffled_z"] < 4).all(), best["max_shuffled_z"]
+    cost = pd.read_csv(workflow_dir / "results/probes/tables/probe_methods.tsv", sep="\t").set_index(["model", "method"])
+    assert (cost.xs("sgd", level="method")["train_forwards"] == 4 * 48).all()
+    assert (cost.xs("lda", level="method")["train_forwards"] == 48).all()
+    breaks = pd.read_csv(workflow_dir / "results/probes/tables/probe_line_breaks.tsv", sep="\t")
+    assert set(zip(breaks["model"], breaks["kind"], strict=True)) == {("toy_llava", "global"), ("toy_internvl", "global"), ("toy_internvl", "local")}
+    for fig in ("probes_fig2", "probes_fig11", "probe_methods"):
+        assert (workflow_dir / f"results/probes/figures/{fig}.png").stat().st_size > 10_000 and (workflow_dir / f"results/probes/figures/{fig}.pdf").exists()
+    # another position accuracy redraws the probes' tables and figures and reruns no probe
+    (workflow_dir / "both.yaml").write_text(TOY_DEMO.replace("epochs: 4}", "epochs: 4, accuracy: acc_both}"))
+    plan = run_snakemake(workflow_dir, "--configfile", "both.yaml", "-n", "--quiet", "rules").stdout
+    assert "figure_probes_fig2" in plan and "table_probe_best_layer" in plan and "probe_model" not in plan, plan
     # a replaced checkpoint reruns its own model's screening, not the other's
     import os
     import time
@@ -261,6 +282,7 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     assert "screen_shard" in plan, plan
     dry = run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout
     assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, dry
+    assert "probes/toy_llava/summary" in dry and "probes/toy_internvl/summary" not in dry, dry
     # the toy's training records are not model files: rewriting them reruns nothing
     os.utime(weights, (before, before))
     record = workflow_dir / "checkpoints/toy_internvl/eval.json"

@@ -26,6 +26,7 @@ inpainting:
   shards: 2
 screening:
   shards: 2
+probes: {enabled: false} # through the workflow in the toy demo test
 """
 
 
@@ -212,3 +213,10 @@ def test_paper_scope_dry_run(workflow_dir):
         assert jobs[rule] == 1, rule
     assert jobs["table_token_ablation"] == 1 and jobs["figure_token_ablation"] == 1 and jobs["table_token_ablation_matched"] == 1
     assert jobs["table_attention_knockout"] == 1 and jobs["figure_knockout"] == 1
+    # the positional probes (Fig 2, Fig 11): one job per model over ImageNet, then tables and figures
+    assert jobs["probe_model"] == 3
+    for rule in ("table_probe_layers", "table_probe_best_layer", "table_probe_methods", "table_probe_line_breaks",
+                 "figure_probes_fig2", "figure_probes_fig11", "figure_probe_methods"):  # fmt: skip
+        assert jobs[rule] == 1, rule
+    probe_jobs = [b for b in blocks if b.startswith("rule probe_model:")]
+    assert len(probe_jobs) == 3 and all("gpu=1" in b for b in probe_jobs), probe_jobs

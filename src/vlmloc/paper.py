@@ -267,3 +267,17 @@ FIG10_TEXT = {
         ("global", "large", "localization"): -26.1,
     }
 }
+
+# Sec. 3.2 / Fig. 2 and app. 8 / Fig. 11: the LLM layer where positional decoding peaks. The
+# main text ("peaks around layer 12 for LLaVA-7B, layer 13 for LLaVA-13B and layer 7 for
+# InternVL3.5-8B") and Fig. 11's caption ("layer 13 in LLaVA-7B, layer 12 in LLaVA-13B and layer
+# 7 for InternVL3.5") disagree for the two LLaVA models; both are kept. Fig. 2's accuracies are
+# not given as numbers.
+PROBE_BEST_LAYER = {
+    "llava-1.5-7b": {"text": 12, "appendix": 13},
+    "llava-1.5-13b": {"text": 13, "appendix": 12},
+    "internvl-3.5-8b": {"text": 7, "appendix": 7},
+}
+# Sec. 3.2: "Classifiers are trained for 10 epochs on 50,000 ImageNet images and evaluated on
+# 10,000 images."
+PROBE_SETUP = {"n_train": 50_000, "n_test": 10_000, "epochs": 10}

@@ -283,6 +283,8 @@ def model_job_shards(rule_name, wildcards):
         return config["screening"]["shards"]
     if rule_name == "mean_embedding_shard":
         return config["mean_embedding"]["shards"]
+    if rule_name == "probe_model":
+        return 1  # one job per model: SGD's passes over the images are sequential
     return EXPERIMENTS[wildcards.experiment]["shards"]
 
 
@@ -475,6 +477,89 @@ def experiment_targets(dataset):
     return targets
 
 
+# ---- positional probes (paper sec. 3.2) -------------------------------------------------------------
+PROBES = config["probes"]
+# probe settings that only change tables and figures (not passed to the model job)
+PROBE_PRESENTATION_KEYS = {"enabled", "accuracy", "figure_method", "fig11_layers"}
+
+
+def _check_probes():
+    errors = []
+    if PROBES["figure_method"] not in PROBES["methods"]:
+        errors.append(
+            f"probes.figure_method: {PROBES['figure_method']!r} is not one of probes.methods {PROBES['methods']}"
+        )
+    generated = [PROBES[k] == "generated" for k in ("train_images", "test_images")]
+    if any(generated) and not all(generated):
+        errors.append(
+            "probes.train_images and probes.test_images: both `generated` or both folders"
+        )
+    if (
+        all(generated)
+        and DATASETS.get(PROBES["generated_like"], {}).get("kind") != "shapes"
+    ):
+        errors.append(
+            f"probes.generated_like: {PROBES['generated_like']!r} is not a shapes dataset"
+        )
+    errors += [
+        f"probes.fig11_layers: {m!r} is not defined under models"
+        for m in PROBES["fig11_layers"]
+        if m not in MODELS
+    ]
+    if errors:
+        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+_check_probes()
+
+
+def probe_settings():
+    """What the probe job's rows depend on (the image source, counts, methods, optimizer...)."""
+    return {k: v for k, v in PROBES.items() if k not in PROBE_PRESENTATION_KEYS}
+
+
+def probe_shapes_spec():
+    if PROBES["train_images"] != "generated":
+        return {}
+    return shapes_spec(PROBES["generated_like"])
+
+
+def probe_models():
+    return config["run"]["models"] if PROBES["enabled"] else []
+
+
+def probe_rows(kind):
+    """Every probed model's rows of one kind (summary, cells, timing)."""
+    return expand(
+        "results/probes/{model}/{kind}.parquet", model=probe_models(), kind=kind
+    )
+
+
+def probe_presentation():
+    """The params of the probes' table and figure rules."""
+    models = probe_models()
+    return {
+        "models": models,
+        "paper_names": paper_names(models),
+        "methods": PROBES["methods"],
+        "accuracy": PROBES["accuracy"],
+        "figure_method": PROBES["figure_method"],
+        "fig11_layers": {
+            m: PROBES["fig11_layers"][m] for m in models if m in PROBES["fig11_layers"]
+        },
+    }
+
+
+def probe_targets():
+    if not probe_models():
+        return []
+    tables = ["probe_layers", "probe_best_layer", "probe_methods", "probe_line_breaks"]
+    figures = ["probes_fig2", "probes_fig11", "probe_methods"]
+    return [f"results/probes/tables/{t}.tsv" for t in tables] + [
+        f"results/probes/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")
+    ]
+
+
 def all_targets():
     targets = []
     for name in config["run"]["datasets"]:
@@ -482,7 +567,7 @@ def all_targets():
         if config["run"]["models"]:
             targets += screening_targets(name)
             targets += experiment_targets(name)
-    return targets
+    return targets + probe_targets()
 
 
 # Downloads (compute nodes often have no internet) and the rules that only draw tables and

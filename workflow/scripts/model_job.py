@@ -1,5 +1,6 @@
 # The ONE model-job script: loads the model once and runs, for rule
 #   mean_embedding_shard   sums over one shard of the mean visual embedding's image set;
+#   probe_model            the positional probes of every site (summary, per-cell and timing rows);
 #   screen_shard / run_experiment   one shard of an experiment's conditions -> RAW rows.
 # Scoring happens in a CPU rule after it (score_rows.py), so a parser fix reruns no model job.
 import pandas as pd
@@ -39,6 +40,26 @@ with logged(snakemake) as log:
         sums = embedding_sums(adapter, images, indices, batch_size=p.batch_size, progress=True)
         save_torch(sums, snakemake.output[0])
         log.info("%d visual tokens summed", sums["n_tokens"])
+    elif snakemake.rule == "probe_model":
+        from vlmloc.probes import ProbeSettings, fit_and_score, probe_images
+
+        s = dict(p.settings)
+        train, test = probe_images(s["train_images"], s["test_images"], s["n_train"], s["n_test"], s["seed"],
+                                   p.shapes_spec)  # fmt: skip
+        settings = ProbeSettings(
+            task_text=s["task_text"], views=s["views"], methods=tuple(s["methods"]), epochs=s["epochs"],
+            batch_size=p.batch_size, l2=s["l2"], ridge_dtype=s["ridge_dtype"], lr=s["sgd"]["lr"],
+            optimizer=s["sgd"]["optimizer"], minibatch=s["sgd"]["minibatch"], random_control=s["controls"]["random"],
+            shuffled_control=s["controls"]["shuffled"], seed=s["seed"], progress=True,
+        )  # fmt: skip
+        log.info("probes: %d train, %d test images (%s / %s), methods %s, %d epochs, views %s", len(train),
+                 len(test), s["train_images"], s["test_images"], settings.methods, settings.epochs, settings.views)  # fmt: skip
+        run = fit_and_score(adapter, train, test, settings)
+        for name, rows in (("summary", run.summary), ("cells", run.cells), ("timing", run.timing)):
+            write_parquet(pd.DataFrame(rows).assign(model=snakemake.wildcards.model), snakemake.output[name])
+        for t in run.timing:
+            log.info("%s: %d train forwards, train %.1f s (forward %.1f s, probes %.1f s), test %.1f s", t["method"],
+                     t["train_forwards"], t["train_s"], t["forward_s"], t["probe_s"], t["test_forward_s"])  # fmt: skip
     else:
         experiment = get_experiment(p.experiment)
         shard, shards = int(snakemake.wildcards.shard), p.shards

@@ -1,19 +1,24 @@
 """Positional probes (paper sec. 3.2, app. 8): every visual token's hidden state at every stage,
-streamed from the running model into linear row / column classifiers, never stored."""
+streamed from the running model into linear row / column classifiers, never stored.
 
-from __future__ import annotations
+Imported lazily, like ``vlmloc.experiments``: the table and figure jobs import ``summary``
+(pandas only), never torch or transformers.
+"""
 
-from .features import STAGES, Site, StageBatch, TokenLabels, select_views, sites, stage_features
-from .linear import (
-           ProbeScores,
-           SGDProbes,
-           StreamingRidge,
-           probe_targets,
-           random_control,
-           shuffled_positions,
-)
-from .run import METHODS, ProbeRun, ProbeSettings, fit_and_score, paper_scale_forwards
+import importlib
 
-__all__ = ["METHODS", "STAGES", "ProbeRun", "ProbeScores", "ProbeSettings", "SGDProbes", "Site", "StageBatch",
-           "StreamingRidge", "TokenLabels", "fit_and_score", "paper_scale_forwards", "probe_targets",
-           "random_control", "select_views", "shuffled_positions", "sites", "stage_features"]  # fmt: skip
+_FROM = {
+    "features": ("STAGES", "Site", "StageBatch", "TokenLabels", "select_views", "sites", "stage_features"),
+    "linear": ("ProbeScores", "SGDProbes", "StreamingRidge", "probe_targets", "random_control", "shuffled_positions"),
+    "run": ("METHODS", "ProbeRun", "ProbeSettings", "fit_and_score"),
+    "summary": ("paper_scale_forwards",),
+    "images": ("probe_images",),
+}
+_WHERE = {name: module for module, names in _FROM.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,6 +39,7 @@ class ProbeSettings:
     random_control: bool = True  # a site of random features of the LLM's width
     shuffled_control: bool = True  # heads trained on per-image shuffled positions
     seed: int = 0
+    progress: bool = False  # tqdm bars over the batches of each pass
 
 
 @dataclass
@@ -84,6 +85,13 @@ def _timed(adapter, stream):
         yield batch, time.perf_counter() - t0
 
 
+def _bar(images, settings, desc):
+    from tqdm import tqdm
+
+    total = -(-len(images) // settings.batch_size)
+    return lambda it: tqdm(it, total=total, desc=desc, disable=not settings.progress, mininterval=5)
+
+
 def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequence,
                   settings: ProbeSettings | None = None) -> ProbeRun:  # fmt: skip
     settings = settings or ProbeSettings()
@@ -100,7 +108,8 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     for epoch in range(epochs):
         order = rng.permutation(len(train_images)) if epoch else np.arange(len(train_images))
         t_pass = 0.0
-        for batch, dt in _timed(adapter, _stream(adapter, train_images, settings, order)):
+        bar = _bar(train_images, settings, f"probes: train pass {epoch + 1}/{epochs}")
+        for batch, dt in bar(_timed(adapter, _stream(adapter, train_images, settings, order))):
             t_pass += dt
             per_grid = {g: probe_targets(lab, settings.shuffled_control, settings.seed) for g, lab in batch.labels.items()}
             for name, X in batch.features.items():
@@ -127,7 +136,8 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
         probes["sgd"] = sgd.predict
     scores = {m: ProbeScores() for m in probes}
     t_test = 0.0
-    for batch, dt in _timed(adapter, _stream(adapter, test_images, settings, first=len(train_images))):
+    bar = _bar(test_images, settings, "probes: test pass")
+    for batch, dt in bar(_timed(adapter, _stream(adapter, test_images, settings, first=len(train_images)))):
         t_test += dt
         for name, X in batch.features.items():
             site, labels = batch.sites[name], batch.labels_of(name)
@@ -144,8 +154,3 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
                        "test_forwards": n_test, "forward_s": forward, "probe_s": seconds[method],
                        "train_s": forward + seconds[method], "test_forward_s": t_test})  # fmt: skip
     return ProbeRun(summary, cells, timing)
-
-
-def paper_scale_forwards(n_train: int = 50_000, n_test: int = 10_000, epochs: int = 10) -> dict[str, int]:
-    """Forward passes each method needs (one per image per pass; every site in the same pass)."""
-    return {"ridge": n_train + n_test, "lda": n_train + n_test, "sgd": epochs * n_train + n_test}

@@ -1,0 +1,187 @@
+"""Positional probes (paper Fig. 2 and app. Fig. 11), and the probe methods side by side."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from ..probes.summary import (  # noqa: E402
+    ACCURACIES,
+    best_llm_layers,
+    cell_grid,
+    fig11_sites,
+    layer_curves,
+    random_control,
+)
+
+ACC_LABEL = {"acc_mean": "position accuracy (mean of row and column)", "acc_both": "position accuracy (row and column right)"}
+METHOD_LABEL = {"sgd": "SGD, cross-entropy (paper)", "lda": "LDA, one pass", "ridge": "least squares, one pass"}
+
+
+def _save(fig, png: str, pdf: str) -> None:
+    fig.savefig(png, dpi=130)
+    fig.savefig(pdf)
+    plt.close(fig)
+
+
+def stage_axis(curves: pd.DataFrame) -> tuple[dict[str, float], dict]:
+    """x position of every site (backbone layers, a gap, P, a gap, LLM layers) shared by every
+    model, and the ticks: the paper's one axis for the three stages."""
+    n_vision = int(curves.loc[curves["stage"] == "vision", "layer"].max() + 1) if (curves["stage"] == "vision").any() else 0
+    n_llm = int(curves.loc[curves["stage"] == "llm", "layer"].max() + 1)
+    p = n_vision + 1 if n_vision else 0
+    x = {f"vision.{i}": float(i) for i in range(n_vision)} | {"projector": float(p)}
+    x |= {f"llm.{i}": float(p + 2 + i) for i in range(n_llm)}
+    step_v, step_l = max(1, n_vision // 6), max(1, n_llm // 8)
+    ticks = {x[f"vision.{i}"]: str(i) for i in range(0, n_vision, step_v)} | {float(p): "P"}
+    ticks |= {x[f"llm.{i}"]: str(i) for i in range(0, n_llm, step_l)}
+    bounds = {"vision": (0, n_vision - 1), "projector": (p, p), "llm": (p + 2, p + 1 + n_llm)}
+    return x, {"ticks": ticks, "bounds": bounds, "n_vision": n_vision}
+
+
+def _stage_labels(ax, axis) -> None:
+    lo, hi = axis["bounds"]["vision"]
+    p = axis["bounds"]["projector"][0]
+    l_lo, l_hi = axis["bounds"]["llm"]
+    if axis["n_vision"]:
+        ax.axvspan(lo - 0.5, hi + 0.5, color="0.93", zorder=0)
+        ax.text((lo + hi) / 2, 1.01, "vision backbone", transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
+    ax.axvspan(l_lo - 0.5, l_hi + 0.5, color="0.96", zorder=0)
+    ax.text((l_lo + l_hi) / 2, 1.01, "LLM", transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
+    ax.text(p, 1.01, "P", transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
+    ax.set_xticks(list(axis["ticks"]), list(axis["ticks"].values()), fontsize=7)
+    ax.set_xlabel("layer")
+
+
+def _layer_panel(ax, summary: pd.DataFrame, method: str, accuracy: str, models: list[str]) -> None:
+    curves = layer_curves(summary, method, accuracy)
+    x, axis = stage_axis(curves)
+    rnd = random_control(summary, method, accuracy)
+    best = best_llm_layers(summary, method, accuracy)
+    for i, model in enumerate(models):
+        c = curves[curves["model"] == model]
+        colour = f"C{i}"
+        for stage in ("vision", "projector", "llm"):  # no line across the gaps between stages
+            s = c[c["stage"] == stage]
+            xs = s["site"].map(x)
+            ax.plot(xs, s["acc"], "-o", color=colour, ms=2.5, lw=1.3, label=model if stage == "llm" else None)
+            if s["acc_shuffled"].notna().any():
+                ax.plot(xs, s["acc_shuffled"], ":", marker=".", ms=3, color=colour, lw=1.1)
+        if model in rnd.index:
+            lo, hi = axis["bounds"]["projector"][0], axis["bounds"]["llm"][1]
+            ax.plot([lo, hi], [rnd[model]] * 2, "-.", color=colour, lw=0.9)
+        b = c[c["site"] == f"llm.{best[model]}"].iloc[0]
+        ax.scatter([x[b["site"]]], [b["acc"]], s=140, facecolors="none", edgecolors="red", lw=1.6, zorder=5)
+        ax.annotate(f"{best[model]}", (x[b["site"]], b["acc"]), textcoords="offset points", xytext=(0, 8),
+                    ha="center", fontsize=7, color="red")  # fmt: skip
+    _stage_labels(ax, axis)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(ACC_LABEL[accuracy])
+
+
+def _legend_handles(summary: pd.DataFrame) -> list:
+    handles = [Line2D([], [], color="0.3", marker="o", ms=3, label="probe on true positions"),
+               Line2D([], [], color="0.3", ls=":", label="control: trained on shuffled positions"),
+               Line2D([], [], color="0.3", ls="-.", label="control: random features"),
+               Line2D([], [], ls="", marker="o", mfc="none", mec="red", ms=9, label="best LLM layer")]  # fmt: skip
+    if not (summary["variant"] == "shuffled").any():
+        handles.pop(1)
+    return handles
+
+
+def _heatmap(ax, grid: np.ndarray, title: str):
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1)
+    if max(grid.shape) <= 8:  # small grids (the toys'): the values too
+        for (r, c), v in np.ndenumerate(grid):
+            ax.text(c, r, f"{v:.2f}"[1:] if v < 1 else "1", ha="center", va="center", fontsize=5,
+                    color="black" if v > 0.6 else "white")  # fmt: skip
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def _kinds(cells: pd.DataFrame, model: str, method: str, site: str) -> list[str]:
+    c = cells[(cells["model"] == model) & (cells["method"] == method) & (cells["site"] == site)]
+    return [k for k in ("global", "local") if (c["kind"] == k).any()]
+
+
+def plot_fig2(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], method: str, accuracy: str,
+              png: str, pdf: str) -> None:  # fmt: skip
+    """Left: accuracy per layer across backbone, projector (P) and LLM, one line per model, its
+    best LLM layer circled in red, the two controls dotted. Right: the accuracy of each grid
+    position at each model's best LLM layer (InternVL: thumbnail and tiles apart)."""
+    if accuracy not in ACCURACIES:
+        raise ValueError(f"accuracy must be one of {ACCURACIES}")
+    best = best_llm_layers(summary, method, accuracy)
+    maps = [(m, k) for m in models for k in _kinds(cells, m, method, f"llm.{best[m]}")]
+    fig = plt.figure(figsize=(6.4 + 2.0 * len(maps), 3.9))
+    grid = fig.add_gridspec(1, 2 + len(maps), width_ratios=[3.2] + [1] * len(maps) + [0.06], wspace=0.3)
+    ax = fig.add_subplot(grid[0, 0])
+    _layer_panel(ax, summary, method, accuracy, models)
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + _legend_handles(summary), fontsize=7, loc="center left",
+              bbox_to_anchor=(0.0, 0.55), framealpha=0.9)  # fmt: skip
+    ax.set_title(f"Fig 2 (left): probes per layer ({METHOD_LABEL[method]})", fontsize=9, pad=14)
+    im = None
+    for j, (model, kind) in enumerate(maps):
+        site = f"llm.{best[model]}"
+        g = cell_grid(cells, model, method, site, kind, accuracy)
+        view = "" if kind == "global" and len(_kinds(cells, model, method, site)) == 1 else f", {kind} view"
+        im = _heatmap(fig.add_subplot(grid[0, 1 + j]), g, f"{model}{view}\nLLM layer {best[model]} (mean {np.nanmean(g):.2f})")
+    if im is not None:
+        fig.colorbar(im, cax=fig.add_subplot(grid[0, -1]), label="accuracy per position")
+    fig.subplots_adjust(left=0.06, right=0.95, bottom=0.13, top=0.86)
+    _save(fig, png, pdf)
+
+
+def plot_fig11(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], method: str, accuracy: str,
+               layers: dict[str, list[int]], png: str, pdf: str) -> None:  # fmt: skip
+    """App. Fig. 11: per-position accuracy at the projector and selected LLM layers, a row per
+    model (and per kind of view: InternVL's thumbnail and tiles)."""
+    rows = []
+    for model in models:
+        sites = fig11_sites(summary, model, method, accuracy, layers.get(model))
+        rows += [(model, kind, sites) for kind in _kinds(cells, model, method, "projector")]
+    n_cols = max(len(r[2]) for r in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.9 * n_cols + 0.8, 2.05 * len(rows)), squeeze=False)
+    im = None
+    for i, (model, kind, sites) in enumerate(rows):
+        for j, ax in enumerate(axes[i]):
+            if j >= len(sites):
+                ax.set_axis_off()
+                continue
+            g = cell_grid(cells, model, method, sites[j], kind, accuracy)
+            name = "P" if sites[j] == "projector" else f"LLM {sites[j].split('.')[1]}"
+            im = _heatmap(ax, g, f"{name} ({np.nanmean(g):.2f})")
+        several = sum(r[0] == model for r in rows) > 1
+        axes[i, 0].set_ylabel(f"{model}\n{kind} view" if several else model, fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label=f"{ACC_LABEL[accuracy]} per position")
+    fig.suptitle(f"Fig 11: positional decoding at selected stages ({METHOD_LABEL[method]})", fontsize=9)
+    _save(fig, png, pdf)
+
+
+def plot_methods(summary: pd.DataFrame, models: list[str], methods: list[str], accuracy: str, png: str, pdf: str) -> None:
+    """Accuracy per layer of each probe method, a panel per model (the comparison of the paper's
+    SGD probes with the one-pass closed forms)."""
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        s = summary[summary["model"] == model]
+        for k, method in enumerate(methods):
+            c = layer_curves(s, method, accuracy)
+            x, axis = stage_axis(c)
+            for stage in ("vision", "projector", "llm"):
+                t = c[c["stage"] == stage]
+                ax.plot(t["site"].map(x), t["acc"], "-o", color=f"C{k + 3}", ms=2.5, lw=1.2,
+                        label=METHOD_LABEL[method] if stage == "llm" else None)  # fmt: skip
+        _stage_labels(ax, axis)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(model, fontsize=9, pad=14)
+        ax.set_ylabel(ACC_LABEL[accuracy], fontsize=8)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    _save(fig, png, pdf)

@@ -1,0 +1,63 @@
+"""The probes' train and test images (config ``probes``): generated shapes scenes, or a seeded
+sample of a folder of images (the paper: 50,000 ImageNet train and 10,000 test images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..workflow import IMAGE_SUFFIXES
+
+GENERATED = "generated"
+
+
+def _generated(n: int, seed: int, shapes_spec: dict | None) -> list:
+    from PIL import Image
+
+    from ..data.shapes import ShapesSpec, render_scene
+
+    spec = ShapesSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in (shapes_spec or {}).items()})
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(render_scene(rng, spec)[0]) for _ in range(n)]
+
+
+def _listing(folder: str, key: str) -> list[str]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"probes.{key}: {root} is not a folder of images (the paper: ImageNet)")
+    files = sorted(str(f) for f in root.rglob("*") if f.suffix in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"probes.{key}: no images under {root}")
+    return files
+
+
+def probe_images(train: str, test: str, n_train: int, n_test: int, seed: int,
+                 shapes_spec: dict | None = None) -> tuple[list, list]:  # fmt: skip
+    """(train images, test images), never sharing an image.
+
+    ``generated``: shapes scenes in memory, the train set from ``seed`` and the test set from
+    ``seed + 1``. A folder: a seeded random sample of its images (all of them, recursively,
+    sorted first, so the sample does not depend on the file system's order; a random sample,
+    not the first n, because ImageNet's train folder is sorted by class). When train and test
+    name the same folder, the test images are drawn from those not drawn for training.
+    """
+    if GENERATED in (train, test) and train != test:
+        raise ValueError("probes.train_images and probes.test_images: both `generated` or both folders")
+    if train == GENERATED:
+        return _generated(n_train, seed, shapes_spec), _generated(n_test, seed + 1, shapes_spec)
+    rng = np.random.default_rng(seed)
+    train_files = _listing(train, "train_images")
+    if n_train > len(train_files):
+        raise ValueError(f"probes.n_train: {n_train} images asked, {len(train_files)} under {train}")
+    order = rng.permutation(len(train_files))
+    picked = [train_files[i] for i in sorted(order[:n_train])]
+    if Path(test).resolve() == Path(train).resolve():
+        rest = [train_files[i] for i in order[n_train:]]
+        if n_test > len(rest):
+            raise ValueError(f"probes.n_test: {n_test} images asked, {len(rest)} left under {test} after the train images")
+        return picked, sorted(rest[:n_test])
+    test_files = _listing(test, "test_images")
+    if n_test > len(test_files):
+        raise ValueError(f"probes.n_test: {n_test} images asked, {len(test_files)} under {test}")
+    return picked, [test_files[i] for i in sorted(rng.permutation(len(test_files))[:n_test])]

@@ -1,0 +1,152 @@
+"""The probes' tables and figures from rows built by hand (what each number must be), and the
+probes' image sets."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from vlmloc.probes.images import probe_images
+from vlmloc.probes.summary import (
+    best_layer_table,
+    best_llm_layers,
+    cell_grid,
+    fig11_sites,
+    layer_curves,
+    line_breaks,
+    method_table,
+    with_accuracy,
+)
+
+GRID = 4
+
+
+def _summary(model: str, llm_acc: list[float], method: str = "sgd", shuffled: float = 0.25) -> pd.DataFrame:
+    """Rows as ``fit_and_score`` writes them: 2 backbone layers, the projector, the LLM layers
+    with the given mean accuracy (row = col), the random control, shuffled heads at ``shuffled``."""
+    sites = [("vision.0", "vision", 0, 0.9), ("vision.1", "vision", 1, 0.6), ("projector", "projector", 0, 0.5)]
+    sites += [(f"llm.{i}", "llm", i, a) for i, a in enumerate(llm_acc)] + [("control.random", "control", 0, 0.26)]
+    rows = []
+    for name, stage, layer, acc in sites:
+        for variant, a in (("true", acc), ("shuffled", shuffled)):
+            if stage == "control" and variant == "shuffled":
+                continue
+            rows.append({"model": model, "method": method, "site": name, "stage": stage, "layer": layer,
+                         "variant": variant, "n_tokens": 160, "grid_rows": GRID, "grid_cols": GRID, "acc_row": a,
+                         "acc_col": a, "acc_mean": a, "acc_both": a * a, "chance_row": 1 / GRID,
+                         "chance_col": 1 / GRID})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _cells(model: str, site: str, acc_of, method: str = "sgd", kind: str = "global", n: int = 10) -> pd.DataFrame:
+    return pd.DataFrame([{"model": model, "method": method, "site": site, "variant": "true", "kind": kind, "row": r,
+                          "col": c, "n": n, "acc_row": acc_of(r, c), "acc_col": acc_of(r, c), "acc_both": acc_of(r, c)}
+                         for r in range(GRID) for c in range(GRID)])  # fmt: skip
+
+
+def test_best_layer_is_the_llm_peak_beside_both_paper_values():
+    summary = pd.concat([_summary("a", [0.3, 0.7, 0.9, 0.8]), _summary("b", [0.4, 0.95, 0.95, 0.5])])
+    best = best_llm_layers(summary, "sgd", "acc_mean")
+    assert best.to_dict() == {"a": 2, "b": 1}  # a tie goes to the lower layer
+    table = best_layer_table(summary, {"a": "llava-1.5-7b", "b": ""}, ["sgd"], "acc_mean").set_index("model")
+    a = table.loc["a"]
+    assert a["acc_best_llm"] == 0.9 and a["acc_projector"] == 0.5 and a["best_vision_layer"] == 0
+    assert a["acc_random_features"] == 0.26 and a["max_acc_shuffled"] == 0.25 and a["max_shuffled_over_chance"] == 0
+    assert a["max_shuffled_z"] == 0
+    assert (a["paper_best_layer_text"], a["paper_best_layer_appendix"]) == (12, 13)  # the paper disagrees with itself
+    assert np.isnan(table.loc["b", "paper_best_layer_text"])
+    # both-right accuracy is the product here: the same argmax, squared values and chance
+    both = best_layer_table(summary, {}, ["sgd"], "acc_both").set_index("model")
+    assert both.loc["a", "acc_best_llm"] == pytest.approx(0.81) and both.loc["a", "chance_llm"] == 1 / GRID**2
+
+
+def test_layer_curves_in_processing_order_with_the_shuffled_control():
+    c = layer_curves(_summary("a", [0.3, 0.7], shuffled=0.2), "sgd", "acc_mean")
+    assert list(c["site"]) == ["vision.0", "vision.1", "projector", "llm.0", "llm.1"]  # no control row
+    assert (c["acc_shuffled"] == 0.2).all() and (c["chance"] == 0.25).all()
+
+
+def test_line_breaks_compare_first_and_last_columns_with_the_rest():
+    def acc(r, c):
+        return 1.0 if c in (0, GRID - 1) else 0.5
+
+    cells = _cells("a", "llm.2", acc)
+    t = line_breaks(cells, {"a": ["llm.2"]}, "sgd", "acc_mean").iloc[0]
+    assert t["acc_first_col"] == t["acc_last_col"] == t["acc_line_break"] == 1.0 and t["acc_other_cols"] == 0.5
+    assert t["diff_line_break"] == 0.5 and t["n_line_break"] == 2 * GRID * 10 and t["grid"] == "4x4"
+    assert t["acc_corners"] == 1.0 and t["acc_not_corners"] == pytest.approx((4 * 1.0 + 8 * 0.5) / 12)
+    # no line-break effect: equal accuracy everywhere
+    flat = line_breaks(_cells("a", "llm.2", lambda r, c: 0.7), {"a": ["llm.2"]}, "sgd", "acc_mean").iloc[0]
+    assert flat["diff_line_break"] == pytest.approx(0) and flat["diff_corners"] == pytest.approx(0)
+
+
+def test_cell_grid_puts_each_position_in_place():
+    cells = _cells("a", "projector", lambda r, c: (r * GRID + c) / 100)
+    g = cell_grid(cells, "a", "sgd", "projector", "global", "acc_both")
+    assert g.shape == (GRID, GRID) and g[2, 3] == pytest.approx(0.11) and g[3, 0] == pytest.approx(0.12)
+    with pytest.raises(ValueError, match="no cells"):
+        cell_grid(cells, "a", "sgd", "projector", "local", "acc_both")
+
+
+def test_method_table_costs_and_distance_to_sgd():
+    summary = pd.concat([_summary("a", [0.3, 0.7], "sgd"), _summary("a", [0.3, 0.9], "lda")])
+    timing = pd.DataFrame([{"model": "a", "method": m, "train_passes": p, "train_forwards": 10 * p, "test_forwards": 4,
+                            "forward_s": 1.0 * p, "probe_s": 0.1, "train_s": p + 0.1, "test_forward_s": 0.2}
+                           for m, p in (("sgd", 10), ("lda", 1))])  # fmt: skip
+    t = method_table(summary, timing, "acc_mean").set_index("method")
+    assert t.loc["lda", "mean_abs_diff_vs_sgd"] == pytest.approx(0.2 / 5)  # one of five sites differs by 0.2
+    assert np.isnan(t.loc["sgd", "mean_abs_diff_vs_sgd"])
+    assert (t.loc["sgd", "paper_scale_forwards"], t.loc["lda", "paper_scale_forwards"]) == (510_000, 60_000)
+    assert t.loc["lda", "best_llm_layer"] == 1 and t.loc["sgd", "train_forwards"] == 100
+
+
+def test_fig11_sites_default_and_chosen_layers():
+    summary = _summary("a", [0.3, 0.5, 0.9, 0.8, 0.6, 0.4])
+    assert fig11_sites(summary, "a", "sgd", "acc_mean") == ["projector", "llm.0", "llm.2", "llm.3", "llm.5"]
+    assert fig11_sites(summary, "a", "sgd", "acc_mean", [1, 4]) == ["projector", "llm.1", "llm.4"]
+    with pytest.raises(ValueError, match="fig11_layers.a"):
+        fig11_sites(summary, "a", "sgd", "acc_mean", [6])
+
+
+def test_unknown_accuracy_is_refused():
+    with pytest.raises(ValueError, match="probes.accuracy"):
+        with_accuracy(_summary("a", [0.5]), "acc_row")
+
+
+def test_probe_figures_are_drawn_from_the_rows(tmp_path):
+    from vlmloc.figures.probe_figures import plot_fig2, plot_fig11, plot_methods
+
+    summary = pd.concat([_summary("a", [0.3, 0.7, 0.9, 0.8]), _summary("a", [0.3, 0.8, 0.8, 0.7], "lda")])
+    cells = pd.concat([_cells("a", s, lambda r, c: 0.5 + 0.1 * (c in (0, GRID - 1)), kind=k)
+                       for s in ("projector", "llm.0", "llm.2", "llm.3") for k in ("global", "local")])  # fmt: skip
+    plot_fig2(summary, cells, ["a"], "sgd", "acc_mean", tmp_path / "f2.png", tmp_path / "f2.pdf")
+    plot_fig11(summary, cells, ["a"], "sgd", "acc_mean", {}, tmp_path / "f11.png", tmp_path / "f11.pdf")
+    plot_methods(summary, ["a"], ["sgd", "lda"], "acc_mean", tmp_path / "m.png", tmp_path / "m.pdf")
+    for name in ("f2", "f11", "m"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000 and (tmp_path / f"{name}.pdf").stat().st_size > 3_000
+    # Fig 2 right has a heatmap per kind of view at the best layer (thumbnail and tiles): 2 + colour bar
+    with Image.open(tmp_path / "f2.png") as im:
+        assert im.size[0] > im.size[1] * 2
+
+
+def test_probe_images_are_disjoint_and_seeded(tmp_path):
+    train, test = probe_images("generated", "generated", 3, 2, seed=5)
+    assert len(train) == 3 and len(test) == 2
+    assert all(not np.array_equal(np.asarray(a), np.asarray(b)) for a in train for b in test)
+    again, _ = probe_images("generated", "generated", 3, 2, seed=5)
+    assert np.array_equal(np.asarray(train[0]), np.asarray(again[0]))
+    folder = tmp_path / "imgs"
+    for cls in ("n01", "n02"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (8, 8)).save(folder / cls / f"{i}.JPEG")
+    tr, te = probe_images(str(folder), str(folder), 6, 4, seed=0)
+    assert len(set(tr) | set(te)) == 10 and not set(tr) & set(te)
+    assert {p.split("/")[-2] for p in tr} == {"n01", "n02"}  # a random sample, not the first class
+    assert probe_images(str(folder), str(folder), 6, 4, seed=0) == (tr, te)
+    with pytest.raises(ValueError, match="probes.n_test"):
+        probe_images(str(folder), str(folder), 8, 4, seed=0)
+    with pytest.raises(FileNotFoundError, match="probes.train_images"):
+        probe_images(str(tmp_path / "missing"), str(folder), 1, 1, seed=0)
+    with pytest.raises(ValueError, match="both `generated`"):
+        probe_images("generated", str(folder), 1, 1, seed=0)

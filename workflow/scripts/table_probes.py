@@ -1,0 +1,40 @@
+# The positional probes' tables (paper sec. 3.2), one script for the four table rules: each reads
+# the probe jobs' rows and writes one table.
+import pandas as pd
+
+from vlmloc.probes.summary import (
+    best_layer_table,
+    best_llm_layers,
+    line_breaks,
+    method_table,
+    with_accuracy,
+)
+from vlmloc.workflow import logged, write_tsv
+
+
+def read(kind):
+    files = snakemake.input.get(kind, [])
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+
+
+with logged(snakemake) as log:
+    p = snakemake.params
+    summary, acc = read("summary"), p.accuracy
+    if snakemake.rule == "table_probe_layers":
+        table = with_accuracy(summary, acc).rename(columns={"acc": "acc_position", "chance": "chance_position"})
+        table.insert(table.columns.get_loc("acc_position"), "accuracy", acc)
+    elif snakemake.rule == "table_probe_best_layer":
+        table = best_layer_table(summary, dict(p.paper_names), list(p.methods), acc)
+        for _, r in table.iterrows():
+            log.info("%s %s: best LLM layer %d (%.3f); paper text %s, appendix %s", r["model"], r["method"],
+                     r["best_llm_layer"], r["acc_best_llm"], r["paper_best_layer_text"], r["paper_best_layer_appendix"])  # fmt: skip
+    elif snakemake.rule == "table_probe_methods":
+        table = method_table(summary, read("timing"), acc)
+    elif snakemake.rule == "table_probe_line_breaks":
+        best = best_llm_layers(summary, p.figure_method, acc)
+        sites = {m: ["projector", f"llm.{best[m]}"] for m in p.models}
+        table = line_breaks(read("cells"), sites, p.figure_method, acc)
+    else:
+        raise ValueError(f"table_probes.py does not make the table of rule {snakemake.rule}")
+    write_tsv(table, snakemake.output[0])
+    log.info("%s: %d rows, %s, models %s", snakemake.rule, len(table), acc, list(p.models))
