@@ -120,22 +120,22 @@ def plot_fig2(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], met
         raise ValueError(f"accuracy must be one of {ACCURACIES}")
     best = best_llm_layers(summary, method, accuracy)
     maps = [(m, k) for m in models for k in _kinds(cells, m, method, f"llm.{best[m]}")]
-    fig = plt.figure(figsize=(6.4 + 2.0 * len(maps), 3.9))
-    grid = fig.add_gridspec(1, 2 + len(maps), width_ratios=[3.2] + [1] * len(maps) + [0.06], wspace=0.3)
+    fig = plt.figure(figsize=(6.6 + 2.0 * len(maps), 4.6))
+    grid = fig.add_gridspec(1, 1 + len(maps), width_ratios=[3.2] + [1] * len(maps), wspace=0.25)
     ax = fig.add_subplot(grid[0, 0])
     _layer_panel(ax, summary, method, accuracy, models)
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + _legend_handles(summary), fontsize=7, loc="center left",
-              bbox_to_anchor=(0.0, 0.55), framealpha=0.9)  # fmt: skip
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + _legend_handles(summary), fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # fmt: skip
     ax.set_title(f"Fig 2 (left): probes per layer ({METHOD_LABEL[method]})", fontsize=9, pad=14)
-    im = None
     for j, (model, kind) in enumerate(maps):
         site = f"llm.{best[model]}"
         g = cell_grid(cells, model, method, site, kind, accuracy)
         view = "" if kind == "global" and len(_kinds(cells, model, method, site)) == 1 else f", {kind} view"
-        im = _heatmap(fig.add_subplot(grid[0, 1 + j]), g, f"{model}{view}\nLLM layer {best[model]} (mean {np.nanmean(g):.2f})")
-    if im is not None:
-        fig.colorbar(im, cax=fig.add_subplot(grid[0, -1]), label="accuracy per position")
-    fig.subplots_adjust(left=0.06, right=0.95, bottom=0.13, top=0.86)
+        hax = fig.add_subplot(grid[0, 1 + j])
+        im = _heatmap(hax, g, f"{model}{view}\nLLM layer {best[model]} (mean {np.nanmean(g):.2f})")
+        if j == len(maps) - 1:
+            fig.colorbar(im, cax=hax.inset_axes([1.06, 0.0, 0.07, 1.0]), label="accuracy per position")
+    fig.subplots_adjust(left=0.06, right=0.93, bottom=0.27, top=0.88)
     _save(fig, png, pdf)
 
 
