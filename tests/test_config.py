@@ -98,3 +98,11 @@ def test_probe_figure_method_outside_the_methods_is_named(workflow_dir):
     (workflow_dir / "bad.yaml").write_text("probes:\n  methods: [lda]\n  figure_method: sgd\n")
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0 and "probes.figure_method" in proc.stdout + proc.stderr
+
+
+def test_probing_tiles_alone_skips_models_without_tiles(workflow_dir):
+    (workflow_dir / "local.yaml").write_text("probes:\n  views: local\n")
+    out = run_snakemake(workflow_dir, "-n", "--configfile", "local.yaml")
+    text = out.stdout + out.stderr
+    assert "probes (views: local): toy_llava skipped" in text
+    assert "results/probes/toy_internvl/summary.parquet" in text and "results/probes/toy_llava/" not in text

@@ -319,3 +319,8 @@ def test_hooks_are_removed_when_the_forward_fails(adapters):
     finally:
         handle.remove()
     assert _hooks(a) == before
+
+
+def test_tiles_alone_on_a_model_without_tiles_is_refused(adapters):
+    with pytest.raises(ValueError, match="no local views"):
+        fit_and_score(adapters["llava"], _images()[:1], _images()[:1], ProbeSettings(views="local"))

@@ -410,16 +410,21 @@ def shapes_spec(name):
     return {k: d[k] for k in keys if k in d}
 
 
-def skipped_models(experiment):
-    """Run models that cannot run `experiment`, with the reason (e.g. no local views)."""
-    if experiment not in NEEDS_LOCAL_VIEWS:
-        return {}
+def models_without_local_views():
+    """Run models without local views (tiles), with the reason."""
     return {
         m: f"{MODELS[m]['family']} model without local views (max_tiles 1 or a single-view family)"
         for m in config["run"]["models"]
         if MODELS[m]["family"] not in LOCAL_VIEW_FAMILIES
         or int(MODELS[m].get("max_tiles", 6)) < 2
     }
+
+
+def skipped_models(experiment):
+    """Run models that cannot run `experiment`, with the reason (e.g. no local views)."""
+    if experiment not in NEEDS_LOCAL_VIEWS:
+        return {}
+    return models_without_local_views()
 
 
 def experiment_models(experiment):
@@ -524,8 +529,16 @@ def probe_shapes_spec():
     return shapes_spec(PROBES["generated_like"])
 
 
+def probe_skipped():
+    """Run models the probes leave out, with the reason: probing the tiles alone (`views: local`)
+    needs local views."""
+    return models_without_local_views() if PROBES["views"] == "local" else {}
+
+
 def probe_models():
-    return config["run"]["models"] if PROBES["enabled"] else []
+    if not PROBES["enabled"]:
+        return []
+    return [m for m in config["run"]["models"] if m not in probe_skipped()]
 
 
 def probe_rows(kind):
@@ -588,3 +601,5 @@ def local_rules():
 for _name in sorted(NEEDS_LOCAL_VIEWS & set(EXPERIMENTS)):
     for _m, _why in skipped_models(_name).items():
         logger.info(f"{_name}: {_m} skipped ({_why})")
+for _m, _why in probe_skipped().items():
+    logger.info(f"probes (views: local): {_m} skipped ({_why})")

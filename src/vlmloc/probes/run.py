@@ -98,6 +98,8 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     unknown = set(settings.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown probe methods {sorted(unknown)}; known: {METHODS}")
+    if settings.views == "local" and not any(v.kind == "local" for v in adapter.layout(2000, 500).views):
+        raise ValueError(f"probes.views: local, but the {adapter.family} model has no local views (tiles)")
     closed = [m for m in ("ridge", "lda") if m in settings.methods]
     ridge = StreamingRidge(getattr(torch, settings.ridge_dtype)) if closed else None
     sgd = (SGDProbes(settings.lr, settings.optimizer, minibatch=settings.minibatch, seed=settings.seed)
