@@ -87,7 +87,8 @@ def store_features(adapter: Adapter, images: Sequence, task_text: str) -> Stored
             per_site.setdefault(name, []).append(x)
         labels["llm"].append(grid_labels([layout], [i]))
         labels["vision"].append(grid_labels([layout], [i], refine=adapter.vision_merge))
-    stored = StoredFeatures({n: torch.cat(xs) for n, xs in per_site.items()}, {g: _cat_labels(p) for g, p in labels.items()})
+    stored = StoredFeatures({n: torch.cat(xs) for n, xs in per_site.items()},
+                            {g: _cat_labels(p) for g, p in labels.items()})  # fmt: skip
     for name, x in stored.features.items():
         n = len(stored.labels[_grid(name)])
         if len(x) != n:
