@@ -28,6 +28,9 @@ with logged(snakemake) as log:
         for _, r in table.iterrows():
             log.info("%s %s: best LLM layer %d (%.3f); paper text %s, appendix %s", r["model"], r["method"],
                      r["best_llm_layer"], r["acc_best_llm"], r["paper_best_layer_text"], r["paper_best_layer_appendix"])  # fmt: skip
+            if r["max_shuffled_z"] > 4:  # a probe that beats chance on shuffled positions is a bug
+                log.warning("%s %s: a probe trained on shuffled positions is %.1f SD above chance", r["model"],
+                            r["method"], r["max_shuffled_z"])  # fmt: skip
     elif snakemake.rule == "table_probe_methods":
         table = method_table(summary, read("timing"), acc)
     elif snakemake.rule == "table_probe_line_breaks":
