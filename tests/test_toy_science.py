@@ -282,7 +282,7 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     assert "screen_shard" in plan, plan
     dry = run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout
     assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, dry
-    assert "probes/toy_llava/summary" in dry and "probes/toy_internvl/summary" not in dry, dry
+    assert "output: results/probes/toy_llava/summary" in dry and "output: results/probes/toy_internvl/" not in dry, dry
     # the toy's training records are not model files: rewriting them reruns nothing
     os.utime(weights, (before, before))
     record = workflow_dir / "checkpoints/toy_internvl/eval.json"
