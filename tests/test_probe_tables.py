@@ -150,3 +150,17 @@ def test_probe_images_are_disjoint_and_seeded(tmp_path):
         probe_images(str(tmp_path / "missing"), str(folder), 1, 1, seed=0)
     with pytest.raises(ValueError, match="both `generated`"):
         probe_images("generated", str(folder), 1, 1, seed=0)
+
+
+def test_probe_figures_without_controls(tmp_path):
+    """`controls: {random: false, shuffled: false}`: no control rows, the figures still draw."""
+    from vlmloc.figures.probe_figures import _legend_handles, plot_fig2
+
+    summary = _summary("a", [0.3, 0.7])
+    summary = summary[(summary["variant"] == "true") & (summary["stage"] != "control")]
+    cells = pd.concat([_cells("a", s, lambda r, c: 0.5) for s in ("projector", "llm.0", "llm.1")])
+    plot_fig2(summary, cells, ["a"], "sgd", "acc_mean", tmp_path / "f2.png", tmp_path / "f2.pdf")
+    assert (tmp_path / "f2.png").stat().st_size > 10_000
+    assert [h.get_label() for h in _legend_handles(summary)] == ["probe on true positions", "best LLM layer"]
+    table = best_layer_table(summary, {}, ["sgd"], "acc_mean").iloc[0]
+    assert np.isnan(table["acc_random_features"]) and np.isnan(table["max_shuffled_z"])

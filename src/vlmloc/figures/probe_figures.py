@@ -85,13 +85,14 @@ def _layer_panel(ax, summary: pd.DataFrame, method: str, accuracy: str, models: 
 
 
 def _legend_handles(summary: pd.DataFrame) -> list:
-    handles = [Line2D([], [], color="0.3", marker="o", ms=3, label="probe on true positions"),
-               Line2D([], [], color="0.3", ls=":", label="control: trained on shuffled positions"),
-               Line2D([], [], color="0.3", ls="-.", label="control: random features"),
-               Line2D([], [], ls="", marker="o", mfc="none", mec="red", ms=9, label="best LLM layer")]  # fmt: skip
-    if not (summary["variant"] == "shuffled").any():
-        handles.pop(1)
-    return handles
+    """The line styles' legend, the controls only where they ran."""
+    shuffled, random = (summary["variant"] == "shuffled").any(), (summary["stage"] == "control").any()
+    handles = [Line2D([], [], color="0.3", marker="o", ms=3, label="probe on true positions")]
+    if shuffled:
+        handles.append(Line2D([], [], color="0.3", ls=":", label="control: trained on shuffled positions"))
+    if random:
+        handles.append(Line2D([], [], color="0.3", ls="-.", label="control: random features"))
+    return handles + [Line2D([], [], ls="", marker="o", mfc="none", mec="red", ms=9, label="best LLM layer")]
 
 
 def _heatmap(ax, grid: np.ndarray, title: str):
