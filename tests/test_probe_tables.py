@@ -13,6 +13,7 @@ from vlmloc.probes.summary import (
     cell_grid,
     fig11_sites,
     layer_curves,
+    layers_by_kind,
     line_breaks,
     method_table,
     with_accuracy,
@@ -39,7 +40,9 @@ def _summary(model: str, llm_acc: list[float], method: str = "sgd", shuffled: fl
 
 
 def _cells(model: str, site: str, acc_of, method: str = "sgd", kind: str = "global", n: int = 10) -> pd.DataFrame:
-    return pd.DataFrame([{"model": model, "method": method, "site": site, "variant": "true", "kind": kind, "row": r,
+    stage, layer = ("projector", 0) if site == "projector" else (site.split(".")[0], int(site.split(".")[1]))
+    return pd.DataFrame([{"model": model, "method": method, "site": site, "stage": stage, "layer": layer,
+                          "variant": "true", "kind": kind, "row": r,
                           "col": c, "n": n, "acc_row": acc_of(r, c), "acc_col": acc_of(r, c), "acc_both": acc_of(r, c)}
                          for r in range(GRID) for c in range(GRID)])  # fmt: skip
 
@@ -66,18 +69,33 @@ def test_layer_curves_in_processing_order_with_the_shuffled_control():
     assert (c["acc_shuffled"] == 0.2).all() and (c["chance"] == 0.25).all()
 
 
-def test_line_breaks_compare_first_and_last_columns_with_the_rest():
-    def acc(r, c):
-        return 1.0 if c in (0, GRID - 1) else 0.5
+def test_line_breaks_against_edge_rows_corners_and_interior():
+    edge = (0, GRID - 1)
 
-    cells = _cells("a", "llm.2", acc)
-    t = line_breaks(cells, {"a": ["llm.2"]}, "sgd", "acc_mean").iloc[0]
-    assert t["acc_first_col"] == t["acc_last_col"] == t["acc_line_break"] == 1.0 and t["acc_other_cols"] == 0.5
-    assert t["diff_line_break"] == 0.5 and t["n_line_break"] == 2 * GRID * 10 and t["grid"] == "4x4"
-    assert t["acc_corners"] == 1.0 and t["acc_not_corners"] == pytest.approx((4 * 1.0 + 8 * 0.5) / 12)
-    # no line-break effect: equal accuracy everywhere
+    def line_break(r, c):  # the first and last columns only
+        return 1.0 if c in edge else 0.5
+
+    t = line_breaks(_cells("a", "llm.2", line_break), {"a": ["llm.2"]}, "sgd", "acc_mean").iloc[0]
+    assert t["acc_first_col"] == t["acc_last_col"] == t["acc_edge_cols"] == t["acc_corners"] == 1.0
+    assert t["acc_edge_rows"] == t["acc_interior"] == 0.5 and t["grid"] == "4x4"
+    assert t["diff_cols_vs_rows"] == 0.5 and t["n_edge_cols"] == 4 * 10 and t["n_interior"] == 4 * 10
+    assert t["diff_edges_vs_interior"] == pytest.approx(0.25)  # 4 edge-column cells at 1, 4 edge-row cells at 0.5
+
+    def edge_effect(r, c):  # every edge alike: an edge effect, no line-break effect
+        return 1.0 if r in edge or c in edge else 0.5
+
+    e = line_breaks(_cells("a", "llm.2", edge_effect), {"a": ["llm.2"]}, "sgd", "acc_mean").iloc[0]
+    assert e["diff_cols_vs_rows"] == 0 and e["diff_edges_vs_interior"] == 0.5
     flat = line_breaks(_cells("a", "llm.2", lambda r, c: 0.7), {"a": ["llm.2"]}, "sgd", "acc_mean").iloc[0]
-    assert flat["diff_line_break"] == pytest.approx(0) and flat["diff_corners"] == pytest.approx(0)
+    assert flat["diff_cols_vs_rows"] == pytest.approx(0) and flat["diff_edges_vs_interior"] == pytest.approx(0)
+
+
+def test_layers_by_kind_pool_each_kind_of_view():
+    cells = pd.concat([_cells("a", "llm.0", lambda r, c: 1.0, kind="global", n=10),
+                       _cells("a", "llm.0", lambda r, c: 0.5, kind="local", n=60)])  # fmt: skip
+    t = layers_by_kind(cells, _summary("a", [0.6]), "acc_mean").set_index("kind")
+    assert t.loc["global", "acc"] == 1.0 and t.loc["local", "acc"] == 0.5 and t.loc["local", "n_tokens"] == 60 * GRID**2
+    assert (t["chance"] == 1 / GRID).all() and (t["stage"] == "llm").all()
 
 
 def test_cell_grid_puts_each_position_in_place():
@@ -161,6 +179,6 @@ def test_probe_figures_without_controls(tmp_path):
     cells = pd.concat([_cells("a", s, lambda r, c: 0.5) for s in ("projector", "llm.0", "llm.1")])
     plot_fig2(summary, cells, ["a"], "sgd", "acc_mean", tmp_path / "f2.png", tmp_path / "f2.pdf")
     assert (tmp_path / "f2.png").stat().st_size > 10_000
-    assert [h.get_label() for h in _legend_handles(summary)] == ["probe on true positions", "best LLM layer"]
+    assert [h.get_label() for h in _legend_handles(summary)] == ["probe on true positions", "chance (per grid)", "best LLM layer"]
     table = best_layer_table(summary, {}, ["sgd"], "acc_mean").iloc[0]
     assert np.isnan(table["acc_random_features"]) and np.isnan(table["max_shuffled_z"])

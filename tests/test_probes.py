@@ -324,3 +324,16 @@ def test_hooks_are_removed_when_the_forward_fails(adapters):
 def test_tiles_alone_on_a_model_without_tiles_is_refused(adapters):
     with pytest.raises(ValueError, match="no local views"):
         fit_and_score(adapters["llava"], _images()[:1], _images()[:1], ProbeSettings(views="local"))
+
+
+def test_tiles_alone_with_a_batch_without_tiles(adapters):
+    """views "local" with batch 1: the first image has no tiles, so its batch has no tokens to
+    probe; it is skipped, and only the tiles' tokens are scored."""
+    a = adapters["internvl"]
+    single, wide = _images(((64, 64),))[0], _images(((300, 100),))[0]
+    assert len(a.layout(*single.size).views) == 1 and len(a.layout(*wide.size).views) > 1
+    settings = ProbeSettings(views="local", batch_size=1, epochs=1, random_control=False, sites=["projector"])
+    run = fit_and_score(a, [single, wide, wide], [wide], settings)
+    tiles = sum(v.n_tokens for v in a.layout(*wide.size).views if v.kind == "local")
+    rows = [r for r in run.summary if r["variant"] == "true"]
+    assert {r["method"] for r in rows} == {"ridge", "lda", "sgd"} and all(r["n_tokens"] == tiles for r in rows)

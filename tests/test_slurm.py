@@ -201,7 +201,11 @@ def test_model_job_resources_follow_model_size(workflow_dir):
             assert small["mem_mb"] == math.ceil((4 + 1.1 * 7.06 * 2) * 1024)
             assert large["mem_mb"] == math.ceil((4 + 1.1 * 13.35 * 2) * 1024)
             assert small["mem_mb"] < internvl["mem_mb"] < large["mem_mb"]
-            assert small["runtime"] < internvl["runtime"] < large["runtime"]
+            assert small["runtime"] < internvl["runtime"] and small["runtime"] < large["runtime"]
+            # InternVL's time_factor 3: up to 7 x 256 visual tokens per image
+            shards = {"screen_shard": 8, "mean_embedding_shard": 4, "run_experiment": 8}[rule]
+            minutes = {"screen_shard": 4, "mean_embedding_shard": 3, "run_experiment": 24}[rule]
+            assert internvl["runtime"] == math.ceil(minutes * 8.5 * 8 / shards * 3), (rule, internvl)
             # 26.7 GB + 16 GB headroom: one 80 GB GPU, or two of 40 GB; 4 CPUs per GPU
             assert small["gpu"] == 1 and large["gpu"] == gpus_13b
             assert small["cpus_per_task"] == 4 and large["cpus_per_task"] == 4 * (2 if "gpus40.yaml" in extra else 1)

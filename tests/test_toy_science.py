@@ -254,9 +254,16 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     # controls stay at chance; SGD took `epochs` passes, the closed forms one
     best = pd.read_csv(workflow_dir / "results/probes/tables/probe_best_layer.tsv", sep="\t").set_index(["model", "method"])
     assert set(best.index) == {(m, x) for m in ("toy_llava", "toy_internvl") for x in ("ridge", "lda", "sgd")}
+    layers = pd.read_csv(workflow_dir / "results/probes/tables/probe_layers.tsv", sep="\t")
+    llm = layers[(layers["stage"] == "llm") & (layers["variant"] == "true") & (layers["kind"] == "all")]
     for model in ("toy_llava", "toy_internvl"):
         assert best.loc[(model, "lda"), "acc_projector"] > 0.95 and best.loc[(model, "sgd"), "acc_best_llm"] > 0.7
-        assert 0 <= best.loc[(model, "sgd"), "best_llm_layer"] < 4
+        # the best layer is the LLM layers' maximum in the per-layer table
+        sgd = llm[(llm["model"] == model) & (llm["method"] == "sgd")].set_index("layer")["acc_position"]
+        assert best.loc[(model, "sgd"), "best_llm_layer"] == sgd.idxmax() and best.loc[(model, "sgd"), "acc_best_llm"] == sgd.max()
+    # InternVL's thumbnail and tiles apart too, LLaVA's single view only pooled
+    assert set(layers.loc[layers["model"] == "toy_internvl", "kind"]) == {"all", "global", "local"}
+    assert set(layers.loc[layers["model"] == "toy_llava", "kind"]) == {"all"}
     assert ((best["acc_random_features"] - best["chance_llm"]).abs() < 0.05).all(), best["acc_random_features"]
     assert (best["max_shuffled_z"] < 4).all(), best["max_shuffled_z"]
     cost = pd.read_csv(workflow_dir / "results/probes/tables/probe_methods.tsv", sep="\t").set_index(["model", "method"])

@@ -259,15 +259,18 @@ def model_job_resources(rule_name, name, shards, attempt=1):
     """mem_mb, runtime (minutes), cpus_per_task, gpu and threads of one job of `rule_name` on model
     `name` with the work split in `shards`. Host memory holds the weights while they load (twice
     them on a CPU job, which also computes there) plus `host_memory_gb`; wall time is
-    `minutes_per_b[rule_name]` per billion parameters for 1/8 of the work, scaled by 8 / shards, at
-    least `min_runtime`. A retried job (attempt 2, 3, ...) gets that many times the memory and time.
+    `minutes_per_b[rule_name]` per billion parameters for 1/8 of the work, scaled by 8 / shards and
+    the model's `time_factor`, at least `min_runtime`. A retried job (attempt 2, 3, ...) gets that many times the memory and time.
     """
     m, gpus = MODELS[name], model_gpus(name)
     params_b = model_params_b(name)
     weights_gb = params_b * BYTES_PER_PARAM[m["dtype"]]
     host_gb = JOB["host_memory_gb"] + weights_gb * (1.1 if gpus else 2.0)
     minutes = JOB["minutes_per_b"].get(rule_name, max(JOB["minutes_per_b"].values()))
-    runtime = max(JOB["min_runtime"], math.ceil(minutes * params_b * 8 / shards))
+    runtime = max(
+        JOB["min_runtime"],
+        math.ceil(minutes * params_b * 8 / shards * m.get("time_factor", 1)),
+    )
     cpus = gpus * JOB["cpus_per_gpu"] if gpus else 1
     return {
         "mem_mb": math.ceil(host_gb * 1024) * attempt,
@@ -519,8 +522,16 @@ _check_probes()
 
 
 def probe_settings():
-    """What the probe job's rows depend on (the image source, counts, methods, optimizer...)."""
-    return {k: v for k, v in PROBES.items() if k not in PROBE_PRESENTATION_KEYS}
+    """What the probe job's rows depend on (the image source, counts, methods, and the settings
+    of the methods that run), so that nothing else reruns a job of hours."""
+    out = {k: v for k, v in PROBES.items() if k not in PROBE_PRESENTATION_KEYS}
+    if "sgd" not in PROBES["methods"]:
+        out.pop("epochs"), out.pop("sgd")
+    if not {"ridge", "lda"} & set(PROBES["methods"]):
+        out.pop("l2"), out.pop("ridge_dtype")
+    if PROBES["train_images"] != "generated":
+        out.pop("generated_like")
+    return out
 
 
 def probe_shapes_spec():
@@ -548,18 +559,20 @@ def probe_rows(kind):
     )
 
 
-def probe_presentation():
-    """The params of the probes' table and figure rules."""
+def probe_presentation(*keys):
+    """The params of a probes' table or figure rule: the models, the position accuracy and `keys`
+    (only those its script reads, so that e.g. Fig 11's layers redraw Fig 11 alone)."""
     models = probe_models()
-    return {
-        "models": models,
+    every = {
         "paper_names": paper_names(models),
         "methods": PROBES["methods"],
-        "accuracy": PROBES["accuracy"],
         "figure_method": PROBES["figure_method"],
         "fig11_layers": {
             m: PROBES["fig11_layers"][m] for m in models if m in PROBES["fig11_layers"]
         },
+    }
+    return {"models": models, "accuracy": PROBES["accuracy"]} | {
+        k: every[k] for k in keys
     }
 
 

@@ -34,9 +34,11 @@ rule probe_model:
 
 
 rule table_probe_layers:
-    """Every model's, method's and site's probe accuracy (row, column, mean, both), controls and chance."""
+    """Every model's, method's and site's probe accuracy (row, column, mean, both), controls and
+    chance; InternVL's thumbnail and tiles also apart."""
     input:
         summary=probe_rows("summary"),
+        cells=probe_rows("cells"),
     output:
         report(
             "results/probes/tables/probe_layers.tsv",
@@ -76,7 +78,7 @@ rule table_probe_best_layer:
         mem_mb=1000,
         runtime=5,
     params:
-        **probe_presentation(),
+        **probe_presentation("paper_names", "methods"),
     script:
         "../scripts/table_probes.py"
 
@@ -128,7 +130,7 @@ rule table_probe_line_breaks:
         mem_mb=1000,
         runtime=5,
     params:
-        **probe_presentation(),
+        **probe_presentation("figure_method"),
     script:
         "../scripts/table_probes.py"
 
@@ -155,7 +157,7 @@ rule figure_probes_fig2:
         mem_mb=1000,
         runtime=5,
     params:
-        **probe_presentation(),
+        **probe_presentation("figure_method"),
     script:
         "../scripts/figure_probes.py"
 
@@ -181,7 +183,7 @@ rule figure_probes_fig11:
         mem_mb=1000,
         runtime=5,
     params:
-        **probe_presentation(),
+        **probe_presentation("figure_method", "fig11_layers"),
     script:
         "../scripts/figure_probes.py"
 
@@ -206,6 +208,6 @@ rule figure_probe_methods:
         mem_mb=1000,
         runtime=5,
     params:
-        **probe_presentation(),
+        **probe_presentation("methods"),
     script:
         "../scripts/figure_probes.py"

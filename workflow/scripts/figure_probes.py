@@ -12,13 +12,13 @@ def read(kind):
 
 with logged(snakemake) as log:
     p, out = snakemake.params, snakemake.output
-    models, method, acc = list(p.models), p.figure_method, p.accuracy
+    models, acc = list(p.models), p.accuracy
     if snakemake.rule == "figure_probes_fig2":
-        plot_fig2(read("summary"), read("cells"), models, method, acc, out.png, out.pdf)
+        plot_fig2(read("summary"), read("cells"), models, p.figure_method, acc, out.png, out.pdf)
     elif snakemake.rule == "figure_probes_fig11":
-        plot_fig11(read("summary"), read("cells"), models, method, acc, dict(p.fig11_layers), out.png, out.pdf)
+        plot_fig11(read("summary"), read("cells"), models, p.figure_method, acc, dict(p.fig11_layers), out.png, out.pdf)
     elif snakemake.rule == "figure_probe_methods":
         plot_methods(read("summary"), models, list(p.methods), acc, out.png, out.pdf)
     else:
         raise ValueError(f"figure_probes.py does not draw the figure of rule {snakemake.rule}")
-    log.info("%s: models %s, method %s, %s", snakemake.rule, models, method, acc)
+    log.info("%s: models %s, %s", snakemake.rule, models, acc)

@@ -5,6 +5,7 @@ import pandas as pd
 from vlmloc.probes.summary import (
     best_layer_table,
     best_llm_layers,
+    layers_by_kind,
     line_breaks,
     method_table,
     with_accuracy,
@@ -20,8 +21,15 @@ def read(kind):
 with logged(snakemake) as log:
     p = snakemake.params
     summary, acc = read("summary"), p.accuracy
+    if summary.empty:
+        raise ValueError("no probe rows: probes.enabled is false or no run model is probed")
     if snakemake.rule == "table_probe_layers":
-        table = with_accuracy(summary, acc).rename(columns={"acc": "acc_position", "chance": "chance_position"})
+        # every token (kind "all"), and InternVL's thumbnail and tiles apart
+        cells = read("cells")
+        several = cells.groupby("model")["kind"].nunique()
+        by_kind = layers_by_kind(cells[cells["model"].isin(several[several > 1].index)], summary, acc)
+        table = pd.concat([with_accuracy(summary, acc).assign(kind="all"), by_kind], ignore_index=True)
+        table = table.rename(columns={"acc": "acc_position", "chance": "chance_position"})
         table.insert(table.columns.get_loc("acc_position"), "accuracy", acc)
     elif snakemake.rule == "table_probe_best_layer":
         table = best_layer_table(summary, dict(p.paper_names), list(p.methods), acc)

@@ -16,7 +16,7 @@ from ..probes.summary import (  # noqa: E402
     cell_grid,
     fig11_sites,
     layer_curves,
-    random_control,
+    random_control_accuracy,
 )
 
 ACC_LABEL = {"acc_mean": "position accuracy (mean of row and column)", "acc_both": "position accuracy (row and column right)"}
@@ -61,15 +61,19 @@ def _stage_labels(ax, axis) -> None:
 def _layer_panel(ax, summary: pd.DataFrame, method: str, accuracy: str, models: list[str]) -> None:
     curves = layer_curves(summary, method, accuracy)
     x, axis = stage_axis(curves)
-    rnd = random_control(summary, method, accuracy)
+    rnd = random_control_accuracy(summary, method, accuracy)
     best = best_llm_layers(summary, method, accuracy)
     for i, model in enumerate(models):
         c = curves[curves["model"] == model]
         colour = f"C{i}"
         for stage in ("vision", "projector", "llm"):  # no line across the gaps between stages
             s = c[c["stage"] == stage]
+            if s.empty:
+                continue
             xs = s["site"].map(x)
             ax.plot(xs, s["acc"], "-o", color=colour, ms=2.5, lw=1.3, label=model if stage == "llm" else None)
+            # chance per grid (InternVL's backbone grid is twice as fine as P's and the LLM's)
+            ax.plot([xs.min() - 0.45, xs.max() + 0.45], [s["chance"].iloc[0]] * 2, "-", color=colour, lw=0.6, alpha=0.45)
             if s["acc_shuffled"].notna().any():
                 ax.plot(xs, s["acc_shuffled"], ":", marker=".", ms=3, color=colour, lw=1.1)
         if model in rnd.index:
@@ -87,7 +91,8 @@ def _layer_panel(ax, summary: pd.DataFrame, method: str, accuracy: str, models: 
 def _legend_handles(summary: pd.DataFrame) -> list:
     """The line styles' legend, the controls only where they ran."""
     shuffled, random = (summary["variant"] == "shuffled").any(), (summary["stage"] == "control").any()
-    handles = [Line2D([], [], color="0.3", marker="o", ms=3, label="probe on true positions")]
+    handles = [Line2D([], [], color="0.3", marker="o", ms=3, label="probe on true positions"),
+               Line2D([], [], color="0.3", lw=0.6, alpha=0.45, label="chance (per grid)")]  # fmt: skip
     if shuffled:
         handles.append(Line2D([], [], color="0.3", ls=":", label="control: trained on shuffled positions"))
     if random:

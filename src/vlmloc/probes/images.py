@@ -7,29 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..workflow import IMAGE_SUFFIXES
+from ..workflow import generated_images, image_files
 
 GENERATED = "generated"
-
-
-def _generated(n: int, seed: int, shapes_spec: dict | None) -> list:
-    from PIL import Image
-
-    from ..data.shapes import ShapesSpec, render_scene
-
-    spec = ShapesSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in (shapes_spec or {}).items()})
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray(render_scene(rng, spec)[0]) for _ in range(n)]
-
-
-def _listing(folder: str, key: str) -> list[str]:
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"probes.{key}: {root} is not a folder of images (the paper: ImageNet)")
-    files = sorted(str(f) for f in root.rglob("*") if f.suffix in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"probes.{key}: no images under {root}")
-    return files
 
 
 def probe_images(train: str, test: str, n_train: int, n_test: int, seed: int,
@@ -45,9 +25,9 @@ def probe_images(train: str, test: str, n_train: int, n_test: int, seed: int,
     if GENERATED in (train, test) and train != test:
         raise ValueError("probes.train_images and probes.test_images: both `generated` or both folders")
     if train == GENERATED:
-        return _generated(n_train, seed, shapes_spec), _generated(n_test, seed + 1, shapes_spec)
+        return generated_images(n_train, seed, shapes_spec), generated_images(n_test, seed + 1, shapes_spec)
     rng = np.random.default_rng(seed)
-    train_files = _listing(train, "train_images")
+    train_files = image_files(train, "probes.train_images")
     if n_train > len(train_files):
         raise ValueError(f"probes.n_train: {n_train} images asked, {len(train_files)} under {train}")
     order = rng.permutation(len(train_files))
@@ -57,7 +37,7 @@ def probe_images(train: str, test: str, n_train: int, n_test: int, seed: int,
         if n_test > len(rest):
             raise ValueError(f"probes.n_test: {n_test} images asked, {len(rest)} left under {test} after the train images")
         return picked, sorted(rest[:n_test])
-    test_files = _listing(test, "test_images")
+    test_files = image_files(test, "probes.test_images")
     if n_test > len(test_files):
         raise ValueError(f"probes.n_test: {n_test} images asked, {len(test_files)} under {test}")
     return picked, [test_files[i] for i in sorted(rng.permutation(len(test_files))[:n_test])]

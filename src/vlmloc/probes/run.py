@@ -115,6 +115,8 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
             t_pass += dt
             per_grid = {g: probe_targets(lab, settings.shuffled_control, settings.seed) for g, lab in batch.labels.items()}
             for name, X in batch.features.items():
+                if not len(X):  # views "local" and a batch without tiles
+                    continue
                 targets = per_grid[batch.sites[name].grid]
                 if ridge is not None and epoch == 0:
                     t0 = time.perf_counter()
@@ -142,6 +144,8 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     for batch, dt in bar(_timed(adapter, _stream(adapter, test_images, settings, first=len(train_images)))):
         t_test += dt
         for name, X in batch.features.items():
+            if not len(X):
+                continue
             site, labels = batch.sites[name], batch.labels_of(name)
             for method, predict in probes.items():
                 scores[method].update(site, labels, predict(name, X))

@@ -58,7 +58,7 @@ def layer_curves(summary: pd.DataFrame, method: str, accuracy: str) -> pd.DataFr
                 "n_tokens", "grid_rows", "grid_cols"]].reset_index(drop=True)  # fmt: skip
 
 
-def random_control(summary: pd.DataFrame, method: str, accuracy: str) -> pd.Series:
+def random_control_accuracy(summary: pd.DataFrame, method: str, accuracy: str) -> pd.Series:
     """Per model: the accuracy of the probe on random features (NaN without that control)."""
     s = with_accuracy(summary[(summary["method"] == method) & (summary["variant"] == TRUE)], accuracy)
     return s[s["stage"] == "control"].set_index("model")["acc"]
@@ -80,7 +80,7 @@ def best_layer_table(summary: pd.DataFrame, paper_names: dict[str, str], methods
     rows = []
     for method in methods:
         c = layer_curves(summary, method, accuracy)
-        rnd = random_control(summary, method, accuracy)
+        rnd = random_control_accuracy(summary, method, accuracy)
         for model, m in c.groupby("model", sort=False):
             llm, vision, proj = (m[m["stage"] == st] for st in ("llm", "vision", "projector"))
             best = llm.loc[llm["acc"].idxmax()]
@@ -122,28 +122,51 @@ def _pooled(c: pd.DataFrame) -> tuple[float, int]:
 
 def line_breaks(cells: pd.DataFrame, sites_per_model: dict[str, list[str]], method: str, accuracy: str) -> pd.DataFrame:
     """The "line-break" analysis (paper Fig. 2 right): per model, site and kind of view, the
-    accuracy of tokens in the first and in the last column (where the row-major token sequence
-    breaks into the next row) against the other columns, and of the four corners against the
-    rest, pooled over tokens. ``diff_line_break`` > 0: line-break tokens are decoded better."""
+    accuracy of the tokens in the first and last column (where the row-major token sequence
+    breaks into the next row), in the first and last row (edges too, but no line break), at the
+    four corners and in the interior, pooled over tokens (edges without their corners).
+
+    Any classifier of an ordered axis decodes its end classes better (an end has one neighbour to
+    be confused with), so edge columns beating the interior says little. ``diff_cols_vs_rows`` =
+    edge columns minus edge rows: above 0 is the line-break effect beyond an edge effect;
+    ``diff_edges_vs_interior`` is the edge effect itself."""
     c = with_accuracy(cells[(cells["method"] == method) & (cells["variant"] == TRUE)], accuracy)
     rows = []
     for model, wanted in sites_per_model.items():
         for site in wanted:
             for kind, k in c[(c["model"] == model) & (c["site"] == site)].groupby("kind"):
-                last_col, last_row = k["col"].max(), k["row"].max()
-                first, last = k[k["col"] == 0], k[k["col"] == last_col]
-                breaks, rest = k[k["col"].isin([0, last_col])], k[~k["col"].isin([0, last_col])]
-                corner = k["col"].isin([0, last_col]) & k["row"].isin([0, last_row])
-                (a_first, _), (a_last, _) = _pooled(first), _pooled(last)
-                (a_breaks, n_breaks), (a_rest, n_rest) = _pooled(breaks), _pooled(rest)
-                (a_corner, _), (a_other, _) = _pooled(k[corner]), _pooled(k[~corner])
-                rows.append({"model": model, "method": method, "accuracy": accuracy, "site": site, "kind": kind,
-                             "grid": f"{last_row + 1}x{last_col + 1}", "acc_first_col": a_first,
-                             "acc_last_col": a_last, "acc_line_break": a_breaks, "acc_other_cols": a_rest,
-                             "diff_line_break": a_breaks - a_rest, "n_line_break": n_breaks, "n_other": n_rest,
-                             "acc_corners": a_corner, "acc_not_corners": a_other,
-                             "diff_corners": a_corner - a_other})  # fmt: skip
+                last_row, last_col = k["row"].max(), k["col"].max()
+                edge_col, edge_row = k["col"].isin([0, last_col]), k["row"].isin([0, last_row])
+                parts = {"first_col": k["col"] == 0, "last_col": k["col"] == last_col,
+                         "edge_cols": edge_col & ~edge_row, "edge_rows": edge_row & ~edge_col,
+                         "corners": edge_col & edge_row, "interior": ~edge_col & ~edge_row}  # fmt: skip
+                acc = {name: _pooled(k[mask]) for name, mask in parts.items()}
+                row = {"model": model, "method": method, "accuracy": accuracy, "site": site, "kind": kind,
+                       "grid": f"{last_row + 1}x{last_col + 1}"}  # fmt: skip
+                row |= {f"acc_{name}": a for name, (a, _) in acc.items()}
+                row |= {f"n_{name}": n for name, (_, n) in acc.items() if name in ("edge_cols", "edge_rows", "interior")}
+                row["diff_cols_vs_rows"] = acc["edge_cols"][0] - acc["edge_rows"][0]
+                edges = _pooled(k[(edge_col | edge_row) & ~(edge_col & edge_row)])[0]
+                row["diff_edges_vs_interior"] = edges - acc["interior"][0]
+                rows.append(row)
     return pd.DataFrame(rows)
+
+
+def layers_by_kind(cells: pd.DataFrame, summary: pd.DataFrame, accuracy: str) -> pd.DataFrame:
+    """Per model, method, site, variant and kind of view (global / local), the accuracies pooled
+    over the cells: the per-kind numbers behind InternVL's per-layer accuracy, which pools the
+    thumbnail's and the tiles' tokens (weighted by count: the tiles dominate)."""
+    c = cells.assign(ok_row=cells["acc_row"] * cells["n"], ok_col=cells["acc_col"] * cells["n"],
+                     ok_both=cells["acc_both"] * cells["n"])  # fmt: skip
+    keys = ["model", "method", "site", "stage", "layer", "variant", "kind"]
+    g = c.groupby(keys, sort=False)[["n", "ok_row", "ok_col", "ok_both"]].sum().reset_index()
+    out = g[keys].assign(n_tokens=g["n"], acc_row=g["ok_row"] / g["n"], acc_col=g["ok_col"] / g["n"],
+                         acc_both=g["ok_both"] / g["n"])  # fmt: skip
+    out["acc_mean"] = (out["acc_row"] + out["acc_col"]) / 2
+    grid = ["grid_rows", "grid_cols", "chance_row", "chance_col"]  # the same grid for both kinds
+    out = out.merge(summary.drop_duplicates(["model", "method", "site"])[["model", "method", "site", *grid]],
+                    on=["model", "method", "site"], how="left")  # fmt: skip
+    return with_accuracy(out, accuracy)
 
 
 def method_table(summary: pd.DataFrame, timing: pd.DataFrame, accuracy: str,
