@@ -106,3 +106,12 @@ def test_probing_tiles_alone_skips_models_without_tiles(workflow_dir):
     text = out.stdout + out.stderr
     assert "probes (views: local): toy_llava skipped" in text
     assert "results/probes/toy_internvl/summary.parquet" in text and "results/probes/toy_llava/" not in text
+
+
+def test_fig11_layer_beyond_a_local_checkpoint_is_named(workflow_dir):
+    """The toys have 4 LLM layers: layer 4 fails before any job, naming the key."""
+    (workflow_dir / "bad.yaml").write_text("probes:\n  fig11_layers: {toy_llava: [1, 4]}\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0 and "probes.fig11_layers.toy_llava: layer 4 outside 0..3" in proc.stdout + proc.stderr
+    (workflow_dir / "good.yaml").write_text("probes:\n  fig11_layers: {toy_llava: [1, 3]}\n")
+    run_snakemake(workflow_dir, "-n", "--configfile", "good.yaml")

@@ -514,8 +514,23 @@ def _check_probes():
         for m in PROBES["fig11_layers"]
         if m not in MODELS
     ]
+    for m, layers in PROBES["fig11_layers"].items():
+        n = local_llm_layers(m) if m in MODELS else None
+        if n is not None and max(layers) >= n:
+            errors.append(
+                f"probes.fig11_layers.{m}: layer {max(layers)} outside 0..{n - 1}"
+            )
     if errors:
         raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def local_llm_layers(name):
+    """The LLM's layer count of a local checkpoint (config.json), None otherwise (a hub model's
+    is known once downloaded: its figure job checks then)."""
+    cfg = Path(MODELS[name].get("path", "")) / "config.json"
+    if "path" not in MODELS[name] or not cfg.exists():
+        return None
+    return json.loads(cfg.read_text()).get("text_config", {}).get("num_hidden_layers")
 
 
 _check_probes()
