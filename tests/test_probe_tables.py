@@ -182,3 +182,19 @@ def test_probe_figures_without_controls(tmp_path):
     assert [h.get_label() for h in _legend_handles(summary)] == ["probe on true positions", "chance (per grid)", "best LLM layer"]
     table = best_layer_table(summary, {}, ["sgd"], "acc_mean").iloc[0]
     assert np.isnan(table["acc_random_features"]) and np.isnan(table["max_shuffled_z"])
+
+
+def test_probe_settings_from_the_config_block():
+    """The demo's block gives its settings; without SGD the job's params leave `epochs` and `sgd`
+    out (common.smk: they would rerun a job they do not change), and the defaults stand in."""
+    import yaml
+    from conftest import ROOT
+
+    from vlmloc.probes.run import ProbeSettings
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["probes"]
+    s = ProbeSettings.from_config(cfg, batch_size=16)
+    assert (s.lr, s.minibatch, s.epochs, s.methods, s.batch_size) == (0.01, 256, 10, ("ridge", "lda", "sgd"), 16)
+    lda_only = {k: v for k, v in cfg.items() if k not in ("epochs", "sgd")} | {"methods": ["lda"]}
+    s = ProbeSettings.from_config(lda_only, batch_size=4)
+    assert s.methods == ("lda",) and s.epochs == ProbeSettings.epochs and s.l2 == cfg["l2"]

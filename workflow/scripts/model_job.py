@@ -46,12 +46,7 @@ with logged(snakemake) as log:
         s = dict(p.settings)
         train, test = probe_images(s["train_images"], s["test_images"], s["n_train"], s["n_test"], s["seed"],
                                    p.shapes_spec)  # fmt: skip
-        settings = ProbeSettings(
-            task_text=s["task_text"], views=s["views"], methods=tuple(s["methods"]), epochs=s["epochs"],
-            batch_size=p.batch_size, l2=s["l2"], ridge_dtype=s["ridge_dtype"], lr=s["sgd"]["lr"],
-            optimizer=s["sgd"]["optimizer"], minibatch=s["sgd"]["minibatch"], random_control=s["controls"]["random"],
-            shuffled_control=s["controls"]["shuffled"], seed=s["seed"], progress=True,
-        )  # fmt: skip
+        settings = ProbeSettings.from_config(s, p.batch_size)
         log.info("probes: %d train, %d test images (%s / %s), methods %s, %d epochs, views %s", len(train),
                  len(test), s["train_images"], s["test_images"], settings.methods, settings.epochs, settings.views)  # fmt: skip
         run = fit_and_score(adapter, train, test, settings)

@@ -18,18 +18,13 @@ from .token_ablation import ablation, object_indices
 VIEWS = {"global": ("global",), "local": ("local",), "both": None}
 
 
-def has_local_views(adapter) -> bool:
-    """Whether any image gets local views (tried on a wide image, which gets the most tiles)."""
-    return any(v.kind == "local" for v in adapter.layout(2000, 500).views)
-
-
 @register
 class ViewAblation(Experiment):
     name = "view_ablation"
     param_columns = ("view", "padding")
 
     def skip_reason(self, adapter) -> str | None:
-        if not has_local_views(adapter):
+        if not adapter.has_local_views:
             return f"{adapter.family} model has no local views (every image is one view)"
         return None
 

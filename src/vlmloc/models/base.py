@@ -254,6 +254,11 @@ class Adapter(ABC):
         return self.model.model.vision_tower
 
     @property
+    def has_local_views(self) -> bool:
+        """Whether any image gets local views (tiles): tried on a wide image, which gets the most."""
+        return any(v.kind == "local" for v in self.layout(2000, 500).views)
+
+    @property
     def num_layers(self) -> int:
         return len(self.decoder_layers)
 

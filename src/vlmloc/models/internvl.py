@@ -61,9 +61,7 @@ class InternVLAdapter(Adapter):
 
     @property
     def grid(self) -> int:
-        patch = self.model.config.vision_config.patch_size
-        patch = patch[0] if isinstance(patch, list | tuple) else patch
-        return int(self.tile // patch * self.model.config.downsample_ratio)
+        return int(self.vision_patch_grid * self.model.config.downsample_ratio)
 
     @property
     def vision_layers(self):

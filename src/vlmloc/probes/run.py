@@ -41,6 +41,18 @@ class ProbeSettings:
     seed: int = 0
     progress: bool = False  # tqdm bars over the batches of each pass
 
+    @classmethod
+    def from_config(cls, cfg: dict, batch_size: int, progress: bool = True) -> ProbeSettings:
+        """From the config block ``probes`` as the probe job's params hold it: the settings of a
+        method that does not run (``epochs`` and ``sgd`` without SGD, ``l2`` and ``ridge_dtype``
+        without a closed form) may be left out and keep their defaults."""
+        sgd, controls = cfg.get("sgd", {}), cfg.get("controls", {})
+        optional = {"epochs": cfg.get("epochs"), "l2": cfg.get("l2"), "ridge_dtype": cfg.get("ridge_dtype"),
+                    "lr": sgd.get("lr"), "optimizer": sgd.get("optimizer"), "minibatch": sgd.get("minibatch")}  # fmt: skip
+        return cls(task_text=cfg["task_text"], views=cfg["views"], methods=tuple(cfg["methods"]), batch_size=batch_size,
+                   random_control=controls.get("random", True), shuffled_control=controls.get("shuffled", True),
+                   seed=cfg["seed"], progress=progress, **{k: v for k, v in optional.items() if v is not None})  # fmt: skip
+
 
 @dataclass
 class ProbeRun:
@@ -98,7 +110,7 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     unknown = set(settings.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown probe methods {sorted(unknown)}; known: {METHODS}")
-    if settings.views == "local" and not any(v.kind == "local" for v in adapter.layout(2000, 500).views):
+    if settings.views == "local" and not adapter.has_local_views:
         raise ValueError(f"probes.views: local, but the {adapter.family} model has no local views (tiles)")
     closed = [m for m in ("ridge", "lda") if m in settings.methods]
     ridge = StreamingRidge(getattr(torch, settings.ridge_dtype)) if closed else None
