@@ -23,61 +23,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models.base import Adapter
-from .tasks import box_number_spans, task_prompt
+from .models.base import Adapter, GoldAnswer
+from .tasks import task_prompt
 
 TARGETS = ("logit", "logprob")
 IMPORTANCE = ("l1", "l2", "sum")
 
 
-@dataclass(frozen=True)
-class GoldAnswer:
-    text: str  # the reply as the family writes it (answer prefix included)
-    spans: tuple[tuple[int, int], ...]  # character spans of the target tokens in ``text``
-
-
 def gold_answer(adapter: Adapter, task: str, row: dict, present: Sequence[str] = ()) -> GoldAnswer:
-    """The gold reply of one sample and where its targets are in it.
-
-    localization: the gold box in the family's format; targets are its four numbers.
-    list: the image's categories (``present``, in the dataset's order; the sample's own if not
-    given); the target is the sample's class name in it.
-    """
-    prefix = adapter.answer_prefix
-    if task == "localization":
-        box = (row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"])
-        text = prefix + adapter.format_box(box, int(row["width"]), int(row["height"]))
-        spans = tuple((s, e) for s, e, _ in box_number_spans(text))
-        if len(spans) != 4:
-            raise ValueError(f"no box numbers found in the gold answer {text!r}")
-        return GoldAnswer(text, spans)
-    if task == "list":
-        names = list(present) or [row["category"]]
-        if row["category"] not in names:
-            raise ValueError(f"{row['category']!r} is not among the image's categories {names}")
-        text, spans = prefix, ()
-        for k, name in enumerate(names):
-            text += ", " if k else ""
-            if name == row["category"]:
-                spans = ((len(text), len(text) + len(name)),)
-            text += name
-        return GoldAnswer(text, spans)
-    raise ValueError(f"integrated gradients has no target for task {task!r}")
+    """The gold reply of one sample and its content (target) spans: ``Adapter.gold_answer``,
+    the one writer that mediation and head ablation use too."""
+    if task not in ("localization", "list"):
+        raise ValueError(f"integrated gradients has no target for task {task!r}")
+    return adapter.gold_answer(task, row, present)
 
 
 def target_tokens(adapter: Adapter, prompt: str, gold: GoldAnswer) -> tuple[list[int], torch.Tensor]:
-    """Tokenize prompt + gold answer (as teacher-forced scoring does); return the sequence
-    positions of the tokens that overlap the target spans, and the full input ids."""
-    enc = adapter.tokenizer(prompt + gold.text, add_special_tokens=True, return_offsets_mapping=True)
-    start = len(prompt)
-    positions = [
-        p
-        for p, (a, b) in enumerate(enc["offset_mapping"])
-        if b > a and any(a < start + e and b > start + s for s, e in gold.spans)
-    ]
-    if not positions:
-        raise ValueError(f"no token of {gold.text!r} covers its targets")
-    return positions, torch.tensor(enc["input_ids"])
+    """The teacher-forced sequence (prompt, then the gold answer's tokens as ``answer_tokens``
+    writes them for every scoring) and the positions of its CONTENT tokens: the targets."""
+    prompt_ids = adapter.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    answer = adapter.answer_tokens(gold)
+    positions = [len(prompt_ids) + k for k, content in enumerate(answer.content) if content]
+    return positions, torch.tensor(list(prompt_ids) + list(answer.ids))
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@ Each intervention is a callable ``intervention(adapter, batch)`` (``base.BatchCo
 a context manager that registers its hooks for one batch and always removes exactly its own handles.
 """
 
-from .base import BatchContext, Intervention, enter
+from .base import BatchContext, Intervention, enter, hooked
+from .heads import HeadCapture, HeadPatch, HeadZero
 from .knockout import AttentionKnockout
 from .visual_tokens import (
     CopyVisualTokens,
@@ -19,10 +20,14 @@ __all__ = [
     "AttentionKnockout",
     "BatchContext",
     "CopyVisualTokens",
+    "HeadCapture",
+    "HeadPatch",
+    "HeadZero",
     "Intervention",
     "ReplaceVisualTokens",
     "VisualTokenEdit",
     "enter",
+    "hooked",
     "mean_visual_embedding",
     "random_token_indices",
     "visual_embedding_stats",

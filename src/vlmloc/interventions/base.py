@@ -54,3 +54,44 @@ Intervention = Callable[[Adapter, BatchContext], contextlib.AbstractContextManag
 def enter(intervention: Intervention | None, adapter: Adapter, batch: BatchContext):
     """The intervention's context for this batch and phase (a no-op context for None)."""
     return intervention(adapter, batch) if intervention is not None else contextlib.nullcontext()
+
+
+# value -> new value (or None: keep it); see ``hooked``
+SiteFunction = Callable[[torch.Tensor], "torch.Tensor | None"]
+
+
+@contextlib.contextmanager
+def hooked(adapter: Adapter, functions: dict[str, SiteFunction]):
+    """Registers ``functions[name]`` at each named site (``Adapter.site``): it sees the site's
+    value (an output: forward hook; an input: forward pre-hook on the first argument) and may
+    return a replacement. Removes exactly its own handles, also when the forward fails."""
+    handles = []
+
+    def output_hook(fn):
+        def hook(_module, _args, output):
+            value = output[0] if isinstance(output, tuple | list) else output
+            new = fn(value)
+            if new is None:
+                return None
+            return (new, *output[1:]) if isinstance(output, tuple) else new
+
+        return hook
+
+    def input_hook(fn):
+        def hook(_module, args):
+            new = fn(args[0])
+            return None if new is None else (new, *args[1:])
+
+        return hook
+
+    try:
+        for name, fn in functions.items():
+            site = adapter.site(name)
+            if site.value == "output":
+                handles.append(site.module.register_forward_hook(output_hook(fn)))
+            else:
+                handles.append(site.module.register_forward_pre_hook(input_hook(fn)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

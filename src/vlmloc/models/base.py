@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..tasks import ParsedBox
+from ..tasks import ParsedBox, box_number_spans
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,51 @@ class Encoded:
     layouts: list[ImageLayout]
     prompt_lengths: list[int] = field(default_factory=list)
     query_ids: list[int] = field(default_factory=list)  # each row's index in the runner's caller list
+
+
+@dataclass(frozen=True)
+class GoldAnswer:
+    """A gold reply as the family writes it after the prompt (answer prefix included, EOS not:
+    it is a token, added by ``answer_tokens``), and the character spans of its CONTENT: the box's
+    four numbers, the class name, the word "Yes". Everything else is template."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """A gold reply's token ids as the model writes them after the prompt (EOS last), and per
+    token whether it is content (overlaps a content span) or template (brackets, commas, fixed
+    words, markup such as ``<box>``, the answer prefix, EOS)."""
+
+    ids: tuple[int, ...]
+    content: tuple[bool, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One intervention site (pyvene style): a name that is the same in every family, the module
+    that carries it, and whether its value is the module's output (forward hook) or its first
+    input (forward pre-hook)."""
+
+    name: str
+    module: torch.nn.Module
+    value: str  # "output" | "input"
+
+
+# The site table every adapter provides (``Adapter.site``); {i} is a block index.
+SITES = {
+    "vision.{i}": "output of the vision backbone's block i: (views, prefix + patches, width)",
+    "projector": "output of the multimodal projector: the visual tokens at the LLM input",
+    "llm.{i}": "output of decoder layer i: the residual stream (batch, tokens, hidden)",
+    "attn.{i}": "decoder layer i's attention module (knockout edits the mask it receives)",
+    "head_z.{i}": "input of layer i's o_proj: per-query-head outputs (batch, tokens, heads * head_dim), "
+    "heads contiguous; GQA-safe",
+}
 
 
 class Adapter(ABC):
@@ -197,6 +242,49 @@ class Adapter(ABC):
     def format_box(self, box: tuple[float, float, float, float], width: int, height: int) -> str:
         """The family's own answer text for a box in original pixels (for training and scoring)."""
 
+    # the word a family writes for "yes" to the binary query (the gold answer of mediation)
+    yes_word: str = "Yes"
+
+    def gold_answer(self, task: str, row: dict, present: Sequence[str] = ()) -> GoldAnswer:
+        """The gold reply of one sample and its content spans.
+
+        localization: the gold box in the family's format; content = its four numbers.
+        list: the image's categories (``present``, in the dataset's order; the sample's own if not
+        given); content = the sample's class name in it.
+        binary: "Yes" (the object is there); content = the word.
+        """
+        prefix = self.answer_prefix
+        if task == "localization":
+            box = (row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"])
+            text = prefix + self.format_box(box, int(row["width"]), int(row["height"]))
+            spans = tuple((s, e) for s, e, _ in box_number_spans(text))
+            if len(spans) != 4:
+                raise ValueError(f"no box numbers found in the gold answer {text!r}")
+            return GoldAnswer(text, spans)
+        if task == "list":
+            names = list(present) or [row["category"]]
+            if row["category"] not in names:
+                raise ValueError(f"{row['category']!r} is not among the image's categories {names}")
+            text, spans = prefix, ()
+            for k, name in enumerate(names):
+                text += ", " if k else ""
+                if name == row["category"]:
+                    spans = ((len(text), len(text) + len(name)),)
+                text += name
+            return GoldAnswer(text, spans)
+        if task == "binary":
+            return GoldAnswer(prefix + self.yes_word, ((len(prefix), len(prefix) + len(self.yes_word)),))
+        raise ValueError(f"no gold answer for task {task!r}")
+
+    def answer_tokens(self, gold: GoldAnswer) -> AnswerTokens:
+        """The gold reply's tokens as generation writes them after the prompt: the text tokenized
+        on its own (no BOS), then EOS; content = tokens overlapping a content span."""
+        enc = self.tokenizer(gold.text, add_special_tokens=False, return_offsets_mapping=True)
+        content = [b > a and any(a < e and b > s for s, e in gold.spans) for a, b in enc["offset_mapping"]]
+        if not any(content):
+            raise ValueError(f"no token of {gold.text!r} covers its content")
+        return AnswerTokens(tuple(enc["input_ids"]) + (self.tokenizer.eos_token_id,), tuple(content) + (False,))
+
     # ---- batching ----------------------------------------------------------------------------
     def encode(self, images: list, task_texts: list[str], answers: list[str] | None = None,
                pixels: list[torch.Tensor] | None = None) -> Encoded:  # fmt: skip
@@ -291,5 +379,38 @@ class Adapter(ABC):
         cfg = self.model.config.text_config
         return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
+    @property
+    def num_kv_heads(self) -> int:
+        cfg = self.model.config.text_config
+        return getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+
     def attention(self, layer: int):
         return self.decoder_layers[layer].self_attn
+
+    def site(self, name: str) -> Site:
+        """The module and value of a named site (``SITES``); the names are the same in every family."""
+        stage, _, index = name.partition(".")
+        try:
+            if stage == "projector" and not index:
+                return Site(name, self.projector, "output")
+            i = int(index)
+            if i < 0:
+                raise IndexError(i)
+            if stage == "vision":
+                return Site(name, self.vision_layers[i], "output")
+            if stage == "llm":
+                return Site(name, self.decoder_layers[i], "output")
+            if stage == "attn":
+                return Site(name, self.attention(i), "input")
+            if stage == "head_z":
+                return Site(name, self.attention(i).o_proj, "input")
+        except (ValueError, IndexError):
+            pass
+        raise ValueError(f"unknown site {name!r}; the sites are {list(SITES)} with i a block index")
+
+    def site_names(self) -> list[str]:
+        """Every site of this model, in processing order."""
+        out = [f"vision.{i}" for i in range(len(self.vision_layers))] + ["projector"]
+        for i in range(self.num_layers):
+            out += [f"attn.{i}", f"head_z.{i}", f"llm.{i}"]
+        return out
