@@ -65,10 +65,17 @@ class ShardJob:
     embedding_stats: dict = field(default_factory=dict)  # norm_mean / norm_std over the mean's image set
     present: list[list[str]] | None = None  # per sample: the categories in its image (dataset order)
     progress: bool = True
+    pool: pd.DataFrame | None = None  # the whole probing subset, not only this shard's samples
+    upstream: dict[str, str] = field(default_factory=dict)  # experiment -> its gathered output this one reads
 
     @property
     def records(self) -> list[dict]:
         return self.samples.to_dict("records")
+
+    @property
+    def pool_ids(self) -> list[str]:
+        """Every sample id of the probing subset (this shard's when the pool is not given)."""
+        return list((self.pool if self.pool is not None else self.samples)["sample_id"])
 
     def layouts(self):
         return [self.adapter.layout(int(r["width"]), int(r["height"])) for r in self.records]
@@ -100,6 +107,11 @@ class Experiment:
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
         raise NotImplementedError
+
+    def run(self, job: ShardJob, log=None) -> pd.DataFrame:
+        """Raw rows of the job's (not excluded) samples: by default every condition, generated.
+        An experiment with another readout (mediation: teacher-forced scores) overrides it."""
+        return run_conditions(self.name, self.conditions(job), job, self.param_columns, log)
 
 
 EXPERIMENTS: dict[str, type[Experiment]] = {}
@@ -159,7 +171,7 @@ def run_shard(experiment: Experiment, job: ShardJob, log=None) -> pd.DataFrame:
     if not len(job.samples):
         out = pd.DataFrame(columns=RAW_COLUMNS[:3] + list(experiment.param_columns) + RAW_COLUMNS[3:])
     else:
-        out = run_conditions(experiment.name, experiment.conditions(job), job, experiment.param_columns, log)
+        out = experiment.run(job, log)
     if excluded:
         rows = [{"sample_id": sid, "experiment": experiment.name, "condition": EXCLUDED, "task": "none",
                  "image": "original", "prompt": "", "answer": why, "truncated": False} for sid, why in excluded.items()]  # fmt: skip
@@ -280,6 +292,9 @@ def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories
     by_id = samples.set_index("sample_id").to_dict("index")
     scored = []
     for row in tqdm(raw.to_dict("records"), desc="score", mininterval=5, disable=len(raw) < 5000):
+        if row.get("readout") == "teacher_forced":  # a score of the gold answer, nothing to parse
+            scored.append({"status": "scored"})
+            continue
         sample = {"sample_id": row["sample_id"], **by_id[row["sample_id"]]}
         scores = score_answer(parser, row["task"], row["answer"], sample, categories)
         scores.pop("truncated")  # the raw row has it

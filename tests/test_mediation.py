@@ -1,0 +1,182 @@
+"""Per-head mediation and head ablation (paper sec. 3.3.2-3.3.3) on tiny random-weight models of
+both families (the InternVL one has 2 key/value heads for 4 query heads: GQA)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlmloc.experiments.mediation import (
+    content_nll,
+    mediate_pair,
+    mediate_pair_reference,
+    mediation_pairs,
+    pair_sequence,
+    patch_positions,
+)
+from vlmloc.interventions import HeadCapture, HeadPatch, HeadZero
+from vlmloc.tasks import task_prompt
+
+ROW = {"bbox_x": 10, "bbox_y": 20, "bbox_w": 30, "bbox_h": 12, "width": 80, "height": 60, "category": "red circle"}
+
+
+def _image(seed: int, size=(80, 60)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _pair(adapter, tasks=("localization", "binary")):
+    src, base = _image(1), Image.new("RGB", (80, 60), (255, 255, 255))  # far apart for a random model
+    layout = adapter.layout(*src.size)
+    items = [(task_prompt(t, ROW["category"], []), adapter.answer_tokens(adapter.gold_answer(t, ROW))) for t in tasks]
+    return adapter.pixel_values(src), adapter.pixel_values(base), layout, items
+
+
+def _mf(res):
+    pb, ps, pp = np.exp(res["base"]), np.exp(res["source"]), np.exp(res["patched"])
+    return (pb - pp) / (pb - ps)
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_template_mask_is_as_documented(adapters, family):
+    """Content = the box's numbers / the word Yes; template = brackets, commas, spaces, markup,
+    the answer prefix and EOS."""
+    a = adapters[family]
+    loc = a.answer_tokens(a.gold_answer("localization", ROW))
+    text = [a.tokenizer.decode([i]) for i in loc.ids]
+    content = "".join(t for t, c in zip(text, loc.content, strict=True) if c)
+    template = "".join(t for t, c in zip(text, loc.content, strict=True) if not c)
+    assert loc.ids[-1] == a.tokenizer.eos_token_id and not loc.content[-1]
+    if family == "llava":  # " [0.12, 0.38, 0.50, 0.53]" of the image padded to an 80 x 80 square
+        assert content == "0.120.380.500.53" and template.replace(a.tokenizer.eos_token, "") == " [, , , ]"
+    else:  # "<box>[[125, 333, 500, 533]]</box>" in 0..1000 of the image
+        assert content == "125333500533" and template.replace(a.tokenizer.eos_token, "") == "<box>[[, , , ]]</box>"
+    yes = a.answer_tokens(a.gold_answer("binary", ROW))
+    assert "".join(a.tokenizer.decode([i]) for i, c in zip(yes.ids, yes.content, strict=True) if c) == "Yes"
+    template = "".join(a.tokenizer.decode([i]) for i, c in zip(yes.ids[:-1], yes.content, strict=False) if not c)
+    assert template == a.answer_prefix and not yes.content[-1]  # the prefix (LLaVA's space) and EOS
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("positions", ["post_image", "answer", "all"])
+def test_fast_mediation_equals_the_reference(adapters, family, positions):
+    a = adapters[family]
+    src, base, layout, items = _pair(a)
+    fast = mediate_pair(a, src, base, layout, items, positions, heads_per_batch=3)  # batches of 3 (a last short one)
+    ref = mediate_pair_reference(a, src, base, layout, items, positions)
+    for f, r in zip(fast, ref, strict=True):
+        assert abs(f["base"] - r["base"]) < 1e-5 and abs(f["source"] - r["source"]) < 1e-5
+        assert len(f["patched"]) == a.num_layers * a.num_heads
+        np.testing.assert_allclose(f["patched"], r["patched"], atol=1e-5)
+        if abs(f["base"] - f["source"]) > 0.05:
+            np.testing.assert_allclose(_mf(f), _mf(r), atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_patches_change_the_score_and_no_patch_changes_nothing(adapters, family):
+    a = adapters[family]
+    src, base, layout, items = _pair(a, ("localization",))
+    res = mediate_pair(a, src, base, layout, items)[0]
+    assert abs(res["base"] - res["source"]) > 1e-3  # the two images differ for the model
+    mf = _mf(res)
+    assert np.abs(mf).max() > 1e-3, "no head patch changed the score"
+    # a row that patches nothing is the base run: MF = 0
+    seq = pair_sequence(a, layout, *items[0])
+    capture, dev = HeadCapture(range(a.num_layers)), a.device
+    with torch.inference_mode():
+        with capture(a):
+            a.model(input_ids=seq.ids[None], pixel_values=src)
+        source = {layer: capture.assemble(layer)[0] for layer in range(a.num_layers)}
+        with HeadPatch(source, [None], patch_positions(seq, "post_image"))(a):
+            none = a.model(input_ids=seq.ids[None].to(dev), pixel_values=base).logits
+    assert float(content_nll(none[:, -len(seq.answer) - 1 :], seq.answer)[0]) == pytest.approx(res["base"], abs=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_every_head_at_every_post_image_position_gives_mf_one(adapters, family):
+    """The residual stream after the image becomes the source's: MF = 1 exactly (to rounding)."""
+    a = adapters[family]
+    src, base, layout, items = _pair(a)
+    every = [(layer, h) for layer in range(a.num_layers) for h in range(a.num_heads)]
+    for text, answer in items:
+        seq = pair_sequence(a, layout, text, answer)
+        ids = seq.ids[None]
+        with torch.inference_mode():
+            capture = HeadCapture(range(a.num_layers))
+            with capture(a):
+                s = a.model(input_ids=ids, pixel_values=src).logits
+            source = {layer: capture.assemble(layer)[0] for layer in range(a.num_layers)}
+            b = a.model(input_ids=ids, pixel_values=base).logits
+            with HeadPatch(source, [every], patch_positions(seq, "post_image"))(a):
+                p = a.model(input_ids=ids, pixel_values=base).logits
+        nll = {k: float(content_nll(v[:, -len(answer) - 1 :], answer)[0]) for k, v in (("s", s), ("b", b), ("p", p))}
+        mf = (np.exp(nll["b"]) - np.exp(nll["p"])) / (np.exp(nll["b"]) - np.exp(nll["s"]))
+        assert abs(nll["b"] - nll["s"]) > 1e-3 and mf == pytest.approx(1.0, abs=1e-5), nll
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_batch_rows_do_not_leak(adapters, family):
+    """A head patched alone scores as it does among a batch of other heads."""
+    a = adapters[family]
+    src, base, layout, items = _pair(a, ("localization",))
+    batched = mediate_pair(a, src, base, layout, items, heads_per_batch=64)[0]["patched"]
+    heads = [(layer, h) for layer in range(a.num_layers) for h in range(a.num_heads)]
+    for k in (0, len(heads) - 1, len(heads) // 2 + 1):
+        alone = mediate_pair(a, src, base, layout, items, heads=[heads[k]])[0]["patched"][0]
+        assert alone == pytest.approx(batched[k], abs=1e-5)
+
+
+def test_gqa_model_patches_query_heads(adapters):
+    a = adapters["internvl"]
+    assert a.num_kv_heads < a.num_heads  # the tiny InternVL is GQA, as Qwen3 is
+    src, base, layout, items = _pair(a, ("localization",))
+    res = mediate_pair(a, src, base, layout, items)[0]
+    per_layer = res["patched"].reshape(a.num_layers, a.num_heads)
+    # query heads sharing one key/value head still patch differently
+    assert not np.allclose(per_layer[-1, 0], per_layer[-1, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("positions", ["all", "post_image"])
+def test_zeroing_a_head_changes_its_slice_only(adapters, family, positions):
+    a = adapters[family]
+    enc = a.encode([_image(3)], ["Describe the image."])
+    layer, head, n = 1, 2, a.num_layers
+
+    def capture(intervention=None):
+        cap = HeadCapture(range(n))
+        with torch.inference_mode(), (intervention(a, enc) if intervention else HeadCapture([])(a)), cap(a):
+            a.model(**enc.inputs)
+        return {k: cap.assemble(k)[0] for k in range(n)}
+
+    clean, zeroed = capture(), capture(HeadZero([(layer, head)], positions))
+    for k in range(layer):
+        assert torch.equal(clean[k], zeroed[k])
+    after = int(enc.image_positions[0][-1]) + 1 if positions == "post_image" else 0
+    diff = (clean[layer] != zeroed[layer]).any(-1)  # (positions, heads)
+    assert (zeroed[layer][after:, head] == 0).all() and diff[after:, head].all()
+    others = [h for h in range(a.num_heads) if h != head]
+    assert not diff[:, others].any() and not diff[:after].any()
+    assert not torch.equal(clean[n - 1], zeroed[n - 1])  # and it changes what follows
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_head_hooks_are_removed_even_on_error(adapters, family):
+    a = adapters[family]
+    modules = [m for m in a.model.modules()]
+    before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules]
+    src, base, layout, items = _pair(a, ("binary",))
+    mediate_pair(a, src, base, layout, items)
+    with pytest.raises(RuntimeError), HeadZero([(0, 0), (1, 3)])(a, None):
+        raise RuntimeError("forward failed")
+    seq = pair_sequence(a, layout, *items[0])
+    with pytest.raises(RuntimeError), HeadPatch({0: torch.zeros(1)}, [(0, 1)], patch_positions(seq, "all"))(a):
+        raise RuntimeError("forward failed")
+    assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules] == before
+
+
+def test_mediation_pairs_are_a_seeded_draw():
+    pool = [f"s{i:03d}" for i in range(40)]
+    pairs = mediation_pairs(pool, 10, seed=0)
+    assert len(pairs) == 10 and set(pairs) <= set(pool) and pairs == mediation_pairs(pool[::-1], 10, seed=0)
+    assert pairs != mediation_pairs(pool, 10, seed=1) and mediation_pairs(pool, 99, 0) == sorted(pool)
