@@ -281,3 +281,12 @@ PROBE_BEST_LAYER = {
 # Sec. 3.2: "Classifiers are trained for 10 epochs on 50,000 ImageNet images and evaluated on
 # 10,000 images."
 PROBE_SETUP = {"n_train": 50_000, "n_test": 10_000, "epochs": 10}
+
+# Sec. 3.3.2 (Fig. 4 / 14): heads shared by the localization and classification top-k by mean
+# MF, k -> count. Top-10: "only two heads in LLaVA and one in InternVL" (taken to hold for both
+# LLaVA sizes); top-50: "20 for LLaVA-7B, 15 for LLaVA-13B, and 18 for InternVL".
+MEDIATION_OVERLAP = {
+    "llava-1.5-7b": {10: 2, 50: 20},
+    "llava-1.5-13b": {10: 2, 50: 15},
+    "internvl-3.5-8b": {10: 1, 50: 18},
+}
