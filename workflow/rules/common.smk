@@ -255,18 +255,20 @@ def model_gpus(name):
     return math.ceil((weights_gb + JOB["gpu_headroom_gb"]) / JOB["gpu_memory_gb"])
 
 
-def model_job_resources(rule_name, name, shards, attempt=1):
+def model_job_resources(rule_name, name, shards, attempt=1, timing=None):
     """mem_mb, runtime (minutes), cpus_per_task, gpu and threads of one job of `rule_name` on model
     `name` with the work split in `shards`. Host memory holds the weights while they load (twice
     them on a CPU job, which also computes there) plus `host_memory_gb`; wall time is
-    `minutes_per_b[rule_name]` per billion parameters for 1/8 of the work, scaled by 8 / shards and
+    `minutes_per_b[timing]` (an experiment's own, where given) or `minutes_per_b[rule_name]` per
+    billion parameters for 1/8 of the work, scaled by 8 / shards and
     the model's `time_factor`, at least `min_runtime`. A retried job (attempt 2, 3, ...) gets that many times the memory and time.
     """
     m, gpus = MODELS[name], model_gpus(name)
     params_b = model_params_b(name)
     weights_gb = params_b * BYTES_PER_PARAM[m["dtype"]]
     host_gb = JOB["host_memory_gb"] + weights_gb * (1.1 if gpus else 2.0)
-    minutes = JOB["minutes_per_b"].get(rule_name, max(JOB["minutes_per_b"].values()))
+    per_b = JOB["minutes_per_b"]
+    minutes = per_b.get(timing, per_b.get(rule_name, max(per_b.values())))
     runtime = max(
         JOB["min_runtime"],
         math.ceil(minutes * params_b * 8 / shards * m.get("time_factor", 1)),
@@ -294,12 +296,13 @@ def model_job_shards(rule_name, wildcards):
 def model_job(rule_name, key):
     """One resource of `rule_name`'s model job (mem_mb, runtime, cpus_per_task, gpu) or its threads,
     as a function of the job's wildcards (and attempt)."""
+    timing = lambda w: w.get("experiment")
     if key == "threads":
         return lambda w: model_job_resources(
-            rule_name, w.model, model_job_shards(rule_name, w)
+            rule_name, w.model, model_job_shards(rule_name, w), timing=timing(w)
         )[key]
     return lambda w, attempt: model_job_resources(
-        rule_name, w.model, model_job_shards(rule_name, w), attempt
+        rule_name, w.model, model_job_shards(rule_name, w), attempt, timing(w)
     )[key]
 
 
@@ -332,12 +335,13 @@ USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched", "view_ablatio
 NEEDS_LOCAL_VIEWS = {"view_ablation"}
 LOCAL_VIEW_FAMILIES = {"internvl"}
 # experiment settings that only change tables and figures (not passed to the model jobs)
-PRESENTATION_KEYS = {"metric", "examples", "figure_padding"}
+PRESENTATION_KEYS = {"metric", "examples", "figure_padding", "min_log_gap"}
 # the code that parses and scores answers: the scoring rule reruns when it changes (a parser fix
 # rescores every experiment and reruns no model job)
 PARSER_CODE = [
     "src/vlmloc/tasks.py",
     "src/vlmloc/experiments/screening.py",
+    "src/vlmloc/experiments/base.py",  # score_rows
     "src/vlmloc/models/base.py",
     "src/vlmloc/models/llava.py",
     "src/vlmloc/models/internvl.py",
@@ -352,6 +356,11 @@ def _check_experiments():
                 errors.append(
                     f"experiments.{name}.datasets: {d!r} is not defined under datasets"
                 )
+    for d in EXPERIMENTS.get("head_ablation", {}).get("datasets", []):
+        if d not in EXPERIMENTS.get("mediation", {}).get("datasets", []):
+            errors.append(
+                f"experiments.head_ablation.datasets: {d!r} is not a mediation dataset (its heads are ranked there)"
+            )
     me = config["mean_embedding"]
     if me["images"] == "generated":
         like = me["generated_like"]
@@ -381,7 +390,24 @@ def experiment_settings(name, model=None):
     skip = {"datasets", "shards", "models", *PRESENTATION_KEYS}
     out = {k: v for k, v in e.items() if k not in skip}
     out.update(e.get("models", {}).get(model, {}))
+    # head ablation leaves out the mediation pairs, or takes its mean outputs from them
+    if name == "head_ablation" and (
+        out["pool"] == "disjoint" or out["ablation"] == "mean"
+    ):
+        out["pairs"] = {k: EXPERIMENTS["mediation"][k] for k in ("n_pairs", "seed")}
+    if name == "head_ablation" and out["ablation"] == "zero":
+        out.pop("mean_samples")
     return out
+
+
+def upstream_input(wildcards):
+    """Another experiment's gathered output that this one reads: head ablation ranks heads by the
+    same model's mediation on the same dataset."""
+    if wildcards.experiment == "head_ablation":
+        return {
+            "upstream_mediation": f"results/{wildcards.dataset}/experiments/mediation/{wildcards.model}/heads.parquet"
+        }
+    return {}
 
 
 def knockout_windows(figure):
@@ -473,6 +499,22 @@ def experiment_targets(dataset):
             f"results/{dataset}/tables/table3_view_ablation.tsv",
             f"results/{dataset}/figures/view_ablation_fig10.png",
             f"results/{dataset}/figures/view_ablation_fig10.pdf",
+        ]
+    if dataset in experiment_datasets("mediation"):
+        targets += [
+            f"results/{dataset}/tables/mediation_{t}.tsv"
+            for t in ("heads", "sparsity", "overlap")
+        ] + [
+            f"results/{dataset}/figures/mediation_{f}.{ext}"
+            for f in ("fig4", "sparsity")
+            for ext in ("png", "pdf")
+        ]
+    if dataset in experiment_datasets("head_ablation"):
+        targets += [
+            f"results/{dataset}/tables/head_ablation_{t}.tsv" for t in ("curves", "auc")
+        ] + [
+            f"results/{dataset}/figures/head_ablation_fig5.{ext}"
+            for ext in ("png", "pdf")
         ]
     if dataset in experiment_datasets("attention_knockout"):
         targets += [

@@ -61,6 +61,7 @@ rule gather_mean_embedding:
 rule run_experiment:
     """One shard of the probing subset through every condition of one experiment (raw rows)."""
     input:
+        unpack(upstream_input),
         samples="results/{dataset}/samples.parquet",
         subset="results/{dataset}/probing_subset_ids.txt",
         removed="results/{dataset}/removed.parquet",

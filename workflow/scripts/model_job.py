@@ -59,8 +59,9 @@ with logged(snakemake) as log:
         experiment = get_experiment(p.experiment)
         shard, shards = int(snakemake.wildcards.shard), p.shards
         samples = read_samples(snakemake.input.samples, snakemake.input.get("subset"))
-        samples = shard_of(samples, shard, shards)
-        samples = samples.merge(pd.read_parquet(snakemake.input.removed), on="sample_id", how="left")
+        # the whole probing subset: mediation pairs are drawn from it
+        pool = samples.merge(pd.read_parquet(snakemake.input.removed), on="sample_id", how="left")
+        samples = shard_of(pool, shard, shards)
         coco = load_json(snakemake.input.annotations)
         categories, present = categories_of(coco, samples)
         reason = experiment.skip_reason(adapter)
@@ -70,7 +71,9 @@ with logged(snakemake) as log:
         stats = torch.load(snakemake.input.mean, weights_only=True) if snakemake.input.get("mean") else {}
         runner = Runner(adapter, batch_size=p.batch_size, pixel_cache=max(256, len(samples)))
         job = ShardJob(adapter, runner, samples, categories, dict(p.settings), dict(p.max_new_tokens),
-                       mean=stats.get("mean"), embedding_stats=stats, present=present)  # fmt: skip
+                       mean=stats.get("mean"), embedding_stats=stats, present=present, pool=pool,
+                       upstream={k.removeprefix("upstream_"): v for k, v in snakemake.input.items()
+                                 if k.startswith("upstream_")})  # fmt: skip
         log.info("%s: %d samples (shard %d/%d)", p.experiment, len(samples), shard, shards)
         raw = run_shard(experiment, job, log)
         write_parquet(raw if len(raw) else pd.DataFrame(columns=RAW_COLUMNS), snakemake.output[0])

@@ -1,0 +1,30 @@
+import pandas as pd
+
+from vlmloc.experiments.heads_summary import head_scores
+from vlmloc.workflow import logged, write_parquet
+
+with logged(snakemake) as log:
+    p = snakemake.params
+    heads = head_scores(
+        pd.read_parquet(snakemake.input[0]), float(p.min_log_gap), dict(p.bootstrap)
+    )
+    heads.insert(0, "model", snakemake.wildcards.model)
+    write_parquet(heads, snakemake.output[0])
+    for task, t in heads.groupby("task", sort=False):
+        kept, total = int(t["n_pairs"].max()), int(t["n_pairs_total"].max())
+        log.info(
+            "%s: %d of %d pairs kept (|log gap| >= %g), %d heads",
+            task,
+            kept,
+            total,
+            p.min_log_gap,
+            len(t),
+        )
+        if kept == 0:
+            log.warning(
+                "%s: no pair kept; its MF scores are NaN (lower mediation.min_log_gap?)", task
+            )
+    log.info(
+        "%d samples excluded from the experiment",
+        int(heads["n_excluded"].max()) if len(heads) else 0,
+    )
