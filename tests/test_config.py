@@ -115,3 +115,22 @@ def test_fig11_layer_beyond_a_local_checkpoint_is_named(workflow_dir):
     assert proc.returncode != 0 and "probes.fig11_layers.toy_llava: layer 4 outside 0..3" in proc.stdout + proc.stderr
     (workflow_dir / "good.yaml").write_text("probes:\n  fig11_layers: {toy_llava: [1, 3]}\n")
     run_snakemake(workflow_dir, "-n", "--configfile", "good.yaml")
+
+
+def test_head_ablation_outside_the_mediation_datasets_is_named(workflow_dir):
+    """Head ablation ranks heads by the mediation of the same dataset."""
+    (workflow_dir / "bad.yaml").write_text("experiments:\n  head_ablation:\n    datasets: [shapes_voc]\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "experiments.head_ablation.datasets: 'shapes_voc' is not a mediation dataset" in proc.stdout + proc.stderr
+
+
+def test_head_ablation_needs_the_gathered_mediation_ranking(workflow_dir):
+    """In the DAG a head-ablation job reads its model's ranking (rank_heads over the gathered
+    mediation rows); the demo target holds every head table and figure."""
+    dry = run_snakemake(workflow_dir, "-n", "--quiet", "rules").stdout
+    for rule in ("rank_heads", "table_mediation", "figure_mediation", "table_head_ablation", "figure_head_ablation"):
+        assert rule in dry, rule
+    text = run_snakemake(workflow_dir, "-n", "results/shapes/experiments/head_ablation/toy_llava/raw/shard-0.parquet").stdout
+    assert "results/shapes/experiments/mediation/toy_llava/heads.parquet" in text
+    assert "output: results/shapes/experiments/mediation/toy_llava/rows.parquet" in text

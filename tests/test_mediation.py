@@ -180,3 +180,31 @@ def test_mediation_pairs_are_a_seeded_draw():
     pairs = mediation_pairs(pool, 10, seed=0)
     assert len(pairs) == 10 and set(pairs) <= set(pool) and pairs == mediation_pairs(pool[::-1], 10, seed=0)
     assert pairs != mediation_pairs(pool, 10, seed=1) and mediation_pairs(pool, 99, 0) == sorted(pool)
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_shared_prefix_scoring_equals_one_full_forward_per_sample(adapters, family):
+    """``Runner.score_conditions`` (prefixes once, left padding, conditions continuing the cache)
+    gives each sample's content NLL as a plain forward of its whole sequence, with and without a
+    head ablation after the image; the ablation changes it."""
+    from vlmloc.runner import Runner, content_nll
+
+    a = adapters[family]
+    sizes = [(80, 60), (60, 80), (120, 50)]  # InternVL: 1 view, 1 view, 3 views (padding)
+    images = [_image(10 + k, s) for k, s in enumerate(sizes)]
+    rows = [dict(ROW, width=w, height=h) for w, h in sizes]
+    tasks = ("localization", "binary")
+    prompts = [[task_prompt(t, ROW["category"], []) for _ in images] for t in tasks]
+    golds = [[a.answer_tokens(a.gold_answer(t, r)) for r in rows] for t in tasks]
+    zero = HeadZero([(0, 1), (1, 2)], "post_image")
+    got = Runner(a, batch_size=3, progress=False).score_conditions(images, prompts, golds, [None, zero])
+    for c, intervention in enumerate((None, zero)):
+        for t in range(len(tasks)):
+            for i, im in enumerate(images):
+                enc = a.encode([im], [prompts[t][i]])
+                ids = torch.cat([enc.inputs["input_ids"], torch.tensor([golds[t][i].ids])], 1)
+                with torch.inference_mode(), (intervention(a, enc) if intervention else HeadCapture([])(a)):
+                    logits = a.model(input_ids=ids, pixel_values=enc.inputs["pixel_values"]).logits
+                ref = float(content_nll(logits, golds[t][i])[0])
+                assert got[c][t][i] == pytest.approx(ref, abs=1e-5), (c, t, i)
+    assert np.abs(np.array(got[0]) - np.array(got[1])).max() > 1e-4  # the ablation did something

@@ -199,6 +199,8 @@ experiments:
   token_ablation_matched:
     integrated_gradients: {steps: 8}
     random: {seeds: [0]}
+  mediation: {n_pairs: 16}
+  head_ablation: {proportions: [0.0625, 0.125], random_seeds: [0]}
 probes: {n_train: 48, n_test: 16, epochs: 4}
 """
 
@@ -273,6 +275,25 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     assert set(zip(breaks["model"], breaks["kind"], strict=True)) == {("toy_llava", "global"), ("toy_internvl", "global"), ("toy_internvl", "local")}
     for fig in ("probes_fig2", "probes_fig11", "probe_methods"):
         assert (workflow_dir / f"results/probes/figures/{fig}.png").stat().st_size > 10_000 and (workflow_dir / f"results/probes/figures/{fig}.pdf").exists()
+    # mediation and head ablation (Fig 4 / 5): every head of both toys, 16 pairs kept or counted
+    med = pd.read_csv(workflow_dir / "results/shapes/tables/mediation_heads.tsv", sep="\t")
+    assert len(med) == 2 * 2 * 16 and set(med["task"]) == {"localization", "binary"}
+    assert (med["n_pairs_total"] == 16).all() and med["mf_mean"].notna().mean() > 0.9
+    spars = pd.read_csv(workflow_dir / "results/shapes/tables/mediation_sparsity.tsv", sep="\t")
+    assert set(spars["model"]) == {"toy_llava", "toy_internvl"} and (spars["share_top3"] > 0.3).any()
+    auc = pd.read_csv(workflow_dir / "results/shapes/tables/head_ablation_auc.tsv", sep="\t")
+    assert {"localization", "classification", "lowest", "random"} <= set(auc["setting"])
+    for fig in ("mediation_fig4", "mediation_sparsity", "head_ablation_fig5"):
+        assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
+        assert (workflow_dir / f"results/shapes/figures/{fig}.pdf").exists()
+    # other ablation proportions rerun head ablation alone; another MF threshold re-ranks the heads
+    # (and so reruns head ablation) but no mediation job
+    (workflow_dir / "props.yaml").write_text(TOY_DEMO.replace("proportions: [0.0625, 0.125]", "proportions: [0.125]"))
+    dry = run_snakemake(workflow_dir, "--configfile", "props.yaml", "-n").stdout
+    assert "experiments/head_ablation/toy_llava/raw/shard-0" in dry and "experiments/mediation/toy_llava/raw" not in dry, dry
+    (workflow_dir / "gap.yaml").write_text(TOY_DEMO.replace("mediation: {n_pairs: 16}", "mediation: {n_pairs: 16, min_log_gap: 0.5}"))
+    dry = run_snakemake(workflow_dir, "--configfile", "gap.yaml", "-n").stdout
+    assert "rule rank_heads" in dry and "experiments/mediation/toy_llava/raw" not in dry, dry
     # another position accuracy redraws the probes' tables and figures and reruns no probe
     (workflow_dir / "both.yaml").write_text(TOY_DEMO.replace("epochs: 4}", "epochs: 4, accuracy: acc_both}"))
     plan = run_snakemake(workflow_dir, "--configfile", "both.yaml", "-n", "--quiet", "rules").stdout

@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .interventions.base import BatchContext, Intervention, enter
-from .models.base import Adapter, pad_rows
+from .models.base import Adapter, AnswerTokens, pad_rows
 
 
 class Answer(str):
@@ -34,6 +34,18 @@ class Answer(str):
         answer = super().__new__(cls, text)
         answer.truncated = truncated
         return answer
+
+
+def content_nll(logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor:
+    """Mean negative log-probability of a gold answer's CONTENT tokens (template tokens masked:
+    log-perplexity, paper sec. 3.3.2), per row. ``logits`` end with the sequence's last
+    ``len(answer) + 1`` positions or more: all but the last predict the answer's tokens."""
+    n = len(answer)
+    logp = torch.log_softmax(logits[:, -n - 1 : -1].float(), dim=-1)
+    ids = torch.tensor(answer.ids, device=logp.device)
+    token = logp.gather(-1, ids[None, :, None].expand(len(logp), -1, 1))[..., 0]
+    content = torch.tensor(answer.content, device=logp.device)
+    return -(token * content).sum(-1) / content.sum()
 
 
 def _open(image) -> Image.Image:
@@ -149,9 +161,52 @@ class Runner:
                         out[c][t][i] = self.decode(row)
         return out  # type: ignore[return-value]
 
-    def _split_prefixes(self, layouts: Sequence, texts: Sequence[Sequence[str]]):
-        """The batch rows' image prefixes, and per question set the tokens that follow them, each
-        left-padded into (ids, mask)."""
+    @torch.inference_mode()
+    def score_conditions(self, images: Sequence, texts: Sequence[Sequence[str]], answers: Sequence[Sequence[AnswerTokens]],
+                         interventions: Sequence[Intervention | None], desc: str = "score") -> list[list[np.ndarray]]:  # fmt: skip
+        """``nll[c][t][i]``: the gold answer ``answers[t][i]`` of the t-th question about
+        ``images[i]`` under ``interventions[c]``, teacher-forced: the mean negative
+        log-probability of its content tokens (``content_nll``). The counterpart of
+        ``generate_conditions``: each batch's image prefixes run once, and every condition's
+        questions continue from their cache (conditions that touch the prefix run alone)."""
+        if not texts or not interventions:
+            return [[] for _ in interventions]
+        shared = len(interventions) > 1
+        if shared and any(getattr(i, "touches_prefix", True) for i in interventions if i is not None):
+            raise ValueError("conditions that share one prefix run must not touch the prefix")
+        out = [[np.full(len(images), np.nan) for _ in texts] for _ in interventions]
+        lengths = [sum(len(t[i]) for t in texts) for i in range(len(images))]
+        dev = self.adapter.device
+        for idx, sizes, pixels in self._batches(images, lengths, desc):
+            enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)
+            enc.query_ids = [int(i) for i in idx]
+            golds = [[answers[t][i] for i in idx] for t in range(len(texts))]
+            (prefix_ids, prefix_mask), suffixes = self._split_prefixes(
+                enc.layouts, [[t[i] for i in idx] for t in texts], [[list(a.ids) for a in g] for g in golds])
+            enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefix_ids, prefix_mask
+            enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
+            inputs = {k: v.to(dev) for k, v in enc.inputs.items()}
+            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            with enter(None if shared else interventions[0], self.adapter, BatchContext.of(enc, "prefix")):
+                cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
+            n_prefix = cache.get_seq_length()
+            for c, intervention in enumerate(interventions):
+                for t, (ids, mask) in enumerate(suffixes):
+                    full = torch.cat([inputs["attention_mask"], mask.to(dev)], 1)
+                    positions = (full.cumsum(-1) - 1).clamp(min=0)[:, n_prefix:]
+                    keep = max(len(a) for a in golds[t]) + 1
+                    with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
+                        logits = self.adapter.model(input_ids=ids.to(dev), attention_mask=full, position_ids=positions,
+                                                    past_key_values=cache, logits_to_keep=keep).logits  # fmt: skip
+                    cache.crop(n_prefix - cache.get_seq_length())
+                    for row, (i, gold) in enumerate(zip(idx, golds[t], strict=True)):
+                        out[c][t][i] = float(content_nll(logits[row : row + 1], gold)[0])
+        return out
+
+    def _split_prefixes(self, layouts: Sequence, texts: Sequence[Sequence[str]],
+                        answers: Sequence[Sequence[list[int]]] | None = None):  # fmt: skip
+        """The batch rows' image prefixes, and per question set the tokens that follow them (then
+        the gold answer's ids, where given), each left-padded into (ids, mask)."""
         adapter, pad = self.adapter, self.adapter.tokenizer.pad_token_id
         prefixes, suffixes = None, []
         for question in texts:
@@ -163,7 +218,8 @@ class Runner:
                 prefixes = heads
             elif heads != prefixes:
                 raise RuntimeError("the questions about one image do not share its image prefix")
-            suffixes.append(pad_rows([r[c:] for r, c in zip(rows, cuts, strict=True)], pad))
+            gold = answers[len(suffixes)] if answers is not None else [[] for _ in rows]
+            suffixes.append(pad_rows([r[c:] + a for r, c, a in zip(rows, cuts, gold, strict=True)], pad))
         return pad_rows(prefixes, pad), suffixes
 
     def decode(self, token_ids: torch.Tensor) -> Answer:

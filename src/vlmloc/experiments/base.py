@@ -45,6 +45,7 @@ class Condition:
     tasks: tuple[str, ...] = ("localization", "list")
     edited: Sequence[np.ndarray] | None = None  # per sample: the image-token indices it edits
     extra: Sequence[dict] | None = None  # per sample: more raw columns (e.g. the IG completeness gap)
+    score_gold: bool = False  # also teacher-force the gold answer: column gold_nll (log-perplexity of its content)
 
     def __post_init__(self):
         if self.image not in IMAGES:
@@ -201,7 +202,8 @@ def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Se
     for cond in conditions:
         if cond.image == "removed" and any(pd.isna(r.get("removed_path")) for r in records):
             raise ValueError(f"condition {cond.name} asks about object-removed images, and some samples have none")
-        if group and not (shares_prefix(cond) and shares_prefix(group[0]) and (cond.image, cond.tasks) == (group[0].image, group[0].tasks)):
+        same = (cond.image, cond.tasks, cond.score_gold) == (group[0].image, group[0].tasks, group[0].score_gold) if group else False
+        if group and not (shares_prefix(cond) and shares_prefix(group[0]) and same):
             flush()
         group.append(cond)
         if not shares_prefix(cond):
@@ -225,14 +227,19 @@ def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None)
     desc = first.name if len(group) == 1 else f"{first.name} +{len(group) - 1} sharing its prefix"
     answers = job.runner.generate_conditions(images, prompts, [job.max_new_tokens[t] for t in first.tasks],
                                              [c.intervention for c in group], desc=desc)  # fmt: skip
+    gold = [[[{}] * len(records) for _ in first.tasks] for _ in group]
+    if first.score_gold:
+        golds = [[job.adapter.answer_tokens(job.adapter.gold_answer(t, r)) for r in records] for t in first.tasks]
+        nll = job.runner.score_conditions(images, prompts, golds, [c.intervention for c in group], desc=desc)
+        gold = [[[{"gold_nll": float(v)} for v in task] for task in cond] for cond in nll]
     rows = []
-    for cond, cond_answers in zip(group, answers, strict=True):
+    for cond, cond_answers, cond_gold in zip(group, answers, gold, strict=True):
         edited = cond.edited if cond.edited is not None else [None] * len(records)
         extra = cond.extra if cond.extra is not None else [{}] * len(records)
         counts = [token_counts(job.adapter, r, e) for r, e in zip(records, edited, strict=True)]
-        for task, task_prompts, task_answers in zip(cond.tasks, prompts, cond_answers, strict=True):
-            for r, p, a, c, x in zip(records, task_prompts, task_answers, counts, extra, strict=True):
-                rows.append(raw_row(experiment, cond, r, task, p, a, {**c, **x}))
+        for task, task_prompts, task_answers, task_gold in zip(cond.tasks, prompts, cond_answers, cond_gold, strict=True):
+            for r, p, a, c, x, g in zip(records, task_prompts, task_answers, counts, extra, task_gold, strict=True):
+                rows.append(raw_row(experiment, cond, r, task, p, a, {**c, **x, **g}))
         if log is not None:
             log.info("condition %s: %d samples x %s", cond.name, len(records), "/".join(cond.tasks))
     return rows

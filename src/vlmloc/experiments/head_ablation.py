@@ -5,7 +5,8 @@ model and dataset, ``heads.parquet``) and a growing proportion of all heads is z
 (``HeadZero``): the localization-critical heads (highest mean MF for localization), the
 classification-critical heads (the binary query's), the lowest-|MF| heads (the paper's control;
 |MF| of ``lowest_task``) and, beyond the paper, random heads over several seeds. Localization is
-generated and scored on CPU like every experiment.
+generated and scored on CPU like every experiment; each row also has the gold box's
+teacher-forced log-perplexity under the same ablation (``gold_nll``).
 
 By default the samples are the probing subset WITHOUT the mediation pairs (``pool: disjoint``),
 so the ranking is not tested on the images it came from; ``pool: same`` is the paper's reading.
@@ -106,7 +107,7 @@ class HeadAblation(Experiment):
                                job.categories, positions)  # fmt: skip
         how = s.get("ablation", "zero")
         yield Condition("baseline", {"setting": "baseline", "proportion": 0.0, "n_heads": 0, "seed": -1, "positions": positions,
-                                     "ablation": how}, tasks=self.tasks)  # fmt: skip
+                                     "ablation": how}, tasks=self.tasks, score_gold=True)  # fmt: skip
         for setting in s["settings"]:
             seeds = s["random_seeds"] if setting == "random" else [-1]
             for seed in seeds:
@@ -118,4 +119,4 @@ class HeadAblation(Experiment):
                     params = {"setting": setting, "proportion": float(p), "n_heads": n, "seed": int(seed), "positions": positions,
                               "ablation": how}  # fmt: skip
                     name = f"{setting}{'' if seed < 0 else f'_s{seed}'}_p{float(p):g}"
-                    yield Condition(name, params, HeadZero(order[:n], positions, means), tasks=self.tasks)
+                    yield Condition(name, params, HeadZero(order[:n], positions, means), tasks=self.tasks, score_gold=True)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from ..interventions.base import enter
 from ..interventions.heads import POSITIONS, HeadCapture, HeadPatch
 from ..models.base import Adapter, AnswerTokens, ImageLayout
+from ..runner import content_nll
 from ..tasks import task_prompt
 from .base import Condition, Experiment, ShardJob, register, token_counts
 
@@ -79,18 +80,6 @@ def patch_positions(seq: PairSequence, positions: str) -> torch.Tensor:
     else:
         raise ValueError(f"mediation positions must be one of {POSITIONS}, not {positions!r}")
     return where
-
-
-def content_nll(logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor:
-    """Mean negative log-probability of the answer's content tokens, per row. ``logits`` are the
-    last ``len(answer) + 1`` positions of the sequence (``logits_to_keep``): all but the last
-    predict the answer's tokens."""
-    n = len(answer)
-    logp = torch.log_softmax(logits[:, -n - 1 : -1].float(), dim=-1)
-    ids = torch.tensor(answer.ids, device=logp.device)
-    token = logp.gather(-1, ids[None, :, None].expand(len(logp), -1, 1))[..., 0]
-    content = torch.tensor(answer.content, device=logp.device)
-    return -(token * content).sum(-1) / content.sum()
 
 
 def embed(adapter: Adapter, ids: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
