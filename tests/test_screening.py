@@ -116,3 +116,44 @@ def test_empty_inputs_give_valid_empty_tables():
     assert subset.empty
     assert counts_table("shapes", samples, kept, subset)["annotations"].tolist() == [2, 0, 0]
     assert len(baseline_accuracy({"m": empty}, subset, {})) == 2
+
+
+def _binary(ids, orig, rem):
+    """Binary answer rows built by hand: 1 yes, 0 no, None unparsed (NaN)."""
+    rows = [{"sample_id": sid, "condition": cond, "task": "binary", "identified": np.nan if y is None else float(y)}
+            for sid, o, r in zip(ids, orig, rem, strict=True) for cond, y in (("original", o), ("removed", r))]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_unparsed_binary_reply_is_unknown(adapters):
+    row = _samples().iloc[0].to_dict()
+    assert np.isnan(score_answer(adapters["llava"], "binary", "Hmm", row, CATS)["identified"])
+
+
+def test_filter_drops_what_it_must():
+    ids = ["keep", "seen_removed", "missed_original", "unknown_removed", "unknown_original", "keep2"]
+    kept = hallucination_filter(_binary(ids, [1, 1, 0, 1, None, 1], [0, 1, 0, None, 0, 0])).set_index("sample_id")
+    assert kept["kept"].to_dict() == {"keep": True, "seen_removed": False, "missed_original": False,
+                                      "unknown_removed": False, "unknown_original": False, "keep2": True}  # fmt: skip
+    assert kept.loc["unknown_removed", "reason"] == "unknown on the removed image"
+    assert kept.loc["unknown_original", "reason"] == "unknown on the original"
+    assert kept.loc["seen_removed", "reason"] == "identified on the removed image"
+    assert kept.loc["missed_original", "reason"] == "not identified on the original"
+
+
+def test_filter_drops_a_sample_without_a_removed_reply():
+    answers = _binary(["a", "b"], [1, 1], [0, 0])
+    kept = hallucination_filter(answers[~((answers["sample_id"] == "b") & (answers["condition"] == "removed"))])
+    assert kept.set_index("sample_id")["kept"].to_dict() == {"a": True, "b": False}
+
+
+def test_unknowns_are_counted_and_fpr_is_over_parsed_replies():
+    samples = _samples(4)
+    ids = list(samples["sample_id"])
+    answers = _binary(ids, [1, 1, 1, 1], [0, None, 1, None])
+    kept = {"m": hallucination_filter(answers)}
+    counts = counts_table("coco", samples, kept, probing_subset(samples, kept))
+    assert counts["annotations"].tolist() == [4, 1, 1]
+    assert counts["excluded_unknown"].tolist()[1] == 2 and counts["excluded_unknown"].isna().tolist() == [True, False, True]
+    fpr = false_positive_rates({"m": answers}).iloc[0]
+    assert fpr["fpr_binary"] == 0.5 and fpr["unparsed_binary"] == 2 and fpr["n"] == 4

@@ -2,8 +2,9 @@
 
 For every sample, both tasks (and the binary query) are asked on the original image and on its
 object-removed copy. A sample passes a model's hallucination filter if the model identifies the
-object on the original but not on the object-removed image; the probing subset is the
-intersection over the configured models.
+object on the original but not on the object-removed image; a reply that cannot be read is
+unknown, never "not identified", and excludes its sample. The probing subset is the intersection
+over the configured models.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequenc
     elif task == "binary":
         yes = parse_yes_no(answer)
         out["status"] = "ok" if yes is not None else "unparsed"
-        out["identified"] = float(bool(yes))
+        out["identified"] = np.nan if yes is None else float(yes)  # unparsed: unknown, not "no"
     return out
 
 
@@ -85,18 +86,38 @@ def run_screening(
 
 
 def identified(answers: pd.DataFrame, condition: str, query: str) -> pd.Series:
+    """1.0 / 0.0 per sample, NaN where the reply was not read (unknown)."""
     sel = answers[(answers["condition"] == condition) & (answers["task"] == query)]
-    return sel.set_index("sample_id")["identified"].fillna(0).astype(bool)
+    return sel.set_index("sample_id")["identified"].astype(float)
+
+
+FILTER_COLUMNS = ["sample_id", "identified_original", "identified_removed", "kept", "reason"]
+UNKNOWN = "unknown"  # the prefix of the reasons of samples the filter cannot decide
+
+
+def _reason(orig: float, rem: float) -> str:
+    """A definite reply decides first; an unknown one excludes a sample nothing else excludes."""
+    if orig == 0:
+        return "not identified on the original"
+    if rem == 1:
+        return "identified on the removed image"
+    if np.isnan(orig):
+        return f"{UNKNOWN} on the original"
+    if np.isnan(rem):
+        return f"{UNKNOWN} on the removed image"
+    return "kept"
 
 
 def hallucination_filter(answers: pd.DataFrame, query: str = "binary") -> pd.DataFrame:
-    """Samples identified on the original and NOT on the object-removed image (per model)."""
+    """Samples identified on the original and NOT on the object-removed image (per model); a
+    sample whose reply was not read (or is missing) on either image is excluded as unknown."""
     if answers.empty:
-        return pd.DataFrame(columns=["sample_id", "identified_original", "identified_removed", "kept"])
+        return pd.DataFrame(columns=FILTER_COLUMNS)
     orig, rem = identified(answers, "original", query), identified(answers, "removed", query)
-    out = pd.DataFrame({"identified_original": orig, "identified_removed": rem.reindex(orig.index, fill_value=False)})
-    out["kept"] = out["identified_original"] & ~out["identified_removed"]
-    return out.rename_axis("sample_id").reset_index()
+    out = pd.DataFrame({"identified_original": orig, "identified_removed": rem.reindex(orig.index)})
+    out["reason"] = [_reason(o, r) for o, r in zip(out["identified_original"], out["identified_removed"], strict=True)]
+    out["kept"] = out["reason"] == "kept"
+    return out.rename_axis("sample_id").reset_index()[FILTER_COLUMNS]
 
 
 def probing_subset(samples: pd.DataFrame, kept_per_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -111,9 +132,11 @@ def counts_table(dataset_kind: str, samples: pd.DataFrame, kept_per_model: dict[
     rows = [{"step": "filtered samples", "annotations": len(samples), "images": samples["image_id"].nunique()}]
     for model, kept in kept_per_model.items():
         ids = kept.loc[kept["kept"], "sample_id"]
-        rows.append({"step": f"hallucination filter: {model}", "annotations": len(ids), "images": image_of.reindex(ids).nunique()})
+        rows.append({"step": f"hallucination filter: {model}", "annotations": len(ids), "images": image_of.reindex(ids).nunique(),
+                     "excluded_unknown": int(kept["reason"].str.startswith(UNKNOWN).sum())})  # fmt: skip
     rows.append({"step": "probing subset (intersection)", "annotations": len(subset), "images": subset["image_id"].nunique()})
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows).reindex(columns=["step", "annotations", "images", "excluded_unknown"])
+    out["excluded_unknown"] = out["excluded_unknown"].astype("Int64")
     out["paper_annotations"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out["paper_images"] = pd.array([pd.NA] * len(out), dtype="Int64")
     for row, published in ((0, FILTERED.get(dataset_kind)), (len(out) - 1, PROBING.get(dataset_kind))):
@@ -146,14 +169,16 @@ def baseline_accuracy(answers_per_model: dict[str, pd.DataFrame], subset: pd.Dat
 
 
 def false_positive_rates(answers_per_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Appendix 6.2: FPR = P(detected | object absent) on the object-removed images, list vs binary."""
+    """Appendix 6.2: FPR = P(detected | object absent) on the object-removed images, list vs
+    binary, over the replies that were read; the unread ones are counted beside it."""
     rows = []
     for model, ans in answers_per_model.items():
         rem = ans[ans["condition"] == "removed"]
         row = {"model": model, "n": int((rem["task"] == "binary").sum())}
         for query in ("list", "binary"):
-            sel = rem[rem["task"] == query]
-            row[f"fpr_{query}"] = sel["identified"].mean() if len(sel) else np.nan
+            sel = rem.loc[rem["task"] == query, "identified"].astype(float)
+            row[f"fpr_{query}"] = sel.mean() if sel.notna().any() else np.nan
+            row[f"unparsed_{query}"] = int(sel.isna().sum())
         row["paper_fpr_list"], row["paper_fpr_binary"] = FPR_RANGE["list"], FPR_RANGE["binary"]
         rows.append(row)
     return pd.DataFrame(rows)

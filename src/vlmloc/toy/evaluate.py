@@ -46,7 +46,8 @@ def summarize(answers: pd.DataFrame) -> dict[str, float]:
         "cls_list": float(o.loc[o["task"] == "list", "identified"].mean()),
         "binary_yes_original": float(o.loc[o["task"] == "binary", "identified"].mean()),
         "removed_named_list": float(r.loc[r["task"] == "list", "identified"].mean()),
-        "removed_yes_binary": float(r.loc[r["task"] == "binary", "identified"].mean()),
+        "removed_yes_binary": float(r.loc[r["task"] == "binary", "identified"].mean()),  # over parsed replies
+        "unparsed_binary": float(answers.loc[answers["task"] == "binary", "identified"].isna().mean()),
         "removed_loc_success@0.5": float(rloc["success@0.5"].mean()) if len(rloc) else np.nan,
         "filter_kept": float(kept["kept"].mean()),
         "unparsed_boxes": float((loc["status"] != "ok").mean()),
