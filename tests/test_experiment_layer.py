@@ -235,3 +235,22 @@ def test_table1_values_drops_intervals_and_seed_std():
     assert "| object +0 | 25 | 25.0 ↓50.0 | 25.0 ↓50.0 |" in md and "62.5 ± 12.5 ↓12.5" in md
     empty = table1({"toy": rows.iloc[:0]}, {}, None)
     assert empty.empty and "loc" in empty.columns
+
+
+def test_ig_gap_is_unknown_when_f_does_not_move():
+    from vlmloc.attribution import Attribution
+
+    assert np.isnan(Attribution(np.zeros(3), 0.2, 1.5, 1.5).relative_gap)
+    assert Attribution(np.zeros(3), 0.2, 2.0, 1.0).relative_gap == pytest.approx(0.2)
+
+
+def test_table1_ig_gap_says_how_many_samples_it_leaves_out():
+    from vlmloc.experiments.summary import table1
+
+    rows = _rows({("baseline", np.nan, np.nan): [1, 1, 0, 1], ("ig", 8, np.nan): [0, 1, 0, 1]})
+    rows["ig_gap"] = np.where(rows["strategy"] == "ig", rows["sample_id"].map({"s0": 0.01, "s1": np.nan, "s2": 0.03, "s3": 0.02}), np.nan)
+    ig = table1({"toy": rows}, {}, {"resamples": 50, "seed": 0}).set_index("strategy").loc["ig"]
+    assert ig["loc_ig_gap_median"] == pytest.approx(0.02) and ig["loc_ig_gap_n_excluded"] == 1
+    rows.loc[rows["strategy"] == "ig", "ig_gap"] = np.nan  # f never moved: every sample left out
+    ig = table1({"toy": rows}, {}, {"resamples": 50, "seed": 0}).set_index("strategy").loc["ig"]
+    assert np.isnan(ig["cls_ig_gap_median"]) and ig["cls_ig_gap_n_excluded"] == 4

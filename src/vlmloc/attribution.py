@@ -97,8 +97,9 @@ class Attribution:
 
     @property
     def relative_gap(self) -> float:
+        """|delta| / |f(x) - f(baseline)|; NaN (unknown, not 0) when f does not move."""
         diff = abs(self.f_input - self.f_baseline)
-        return abs(self.delta) / diff if diff > 0 else 0.0
+        return abs(self.delta) / diff if diff > 0 else float("nan")
 
 
 def token_importance(attr: torch.Tensor, how: str = "l1") -> np.ndarray:

@@ -21,7 +21,7 @@ SHORT = {"localization": "loc", "list": "cls"}
 STRATEGY_ORDER = ("baseline", "object", "ig", "random", "register")
 _STATS = [f"{t}{x}" for t in SHORT.values() for x in ("", "_lo", "_hi", "_std")] + ["loc_drop", "cls_drop"]
 STRATEGY_COLUMNS = ["strategy", "param", "token_pct", "token_pct_global", "token_pct_local", "n_edited", "n", *_STATS,
-                    "loc_ig_gap_median", "loc_ig_gap_p90", "cls_ig_gap_median", "cls_ig_gap_p90"]  # fmt: skip
+                    *[f"{t}_ig_gap_{x}" for t in SHORT.values() for x in ("median", "p90", "n_excluded")]]  # fmt: skip
 TABLE1_COLUMNS = ["model", *STRATEGY_COLUMNS, "paper_token", "paper_loc", "paper_loc_drop", "paper_cls", "paper_cls_drop"]
 TABLE5_COLUMNS = ["model", *[c for c in STRATEGY_COLUMNS if c != "param"], "paper_loc", "paper_cls"]
 
@@ -55,6 +55,16 @@ def _shares(rows: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def _ig_gap(rows: pd.DataFrame, short: str) -> dict[str, float]:
+    """IG's completeness gap over samples; a sample whose f(x) equals f(baseline) has no relative
+    gap (NaN) and is left out, and counted."""
+    gaps = rows.drop_duplicates("sample_id")["ig_gap"]
+    known = gaps.dropna()
+    return {f"{short}_ig_gap_median": float(known.median()) if len(known) else np.nan,
+            f"{short}_ig_gap_p90": float(known.quantile(0.9)) if len(known) else np.nan,
+            f"{short}_ig_gap_n_excluded": int(gaps.isna().sum())}  # fmt: skip
+
+
 def summarize_groups(rows: pd.DataFrame, keys: list[str], bootstrap: dict | None = None) -> pd.DataFrame:
     """Per group of ``keys``: token shares, samples, and per task accuracy %, its bootstrap
     interval, and the std over seeds (where a group has several)."""
@@ -71,9 +81,8 @@ def summarize_groups(rows: pd.DataFrame, keys: list[str], bootstrap: dict | None
             rec[short] = float(per_sample.mean()) if len(t) else np.nan
             rec[f"{short}_lo"], rec[f"{short}_hi"] = bootstrap_ci(per_sample.to_numpy(), b["resamples"], b["level"], b["seed"])
             rec[f"{short}_std"] = float(per_seed.std(ddof=0)) if len(per_seed) > 1 else np.nan
-            if "ig_gap" in t and t["ig_gap"].notna().any():  # IG completeness gap over samples
-                gaps = t.drop_duplicates("sample_id")["ig_gap"].dropna()
-                rec[f"{short}_ig_gap_median"], rec[f"{short}_ig_gap_p90"] = float(gaps.median()), float(gaps.quantile(0.9))
+            if "ig_gap" in t and (t["strategy"] == "ig").any():
+                rec.update(_ig_gap(t, short))
         out.append(rec)
     return pd.DataFrame(out)
 
