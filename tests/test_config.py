@@ -134,3 +134,25 @@ def test_head_ablation_needs_the_gathered_mediation_ranking(workflow_dir):
     text = run_snakemake(workflow_dir, "-n", "results/shapes/experiments/head_ablation/toy_llava/raw/shard-0.parquet").stdout
     assert "results/shapes/experiments/mediation/toy_llava/heads.parquet" in text
     assert "output: results/shapes/experiments/mediation/toy_llava/rows.parquet" in text
+
+
+@pytest.mark.parametrize(
+    "overlay, message",
+    [
+        ("experiments:\n  attention_knockout:\n    models: {toy_lava: {fig3_window: 1}}\n",
+         "experiments.attention_knockout.models: 'toy_lava' is not defined under models"),
+        ("experiments:\n  token_shuffle:\n    datasets: [shapez]\n",
+         "experiments.token_shuffle.datasets: 'shapez' is not defined under datasets"),
+        ("probes:\n  fig11_layers: {toy_lava: [1]}\n", "probes.fig11_layers: 'toy_lava' is not defined under models"),
+        ("mean_embedding:\n  generated_like: shapez\n", "mean_embedding.generated_like: 'shapez' is not a shapes dataset"),
+        ("probes:\n  generated_like: coco\n", "probes.generated_like: 'coco' is not a shapes dataset"),
+        ("job_resources:\n  minutes_per_b: {run_experimnt: 3}\n",
+         "job_resources.minutes_per_b: 'run_experimnt' is neither a model job's rule"),
+    ],
+    ids=["knockout_models", "experiment_datasets", "fig11_layers", "mean_embedding_like", "probes_like", "minutes_per_b"],
+)  # fmt: skip
+def test_undefined_name_in_a_block_keyed_by_names_is_named(workflow_dir, overlay, message):
+    """A typo in a model, dataset or rule name fails before any job instead of running the default."""
+    (workflow_dir / "bad.yaml").write_text(overlay)
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]

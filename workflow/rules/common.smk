@@ -217,6 +217,13 @@ def model_settings(name):
 
 # ---- model-job resources (any executor; profiles/slurm submits them as sbatch options) ----------
 JOB = config["job_resources"]
+# the rules that run a model (their wall time is per billion parameters: minutes_per_b)
+MODEL_JOB_RULES = (
+    "screen_shard",
+    "mean_embedding_shard",
+    "run_experiment",
+    "probe_model",
+)
 BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
@@ -356,6 +363,17 @@ def _check_experiments():
                 errors.append(
                     f"experiments.{name}.datasets: {d!r} is not defined under datasets"
                 )
+        # an unknown name here would silently run the experiment's defaults
+        for m in e.get("models", {}):
+            if m not in MODELS:
+                errors.append(
+                    f"experiments.{name}.models: {m!r} is not defined under models"
+                )
+    for key in JOB["minutes_per_b"]:
+        if key not in MODEL_JOB_RULES and key not in EXPERIMENTS:
+            errors.append(
+                f"job_resources.minutes_per_b: {key!r} is neither a model job's rule {MODEL_JOB_RULES} nor an experiment"
+            )
     for d in EXPERIMENTS.get("head_ablation", {}).get("datasets", []):
         if d not in EXPERIMENTS.get("mediation", {}).get("datasets", []):
             errors.append(
