@@ -185,15 +185,26 @@ def test_queries_up_to_the_image_are_untouched_and_no_key_is_a_no_op(eager, fami
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
-def test_eager_and_sdpa_give_the_same_answers(eager, sdpa, family):
+def test_eager_and_sdpa_give_the_same_logits(eager, sdpa, family, monkeypatch):
+    """The knockout under sdpa = under eager: every generation step's logits to 1e-5, with left
+    padding and the KV cache; and the knockout moves them far more than that, so a knockout that
+    one implementation ignored would fail here (random weights decode the same text either way)."""
     ims = _images()
     texts = [[TEXTS[0][0]] * 3, [TEXTS[1][0]] * 3]
-    out = {}
+    scores = {}
     for name, adapters in (("eager", eager), ("sdpa", sdpa)):
         a = adapters[family]
+        seen = _all_scores(a, monkeypatch)
         ko = AttentionKnockout([0, 1], _keys(a, ims, seed=3, frac=0.5))
-        out[name] = Runner(a, batch_size=3, progress=False).generate_shared(ims, texts, [6, 6], intervention=ko)
-    assert out["eager"] == out["sdpa"]
+        Runner(a, batch_size=3, progress=False).generate_shared(ims, texts, [6, 6], intervention=ko)
+        if name == "sdpa":
+            Runner(a, batch_size=3, progress=False).generate_shared(ims, texts, [6, 6])
+        scores[name] = list(seen)
+    assert len(scores["eager"]) == 2 and len(scores["sdpa"]) == 4
+    for eager_step, sdpa_step in zip(scores["eager"], scores["sdpa"][:2], strict=True):
+        torch.testing.assert_close(sdpa_step, eager_step, atol=1e-5, rtol=0)
+    for ko_step, stock_step in zip(scores["sdpa"][:2], scores["sdpa"][2:], strict=True):
+        assert (ko_step[:, 0] - stock_step[:, 0]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
