@@ -157,3 +157,18 @@ def test_unknowns_are_counted_and_fpr_is_over_parsed_replies():
     assert counts["excluded_unknown"].tolist()[1] == 2 and counts["excluded_unknown"].isna().tolist() == [True, False, True]
     fpr = false_positive_rates({"m": answers}).iloc[0]
     assert fpr["fpr_binary"] == 0.5 and fpr["unparsed_binary"] == 2 and fpr["n"] == 4
+
+
+def test_baseline_figure_draws_no_bar_for_an_unknown_accuracy(tmp_path, monkeypatch):
+    """A NaN accuracy (no parsed reply) is drawn as no bar, never as a 0% bar."""
+    import matplotlib.pyplot as plt
+
+    from vlmloc.figures import screening_figures
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(screening_figures.plt, "close", lambda fig: figures.append(fig) or close(fig))
+    table = pd.DataFrame([{"model": "m", "samples": "probing subset", "n": 3, "success@0.5": 50.0, "success@0.7": 0.0,
+                           "success@0.9": 0.0, "loc_score": 16.7, "cls": np.nan, "paper_loc": np.nan, "paper_cls": np.nan}])  # fmt: skip
+    screening_figures.baseline_accuracy(table, tmp_path / "b.png")
+    heights = [p.get_height() for p in figures[0].axes[0].patches]
+    assert heights[:4] == [50.0, 0.0, 0.0, 16.7] and np.isnan(heights[4])

@@ -27,7 +27,7 @@ def baseline_accuracy(table: pd.DataFrame, out_png, scope: str = "probing subset
     x = np.arange(len(models))
     for k, (col, label) in enumerate(METRICS):
         vals = sel[col].to_numpy(dtype=float)
-        ax.bar(x + (k - 2) * width, np.nan_to_num(vals), width, label=label)
+        ax.bar(x + (k - 2) * width, vals, width, label=label)  # NaN (unknown): no bar, not a 0% bar
     for i, row in enumerate(sel.to_dict("records")):
         for col, k in (("paper_loc", 3), ("paper_cls", 4)):
             if pd.notna(row.get(col)):
