@@ -2,11 +2,12 @@
 per head, ``mediate_pair_reference``), from one run, on tiny random-weight models with the real
 token geometry:
 
-- LLaVA: 336 px, patch 14 -> 24 x 24 = 576 visual tokens, 8 layers x 8 heads;
-- InternVL (GQA, 8 query / 4 key-value heads): 448 px tiles, patch 14 -> 256 tokens per view,
-  a wide image -> 2 tiles + thumbnail = 768 visual tokens, 8 layers x 8 heads.
+- LLaVA: 336 px, patch 14 -> 24 x 24 = 576 visual tokens, 8 layers x 8 heads by default;
+- InternVL (GQA, half as many key-value heads): 448 px tiles, patch 14 -> 256 tokens per view,
+  a wide image -> 2 tiles + thumbnail = 768 visual tokens.
 
-    python scripts/benchmark_mediation.py [--pairs 2] [--family llava] [--hidden 256] [--device cpu]
+    python scripts/benchmark_mediation.py [--pairs 2] [--family llava] [--hidden 256] [--layers 8]
+                                          [--heads 8] [--device cpu] [--dtype float32]
 
 Prints per family: seconds per pair of each path, the ratio, the largest |MF| difference
 between them, and the fast path's floor fraction: the FLOPs it cannot skip (2 x parameters x
@@ -78,17 +79,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--family", action="append", choices=sorted(BUILDERS))
-    ap.add_argument("--hidden", type=int, default=256, help="LLM width (8 heads)")
+    ap.add_argument("--hidden", type=int, default=256, help="LLM width")
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=8, help="query heads per layer (InternVL: half as many KV heads)")
     ap.add_argument("--heads-per-batch", type=int, default=64)
     ap.add_argument("--positions", default="post_image")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
-    text = {"hidden_size": args.hidden, "intermediate_size": 4 * args.hidden, "num_hidden_layers": 8, "num_attention_heads": 8}
+    text = {"hidden_size": args.hidden, "intermediate_size": 4 * args.hidden, "num_hidden_layers": args.layers, "num_attention_heads": args.heads}
     vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
-    rate = matmul_rate(600, args.hidden, 4 * args.hidden, dtype, args.device)
-    print(f"matrix-multiply rate here: {rate / 1e9:.1f} GFLOP/s ({args.dtype}, 600 x {args.hidden} @ {args.hidden} x {4 * args.hidden})")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         for family in args.family or sorted(BUILDERS):
@@ -108,11 +109,13 @@ def main():
             t0 = time.perf_counter()
             ref = [mediate_pair_reference(a, s, b, layout, items, args.positions) for s, b in pixels]
             t_ref = (time.perf_counter() - t0) / args.pairs
+            rate = matmul_rate(600, args.hidden, 4 * args.hidden, dtype, args.device)  # just before: a shared machine varies
             diff = max(np.abs(f["patched"] - r["patched"]).max() for fp, rp in zip(fast, ref, strict=True) for f, r in zip(fp, rp, strict=True))
             n_heads = a.num_layers * a.num_heads
             floor = necessary_flops(a, layout, items, n_heads) / (t_fast * rate)
             print(f"{family}: {layout.n_tokens} visual tokens, {a.num_layers} x {a.num_heads} heads "
                   f"({a.num_kv_heads} kv), {args.pairs} pairs x 2 tasks")  # fmt: skip
+            print(f"  matrix-multiply rate {rate / 1e9:.1f} GFLOP/s ({args.dtype}, 600 x {args.hidden} @ {args.hidden} x {4 * args.hidden})")
             print(f"  reference {t_ref:.2f} s/pair, fast {t_fast:.2f} s/pair: x{t_ref / t_fast:.1f}; "
                   f"largest |nll difference| {diff:.1e}; floor fraction {floor:.2f}")  # fmt: skip
 
