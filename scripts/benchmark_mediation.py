@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from vlmloc.experiments.mediation import mediate_pair, mediate_pair_reference, pair_sequence
+from vlmloc.flops import DecoderDims, forward_flops
 from vlmloc.models import load_adapter
 from vlmloc.models.tiny import BUILDERS
 from vlmloc.tasks import task_prompt
@@ -55,23 +56,16 @@ def params(module: torch.nn.Module) -> int:
 
 def necessary_flops(adapter, layout, items, n_heads: int) -> float:
     """The fast path's irreducible work for one pair: each image's vision tower once, each image
-    prefix once (source, base), each task's suffix once per run (source, base, one per head)."""
-    cfg = adapter.model.config.text_config
-    llm = params(adapter.language_model) - cfg.vocab_size * cfg.hidden_size  # embeddings do no matmul
+    prefix once (source, base), each task's suffix once per run (source, base, one per head),
+    counted by ``vlmloc.flops.forward_flops`` (causal attention, kept logits)."""
+    dims = DecoderDims.of(adapter.language_model, adapter.model.config.text_config)
     vision = params(adapter.vision_tower) + params(adapter.projector)
-    views = len(layout.views)
-    patches = (adapter.vision_patch_grid**2 + adapter.vision_prefix_tokens) * views
-    width = adapter.num_heads * adapter.head_dim
-    flops = 2 * 2 * vision * patches
-    for text, answer in items:
-        seq = pair_sequence(adapter, layout, text, answer)
-        pre, suf = seq.prefix, len(seq.ids) - seq.prefix
-        runs = 2 + n_heads
-        flops += 2 * 2 * llm * pre / len(items)  # the two prefixes are shared by the tasks
-        flops += runs * 2 * llm * suf
-        # attention scores and values: 2 x 2 x width per (query, key) pair, per layer
-        flops += 4 * width * cfg.num_hidden_layers * (2 * pre * pre / 2 / len(items) + runs * suf * (pre + suf / 2))
-        flops += runs * 2 * cfg.hidden_size * cfg.vocab_size * (len(answer) + 1)  # the kept logits
+    patches = (adapter.vision_patch_grid**2 + adapter.vision_prefix_tokens) * len(layout.views)
+    seqs = [pair_sequence(adapter, layout, text, answer) for text, answer in items]
+    flops = 2 * 2 * vision * patches + 2 * forward_flops(dims, seqs[0].prefix)
+    for seq in seqs:
+        suffix = len(seq.ids) - seq.prefix
+        flops += (2 + n_heads) * forward_flops(dims, suffix, past=seq.prefix, logits=len(seq.answer) + 1)
     return flops
 
 
