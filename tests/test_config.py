@@ -156,3 +156,10 @@ def test_undefined_name_in_a_block_keyed_by_names_is_named(workflow_dir, overlay
     (workflow_dir / "bad.yaml").write_text(overlay)
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_head_ablation_ranking_by_a_task_mediation_leaves_out_is_named(workflow_dir):
+    (workflow_dir / "bad.yaml").write_text("experiments:\n  mediation:\n    tasks: [localization]\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "experiments.head_ablation.settings: ranks heads by the 'binary' MF" in proc.stdout + proc.stderr

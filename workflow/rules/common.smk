@@ -374,6 +374,17 @@ def _check_experiments():
             errors.append(
                 f"job_resources.minutes_per_b: {key!r} is neither a model job's rule {MODEL_JOB_RULES} nor an experiment"
             )
+    ha, med = EXPERIMENTS.get("head_ablation"), EXPERIMENTS.get("mediation", {})
+    if ha:  # its rankings come from the mediation's tasks
+        needs = {"localization": "localization", "classification": "binary"}
+        wanted = [needs[s] for s in ha["settings"] if s in needs]
+        wanted += [ha["lowest_task"]] if "lowest" in ha["settings"] else []
+        for task in dict.fromkeys(wanted):
+            if task not in med.get("tasks", []):
+                errors.append(
+                    f"experiments.head_ablation.settings: ranks heads by the {task!r} MF, "
+                    f"which experiments.mediation.tasks leaves out"
+                )
     for d in EXPERIMENTS.get("head_ablation", {}).get("datasets", []):
         if d not in EXPERIMENTS.get("mediation", {}).get("datasets", []):
             errors.append(
