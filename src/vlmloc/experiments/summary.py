@@ -141,7 +141,7 @@ def knockout_table(rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | No
         t = pd.concat([t, pd.DataFrame({"condition": lost, "n": 0})], ignore_index=True) if lost else t
         t = _with_drops(t.join(params, on="condition"))
         seeds = rows.groupby("condition")["seed"].nunique() if "seed" in rows else pd.Series(dtype=int)
-        t["seeds"] = t["condition"].map(seeds).fillna(0).astype(int)
+        t["seeds"] = t["condition"].map(seeds[seeds > 0]).astype("Int64")  # empty: a condition without seeds
         t["n_skipped"] = t["condition"].map(skipped).fillna(0).astype(int)
         t["n_layers"] = n_layers
         t.insert(0, "model", model)

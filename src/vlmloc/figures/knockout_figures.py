@@ -2,7 +2,7 @@
 
 Per task: the object knockout (solid; Fig 12 also the mask padded by +1, dashed) with its 95%
 bootstrap interval over samples (band); the random control (dotted: the mean over seeds, band:
-mean +- std over seeds); the translated control (dash-dot: the object's own mask moved to a
+mean +- std over seeds, hatched); the translated control (dash-dot: the object's own mask moved to a
 background place, mean over its seeds); the unmodified model (thin dashed horizontal). Each
 function returns its Figure; the lines' labels name what they draw, and their y-data are the
 table's numbers (tested).
@@ -33,13 +33,15 @@ def _panel(ax, t: pd.DataFrame, size: int, paddings=(0,)) -> None:
             w = t[(t["strategy"] == "object") & (t["padding"] == padding) & (t["window"] == size)].sort_values("layer_first")
             name = f"{label}, object" + (f" mask +{int(padding)}" if padding else " mask")
             ax.plot(_centres(w), w[short], color=colour, ls=style, marker="o", ms=3, label=name)
-            ax.fill_between(_centres(w), w[f"{short}_lo"], w[f"{short}_hi"], color=colour, alpha=0.12 if padding == 0 else 0.06, lw=0)
+            ax.fill_between(_centres(w), w[f"{short}_lo"], w[f"{short}_hi"], color=colour, alpha=0.12 if padding == 0 else 0.06, lw=0,
+                            label=f"{label}, object mask: 95% interval" if padding == 0 else None)  # fmt: skip
         r = t[(t["strategy"] == "random") & (t["window"] == size)].sort_values("layer_first")
         if len(r):
             seeds = int(r["seeds"].max()) if "seeds" in r else 1
             ax.plot(_centres(r), r[short], color=colour, ls=":", lw=1.2, label=f"{label}, random control ({seeds} seeds)")
             spread = r[f"{short}_std"].fillna(0).to_numpy() if f"{short}_std" in r else np.zeros(len(r))
-            ax.fill_between(_centres(r), r[short] - spread, r[short] + spread, color="0.5", alpha=0.2, lw=0)
+            ax.fill_between(_centres(r), r[short] - spread, r[short] + spread, facecolor="none", edgecolor=colour, hatch="////",
+                            alpha=0.35, lw=0, label=f"{label}, random control: ± std over seeds")  # fmt: skip
         m = t[(t["strategy"] == "translated") & (t["window"] == size)].sort_values("layer_first")
         if len(m):
             ax.plot(_centres(m), m[short], color=colour, ls="-.", lw=1.2, marker="x", ms=3, label=f"{label}, translated control")
@@ -63,11 +65,13 @@ def _empty(fig, axes, png, pdf):
     return fig
 
 
-def _save_with_legend(fig, axes, png: str, pdf: str, bottom: float):
-    """One legend for all panels, below them; PNG and PDF."""
+def _save_with_legend(fig, axes, png: str, pdf: str):
+    """One legend for all panels, below them (its height from its rows); PNG and PDF."""
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
+    ncol = 3
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False)
+    rows = -(-len(labels) // ncol)
+    fig.tight_layout(rect=(0, (0.17 * rows + 0.2) / fig.get_size_inches()[1], 1, 1))
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
     plt.close(fig)
@@ -78,13 +82,13 @@ def plot_fig3(table: pd.DataFrame, windows: dict[str, int], png: str, pdf: str):
     """One panel per model: accuracy per window of ``windows[model]`` layers, the object mask
     and both controls; dashed: unmodified. Returns the Figure."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.5 * max(1, len(models)), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(max(9.0, 5.5 * len(models)), 5.2), squeeze=False)
     if not models:
         return _empty(fig, axes, png, pdf)
     for ax, model in zip(axes[0], models, strict=True):
         _panel(ax, table[table["model"] == model], windows[model])
         ax.set_title(f"{model}: knockout of the object, {windows[model]}-layer windows", fontsize=10)
-    return _save_with_legend(fig, axes, png, pdf, bottom=0.24 if len(models) < 2 else 0.18)
+    return _save_with_legend(fig, axes, png, pdf)
 
 
 def plot_fig12(table: pd.DataFrame, windows: dict[str, list[int]], png: str, pdf: str):
@@ -92,7 +96,7 @@ def plot_fig12(table: pd.DataFrame, windows: dict[str, list[int]], png: str, pdf
     object mask and the mask padded by +1 (dashed), and both controls. Returns the Figure."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
     cols = max((len(windows[m]) for m in models), default=1)
-    fig, axes = plt.subplots(max(1, len(models)), cols, figsize=(5.5 * cols, 3.6 * max(1, len(models)) + 1.2), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(models)), cols, figsize=(max(9.0, 5.5 * cols), 3.6 * max(1, len(models)) + 1.6), squeeze=False)
     if not models:
         return _empty(fig, axes, png, pdf)
     for row, model in enumerate(models):
@@ -101,4 +105,4 @@ def plot_fig12(table: pd.DataFrame, windows: dict[str, list[int]], png: str, pdf
         for col, size in enumerate(windows[model]):
             _panel(axes[row, col], t, size, paddings=tuple(paddings))
             axes[row, col].set_title(f"{model}: {size}-layer windows", fontsize=10)
-    return _save_with_legend(fig, axes, png, pdf, bottom=1.1 / (3.6 * max(1, len(models)) + 1.2))
+    return _save_with_legend(fig, axes, png, pdf)
