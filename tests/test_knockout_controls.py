@@ -277,3 +277,36 @@ def test_default_config_dry_run_keeps_one_knockout_job_per_model_and_shard(workf
     jobs = [b for b in blocks if b.startswith("rule run_experiment:") and "experiments/attention_knockout/" in b]
     expected = len(ko["datasets"]) * len(cfg["run"]["models"]) * ko["shards"]
     assert len(jobs) == expected == 2
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_job_rows_carry_each_skip_and_the_table_counts_it(adapters, tmp_path, family):
+    """Through run_shard, score_rows and the table on a tiny random model: a sample whose image
+    is covered by other objects gets no translated knockout (an empty key set), its rows say why,
+    and the table leaves it out and counts it; every (condition, task) still has every sample."""
+    from test_experiment_layer import CATS, MAX_NEW, _samples
+
+    from vlmloc.experiments import run_shard
+    from vlmloc.experiments.base import check_complete, score_rows
+    from vlmloc.runner import Runner
+
+    a = adapters[family]
+    samples = _samples(tmp_path)
+    crowded = np.ones((int(samples["height"][1]), int(samples["width"][1])), dtype=bool)  # sample s1: no free place
+    others = [[], [encode_mask(crowded)], []]
+    s = {"fig3_window": 1, "fig12_windows": [1], "stride": None, "all_layers": True, "paddings": [0],
+         "random_control": True, "random_seeds": [0, 1], "random_outside_padding": 1,
+         "translated_control": True, "translated_seeds": [0, 1]}  # fmt: skip
+    job = ShardJob(a, Runner(a, batch_size=4, progress=False), samples, CATS, s, MAX_NEW, present=[[c] for c in samples["category"]],
+                   progress=False, others=others)  # fmt: skip
+    raw = run_shard(AttentionKnockoutExperiment(), job)
+    check_complete(raw, list(samples["sample_id"]))
+    moved = raw[raw["strategy"] == "translated"]
+    assert (moved.loc[moved["sample_id"] == "s1", "skip_reason"].str.startswith("no place")).all()
+    assert (moved.loc[moved["sample_id"] == "s1", "n_edited"] == 0).all()
+    table = knockout_table({"m": score_rows(raw, samples, family, CATS)}).set_index("condition")
+    n_layers = a.num_layers
+    row = table.loc[f"translated_l0-{n_layers - 1}"]
+    assert row["n_skipped"] >= 1 and row["n"] + row["n_skipped"] == 3 and row["seeds"] == 2
+    rnd = table.loc[f"random_l0-{n_layers - 1}"]
+    assert rnd["n"] + rnd["n_skipped"] == 3 and rnd["seeds"] == 2
