@@ -31,7 +31,8 @@ from vlmloc.models.tiny import SMALL_TEXT, build_tiny_llava  # noqa: E402
 from vlmloc.runner import Runner  # noqa: E402
 
 SETTINGS = {"fig3_window": 2, "fig12_windows": [2, 1], "stride": None, "all_layers": True, "paddings": [0, 1],
-            "random_control": True, "random_seed": 0}  # fmt: skip
+            "random_control": True, "random_seeds": [0], "random_outside_padding": 1,
+            "translated_control": False}  # fmt: skip
 
 
 def main():

@@ -100,3 +100,106 @@ def cell_boxes(view: View, grid: np.ndarray) -> list[list[float]]:
     """Pixel boxes [x0, y0, x1, y1] of a view's selected cells (for drawing them)."""
     xs, ys = view.cell_edges()
     return [[float(xs[c]), float(ys[r]), float(xs[c + 1]), float(ys[r + 1])] for r, c in zip(*np.nonzero(grid), strict=True)]
+
+
+def image_cells(view: View, width: int, height: int) -> np.ndarray:
+    """A view's cells that cover some pixel of the image (LLaVA's pad-to-square bars cover none)."""
+    return _view_grid(view, np.ones((height, width), dtype=bool))
+
+
+def translations(shape: np.ndarray, forbidden: np.ndarray) -> list[tuple[int, int]]:
+    """Every shift (dy, dx) that moves the selected cells of ``shape`` (a boolean grid) to cells
+    of the same grid none of which is ``forbidden``; the zero shift included if it qualifies."""
+    rr, cc = np.nonzero(shape)
+    if not len(rr):
+        return []
+    rows, cols = shape.shape
+    dy0, dx0 = -int(rr.min()), -int(cc.min())
+    ny, nx = rows - int(rr.max()) - dy0, cols - int(cc.max()) - dx0
+    ok = np.ones((ny, nx), dtype=bool)
+    for r, c in zip(rr, cc, strict=True):  # shift (dy, dx) puts cell (r, c) on (r + dy, c + dx)
+        ok &= ~forbidden[r + dy0 : r + dy0 + ny, c + dx0 : c + dx0 + nx]
+    return [(int(a) + dy0, int(b) + dx0) for a, b in zip(*np.nonzero(ok), strict=True)]
+
+
+def view_planes(layout: ImageLayout) -> list[list[tuple[View, int, int]]]:
+    """The grids a translation moves within: each global view alone, and all local views (InternVL's
+    tiles, which abut and share one cell size) stitched into one finer grid over the image. Each
+    plane lists (view, first row, first column) of its views in the stitched grid."""
+    planes = [[(v, 0, 0)] for v in layout.views if v.kind != "local"]
+    local = [v for v in layout.views if v.kind == "local"]
+    if local:
+        planes.append([(v, round(v.region[1] / (v.region[3] - v.region[1])) * v.rows,
+                        round(v.region[0] / (v.region[2] - v.region[0])) * v.cols) for v in local])  # fmt: skip
+    return planes
+
+
+def _stitch(plane: list[tuple[View, int, int]], grids: dict[str, np.ndarray]) -> np.ndarray:
+    rows = max(r0 + v.rows for v, r0, _ in plane)
+    cols = max(c0 + v.cols for v, _, c0 in plane)
+    out = np.zeros((rows, cols), dtype=bool)
+    for v, r0, c0 in plane:
+        out[r0 : r0 + v.rows, c0 : c0 + v.cols] = grids[v.name]
+    return out
+
+
+def _plane_indices(plane: list[tuple[View, int, int]], rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """Token indices of the stitched grid's cells (rr, cc)."""
+    out = np.full(len(rr), -1, dtype=int)
+    for v, r0, c0 in plane:
+        inside = (rr >= r0) & (rr < r0 + v.rows) & (cc >= c0) & (cc < c0 + v.cols)
+        out[inside] = v.offset + (rr[inside] - r0) * v.cols + (cc[inside] - c0)
+    if (out < 0).any():
+        raise ValueError("a stitched cell lies in no view")
+    return out
+
+
+def object_translations(layout: ImageLayout, mask: np.ndarray, padding: int = 1,
+                        others: np.ndarray | None = None) -> tuple[list[tuple[list, np.ndarray, list]], str]:  # fmt: skip
+    """Per grid the object covers (``view_planes``: a global view, or InternVL's stitched tiles):
+    the plane, the object's cells on it, and every shift that moves those cells to cells that
+    cover image pixels only, no cell of the object padded by ``padding`` token layers (padded on
+    the stitched grid, so across tile borders) and no cell of ``others`` (the image's other
+    objects, a boolean (H, W) mask). Returns (planes, "") or, where some grid has no allowed
+    shift, ([], why)."""
+    obj = {v.name: _view_grid(v, mask) for v in layout.views}
+    inside = {v.name: image_cells(v, layout.width, layout.height) for v in layout.views}
+    other = {v.name: _view_grid(v, others) for v in layout.views} if others is not None and others.any() else None
+    out = []
+    for plane in view_planes(layout):
+        grid = _stitch(plane, obj)
+        if not grid.any():
+            continue
+        forbidden = pad_grid(grid, padding) | ~_stitch(plane, inside)
+        if other is not None:
+            forbidden |= _stitch(plane, other)
+        shifts = translations(grid, forbidden)
+        if not shifts:
+            where = plane[0][0].name if len(plane) == 1 else "the tiles"
+            return [], f"no place for the object's {int(grid.sum())} tokens in {where} ({grid.shape[0]}x{grid.shape[1]})"
+        out.append((plane, grid, shifts))
+    return out, ""
+
+
+def draw_translation(choices: list[tuple[list, np.ndarray, list]], rng: np.random.Generator) -> np.ndarray:
+    """The object's tokens moved by one shift per grid, drawn uniformly among the allowed ones
+    (``object_translations``); each grid's selection keeps its shape (same relative offsets)."""
+    out = []
+    for plane, grid, shifts in choices:
+        dy, dx = shifts[int(rng.integers(len(shifts)))]
+        rr, cc = np.nonzero(grid)
+        out.append(_plane_indices(plane, rr + dy, cc + dx))
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=int)
+
+
+def random_outside_indices(layout: ImageLayout, mask: np.ndarray, k: int, rng: np.random.Generator,
+                           padding: int = 1) -> tuple[np.ndarray, str]:  # fmt: skip
+    """``k`` distinct tokens drawn uniformly among the tokens that cover image pixels and lie
+    outside the object mask padded by ``padding`` token layers (every view). Returns (indices, "")
+    or, where fewer than ``k`` tokens are allowed, (empty, why)."""
+    grids = mask_grids(layout, mask, padding)
+    allowed = {v.name: image_cells(v, layout.width, layout.height) & ~grids[v.name] for v in layout.views}
+    pool = grids_to_indices(layout, allowed)
+    if len(pool) < k:
+        return np.zeros(0, dtype=int), f"{len(pool)} tokens outside the object (+{padding}), {k} needed"
+    return np.sort(rng.choice(pool, size=int(k), replace=False)), ""

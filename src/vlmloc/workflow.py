@@ -92,6 +92,18 @@ def categories_of(coco: dict, samples: pd.DataFrame) -> tuple[list[str], list[li
     return [c["name"] for c in cats], present
 
 
+def other_objects(coco: dict, samples: pd.DataFrame) -> list[list[dict]] | None:
+    """Per sample, the segmentation (RLE) of every OTHER annotation of its image (crowd ones too);
+    None when the samples do not name their annotation (``ann_id``)."""
+    if "ann_id" not in samples or "image_id" not in samples:
+        return None
+    by_image: dict[int, list[dict]] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(int(a["image_id"]), []).append(a)
+    return [[a["segmentation"] for a in by_image.get(int(i), []) if int(a["id"]) != int(ann)]
+            for i, ann in zip(samples["image_id"], samples["ann_id"], strict=True)]  # fmt: skip
+
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG")
 
 

@@ -246,7 +246,8 @@ rule table_attention_knockout:
 
 rule figure_knockout:
     """Fig 3 (accuracy per layer window against the unmodified model) and Fig 12 (the Fig-12
-    window sizes, the object mask and the mask padded by +1)."""
+    window sizes, the object mask and the mask padded by +1), both with the random and the
+    translated control."""
     input:
         "results/{dataset}/tables/knockout_layers.tsv",
     output:

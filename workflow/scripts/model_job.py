@@ -17,6 +17,7 @@ from vlmloc.workflow import (
     categories_of,
     images_in_image_set,
     logged,
+    other_objects,
     read_samples,
     resolve_device,
     save_torch,
@@ -72,6 +73,7 @@ with logged(snakemake) as log:
         runner = Runner(adapter, batch_size=p.batch_size, pixel_cache=max(256, len(samples)))
         job = ShardJob(adapter, runner, samples, categories, dict(p.settings), dict(p.max_new_tokens),
                        mean=stats.get("mean"), embedding_stats=stats, present=present, pool=pool,
+                       others=other_objects(coco, samples),
                        upstream={k.removeprefix("upstream_"): v for k, v in snakemake.input.items()
                                  if k.startswith("upstream_")})  # fmt: skip
         log.info("%s: %d samples (shard %d/%d)", p.experiment, len(samples), shard, shards)

@@ -68,6 +68,21 @@ class ShardJob:
     progress: bool = True
     pool: pd.DataFrame | None = None  # the whole probing subset, not only this shard's samples
     upstream: dict[str, str] = field(default_factory=dict)  # experiment -> its gathered output this one reads
+    others: list[list[dict]] | None = None  # per sample: RLE masks of its image's OTHER annotated objects
+
+    def other_masks(self) -> list[np.ndarray | None]:
+        """Per sample: the union of its image's other objects (boolean (H, W)), None when unknown."""
+        from ..data.coco import decode_mask
+
+        if self.others is None:
+            return [None] * len(self.samples)
+        out = []
+        for r, rles in zip(self.records, self.others, strict=True):
+            union = np.zeros((int(r["height"]), int(r["width"])), dtype=bool)
+            for rle in rles:
+                union |= decode_mask(rle)
+            out.append(union)
+        return out
 
     @property
     def records(self) -> list[dict]:
@@ -85,7 +100,8 @@ class ShardJob:
         """The same job on the samples not in ``sample_ids``."""
         keep = ~self.samples["sample_id"].isin(set(sample_ids)).to_numpy()
         present = [p for p, k in zip(self.present, keep, strict=True) if k] if self.present is not None else None
-        return replace(self, samples=self.samples[keep].reset_index(drop=True), present=present)
+        others = [o for o, k in zip(self.others, keep, strict=True) if k] if self.others is not None else None
+        return replace(self, samples=self.samples[keep].reset_index(drop=True), present=present, others=others)
 
 
 class Experiment:

@@ -9,6 +9,7 @@ image tokens edited, in all and per kind of view (global / local: InternVL's "(g
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -108,50 +109,83 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
 
 
 KNOCKOUT_PARAMS = ["strategy", "padding", "window", "layer_first", "layer_last"]
-KNOCKOUT_COLUMNS = ["model", "condition", *KNOCKOUT_PARAMS, "n_layers", "n_edited", "n",
+KNOCKOUT_COLUMNS = ["model", "condition", *KNOCKOUT_PARAMS, "seeds", "n_layers", "n_edited", "n", "n_skipped",
                     *[c for c in _STATS if "ig_gap" not in c]]  # fmt: skip
+KNOCKOUT_STRATEGIES = ("baseline", "object", "random", "translated")
+
+
+def _unseeded(condition: str) -> str:
+    """A control's condition name without its seed (``random_s1_l0-3`` -> ``random_l0-3``)."""
+    return re.sub(r"_s\d+(?=_l\d)", "", condition)
 
 
 def knockout_table(rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | None = None) -> pd.DataFrame:
     """One row per knockout condition and model: the window, the blocked keys, both tasks'
-    accuracy with its interval, and the drop from the unmodified model."""
+    accuracy with its 95% bootstrap interval over samples, and the drop from the unmodified
+    model. A control with several seeds is one row: each sample's score averaged over the seeds
+    (the interval resamples those), ``{task}_std`` the std over seeds of the per-seed accuracy,
+    ``seeds`` how many. Rows of a sample the control could not place (``skip_reason``) are left
+    out and counted in ``n_skipped`` (samples)."""
     parts = []
     for model, rows in rows_per_model.items():
         if rows.empty:
             continue
+        rows = rows.assign(condition=rows["condition"].map(_unseeded))
+        why = rows["skip_reason"].fillna("") if "skip_reason" in rows else pd.Series("", index=rows.index)
+        skipped = rows[why != ""].groupby("condition")["sample_id"].nunique()
         params = rows.drop_duplicates("condition").set_index("condition")[KNOCKOUT_PARAMS]
-        t = _with_drops(summarize_groups(rows, ["condition"], bootstrap).join(params, on="condition"))
-        t["n_layers"] = int(rows["layer_last"].max()) + 1
+        n_layers = int(rows["layer_last"].max()) + 1
+        rows = rows[why == ""]
+        t = summarize_groups(rows, ["condition"], bootstrap)
+        lost = [c for c in params.index if c not in set(t.get("condition", []))]  # every sample skipped: no accuracy
+        t = pd.concat([t, pd.DataFrame({"condition": lost, "n": 0})], ignore_index=True) if lost else t
+        t = _with_drops(t.join(params, on="condition"))
+        seeds = rows.groupby("condition")["seed"].nunique() if "seed" in rows else pd.Series(dtype=int)
+        t["seeds"] = t["condition"].map(seeds[seeds > 0]).astype("Int64")  # empty: a condition without seeds
+        t["n_skipped"] = t["condition"].map(skipped).fillna(0).astype(int)
+        t["n_layers"] = n_layers
         t.insert(0, "model", model)
         parts.append(t)
     return pd.concat(parts, ignore_index=True).reindex(columns=KNOCKOUT_COLUMNS) if parts else pd.DataFrame(columns=KNOCKOUT_COLUMNS)
 
 
+KNOCKOUT_SUMMARY_COLUMNS = ["model", "task", "window", "layers", "drop", "random_drop", "random_drop_std",
+                            "translated_drop", "translated_drop_std", "depth", "n_layers", "paper"]  # fmt: skip
+
+
+def _control_drop(t: pd.DataFrame, strategy: str, first: int, last: int, short: str) -> dict[str, float]:
+    """A control's drop in the window first..last (mean over seeds) and its std over seeds."""
+    c = t[(t["strategy"] == strategy) & (t["layer_first"] == first) & (t["layer_last"] == last)]
+    return {f"{strategy}_drop": c[f"{short}_drop"].iloc[0] if len(c) else np.nan,
+            f"{strategy}_drop_std": c[f"{short}_std"].iloc[0] if len(c) else np.nan}  # fmt: skip
+
+
 def knockout_summary(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
     """Per model and task: the window of each size whose object knockout lowers accuracy most,
-    the random control in that window, and where in depth it lies; beside the paper's statement."""
+    both controls' drops in that window (mean over seeds, and the std over seeds), and where in
+    depth it lies; beside the paper's statement."""
     from ..paper import KNOCKOUT_STATEMENT
 
     rows = []
     for model, t in table.groupby("model", sort=False):
-        obj, rnd = t[(t["strategy"] == "object") & (t["padding"] == 0)], t[t["strategy"] == "random"]
+        obj = t[(t["strategy"] == "object") & (t["padding"] == 0)]
         n_layers = int(t["n_layers"].iloc[0])
+        paper = KNOCKOUT_STATEMENT.get(paper_names.get(model, ""), "")
+
         for task, short in SHORT.items():
-            for size, w in obj[obj["window"] < n_layers].groupby("window"):
-                worst = w.loc[w[f"{short}_drop"].idxmin()]
-                control = rnd[(rnd["layer_first"] == worst["layer_first"]) & (rnd["layer_last"] == worst["layer_last"])]
-                middle = (worst["layer_first"] + worst["layer_last"]) / 2
-                rows.append({"model": model, "task": task, "window": int(size), "layers": f"{int(worst['layer_first'])}-{int(worst['layer_last'])}",
-                             "drop": worst[f"{short}_drop"], "random_drop": control[f"{short}_drop"].iloc[0] if len(control) else np.nan,
-                             "depth": middle / max(n_layers - 1, 1), "n_layers": n_layers,
-                             "paper": KNOCKOUT_STATEMENT.get(paper_names.get(model, ""), "")})  # fmt: skip
+            chosen = [(int(size), w.loc[w[f"{short}_drop"].idxmin()]) for size, w in obj[obj["window"] < n_layers].groupby("window")
+                      if w[f"{short}_drop"].notna().any()]  # fmt: skip
             every = obj[obj["window"] == n_layers]
             if len(every):
-                rows.append({"model": model, "task": task, "window": n_layers, "layers": f"0-{n_layers - 1}",
-                             "drop": every[f"{short}_drop"].iloc[0], "depth": np.nan, "n_layers": n_layers,
-                             "random_drop": rnd.loc[rnd["window"] == n_layers, f"{short}_drop"].iloc[0] if (rnd["window"] == n_layers).any() else np.nan,
-                             "paper": KNOCKOUT_STATEMENT.get(paper_names.get(model, ""), "")})  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "task", "window", "layers", "drop", "random_drop", "depth", "n_layers", "paper"])
+                chosen.append((n_layers, every.iloc[0]))
+            for size, worst in chosen:
+                first, last = worst["layer_first"], worst["layer_last"]
+                rows.append({"model": model, "task": task, "window": size, "layers": f"{int(first)}-{int(last)}",
+                             "drop": worst[f"{short}_drop"],
+                             **_control_drop(t, "random", first, last, short), **_control_drop(t, "translated", first, last, short),
+                             "depth": (first + last) / 2 / max(n_layers - 1, 1) if size < n_layers else np.nan,
+                             "n_layers": n_layers, "paper": paper})  # fmt: skip
+    return pd.DataFrame(rows, columns=KNOCKOUT_SUMMARY_COLUMNS)
 
 
 def _paper_token(value) -> str:
