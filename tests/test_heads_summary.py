@@ -240,3 +240,15 @@ def test_ablation_figure_draws_the_table_with_its_auc():
     assert "Random (AUC 0.50 ± 0.10)" in labels
     assert ax.get_title() == "llava-1.5-7b"
     plt.close(fig)
+
+
+def test_no_pair_at_all_gives_an_empty_ranking():
+    """An empty probing subset (the mediation job writes no rows, or only excluded ones) ranks no
+    head, and the tables and figures still draw."""
+    from vlmloc.experiments.heads_summary import head_scores, mediation_sparsity
+
+    for rows in (pd.DataFrame(columns=["sample_id", "condition", "task"]),
+                 pd.DataFrame({"sample_id": ["a", "b"], "condition": ["excluded"] * 2, "task": ["none"] * 2})):  # fmt: skip
+        heads = head_scores(rows, 0.25)
+        assert heads.empty and list(heads.columns)[:3] == ["task", "layer", "head"]
+        assert mediation_sparsity({"m": heads}, {"m": ""}).empty

@@ -68,17 +68,18 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     assert jobs == {"filter_samples": 1, "remove_objects_shard": 2, "gather_removed": 1,
                     "figure_object_removal_examples": 1, "screen_shard": 4, "gather_screening": 2,
                     "hallucination_filter": 2, "probing_subset": 1, "figure_baseline_accuracy": 1,
-                    "figure_localization_examples": 1, "run_experiment": 10, "score_experiment": 8,
+                    "figure_localization_examples": 1, "run_experiment": 14, "score_experiment": 12,
                     "table_token_ablation": 1, "figure_token_ablation": 1, "table_attention_knockout": 1,
                     "figure_knockout": 1, "table_containerization": 1, "figure_containerization": 1,
-                    "table_token_shuffle": 1, "all": 1}  # fmt: skip
+                    "table_token_shuffle": 1, "rank_heads": 2, "table_mediation": 1, "figure_mediation": 1,
+                    "table_head_ablation": 1, "figure_head_ablation": 1, "all": 1}  # fmt: skip
 
     # a parser fix rescores screening and every experiment, and reruns no model job (the probing
     # subset is a checkpoint whose ids file did not change)
     tasks_py = workflow_dir / "src/vlmloc/tasks.py"
     tasks_py.write_text(tasks_py.read_text() + "\n# a parser fix\n")
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml"))
-    assert jobs["score_experiment"] == 8 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
+    assert jobs["score_experiment"] == 12 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
     assert not {"screen_shard", "mean_embedding_shard", "gather_mean_embedding"} & set(jobs), jobs
     out = run_snakemake(workflow_dir, "--configfile", "small.yaml")
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M))
@@ -203,7 +204,11 @@ def test_paper_scope_dry_run(workflow_dir):
     assert jobs["mean_embedding_shard"] == 3 * 4 and jobs["gather_mean_embedding"] == 3
     # + containerization and token shuffling on COCO (Fig 1, 8, 9, Table 2) for all three models,
     # and the view ablation (Table 3, Fig 10) for InternVL alone
-    assert jobs["run_experiment"] == 5 * 3 * 8 + 1 * 8 and jobs["score_experiment"] == 5 * 3 + 1
+    # + mediation (Fig 4, 14) sharded by pairs (4 per model) and head ablation (Fig 5, 15, 8 per model)
+    assert jobs["run_experiment"] == 5 * 3 * 8 + 1 * 8 + 3 * 4 + 3 * 8
+    assert jobs["score_experiment"] == 5 * 3 + 1 + 2 * 3 and jobs["rank_heads"] == 3
+    for rule in ("table_mediation", "figure_mediation", "table_head_ablation", "figure_head_ablation"):
+        assert jobs[rule] == 1, rule
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml")
     blocks = re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr)
     views = [b for b in blocks if b.startswith("rule run_experiment:") and "experiments/view_ablation/" in b]
@@ -218,5 +223,9 @@ def test_paper_scope_dry_run(workflow_dir):
     for rule in ("table_probe_layers", "table_probe_best_layer", "table_probe_methods", "table_probe_line_breaks",
                  "figure_probes_fig2", "figure_probes_fig11", "figure_probe_methods"):  # fmt: skip
         assert jobs[rule] == 1, rule
+    mediation = [b for b in blocks if b.startswith("rule run_experiment:") and "experiments/mediation/" in b]
+    assert len(mediation) == 12 and all("gpu=1" in b for b in mediation)
+    runtime = {m: re.search(r"runtime=(\d+)", b).group(1) for b in mediation for m in ("llava15_7b", "llava15_13b") if f"/{m}/" in b}
+    assert int(runtime["llava15_7b"]) < int(runtime["llava15_13b"]), runtime  # resources from the model size
     probe_jobs = [b for b in blocks if b.startswith("rule probe_model:")]
     assert len(probe_jobs) == 3 and all("gpu=1" in b for b in probe_jobs), probe_jobs

@@ -99,7 +99,9 @@ def head_scores(
     total pairs, samples excluded from the experiment, and the rank within the task (1 = highest
     mean MF; ties by layer, head). A task without a kept pair has NaN scores and ``n_pairs`` 0."""
     b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
-    n_excluded = int(rows.loc[rows["condition"] == EXCLUDED, "sample_id"].nunique())
+    n_excluded = int(rows.loc[rows["condition"] == EXCLUDED, "sample_id"].nunique()) if len(rows) else 0
+    if not len(rows) or not (rows["condition"] != EXCLUDED).any():  # no pair at all (an empty probing subset)
+        return pd.DataFrame(columns=HEAD_COLUMNS).assign(n_excluded=n_excluded)[HEAD_COLUMNS]
     p = pairs(rows, min_log_gap)
     patched = rows[~rows["condition"].isin(["base", "source", EXCLUDED])]
     m = patched[["task", "sample_id", "layer", "head", "nll"]].merge(p, on=["task", "sample_id"])
