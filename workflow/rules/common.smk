@@ -557,6 +557,12 @@ def _check_probes():
         errors.append(
             f"probes.figure_method: {PROBES['figure_method']!r} is not one of probes.methods {PROBES['methods']}"
         )
+    untrained_methods = PROBES["controls"].get("untrained_methods") or []
+    errors += [
+        f"probes.controls.untrained_methods: {m!r} is not one of probes.methods {PROBES['methods']}"
+        for m in untrained_methods
+        if m not in PROBES["methods"]
+    ]
     generated = [PROBES[k] == "generated" for k in ("train_images", "test_images")]
     if any(generated) and not all(generated):
         errors.append(
@@ -606,6 +612,12 @@ def probe_settings():
         out.pop("l2"), out.pop("ridge_dtype")
     if PROBES["train_images"] != "generated":
         out.pop("generated_like")
+    if not PROBES["controls"].get("untrained", True):  # settings of a control that does not run
+        out["controls"] = {
+            k: v
+            for k, v in out["controls"].items()
+            if k not in ("untrained_seed", "untrained_methods")
+        }
     return out
 
 
