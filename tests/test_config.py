@@ -156,3 +156,10 @@ def test_undefined_name_in_a_block_keyed_by_names_is_named(workflow_dir, overlay
     (workflow_dir / "bad.yaml").write_text(overlay)
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_untrained_control_methods_outside_the_methods_are_named(workflow_dir):
+    (workflow_dir / "bad.yaml").write_text("probes:\n  methods: [sgd]\n  figure_method: sgd\n  controls: {untrained_methods: [lda]}\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "probes.controls.untrained_methods: 'lda' is not one of probes.methods ['sgd']" in proc.stdout + proc.stderr

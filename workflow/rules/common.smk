@@ -612,7 +612,8 @@ def probe_settings():
         out.pop("l2"), out.pop("ridge_dtype")
     if PROBES["train_images"] != "generated":
         out.pop("generated_like")
-    if not PROBES["controls"].get("untrained", True):  # settings of a control that does not run
+    # the settings of an untrained control that does not run
+    if not PROBES["controls"].get("untrained", True):
         out["controls"] = {
             k: v
             for k, v in out["controls"].items()
