@@ -45,6 +45,19 @@ def main() -> None:
                       settings.methods), "total_s": round(total, 2), "cpu_s": round(cpu, 2),
                       "timing": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in t.items()}
                                  for t in run.timing]}))
+    # LDA's test accuracy (mean of row and column) per site, trained and untrained, and the best
+    # LLM layer chosen on validation / on test
+    import pandas as pd
+
+    from vlmloc.probes.summary import best_layer_table
+
+    summary = pd.DataFrame(run.summary).assign(model=args.family)
+    lda = summary[(summary["method"] == "lda") & (summary["split"] == "test")]
+    print(lda.pivot_table(index="site", columns="variant", values="acc_mean", sort=False).round(3).to_string())
+    table = best_layer_table(summary, {}, [m for m in settings.methods if m != "ridge"], "acc_mean")
+    print(table[["method", "best_llm_layer", "best_llm_layer_on_test", "acc_best_llm", "acc_best_llm_validation",
+                 "untrained_method", "acc_untrained_best_llm", "acc_untrained_projector",
+                 "acc_untrained_best_vision", "best_vision_layer"]].round(3).to_string())
 
 
 if __name__ == "__main__":
