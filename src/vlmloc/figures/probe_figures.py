@@ -211,9 +211,10 @@ def plot_fig11(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], me
                     color="0.4", label=untrained_label(summary, method), gid=f"untrained:{model}:{kind}")  # fmt: skip
             ax.set_ylim(0, 1.05)
             ax.tick_params(labelsize=6)
-            ax.set_title("mean per panel", fontsize=8)
             if i == 0:
-                ax.legend(fontsize=5, loc="lower left")
+                ax.set_title("mean of each panel", fontsize=8)
+            if i == len(rows) - 1:
+                ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     fig.colorbar(im, ax=axes[:, :n_maps], shrink=0.8, label=f"{ACC_LABEL[accuracy]} per position")
     fig.suptitle(f"Fig 11: positional decoding at selected stages ({METHOD_LABEL[method]})", fontsize=9)
     return _save(fig, png, pdf)
