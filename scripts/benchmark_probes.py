@@ -78,7 +78,7 @@ def main():
     adapter = load_adapter(args.family, args.model, dtype=args.dtype, device=args.device)
     train, test = probe_images("generated", "generated", args.n_train, args.n_test, args.seed)
     settings = ProbeSettings(methods=(args.method,), random_control=False, shuffled_control=False,
-                             batch_size=args.batch_size, l2=args.l2)  # fmt: skip
+                             validation_fraction=0.0, batch_size=args.batch_size, l2=args.l2)  # fmt: skip
     tokens = sum(adapter.layout(*im.size).n_tokens for im in train) / len(train)
     print(f"{args.family} {args.model}: {args.n_train} train + {args.n_test} test shapes scenes, {tokens:.0f} visual "
           f"tokens per image, method {args.method}, l2 {args.l2} "
@@ -90,7 +90,7 @@ def main():
                         args.l2)  # fmt: skip
     fast, t_fast = _timed(adapter, fit_and_score, adapter, train, test, settings)
 
-    fast_rows = {r["site"]: r for r in fast.summary if r["variant"] == "true"}
+    fast_rows = {r["site"]: r for r in fast.summary if r["variant"] == "true" and r["split"] == "test"}
     print(f"\n  {'site':<12} {'n_test_tok':>10}  {'ref row':>8} {'ref col':>8}  {'fast row':>8} {'fast col':>8}")
     worst = 0.0
     for r in ref.summary:

@@ -163,3 +163,10 @@ def test_head_ablation_ranking_by_a_task_mediation_leaves_out_is_named(workflow_
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "experiments.head_ablation.settings: ranks heads by the 'binary' MF" in proc.stdout + proc.stderr
+
+
+def test_untrained_control_methods_outside_the_methods_are_named(workflow_dir):
+    (workflow_dir / "bad.yaml").write_text("probes:\n  methods: [sgd]\n  figure_method: sgd\n  controls: {untrained_methods: [lda]}\n")
+    proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "probes.controls.untrained_methods: 'lda' is not one of probes.methods ['sgd']" in proc.stdout + proc.stderr

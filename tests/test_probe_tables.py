@@ -9,6 +9,7 @@ from PIL import Image
 from vlmloc.probes.images import probe_images
 from vlmloc.probes.summary import (
     best_layer_table,
+    best_layers,
     best_llm_layers,
     cell_grid,
     fig11_sites,
@@ -22,27 +23,34 @@ from vlmloc.probes.summary import (
 GRID = 4
 
 
-def _summary(model: str, llm_acc: list[float], method: str = "sgd", shuffled: float = 0.25) -> pd.DataFrame:
-    """Rows as ``fit_and_score`` writes them: 2 backbone layers, the projector, the LLM layers
-    with the given mean accuracy (row = col), the random control, shuffled heads at ``shuffled``."""
-    sites = [("vision.0", "vision", 0, 0.9), ("vision.1", "vision", 1, 0.6), ("projector", "projector", 0, 0.5)]
+def _summary(model: str, llm_acc: list[float], method: str = "sgd", shuffled: float = 0.25, split: str = "test",
+             untrained: list[float] | None = None, vision: tuple = (0.9, 0.6)) -> pd.DataFrame:  # fmt: skip
+    """Rows as ``fit_and_score`` writes them for one split: 2 backbone layers, the projector, the
+    LLM layers with the given mean accuracy (row = col), the random control, shuffled heads at
+    ``shuffled``; with ``untrained``, the re-initialised model's rows (backbone 0.7 / 0.4,
+    projector 0.3, LLM layers ``untrained``)."""
+    sites = [("vision.0", "vision", 0, vision[0]), ("vision.1", "vision", 1, vision[1]),
+             ("projector", "projector", 0, 0.5)]  # fmt: skip
     sites += [(f"llm.{i}", "llm", i, a) for i, a in enumerate(llm_acc)] + [("control.random", "control", 0, 0.26)]
+    u = dict(zip(["vision.0", "vision.1", "projector"] + [f"llm.{i}" for i in range(len(llm_acc))],
+                 [0.7, 0.4, 0.3, *(untrained or [])], strict=False))  # fmt: skip
     rows = []
     for name, stage, layer, acc in sites:
-        for variant, a in (("true", acc), ("shuffled", shuffled)):
-            if stage == "control" and variant == "shuffled":
+        for variant, a in (("true", acc), ("shuffled", shuffled), ("untrained", u.get(name))):
+            if stage == "control" and variant != "true" or variant == "untrained" and untrained is None:
                 continue
             rows.append({"model": model, "method": method, "site": name, "stage": stage, "layer": layer,
-                         "variant": variant, "n_tokens": 160, "grid_rows": GRID, "grid_cols": GRID, "acc_row": a,
+                         "variant": variant, "split": split, "n_tokens": 160, "grid_rows": GRID, "grid_cols": GRID, "acc_row": a,
                          "acc_col": a, "acc_mean": a, "acc_both": a * a, "chance_row": 1 / GRID,
                          "chance_col": 1 / GRID})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _cells(model: str, site: str, acc_of, method: str = "sgd", kind: str = "global", n: int = 10) -> pd.DataFrame:
+def _cells(model: str, site: str, acc_of, method: str = "sgd", kind: str = "global", n: int = 10,
+           variant: str = "true") -> pd.DataFrame:  # fmt: skip
     stage, layer = ("projector", 0) if site == "projector" else (site.split(".")[0], int(site.split(".")[1]))
     return pd.DataFrame([{"model": model, "method": method, "site": site, "stage": stage, "layer": layer,
-                          "variant": "true", "kind": kind, "row": r,
+                          "variant": variant, "kind": kind, "row": r,
                           "col": c, "n": n, "acc_row": acc_of(r, c), "acc_col": acc_of(r, c), "acc_both": acc_of(r, c)}
                          for r in range(GRID) for c in range(GRID)])  # fmt: skip
 
@@ -198,3 +206,90 @@ def test_probe_settings_from_the_config_block():
     lda_only = {k: v for k, v in cfg.items() if k not in ("epochs", "sgd")} | {"methods": ["lda"]}
     s = ProbeSettings.from_config(lda_only, batch_size=4)
     assert s.methods == ("lda",) and s.epochs == ProbeSettings.epochs and s.l2 == cfg["l2"]
+
+
+# ---- the best layer chosen on validation images; the untrained control -------------------------
+
+
+def _with_validation():
+    """Test accuracy peaks at LLM layer 2 (0.9) and backbone layer 0, validation accuracy at
+    LLM layer 1 (0.8) and backbone layer 1: the layer is chosen on validation, reported on test."""
+    test = _summary("a", [0.3, 0.7, 0.9, 0.8], untrained=[0.35, 0.4, 0.45, 0.2])
+    val = _summary("a", [0.3, 0.8, 0.75, 0.6], split="validation", untrained=[0.3, 0.4, 0.4, 0.2], vision=(0.5, 0.7))
+    return pd.concat([test, val], ignore_index=True)
+
+
+def test_best_layer_is_chosen_on_the_validation_images():
+    summary = _with_validation()
+    assert best_llm_layers(summary, "sgd", "acc_mean").to_dict() == {"a": 1}
+    assert best_layers(summary, "sgd", "acc_mean", "vision").to_dict() == {"a": 1}
+    t = best_layer_table(summary, {}, ["sgd"], "acc_mean").iloc[0]
+    assert t["best_layer_chosen_on"] == "validation" and t["best_llm_layer"] == 1
+    assert t["acc_best_llm"] == 0.7 and t["acc_best_llm_validation"] == 0.8  # test accuracy there, validation beside
+    assert t["best_llm_layer_on_test"] == 2  # what choosing on the test images would have given
+    assert t["best_vision_layer"] == 1 and t["acc_best_vision"] == 0.6
+    # the per-layer curves and the figures read the test rows only
+    c = layer_curves(summary, "sgd", "acc_mean")
+    assert list(c.loc[c["stage"] == "llm", "acc"]) == [0.3, 0.7, 0.9, 0.8]
+    # rows without validation (validation_fraction 0, or an older run): chosen on the test images
+    only_test = summary[summary["split"] == "test"]
+    assert best_layer_table(only_test, {}, ["sgd"], "acc_mean").iloc[0][["best_layer_chosen_on", "best_llm_layer"]].tolist() == ["test", 2]
+
+
+def test_best_layer_table_has_the_untrained_model_at_the_same_sites():
+    summary = _with_validation()
+    t = best_layer_table(summary, {}, ["sgd"], "acc_mean").iloc[0]
+    assert t["untrained_method"] == "sgd"
+    # test accuracy of the re-initialised model at the layer chosen for the trained one (llm.1), P, vision.1
+    assert (t["acc_untrained_best_llm"], t["acc_untrained_projector"], t["acc_untrained_best_vision"]) == (0.4, 0.3, 0.4)
+    # the control ran with LDA only (the demo): SGD's row takes LDA's untrained numbers and says so
+    lda_only = pd.concat([summary[summary["variant"] != "untrained"],
+                          summary[summary["variant"] == "untrained"].assign(method="lda")])  # fmt: skip
+    t = best_layer_table(lda_only, {}, ["sgd"], "acc_mean").iloc[0]
+    assert t["untrained_method"] == "lda" and t["acc_untrained_best_llm"] == 0.4
+    none = best_layer_table(summary[summary["variant"] != "untrained"], {}, ["sgd"], "acc_mean").iloc[0]
+    assert np.isnan(none["acc_untrained_best_llm"]) and none["untrained_method"] == ""
+
+
+def test_fig2_draws_the_table_numbers(tmp_path):
+    """Fig 2's lines hold the per-layer table's test accuracies: the trained probe per stage, the
+    untrained control dashed (the best-layer table's column at the chosen layer), the circle at
+    the layer chosen on validation."""
+    from vlmloc.figures.probe_figures import UNTRAINED_LABEL, plot_fig2
+
+    summary = _with_validation()
+    cells = pd.concat([_cells("a", "llm.1", lambda r, c: 0.5)])
+    fig = plot_fig2(summary, cells, ["a"], "sgd", "acc_mean", tmp_path / "f2.png", tmp_path / "f2.pdf")
+    ax = fig.axes[0]
+    lines = {ln.get_gid(): ln for ln in ax.get_lines() if ln.get_gid()}
+    table = summary[(summary["split"] == "test") & (summary["variant"] == "untrained")].set_index("site")["acc_mean"]
+    for stage, sites in (("vision", ["vision.0", "vision.1"]), ("llm", [f"llm.{i}" for i in range(4)])):
+        line = lines[f"untrained:a:{stage}"]
+        assert list(line.get_ydata()) == list(table[sites]) and line.get_linestyle() == "--"
+    assert list(lines["untrained:a:projector"].get_ydata()) == [0.3]
+    best = best_layer_table(summary, {}, ["sgd"], "acc_mean").iloc[0]
+    assert lines["untrained:a:llm"].get_ydata()[best["best_llm_layer"]] == best["acc_untrained_best_llm"]
+    trained = [ln for ln in ax.get_lines() if ln.get_label() == "a"][0]  # the LLM stage's line
+    assert list(trained.get_ydata()) == [0.3, 0.7, 0.9, 0.8]
+    (circle,) = ax.collections
+    assert circle.get_offsets()[0][1] == 0.7  # the chosen layer 1 (validation), at its test accuracy
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert UNTRAINED_LABEL in labels
+
+
+def test_fig11_draws_the_untrained_line_from_the_cells(tmp_path):
+    from vlmloc.figures.probe_figures import plot_fig11
+
+    summary = _with_validation()
+    sites = ["projector", "llm.0", "llm.2", "llm.3"]
+    trained = {s: 0.5 + 0.1 * k for k, s in enumerate(sites)}
+    untrained = {s: 0.2 + 0.05 * k for k, s in enumerate(sites)}
+    cells = pd.concat([_cells("a", s, lambda r, c, v=trained[s]: v - 0.1 * (r == 0)) for s in sites]
+                      + [_cells("a", s, lambda r, c, v=untrained[s]: v + 0.1 * (c == 0), variant="untrained") for s in sites]
+                      + [_cells("a", "llm.1", lambda r, c: 0.5), _cells("a", "llm.1", lambda r, c: 0.3, variant="untrained")])  # fmt: skip
+    fig = plot_fig11(summary, cells, ["a"], "sgd", "acc_mean", {"a": [0, 2, 3]}, tmp_path / "f.png", tmp_path / "f.pdf")
+    lines = {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid()}
+    # the mean over the grid's positions: one row of 4 is 0.1 lower (trained), one column 0.1 higher (untrained)
+    assert np.allclose(lines["trained:a:global"].get_ydata(), [trained[s] - 0.1 / GRID for s in sites])
+    assert np.allclose(lines["untrained:a:global"].get_ydata(), [untrained[s] + 0.1 / GRID for s in sites])
+    assert lines["untrained:a:global"].get_linestyle() == "--"

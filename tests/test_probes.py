@@ -16,11 +16,14 @@ from vlmloc.probes import (
     TokenLabels,
     fit_and_score,
     paper_scale_forwards,
+    probe_images,
     probe_targets,
     select_views,
     shuffled_positions,
     sites,
     stage_features,
+    untrained_adapter,
+    validation_split,
 )
 
 TASK = "Describe the image."
@@ -273,18 +276,24 @@ def test_shuffled_positions_are_a_fixed_permutation_per_image():
 def test_fit_and_score_runs_every_site_method_and_control(adapters, family):
     a = adapters[family]
     images = _images(((64, 64), (80, 60), (60, 90), (70, 70)))
-    settings = ProbeSettings(epochs=2, batch_size=2, views="global", minibatch=512)
-    run = fit_and_score(a, images[:3], images[3:], settings)
+    settings = ProbeSettings(epochs=2, batch_size=2, views="global", minibatch=512, untrained_control=True,
+                             untrained_methods=("lda",))  # fmt: skip
+    run = fit_and_score(a, images[:3], images[3:], settings)  # 2 train images, 1 validation image
     expected = {s.name for s in sites(a)} | {"control.random"}
     for method in ("ridge", "lda", "sgd"):
-        rows = [r for r in run.summary if r["method"] == method]
-        assert {r["site"] for r in rows} == expected
-        assert {r["variant"] for r in rows} == {"true", "shuffled"}
-        n = {r["site"]: r["n_tokens"] for r in rows if r["variant"] == "true"}
-        assert n["projector"] == a.grid**2 and n["vision.0"] == a.vision_patch_grid**2  # one global view
-    timing = {t["method"]: t for t in run.timing}
-    assert timing["ridge"]["train_forwards"] == timing["lda"]["train_forwards"] == 3
-    assert timing["sgd"]["train_forwards"] == 6
+        for split, n_images in (("test", 1), ("validation", 1)):
+            rows = [r for r in run.summary if r["method"] == method and r["split"] == split]
+            assert {r["site"] for r in rows} == expected
+            assert {r["variant"] for r in rows} == {"true", "shuffled"} | ({"untrained"} if method == "lda" else set())
+            n = {r["site"]: r["n_tokens"] for r in rows if r["variant"] == "true"}
+            assert n["projector"] == n_images * a.grid**2 and n["vision.0"] == n_images * a.vision_patch_grid**2
+    # the untrained control: the model's sites, no random-feature site (it does not depend on the model)
+    untrained = [r for r in run.summary if r["variant"] == "untrained" and r["split"] == "test"]
+    assert {r["site"] for r in untrained} == expected - {"control.random"}
+    timing = {(t["method"], t["variant"]): t for t in run.timing}
+    assert set(timing) == {("ridge", "true"), ("lda", "true"), ("sgd", "true"), ("lda", "untrained")}
+    assert timing["ridge", "true"]["train_forwards"] == timing["lda", "untrained"]["train_forwards"] == 2
+    assert timing["sgd", "true"]["train_forwards"] == 4 and timing["sgd", "true"]["validation_forwards"] == 1
     assert {c["kind"] for c in run.cells} == {"global"}
     assert paper_scale_forwards() == {"ridge": 60_000, "lda": 60_000, "sgd": 510_000}
 
@@ -296,9 +305,9 @@ def test_test_images_never_share_the_train_images_random_features(adapters):
     chance is 1/8."""
     a = adapters["llava"]
     images = _images(((64, 64),) * 8)
-    settings = ProbeSettings(methods=("ridge",), l2=1e-6, sites=["projector"], batch_size=4)
+    settings = ProbeSettings(methods=("ridge",), l2=1e-6, sites=["projector"], batch_size=4, validation_fraction=0)
     run = fit_and_score(a, images, images, settings)
-    (control,) = [r for r in run.summary if r["site"] == "control.random" and r["variant"] == "true"]
+    (control,) = [r for r in run.summary if r["site"] == "control.random" and r["variant"] == "true" and r["split"] == "test"]
     assert control["n_tokens"] == 8 * a.grid**2
     for axis in ("row", "col"):
         assert abs(control[f"acc_{axis}"] - 1 / a.grid) < 0.06, control
@@ -335,5 +344,120 @@ def test_tiles_alone_with_a_batch_without_tiles(adapters):
     settings = ProbeSettings(views="local", batch_size=1, epochs=1, random_control=False, sites=["projector"])
     run = fit_and_score(a, [single, wide, wide], [wide], settings)
     tiles = sum(v.n_tokens for v in a.layout(*wide.size).views if v.kind == "local")
-    rows = [r for r in run.summary if r["variant"] == "true"]
+    rows = [r for r in run.summary if r["variant"] == "true" and r["split"] == "test"]
     assert {r["method"] for r in rows} == {"ridge", "lda", "sgd"} and all(r["n_tokens"] == tiles for r in rows)
+
+
+# ---- the control that can fail: the same architecture, re-initialised ------------------------
+
+TOYS = {"llava": "checkpoints/toy_llava", "internvl": "checkpoints/toy_internvl"}
+
+
+@pytest.fixture(scope="module")
+def toys():
+    """The committed trained toy checkpoints (the test fixtures' tiny models are themselves
+    random-init models of seed 0, so re-initialising them under seed 0 gives them back)."""
+    from conftest import ROOT
+
+    from vlmloc.models import load_adapter
+
+    return {f: load_adapter(f, ROOT / p, dtype="float32", device="cpu") for f, p in TOYS.items()}
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_untrained_model_is_reinitialised_and_reproducible(toys, family):
+    """The re-initialised model is the same class and config with new weights: every weight
+    matrix of the projector and the LLM differs from the trained one, the same seed gives the
+    same weights, another seed other weights; the global random state is untouched, and the new
+    adapter's sites are the new model's modules."""
+    a = toys[family]
+    state = torch.get_rng_state()
+    u, again, other = untrained_adapter(a, 0), untrained_adapter(a, 0), untrained_adapter(a, 1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert type(u.model) is type(a.model) and u.model.config.to_dict() == a.model.config.to_dict()
+    trained, sd, sd2, sd3 = a.model.state_dict(), u.model.state_dict(), again.model.state_dict(), other.model.state_dict()
+    assert sd.keys() == trained.keys()
+    assert all(torch.equal(sd[k], sd2[k]) for k in sd)
+    matrices = [k for k, v in sd.items() if v.ndim == 2 and ("language_model" in k or "projector" in k)]
+    assert len(matrices) > 10
+    assert not any(torch.equal(sd[k], trained[k]) for k in matrices)
+    assert not any(torch.equal(sd[k], sd3[k]) for k in matrices)
+    assert u.decoder_layers[0] is u.model.model.language_model.layers[0] and u.tokenizer is a.tokenizer
+    assert not u.model.training
+
+
+def _untrained_rows(adapter, sites):
+    train, test = probe_images("generated", "generated", 40, 10, seed=3)
+    settings = ProbeSettings(methods=("lda",), untrained_control=True, random_control=False, shuffled_control=False,
+                             batch_size=10, sites=sites, validation_fraction=0.2)  # fmt: skip
+    run = fit_and_score(adapter, train, test, settings)
+    return {(r["variant"], r["site"]): r for r in run.summary if r["split"] == "test"}
+
+
+def test_untrained_control_decodes_position_from_the_architecture(toys):
+    """What the re-initialised toys decode (LDA, 32 train + 8 validation + 10 test shapes scenes;
+    test accuracy, mean of row and column, measured: LLaVA untrained vision.0 / projector / llm.3
+    0.42 / 0.33 / 0.46 against chance 0.125, trained 0.90 / 1.00 / 1.00; InternVL untrained
+    0.096 (chance 1/12) / 0.20 / 0.34 (chance 1/6), trained 1.00 / 1.00 / 1.00):
+
+    - LLaVA (CLIP: a learned position embedding, initialised normal, std 0.02): the untrained
+      backbone decodes position far above chance, so this control is not trivially at chance;
+    - InternVL (InternViT's position embedding is initialised to zero): its untrained backbone
+      carries no position at all (attention without positions is permutation-equivariant) and
+      sits at chance, while its untrained LLM decodes some from the raster order (causal
+      attention, RoPE) above chance.
+    The trained toys decode far more at every site."""
+    llava = _untrained_rows(toys["llava"], ["vision.0", "projector", "llm.3"])
+    chance = 1 / toys["llava"].grid
+    for site in ("vision.0", "projector", "llm.3"):
+        assert llava["untrained", site]["acc_mean"] > chance + 0.15, llava["untrained", site]
+        assert llava["true", site]["acc_mean"] > llava["untrained", site]["acc_mean"] + 0.3
+    a = toys["internvl"]
+    internvl = _untrained_rows(a, ["vision.0", "projector", "llm.3"])
+    vis = internvl["untrained", "vision.0"]
+    assert abs(vis["acc_mean"] - 1 / a.vision_patch_grid) < 0.03, vis  # 0.096 against 0.083
+    assert internvl["untrained", "llm.3"]["acc_mean"] > 1 / a.grid + 0.04, internvl["untrained", "llm.3"]
+    for site in ("vision.0", "projector", "llm.3"):
+        assert internvl["true", site]["acc_mean"] > internvl["untrained", site]["acc_mean"] + 0.3
+
+
+# ---- the best layer is chosen on validation images held out of the training --------------------
+
+
+def test_validation_split_is_seeded_disjoint_and_complete():
+    fit, val = validation_split(50, 0.2, seed=4)
+    assert len(val) == 10 and len(fit) == 40 and not set(fit) & set(val) and set(fit) | set(val) == set(range(50))
+    again, other = validation_split(50, 0.2, seed=4), validation_split(50, 0.2, seed=5)
+    assert np.array_equal(val, again[1]) and not np.array_equal(val, other[1])
+    assert list(val) != list(range(40, 50))  # a random sample, not the last images
+    assert len(validation_split(3, 0.2, 0)[1]) == 1 and len(validation_split(3, 0.0, 0)[1]) == 0
+    with pytest.raises(ValueError, match="validation_fraction"):
+        validation_split(1, 0.5, 0)
+
+
+def test_validation_images_are_scored_never_trained_on(adapters, monkeypatch):
+    """The images each pass of ``fit_and_score`` streams: training sees the train images less the
+    validation ones, the validation pass exactly those, the test pass the test images."""
+    import vlmloc.probes.run as run_module
+
+    passes = []
+    real = run_module.stage_features
+
+    def recording(adapter, images, *args, **kw):
+        passes.append([id(im) for im in images])
+        return real(adapter, images, *args, **kw)
+
+    monkeypatch.setattr(run_module, "stage_features", recording)
+    a = adapters["llava"]
+    train, test = _images(((64, 64),) * 10), _images(((70, 70),) * 2)
+    settings = ProbeSettings(methods=("lda",), sites=["projector"], batch_size=5, validation_fraction=0.3)
+    run = fit_and_score(a, train, test, settings)
+    fit_pass, val_pass, test_pass = (set(p) for p in passes)
+    assert len(passes) == 3 and len(val_pass) == 3 and len(fit_pass) == 7
+    assert not fit_pass & val_pass and fit_pass | val_pass == {id(im) for im in train}
+    assert test_pass == {id(im) for im in test}
+    rows = {(r["split"], r["site"]): r for r in run.summary if r["variant"] == "true"}
+    assert rows["validation", "projector"]["n_tokens"] == 3 * a.grid**2
+    assert rows["test", "projector"]["n_tokens"] == 2 * a.grid**2
+    (timing,) = run.timing
+    assert (timing["train_forwards"], timing["validation_forwards"], timing["test_forwards"]) == (7, 3, 2)

@@ -263,17 +263,27 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     llm = layers[(layers["stage"] == "llm") & (layers["variant"] == "true") & (layers["kind"] == "all")]
     for model in ("toy_llava", "toy_internvl"):
         assert best.loc[(model, "lda"), "acc_projector"] > 0.95 and best.loc[(model, "sgd"), "acc_best_llm"] > 0.7
-        # the best layer is the LLM layers' maximum in the per-layer table
-        sgd = llm[(llm["model"] == model) & (llm["method"] == "sgd")].set_index("layer")["acc_position"]
-        assert best.loc[(model, "sgd"), "best_llm_layer"] == sgd.idxmax() and best.loc[(model, "sgd"), "acc_best_llm"] == sgd.max()
+        # the best layer is the LLM layers' maximum on the VALIDATION images of the per-layer
+        # table, reported with its test accuracy
+        sgd = llm[(llm["model"] == model) & (llm["method"] == "sgd")]
+        val, test = (sgd[sgd["split"] == s].set_index("layer")["acc_position"] for s in ("validation", "test"))
+        b = best.loc[(model, "sgd")]
+        assert b["best_layer_chosen_on"] == "validation" and b["best_llm_layer"] == val.idxmax()
+        assert b["acc_best_llm"] == test[val.idxmax()] and b["acc_best_llm_validation"] == val.max()
+        # the untrained control (LDA only in the demo) beside every method, below the trained model
+        assert (best.loc[model, "untrained_method"] == "lda").all()
+        assert best.loc[(model, "lda"), "acc_untrained_projector"] < best.loc[(model, "lda"), "acc_projector"] - 0.3
+    # CLIP's position embedding is initialised normal: the untrained toy LLaVA decodes position
+    assert best.loc[("toy_llava", "lda"), "acc_untrained_projector"] > best.loc[("toy_llava", "lda"), "chance_llm"] + 0.1
     # InternVL's thumbnail and tiles apart too, LLaVA's single view only pooled
     assert set(layers.loc[layers["model"] == "toy_internvl", "kind"]) == {"all", "global", "local"}
     assert set(layers.loc[layers["model"] == "toy_llava", "kind"]) == {"all"}
     assert ((best["acc_random_features"] - best["chance_llm"]).abs() < 0.05).all(), best["acc_random_features"]
     assert (best["max_shuffled_z"] < 4).all(), best["max_shuffled_z"]
     cost = pd.read_csv(workflow_dir / "results/probes/tables/probe_methods.tsv", sep="\t").set_index(["model", "method"])
-    assert (cost.xs("sgd", level="method")["train_forwards"] == 4 * 48).all()
-    assert (cost.xs("lda", level="method")["train_forwards"] == 48).all()
+    # 48 train images less the 10 held out for validation (validation_fraction 0.2)
+    assert (cost.xs("sgd", level="method")["train_forwards"] == 4 * 38).all()
+    assert (cost.xs("lda", level="method")["train_forwards"] == 38).all()
     breaks = pd.read_csv(workflow_dir / "results/probes/tables/probe_line_breaks.tsv", sep="\t")
     assert set(zip(breaks["model"], breaks["kind"], strict=True)) == {("toy_llava", "global"), ("toy_internvl", "global"), ("toy_internvl", "local")}
     for fig in ("probes_fig2", "probes_fig11", "probe_methods"):

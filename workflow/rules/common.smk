@@ -568,6 +568,12 @@ def _check_probes():
         errors.append(
             f"probes.figure_method: {PROBES['figure_method']!r} is not one of probes.methods {PROBES['methods']}"
         )
+    untrained_methods = PROBES["controls"].get("untrained_methods") or []
+    errors += [
+        f"probes.controls.untrained_methods: {m!r} is not one of probes.methods {PROBES['methods']}"
+        for m in untrained_methods
+        if m not in PROBES["methods"]
+    ]
     generated = [PROBES[k] == "generated" for k in ("train_images", "test_images")]
     if any(generated) and not all(generated):
         errors.append(
@@ -617,6 +623,13 @@ def probe_settings():
         out.pop("l2"), out.pop("ridge_dtype")
     if PROBES["train_images"] != "generated":
         out.pop("generated_like")
+    # the settings of an untrained control that does not run
+    if not PROBES["controls"].get("untrained", True):
+        out["controls"] = {
+            k: v
+            for k, v in out["controls"].items()
+            if k not in ("untrained_seed", "untrained_methods")
+        }
     return out
 
 

@@ -1,11 +1,14 @@
 # Paper sec. 3.2 and appendix 8: positional probes at every layer of the vision backbone, the
 # projector and the LLM (Fig 2, Fig 11). One model job per model streams the train images through
-# the model (SGD: `epochs` passes; ridge and LDA: the first pass's statistics) and scores the test
-# images; the tables and figures read its rows.
+# the model (SGD: `epochs` passes; ridge and LDA: the first pass's statistics), less the
+# `validation_fraction` held out to choose the best layer, and scores the validation and test
+# images; with `controls.untrained`, the same on the re-initialised model. The tables and figures
+# read its rows.
 
 
 rule probe_model:
-    """Row and column probes at every site of one model, trained and scored without storing
+    """Row and column probes at every site of one model (and of its re-initialised twin, the
+    untrained control), trained and scored on validation and test images without storing
     features (summary, per-position and timing rows)."""
     input:
         model=model_input,
@@ -60,7 +63,8 @@ rule table_probe_layers:
 
 
 rule table_probe_best_layer:
-    """The best LLM layer per model and method beside the paper's (text and appendix disagree)."""
+    """The best LLM layer per model and method (chosen on validation, test accuracy there, the
+    untrained control's beside it) beside the paper's (text and appendix disagree)."""
     input:
         summary=probe_rows("summary"),
     output:
@@ -136,8 +140,8 @@ rule table_probe_line_breaks:
 
 
 rule figure_probes_fig2:
-    """Fig 2: accuracy per layer across backbone, projector and LLM (controls dotted) and the
-    per-position accuracy at the best LLM layer."""
+    """Fig 2: accuracy per layer across backbone, projector and LLM (untrained control dashed,
+    chance-level controls dotted), per-position accuracy at the best LLM layer."""
     input:
         summary=probe_rows("summary"),
         cells=probe_rows("cells"),

@@ -1,4 +1,5 @@
-"""Positional probes (paper Fig. 2 and app. Fig. 11), and the probe methods side by side."""
+"""Positional probes (paper Fig. 2 and app. Fig. 11), and the probe methods side by side. Each
+function saves its figure and returns it (its lines' data are the tables' numbers: tested)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from ..probes.summary import (  # noqa: E402
     fig11_sites,
     layer_curves,
     random_control_accuracy,
+    untrained_method,
 )
 
 ACC_LABEL = {"acc_mean": "position accuracy (mean of row and column)", "acc_both": "position accuracy (row and column right)"}
+UNTRAINED_LABEL = "untrained (re-initialised)"
 METHOD_LABEL = {"sgd": "SGD, cross-entropy (paper)", "lda": "LDA, one pass", "ridge": "least squares, one pass"}
 
 
-def _save(fig, png: str, pdf: str) -> None:
+def _save(fig, png: str, pdf: str):
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
     plt.close(fig)
+    return fig
 
 
 def stage_axis(curves: pd.DataFrame) -> tuple[dict[str, float], dict]:
@@ -76,6 +80,8 @@ def _layer_panel(ax, summary: pd.DataFrame, method: str, accuracy: str, models: 
             ax.plot([xs.min() - 0.45, xs.max() + 0.45], [s["chance"].iloc[0]] * 2, "-", color=colour, lw=0.6, alpha=0.45)
             if s["acc_shuffled"].notna().any():
                 ax.plot(xs, s["acc_shuffled"], ":", marker=".", ms=3, color=colour, lw=1.1)
+            if s["acc_untrained"].notna().any():  # the same probes on the re-initialised model
+                ax.plot(xs, s["acc_untrained"], "--", color=colour, lw=1.1, alpha=0.8, gid=f"untrained:{model}:{stage}")
         if model in rnd.index:
             lo, hi = axis["bounds"]["projector"][0], axis["bounds"]["llm"][1]
             ax.plot([lo, hi], [rnd[model]] * 2, "-.", color=colour, lw=0.9)
@@ -88,11 +94,21 @@ def _layer_panel(ax, summary: pd.DataFrame, method: str, accuracy: str, models: 
     ax.set_ylabel(ACC_LABEL[accuracy])
 
 
-def _legend_handles(summary: pd.DataFrame) -> list:
+def untrained_label(summary: pd.DataFrame, method: str) -> str:
+    """The untrained control's label, naming its method where it is not ``method`` (the demo runs
+    the control with LDA only)."""
+    um = untrained_method(summary, method)
+    return UNTRAINED_LABEL if um == method else f"{UNTRAINED_LABEL}, {METHOD_LABEL[um]}"
+
+
+def _legend_handles(summary: pd.DataFrame, method: str = "sgd") -> list:
     """The line styles' legend, the controls only where they ran."""
     shuffled, random = (summary["variant"] == "shuffled").any(), (summary["stage"] == "control").any()
+    untrained = untrained_method(summary, method) is not None
     handles = [Line2D([], [], color="0.3", marker="o", ms=3, label="probe on true positions"),
                Line2D([], [], color="0.3", lw=0.6, alpha=0.45, label="chance (per grid)")]  # fmt: skip
+    if untrained:
+        handles.append(Line2D([], [], color="0.3", ls="--", label=untrained_label(summary, method)))
     if shuffled:
         handles.append(Line2D([], [], color="0.3", ls=":", label="control: trained on shuffled positions"))
     if random:
@@ -118,9 +134,11 @@ def _kinds(cells: pd.DataFrame, model: str, method: str, site: str) -> list[str]
 
 
 def plot_fig2(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], method: str, accuracy: str,
-              png: str, pdf: str) -> None:  # fmt: skip
-    """Left: accuracy per layer across backbone, projector (P) and LLM, one line per model, its
-    best LLM layer circled in red, the two controls dotted. Right: the accuracy of each grid
+              png: str, pdf: str):  # fmt: skip
+    """Left: accuracy per layer across backbone, projector (P) and LLM on the test images, one
+    line per model, its best LLM layer (chosen on the validation images) circled in red, the
+    same probes on the untrained (re-initialised) model dashed, the two chance-level controls
+    dotted. Right: the accuracy of each grid
     position at each model's best LLM layer (InternVL: thumbnail and tiles apart)."""
     if accuracy not in ACCURACIES:
         raise ValueError(f"accuracy must be one of {ACCURACIES}")
@@ -130,7 +148,7 @@ def plot_fig2(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], met
     grid = fig.add_gridspec(1, 1 + len(maps), width_ratios=[3.2] + [1] * len(maps), wspace=0.25)
     ax = fig.add_subplot(grid[0, 0])
     _layer_panel(ax, summary, method, accuracy, models)
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + _legend_handles(summary), fontsize=7, loc="upper center",
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + _legend_handles(summary, method), fontsize=7, loc="upper center",
               bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # fmt: skip
     ax.set_title(f"Fig 2 (left): probes per layer ({METHOD_LABEL[method]})", fontsize=9, pad=14)
     for j, (model, kind) in enumerate(maps):
@@ -142,22 +160,40 @@ def plot_fig2(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], met
         if j == len(maps) - 1:
             fig.colorbar(im, cax=hax.inset_axes([1.06, 0.0, 0.07, 1.0]), label="accuracy per position")
     fig.subplots_adjust(left=0.06, right=0.93, bottom=0.27, top=0.88)
-    _save(fig, png, pdf)
+    return _save(fig, png, pdf)
+
+
+def fig11_means(cells: pd.DataFrame, model: str, method: str, kind: str, sites: list[str], accuracy: str,
+                variant: str = "true") -> list[float]:  # fmt: skip
+    """The mean over grid positions at each of ``sites`` (the number in each Fig 11 panel's
+    title), of the trained model's probes or of ``variant`` "untrained" (NaN without its rows)."""
+    out = []
+    for site in sites:
+        try:
+            out.append(float(np.nanmean(cell_grid(cells, model, method, site, kind, accuracy, variant))))
+        except ValueError:
+            out.append(np.nan)
+    return out
 
 
 def plot_fig11(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], method: str, accuracy: str,
-               layers: dict[str, list[int]], png: str, pdf: str) -> None:  # fmt: skip
+               layers: dict[str, list[int]], png: str, pdf: str):  # fmt: skip
     """App. Fig. 11: per-position accuracy at the projector and selected LLM layers, a row per
-    model (and per kind of view: InternVL's thumbnail and tiles)."""
+    model (and per kind of view: InternVL's thumbnail and tiles); where the untrained control
+    ran, a last panel per row draws the mean over positions at those sites, trained (solid) and
+    untrained (re-initialised, dashed)."""
     rows = []
     for model in models:
         sites = fig11_sites(summary, model, method, accuracy, layers.get(model))
         rows += [(model, kind, sites) for kind in _kinds(cells, model, method, "projector")]
-    n_cols = max(len(r[2]) for r in rows)
+    um = untrained_method(summary, method)
+    untrained = um is not None and ((cells["variant"] == "untrained") & (cells["method"] == um)).any()
+    n_maps = max(len(r[2]) for r in rows)
+    n_cols = n_maps + int(untrained)
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.9 * n_cols + 0.8, 2.05 * len(rows)), squeeze=False)
     im = None
     for i, (model, kind, sites) in enumerate(rows):
-        for j, ax in enumerate(axes[i]):
+        for j, ax in enumerate(axes[i, :n_maps]):
             if j >= len(sites):
                 ax.set_axis_off()
                 continue
@@ -166,12 +202,25 @@ def plot_fig11(summary: pd.DataFrame, cells: pd.DataFrame, models: list[str], me
             im = _heatmap(ax, g, f"{name} ({np.nanmean(g):.2f})")
         several = sum(r[0] == model for r in rows) > 1
         axes[i, 0].set_ylabel(f"{model}\n{kind} view" if several else model, fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.8, label=f"{ACC_LABEL[accuracy]} per position")
+        if untrained:
+            ax = axes[i, -1]
+            names = ["P" if s == "projector" else s.split(".")[1] for s in sites]
+            ax.plot(names, fig11_means(cells, model, method, kind, sites, accuracy), "-o", ms=3, color="C0",
+                    label="trained", gid=f"trained:{model}:{kind}")  # fmt: skip
+            ax.plot(names, fig11_means(cells, model, um, kind, sites, accuracy, "untrained"), "--o", ms=3,
+                    color="0.4", label=untrained_label(summary, method), gid=f"untrained:{model}:{kind}")  # fmt: skip
+            ax.set_ylim(0, 1.05)
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title("mean of each panel", fontsize=8)
+            if i == len(rows) - 1:
+                ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    fig.colorbar(im, ax=axes[:, :n_maps], shrink=0.8, label=f"{ACC_LABEL[accuracy]} per position")
     fig.suptitle(f"Fig 11: positional decoding at selected stages ({METHOD_LABEL[method]})", fontsize=9)
-    _save(fig, png, pdf)
+    return _save(fig, png, pdf)
 
 
-def plot_methods(summary: pd.DataFrame, models: list[str], methods: list[str], accuracy: str, png: str, pdf: str) -> None:
+def plot_methods(summary: pd.DataFrame, models: list[str], methods: list[str], accuracy: str, png: str, pdf: str):
     """Accuracy per layer of each probe method, a panel per model (the comparison of the paper's
     SGD probes with the one-pass closed forms)."""
     fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 3.4), squeeze=False)
@@ -190,4 +239,4 @@ def plot_methods(summary: pd.DataFrame, models: list[str], methods: list[str], a
         ax.set_ylabel(ACC_LABEL[accuracy], fontsize=8)
         ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    _save(fig, png, pdf)
+    return _save(fig, png, pdf)

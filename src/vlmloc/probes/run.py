@@ -5,13 +5,22 @@ model, feed every site's probes, then stream the test images and score them.
 analysis), both closed forms solved from the same one-pass statistics, and "sgd" (the paper's
 way, ``epochs`` passes). All share the first pass; the timing keeps apart what each needs on its
 own: forward passes (counted and timed per pass) and the probes' own updates and solves.
+
+``validation_fraction`` of the train images (seeded, disjoint) are held out: the probes are
+trained on the rest, and the held-out images are scored like the test images (rows with
+``split`` "validation"), so that the best layer is chosen on them and reported on the test
+images. ``untrained_control``: the same probes, on the same images and sites, of the same
+architecture with re-initialised weights (the model class's own initialisation under
+``untrained_seed``): rows with ``variant`` "untrained". What an untrained model already decodes
+(from position embeddings, or the raster order through causal attention and RoPE) is
+architecture, not learning.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -38,6 +47,10 @@ class ProbeSettings:
     minibatch: int = 4096  # tokens per SGD step
     random_control: bool = True  # a site of random features of the LLM's width
     shuffled_control: bool = True  # heads trained on per-image shuffled positions
+    untrained_control: bool = False  # the same probes on the same architecture, re-initialised
+    untrained_seed: int = 0  # the re-initialised model's seed
+    untrained_methods: tuple[str, ...] | None = None  # None = methods
+    validation_fraction: float = 0.2  # of the train images, held out to choose the best layer
     seed: int = 0
     progress: bool = False  # tqdm bars over the batches of each pass
 
@@ -49,16 +62,49 @@ class ProbeSettings:
         sgd, controls = cfg.get("sgd", {}), cfg.get("controls", {})
         optional = {"epochs": cfg.get("epochs"), "l2": cfg.get("l2"), "ridge_dtype": cfg.get("ridge_dtype"),
                     "lr": sgd.get("lr"), "optimizer": sgd.get("optimizer"), "minibatch": sgd.get("minibatch")}  # fmt: skip
+        untrained_methods = controls.get("untrained_methods")
         return cls(task_text=cfg["task_text"], views=cfg["views"], methods=tuple(cfg["methods"]), batch_size=batch_size,
                    random_control=controls.get("random", True), shuffled_control=controls.get("shuffled", True),
+                   untrained_control=controls.get("untrained", True), untrained_seed=controls.get("untrained_seed", 0),
+                   untrained_methods=tuple(untrained_methods) if untrained_methods else None,
+                   validation_fraction=cfg.get("validation_fraction", 0.2),
                    seed=cfg["seed"], progress=progress, **{k: v for k, v in optional.items() if v is not None})  # fmt: skip
 
 
 @dataclass
 class ProbeRun:
-    summary: list[dict]  # per method, site, variant: accuracies (ProbeScores.summary_rows)
-    cells: list[dict]  # per method, site, variant, grid cell
-    timing: list[dict] = field(default_factory=list)  # per method: forward passes and seconds
+    summary: list[dict]  # per method, site, variant, split (test / validation): accuracies (ProbeScores.summary_rows)
+    cells: list[dict]  # per method, site, variant, grid cell (test images)
+    timing: list[dict] = field(default_factory=list)  # per method and model (trained / untrained): passes and seconds
+
+
+def validation_split(n_train: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices the probes are trained on, held-out validation indices) of ``n_train`` train
+    images: a seeded random ``fraction`` (at least one image when the fraction is above 0),
+    disjoint, each sorted."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"probes.validation_fraction must be in [0, 1), got {fraction}")
+    n_val = max(1, round(fraction * n_train)) if fraction > 0 else 0
+    if n_train - n_val < 1:
+        raise ValueError(f"probes.validation_fraction {fraction} of {n_train} train images leaves none to train on")
+    order = np.random.default_rng([seed, 7]).permutation(n_train)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def untrained_adapter(adapter: Adapter, seed: int) -> Adapter:
+    """The same architecture with re-initialised weights: the model class built from the loaded
+    model's config (its dtype, attention implementation and device) under ``seed``, so with the
+    class's own initialisation (transformers' ``_init_weights``: e.g. CLIP's position embedding
+    normal, InternViT's zero). The tokenizer, preprocessing and adapter options stay. The
+    global random state is left as it was."""
+    model = adapter.model
+    devices = [adapter.device] if adapter.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.device(adapter.device):
+        torch.manual_seed(seed)
+        fresh = type(model)._from_config(model.config, dtype=model.dtype)
+    fresh.eval()
+    system_prompt = adapter.__dict__.get("system_prompt")
+    return type(adapter)(fresh, adapter.tokenizer, adapter.preprocessor, system_prompt=system_prompt, **adapter.options)
 
 
 def _sync(adapter):
@@ -106,12 +152,36 @@ def _bar(images, settings, desc):
 
 def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequence,
                   settings: ProbeSettings | None = None) -> ProbeRun:  # fmt: skip
+    """Probes of every site trained on the train images less the validation ones, scored on the
+    validation and the test images; with ``untrained_control``, the same again on the
+    re-initialised model (``untrained_methods``, no random-feature or shuffled control: those do
+    not depend on the weights' training)."""
     settings = settings or ProbeSettings()
-    unknown = set(settings.methods) - set(METHODS)
+    unknown = (set(settings.methods) | set(settings.untrained_methods or ())) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown probe methods {sorted(unknown)}; known: {METHODS}")
     if settings.views == "local" and not adapter.has_local_views:
         raise ValueError(f"probes.views: local, but the {adapter.family} model has no local views (tiles)")
+    fit, val = validation_split(len(train_images), settings.validation_fraction, settings.seed)
+    splits = {"fit": [train_images[i] for i in fit], "validation": [train_images[i] for i in val],
+              "test": list(test_images)}  # fmt: skip
+    run = _probe(adapter, splits, settings, "true")
+    if settings.untrained_control:
+        untrained = untrained_adapter(adapter, settings.untrained_seed)
+        plain = replace(settings, methods=settings.untrained_methods or settings.methods, random_control=False,
+                        shuffled_control=False)  # fmt: skip
+        other = _probe(untrained, splits, plain, "untrained")
+        del untrained
+        if adapter.device.type == "cuda":
+            torch.cuda.empty_cache()
+        run = ProbeRun(run.summary + other.summary, run.cells + other.cells, run.timing + other.timing)
+    return run
+
+
+def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, variant: str) -> ProbeRun:
+    """One model's probes: trained on ``splits["fit"]``, scored on the validation and test
+    images; the true-position heads' rows get ``variant``."""
+    train_images = splits["fit"]
     closed = [m for m in ("ridge", "lda") if m in settings.methods]
     ridge = StreamingRidge(getattr(torch, settings.ridge_dtype)) if closed else None
     sgd = (SGDProbes(settings.lr, settings.optimizer, minibatch=settings.minibatch, seed=settings.seed)
@@ -150,25 +220,34 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
         probes[method] = lambda name, X, w=weights: ridge.predict(name, X, w)
     if sgd is not None:
         probes["sgd"] = sgd.predict
-    scores = {m: ProbeScores() for m in probes}
-    t_test = 0.0
-    bar = _bar(test_images, settings, "probes: test pass")
-    for batch, dt in bar(_timed(adapter, _stream(adapter, test_images, settings, first=len(train_images)))):
-        t_test += dt
-        for name, X in batch.features.items():
-            if not len(X):
-                continue
-            site, labels = batch.sites[name], batch.labels_of(name)
-            for method, predict in probes.items():
-                scores[method].update(site, labels, predict(name, X))
+    scores = {(m, split): ProbeScores() for m in probes for split in ("validation", "test")}
+    t_split = {"validation": 0.0, "test": 0.0}
+    first = {"validation": len(train_images), "test": len(train_images) + len(splits["validation"])}
+    for split in ("validation", "test"):
+        images = splits[split]
+        bar = _bar(images, settings, f"probes: {split} pass")
+        for batch, dt in bar(_timed(adapter, _stream(adapter, images, settings, first=first[split]))):
+            t_split[split] += dt
+            for name, X in batch.features.items():
+                if not len(X):
+                    continue
+                site, labels = batch.sites[name], batch.labels_of(name)
+                for method, predict in probes.items():
+                    scores[method, split].update(site, labels, predict(name, X))
     summary, cells, timing = [], [], []
-    n_train, n_test = len(train_images), len(test_images)
-    for method, sc in scores.items():
+    n_train = len(train_images)
+
+    def tagged(r, **extra):
+        return {**r, "variant": variant if r["variant"] == "true" else r["variant"], **extra}
+
+    for method in probes:
         passes = epochs if method == "sgd" else 1
-        summary += [{"method": method, **r} for r in sc.summary_rows()]
-        cells += [{"method": method, **r} for r in sc.cell_rows()]
+        for split in ("validation", "test"):
+            summary += [{"method": method, **tagged(r, split=split)} for r in scores[method, split].summary_rows()]
+        cells += [{"method": method, **tagged(r)} for r in scores[method, "test"].cell_rows()]
         forward = float(sum(seconds["forward"][:passes]))
-        timing.append({"method": method, "train_passes": passes, "train_forwards": passes * n_train,
-                       "test_forwards": n_test, "forward_s": forward, "probe_s": seconds[method],
-                       "train_s": forward + seconds[method], "test_forward_s": t_test})  # fmt: skip
+        timing.append({"method": method, "variant": variant, "train_passes": passes, "train_forwards": passes * n_train,
+                       "validation_forwards": len(splits["validation"]), "test_forwards": len(splits["test"]),
+                       "forward_s": forward, "probe_s": seconds[method], "train_s": forward + seconds[method],
+                       "validation_forward_s": t_split["validation"], "test_forward_s": t_split["test"]})  # fmt: skip
     return ProbeRun(summary, cells, timing)
