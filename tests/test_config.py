@@ -133,7 +133,7 @@ def test_head_ablation_needs_the_gathered_mediation_ranking(workflow_dir):
         assert rule in dry, rule
     text = run_snakemake(workflow_dir, "-n", "results/shapes/experiments/head_ablation/toy_llava/raw/shard-0.parquet").stdout
     assert "results/shapes/experiments/mediation/toy_llava/heads.parquet" in text
-    assert "output: results/shapes/experiments/mediation/toy_llava/rows.parquet" in text
+    assert "output: results/shapes/experiments/mediation/toy_llava/raw/shard-0.parquet" in text
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     assert jobs == {"filter_samples": 1, "remove_objects_shard": 2, "gather_removed": 1,
                     "figure_object_removal_examples": 1, "screen_shard": 4, "gather_screening": 2,
                     "hallucination_filter": 2, "probing_subset": 1, "figure_baseline_accuracy": 1,
-                    "figure_localization_examples": 1, "run_experiment": 14, "score_experiment": 12,
+                    "figure_localization_examples": 1, "run_experiment": 14, "score_experiment": 10,
                     "table_token_ablation": 1, "figure_token_ablation": 1, "table_attention_knockout": 1,
                     "figure_knockout": 1, "table_containerization": 1, "figure_containerization": 1,
                     "table_token_shuffle": 1, "rank_heads": 2, "table_mediation": 1, "figure_mediation": 1,
@@ -79,7 +79,7 @@ def test_demo_data_stages_end_to_end(workflow_dir):
     tasks_py = workflow_dir / "src/vlmloc/tasks.py"
     tasks_py.write_text(tasks_py.read_text() + "\n# a parser fix\n")
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml"))
-    assert jobs["score_experiment"] == 12 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
+    assert jobs["score_experiment"] == 10 and jobs["gather_screening"] == 2 and jobs["table_token_ablation"] == 1
     assert not {"screen_shard", "mean_embedding_shard", "gather_mean_embedding"} & set(jobs), jobs
     out = run_snakemake(workflow_dir, "--configfile", "small.yaml")
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M))
@@ -206,7 +206,7 @@ def test_paper_scope_dry_run(workflow_dir):
     # and the view ablation (Table 3, Fig 10) for InternVL alone
     # + mediation (Fig 4, 14) sharded by pairs (4 per model) and head ablation (Fig 5, 15, 8 per model)
     assert jobs["run_experiment"] == 5 * 3 * 8 + 1 * 8 + 3 * 4 + 3 * 8
-    assert jobs["score_experiment"] == 5 * 3 + 1 + 2 * 3 and jobs["rank_heads"] == 3
+    assert jobs["score_experiment"] == 5 * 3 + 1 + 3 and jobs["rank_heads"] == 3  # mediation's shards go to rank_heads
     for rule in ("table_mediation", "figure_mediation", "table_head_ablation", "figure_head_ablation"):
         assert jobs[rule] == 1, rule
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml")
@@ -223,7 +223,7 @@ def test_paper_scope_dry_run(workflow_dir):
     for rule in ("table_probe_layers", "table_probe_best_layer", "table_probe_methods", "table_probe_line_breaks",
                  "figure_probes_fig2", "figure_probes_fig11", "figure_probe_methods"):  # fmt: skip
         assert jobs[rule] == 1, rule
-    mediation = [b for b in blocks if b.startswith("rule run_experiment:") and "experiments/mediation/" in b]
+    mediation = [b for b in blocks if b.startswith("rule run_experiment:") and "output: results/coco/experiments/mediation/" in b]
     assert len(mediation) == 12 and all("gpu=1" in b for b in mediation)
     runtime = {m: re.search(r"runtime=(\d+)", b).group(1) for b in mediation for m in ("llava15_7b", "llava15_13b") if f"/{m}/" in b}
     assert int(runtime["llava15_7b"]) < int(runtime["llava15_13b"]), runtime  # resources from the model size

@@ -5,10 +5,17 @@
 
 
 rule rank_heads:
-    """Per head and task: mean mediation fraction over the kept pairs, its bootstrap interval, MF
-    from pair-averaged perplexities, and the rank."""
+    """Gathers the mediation shards (no pair missing or twice) and gives per head and task: mean
+    mediation fraction over the kept pairs, its bootstrap interval, MF from pair-averaged
+    perplexities, and the rank. It reads the raw shards, not scored rows: teacher-forced scores
+    need no parser, so a parser fix reruns neither this nor the head ablation that reads it.
+    """
     input:
-        "results/{dataset}/experiments/mediation/{model}/rows.parquet",
+        shards=lambda w: expand(
+            "results/{{dataset}}/experiments/mediation/{{model}}/raw/shard-{shard}.parquet",
+            shard=range(EXPERIMENTS["mediation"]["shards"]),
+        ),
+        subset="results/{dataset}/probing_subset_ids.txt",
     output:
         "results/{dataset}/experiments/mediation/{model}/heads.parquet",
     log:

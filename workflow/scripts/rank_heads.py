@@ -1,13 +1,19 @@
+# Gather one model's mediation shards (every pair once per condition and task) and rank its
+# heads by mean MF.
+from pathlib import Path
+
 import pandas as pd
 
+from vlmloc.experiments.base import check_complete
 from vlmloc.experiments.heads_summary import head_scores
 from vlmloc.workflow import logged, write_parquet
 
 with logged(snakemake) as log:
     p = snakemake.params
-    heads = head_scores(
-        pd.read_parquet(snakemake.input[0]), float(p.min_log_gap), dict(p.bootstrap)
-    )
+    rows = pd.concat([pd.read_parquet(f) for f in snakemake.input.shards], ignore_index=True)
+    if len(rows):
+        check_complete(rows, Path(snakemake.input.subset).read_text().split())
+    heads = head_scores(rows, float(p.min_log_gap), dict(p.bootstrap))
     heads.insert(0, "model", snakemake.wildcards.model)
     write_parquet(heads, snakemake.output[0])
     for task, t in heads.groupby("task", sort=False):
