@@ -303,10 +303,10 @@ def test_demo_workflow_with_toy_models(workflow_dir):
     # (and so reruns head ablation) but no mediation job
     (workflow_dir / "props.yaml").write_text(TOY_DEMO.replace("proportions: [0.0625, 0.125]", "proportions: [0.125]"))
     dry = run_snakemake(workflow_dir, "--configfile", "props.yaml", "-n").stdout
-    assert "experiments/head_ablation/toy_llava/raw/shard-0" in dry and "experiments/mediation/toy_llava/raw" not in dry, dry
+    assert "experiments/head_ablation/toy_llava/raw/shard-0" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
     (workflow_dir / "gap.yaml").write_text(TOY_DEMO.replace("mediation: {n_pairs: 16}", "mediation: {n_pairs: 16, min_log_gap: 0.5}"))
     dry = run_snakemake(workflow_dir, "--configfile", "gap.yaml", "-n").stdout
-    assert "rule rank_heads" in dry and "experiments/mediation/toy_llava/raw" not in dry, dry
+    assert "rule rank_heads" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
     # another position accuracy redraws the probes' tables and figures and reruns no probe
     (workflow_dir / "both.yaml").write_text(TOY_DEMO.replace("epochs: 4}", "epochs: 4, accuracy: acc_both}"))
     plan = run_snakemake(workflow_dir, "--configfile", "both.yaml", "-n", "--quiet", "rules").stdout
