@@ -142,12 +142,7 @@ class Runner:
             enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)  # pixels and layouts
             enc.query_ids = [int(i) for i in idx]
             (prefix_ids, prefix_mask), suffixes = self._split_prefixes(enc.layouts, [[t[i] for i in idx] for t in texts])
-            enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefix_ids, prefix_mask
-            enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
-            inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
-            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            with enter(None if shared else interventions[0], self.adapter, BatchContext.of(enc, "prefix")):
-                cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
+            inputs, cache = self._run_prefixes(enc, prefix_ids, prefix_mask, None if shared else interventions[0])
             n_prefix = cache.get_seq_length()
             for c, intervention in enumerate(interventions):
                 for t, (ids, mask) in enumerate(suffixes):
@@ -183,12 +178,7 @@ class Runner:
             golds = [[answers[t][i] for i in idx] for t in range(len(texts))]
             (prefix_ids, prefix_mask), suffixes = self._split_prefixes(
                 enc.layouts, [[t[i] for i in idx] for t in texts], [[list(a.ids) for a in g] for g in golds])
-            enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefix_ids, prefix_mask
-            enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
-            inputs = {k: v.to(dev) for k, v in enc.inputs.items()}
-            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            with enter(None if shared else interventions[0], self.adapter, BatchContext.of(enc, "prefix")):
-                cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
+            inputs, cache = self._run_prefixes(enc, prefix_ids, prefix_mask, None if shared else interventions[0])
             n_prefix = cache.get_seq_length()
             for c, intervention in enumerate(interventions):
                 for t, (ids, mask) in enumerate(suffixes):
@@ -202,6 +192,17 @@ class Runner:
                     for row, (i, gold) in enumerate(zip(idx, golds[t], strict=True)):
                         out[c][t][i] = float(content_nll(logits[row : row + 1], gold)[0])
         return out
+
+    def _run_prefixes(self, enc, prefix_ids: torch.Tensor, prefix_mask: torch.Tensor, intervention):
+        """One batch's image prefixes through the model (the intervention entered for the prefix
+        phase): the inputs on the device and the key/value cache the questions continue."""
+        enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefix_ids, prefix_mask
+        enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
+        inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
+        inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        with enter(intervention, self.adapter, BatchContext.of(enc, "prefix")):
+            cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
+        return inputs, cache
 
     def _split_prefixes(self, layouts: Sequence, texts: Sequence[Sequence[str]],
                         answers: Sequence[Sequence[list[int]]] | None = None):  # fmt: skip
