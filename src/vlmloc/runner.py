@@ -52,6 +52,30 @@ def _open(image) -> Image.Image:
     return image if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
 
 
+def static_prefix_cache(model, prefix, rows: int, length: int):
+    """A prefix's keys and values (``prefix``, a DynamicCache of 1 or ``rows`` rows) in ``rows``
+    rows of a preallocated cache of ``length`` positions. What follows writes in place after the
+    prefix, and ``rewind`` makes it the prefix again: a DynamicCache copies every row's whole
+    cache into a new tensor at each step (x1.6 per decode step on the toys)."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    for layer, source in zip(cache.layers, prefix.layers, strict=True):
+        k, v = source.keys, source.values
+        layer.lazy_initialization(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+        layer.keys[:, :, : k.shape[2]] = k
+        layer.values[:, :, : v.shape[2]] = v
+        layer.cumulative_length.fill_(k.shape[2])
+    return cache
+
+
+def rewind(cache, n: int) -> None:
+    """Back to the first ``n`` positions of a ``static_prefix_cache`` (later entries are never
+    read: a query attends to positions up to its own)."""
+    for layer in cache.layers:
+        layer.cumulative_length.fill_(n)
+
+
 class Runner:
     """``pixel_cache`` images given by path keep their preprocessed views (most recent first), so
     several prompts about one image decode and resize it once."""
@@ -142,8 +166,11 @@ class Runner:
             enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)  # pixels and layouts
             enc.query_ids = [int(i) for i in idx]
             (prefix_ids, prefix_mask), suffixes = self._split_prefixes(enc.layouts, [[t[i] for i in idx] for t in texts])
-            inputs, cache = self._run_prefixes(enc, prefix_ids, prefix_mask, None if shared else interventions[0])
-            n_prefix = cache.get_seq_length()
+            inputs, prefix = self._run_prefixes(enc, prefix_ids, prefix_mask, None if shared else interventions[0])
+            n_prefix = prefix.get_seq_length()
+            longest = max(ids.shape[1] + n for (ids, _), n in zip(suffixes, max_new_tokens, strict=True))
+            cache = static_prefix_cache(self.adapter.model, prefix, len(idx), n_prefix + longest)
+            del prefix
             for c, intervention in enumerate(interventions):
                 for t, (ids, mask) in enumerate(suffixes):
                     full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
@@ -151,7 +178,7 @@ class Runner:
                     with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
                         gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
                                                           max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
-                    cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix for the next question
+                    rewind(cache, n_prefix)  # back to the prefix for the next question
                     for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
                         out[c][t][i] = self.decode(row)
         return out  # type: ignore[return-value]

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..interventions.base import enter
 from ..interventions.heads import POSITIONS, HeadCapture, HeadPatch
 from ..models.base import Adapter, AnswerTokens, ImageLayout
-from ..runner import content_nll
+from ..runner import content_nll, rewind, static_prefix_cache
 from ..tasks import task_prompt
 from .base import Condition, Experiment, ShardJob, register, token_counts
 
@@ -96,27 +96,6 @@ def _back_to(cache, n: int) -> None:
     cache.crop(n - cache.get_seq_length())
 
 
-def _rows_cache(model, prefix, rows: int, length: int):
-    """The prefix's keys and values in ``rows`` rows of a preallocated cache of ``length``
-    positions. A suffix call writes its own after the prefix in place (a DynamicCache would copy
-    every row's prefix into a new tensor at every call); ``_rewind`` makes it the prefix again."""
-    from transformers import StaticCache
-
-    cache = StaticCache(config=model.config, max_cache_len=length)
-    for layer, source in zip(cache.layers, prefix.layers, strict=True):
-        k, v = source.keys, source.values
-        layer.lazy_initialization(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
-        layer.keys[:, :, : k.shape[2]] = k
-        layer.values[:, :, : v.shape[2]] = v
-        layer.cumulative_length.fill_(k.shape[2])
-    return cache
-
-
-def _rewind(cache, n: int) -> None:
-    for layer in cache.layers:
-        layer.cumulative_length.fill_(n)
-
-
 def _heads(adapter: Adapter) -> list[tuple[int, int]]:
     return [(layer, h) for layer in range(adapter.num_layers) for h in range(adapter.num_heads)]
 
@@ -165,7 +144,7 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
     for k in ("source", "base"):
         caches[k] = model(inputs_embeds=embed(adapter, prefix_ids, visual[k]), use_cache=True, logits_to_keep=1).past_key_values
     n_prefix = len(prefix_ids)
-    expanded = _rows_cache(model, caches["base"], rows, max(len(s.ids) for s in seqs))
+    expanded = static_prefix_cache(model, caches["base"], rows, max(len(s.ids) for s in seqs))
     for seq in seqs:
         where, keep = patch_positions(seq, positions), len(seq.answer) + 1
         if where[:n_prefix].any():
@@ -188,7 +167,7 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
             batch_rows = batch + [None] * (rows - len(batch))  # the cache has ``rows`` rows
             with HeadPatch(source, batch_rows, where, n_prefix)(adapter):
                 logits = model(input_ids=suffix.expand(rows, -1), past_key_values=expanded, logits_to_keep=keep).logits
-            _rewind(expanded, n_prefix)
+            rewind(expanded, n_prefix)
             patched.append(content_nll(logits, seq.answer)[: len(batch)])
         out.append(result | {"patched": torch.cat(patched).cpu().numpy()})
     return out
