@@ -13,6 +13,7 @@ from vlmloc.experiments.base import RAW_COLUMNS
 from vlmloc.mean_embedding import embedding_sums, shard_indices
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
+from vlmloc.vision_cache import VisionCache
 from vlmloc.workflow import (
     categories_of,
     images_in_image_set,
@@ -80,6 +81,10 @@ with logged(snakemake) as log:
                        upstream={k.removeprefix("upstream_"): v for k, v in snakemake.input.items()
                                  if k.startswith("upstream_")})  # fmt: skip
         log.info("%s: %d samples (shard %d/%d)", p.experiment, len(samples), shard, shards)
-        raw = run_shard(experiment, job, log)
+        cache = VisionCache.from_mb(p.vision_cache_mb)
+        with cache.installed(adapter):
+            raw = run_shard(experiment, job, log)
+        log.info("vision cache: %d tower calls, %d views computed, %d reused (%.0f MiB held)", cache.calls,
+                 cache.views_computed, cache.hits, cache.bytes / 2**20)  # fmt: skip
         write_parquet(raw if len(raw) else pd.DataFrame(columns=RAW_COLUMNS), snakemake.output[0])
         log.info("%d raw rows, %d cut off at max_new_tokens", len(raw), int(raw["truncated"].sum()) if len(raw) else 0)
