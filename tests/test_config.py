@@ -146,10 +146,8 @@ def test_head_ablation_needs_the_gathered_mediation_ranking(workflow_dir):
         ("probes:\n  fig11_layers: {toy_lava: [1]}\n", "probes.fig11_layers: 'toy_lava' is not defined under models"),
         ("mean_embedding:\n  generated_like: shapez\n", "mean_embedding.generated_like: 'shapez' is not a shapes dataset"),
         ("probes:\n  generated_like: coco\n", "probes.generated_like: 'coco' is not a shapes dataset"),
-        ("job_resources:\n  minutes_per_b: {run_experimnt: 3}\n",
-         "job_resources.minutes_per_b: 'run_experimnt' is neither a model job's rule"),
     ],
-    ids=["knockout_models", "experiment_datasets", "fig11_layers", "mean_embedding_like", "probes_like", "minutes_per_b"],
+    ids=["knockout_models", "experiment_datasets", "fig11_layers", "mean_embedding_like", "probes_like"],
 )  # fmt: skip
 def test_undefined_name_in_a_block_keyed_by_names_is_named(workflow_dir, overlay, message):
     """A typo in a model, dataset or rule name fails before any job instead of running the default."""

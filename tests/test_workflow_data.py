@@ -225,7 +225,8 @@ def test_paper_scope_dry_run(workflow_dir):
         assert jobs[rule] == 1, rule
     mediation = [b for b in blocks if b.startswith("rule run_experiment:") and "output: results/coco/experiments/mediation/" in b]
     assert len(mediation) == 12 and all("gpu=1" in b for b in mediation)
-    runtime = {m: re.search(r"runtime=(\d+)", b).group(1) for b in mediation for m in ("llava15_7b", "llava15_13b") if f"/{m}/" in b}
-    assert int(runtime["llava15_7b"]) < int(runtime["llava15_13b"]), runtime  # resources from the model size
+    ablation = [b for b in blocks if b.startswith("rule run_experiment:") and "output: results/coco/experiments/token_ablation/" in b]
+    runtime = {m: re.search(r"runtime=(\d+)", b).group(1) for b in ablation for m in ("llava15_7b", "llava15_13b") if f"/{m}/" in b}
+    assert int(runtime["llava15_7b"]) < int(runtime["llava15_13b"]), runtime  # resources from the FLOPs
     probe_jobs = [b for b in blocks if b.startswith("rule probe_model:")]
     assert len(probe_jobs) == 3 and all("gpu=1" in b for b in probe_jobs), probe_jobs

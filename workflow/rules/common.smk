@@ -4,10 +4,14 @@ import math
 import os
 import re
 import struct
+import sys
 from pathlib import Path
 
 from snakemake.logging import logger
 from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.main_snakefile).parent / "src"))  # vlmloc's torch-free parts, before any install
+from vlmloc import workload
 
 # Fails before any job, naming the offending key; also fills in schema defaults.
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -217,7 +221,7 @@ def model_settings(name):
 
 # ---- model-job resources (any executor; profiles/slurm submits them as sbatch options) ----------
 JOB = config["job_resources"]
-# the rules that run a model (their wall time is per billion parameters: minutes_per_b)
+# the rules that run a model (their wall time comes from their FLOPs: model_job_flops)
 MODEL_JOB_RULES = (
     "screen_shard",
     "mean_embedding_shard",
@@ -262,24 +266,85 @@ def model_gpus(name):
     return math.ceil((weights_gb + JOB["gpu_headroom_gb"]) / JOB["gpu_memory_gb"])
 
 
-def model_job_resources(rule_name, name, shards, attempt=1, timing=None):
+def model_geometry(name):
+    """What the FLOP count of a model's jobs needs: the published dimensions of a paper model, or a
+    local checkpoint's config.json; None when neither is there yet (a tiny model not yet built)."""
+    m = MODELS[name]
+    if m.get("paper_name"):
+        return workload.Geometry.of_paper(m["paper_name"])
+    folder = Path(model_dir(name))
+    if not (folder / "config.json").exists():
+        return None
+    views = 1 + m.get("max_tiles", 0) if m["family"] == "internvl" and m.get("max_tiles", 1) > 1 else 1
+    return workload.Geometry.of_checkpoint(folder, views)
+
+
+def expected_count(path, fallback):
+    """Rows of a results file once it exists (a parquet's metadata, a text file's lines), else the fallback."""
+    f = Path(path)
+    if not f.exists():
+        return fallback
+    if f.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(f).num_rows
+    return sum(1 for line in f.read_text().splitlines() if line.strip())
+
+
+# before a dataset's probing subset exists: the paper's 2,248 on COCO (sec. 2.2); VOC's is not
+# published (an estimate); a shapes set keeps about 70% of its images
+EXPECTED_SUBSET = {"coco": 2248, "voc": 1500}
+
+
+def expected_samples(dataset):
+    d = DATASETS[dataset]
+    guess = EXPECTED_SUBSET.get(d["kind"], math.ceil(0.7 * d.get("n_images", 100)))
+    return expected_count(f"results/{dataset}/probing_subset_ids.txt", guess)
+
+
+def model_job_flops(rule_name, name, wildcards):
+    """The necessary FLOPs of one model job (vlmloc.workload), or None without a geometry."""
+    g = model_geometry(name)
+    if g is None:
+        return None
+    if rule_name == "screen_shard":
+        d = DATASETS[wildcards.dataset]
+        guess = {"coco": 6403}.get(d["kind"], math.ceil(2.3 * d.get("n_images", 100)))
+        n = expected_count(f"results/{wildcards.dataset}/samples.parquet", guess)
+        return workload.screening_flops(g, n) / config["screening"]["shards"]
+    if rule_name == "mean_embedding_shard":
+        e = config["mean_embedding"]
+        n = e["n_images"] or 50000  # null: every image of the folder (the paper: ImageNet val)
+        return workload.mean_embedding_flops(g, n) / e["shards"]
+    if rule_name == "probe_model":
+        p = config["probes"]
+        passes = (p["epochs"] if "sgd" in p["methods"] else 0) + 2  # SGD's epochs, the closed forms, the untrained control
+        return workload.probe_flops(g, p["n_train"], p["n_test"], passes)
+    e = wildcards.experiment
+    settings = experiment_settings(e, name)
+    n = expected_samples(wildcards.dataset)
+    if e == "head_ablation" and settings["pool"] == "disjoint":
+        n -= settings["pairs"]["n_pairs"]
+    return workload.experiment_flops(g, e, settings, max(n, 1)) / EXPERIMENTS[e]["shards"]
+
+
+def model_job_resources(rule_name, name, wildcards, attempt=1):
     """mem_mb, runtime (minutes), cpus_per_task, gpu and threads of one job of `rule_name` on model
-    `name` with the work split in `shards`. Host memory holds the weights while they load (twice
-    them on a CPU job, which also computes there) plus `host_memory_gb`; wall time is
-    `minutes_per_b[timing]` (an experiment's own, where given) or `minutes_per_b[rule_name]` per
-    billion parameters for 1/8 of the work, scaled by 8 / shards and
-    the model's `time_factor`, at least `min_runtime`. A retried job (attempt 2, 3, ...) gets that many times the memory and time.
-    """
+    `name`. Host memory holds the weights while they load (twice them on a CPU job, which also
+    computes there) plus `host_memory_gb`. Wall time: the job's necessary FLOPs
+    (`model_job_flops`) at `floor_fraction` of the job's rate (`gpu_tflops` per GPU, or
+    `cpu_tflops`), times the model's `time_factor`, at least `min_runtime`. A retried job
+    (attempt 2, 3, ...) gets that many times the memory and time."""
     m, gpus = MODELS[name], model_gpus(name)
     params_b = model_params_b(name)
     weights_gb = params_b * BYTES_PER_PARAM[m["dtype"]]
     host_gb = JOB["host_memory_gb"] + weights_gb * (1.1 if gpus else 2.0)
-    per_b = JOB["minutes_per_b"]
-    minutes = per_b.get(timing, per_b.get(rule_name, max(per_b.values())))
-    runtime = max(
-        JOB["min_runtime"],
-        math.ceil(minutes * params_b * 8 / shards * m.get("time_factor", 1)),
-    )
+    flops = model_job_flops(rule_name, name, wildcards)
+    runtime = JOB["min_runtime"]
+    if flops is not None:
+        # one GPU's rate: a model split over several GPUs runs its layers on one at a time
+        rate = (JOB["gpu_tflops"] if gpus else JOB["cpu_tflops"]) * 1e12 * JOB["floor_fraction"]
+        runtime = max(runtime, math.ceil(flops / rate / 60 * m.get("time_factor", 1)))
     cpus = gpus * JOB["cpus_per_gpu"] if gpus else 1
     return {
         "mem_mb": math.ceil(host_gb * 1024) * attempt,
@@ -290,27 +355,12 @@ def model_job_resources(rule_name, name, shards, attempt=1, timing=None):
     }
 
 
-def model_job_shards(rule_name, wildcards):
-    if rule_name == "screen_shard":
-        return config["screening"]["shards"]
-    if rule_name == "mean_embedding_shard":
-        return config["mean_embedding"]["shards"]
-    if rule_name == "probe_model":
-        return 1  # one job per model: SGD's passes over the images are sequential
-    return EXPERIMENTS[wildcards.experiment]["shards"]
-
-
 def model_job(rule_name, key):
     """One resource of `rule_name`'s model job (mem_mb, runtime, cpus_per_task, gpu) or its threads,
     as a function of the job's wildcards (and attempt)."""
-    timing = lambda w: w.get("experiment")
     if key == "threads":
-        return lambda w: model_job_resources(
-            rule_name, w.model, model_job_shards(rule_name, w), timing=timing(w)
-        )[key]
-    return lambda w, attempt: model_job_resources(
-        rule_name, w.model, model_job_shards(rule_name, w), attempt, timing(w)
-    )[key]
+        return lambda w: model_job_resources(rule_name, w.model, w)[key]
+    return lambda w, attempt: model_job_resources(rule_name, w.model, w, attempt)[key]
 
 
 def screening_settings():
@@ -369,11 +419,6 @@ def _check_experiments():
                 errors.append(
                     f"experiments.{name}.models: {m!r} is not defined under models"
                 )
-    for key in JOB["minutes_per_b"]:
-        if key not in MODEL_JOB_RULES and key not in EXPERIMENTS:
-            errors.append(
-                f"job_resources.minutes_per_b: {key!r} is neither a model job's rule {MODEL_JOB_RULES} nor an experiment"
-            )
     ha, med = EXPERIMENTS.get("head_ablation"), EXPERIMENTS.get("mediation", {})
     if ha:  # its rankings come from the mediation's tasks
         needs = {"localization": "localization", "classification": "binary"}

@@ -30,6 +30,7 @@ rule screen_shard:
         model=lambda w: model_settings(w.model),
         device=lambda w: MODELS[w.model]["device"],
         batch_size=lambda w: MODELS[w.model]["batch_size"],
+        vision_cache_mb=lambda w: MODELS[w.model]["vision_cache_mb"],
     script:
         "../scripts/model_job.py"
 

@@ -1,0 +1,277 @@
+"""The necessary FLOPs of each model job, and the time they take at a given rate: the paper's
+GPU-hours and the wall time the Slurm profile asks for (``job_resources.runtime_from: flops``).
+
+Necessary work, as the speed yardstick counts it (``flops.forward_flops``): each image's vision
+tower once per job (the vision cache), each shared prefix once per condition that must rerun it
+(once per batch for conditions that leave it alone), each question's tokens and each decoded
+token once, attention's quadratic term over what is really attended (causal), and for
+integrated gradients ``steps`` passes of the whole sequence forward and backward (3 forwards).
+The counts follow the experiments' condition lists (their modules) and the config; the token
+lengths of prompts and answers are the typical lengths below (``TEXT``), not tokenized.
+
+Torch-free: the workflow's resource functions call it while planning the DAG.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# Published dimensions (shared/DESIGN.md; the meta-device models of ``flops.meta_model`` have
+# them, as tests/test_workload.py checks). LLM: linear weights of the decoder blocks, layers,
+# query heads x head dim, hidden, vocabulary, heads; vision: linear weights of the tower and
+# projector, layers, width, tokens per view in the tower, visual tokens per view at the LLM.
+PAPER_GEOMETRY = {
+    "llava-1.5-7b": {"linear": 6_476_005_376, "layers": 32, "attention_width": 4096, "hidden": 4096, "vocab": 32064,
+                     "heads": 32, "vision_linear": 322_961_408, "vision_layers": 24, "vision_width": 1024,
+                     "vision_seq": 577, "tokens_per_view": 576, "views": 1},
+    "llava-1.5-13b": {"linear": 12_687_769_600, "layers": 40, "attention_width": 5120, "hidden": 5120, "vocab": 32064,
+                      "heads": 40, "vision_linear": 333_447_168, "vision_layers": 24, "vision_width": 1024,
+                      "vision_seq": 577, "tokens_per_view": 576, "views": 1},
+    # 7 views: COCO's 4:3 images take the 3 x 2 grid of 6 tiles (max_tiles 6) and the thumbnail
+    "internvl-3.5-8b": {"linear": 6_945_767_424, "layers": 36, "attention_width": 4096, "hidden": 4096, "vocab": 151936,
+                        "heads": 32, "vision_linear": 335_544_320, "vision_layers": 24, "vision_width": 1024,
+                        "vision_seq": 1025, "tokens_per_view": 256, "views": 7},
+}  # fmt: skip
+
+# Typical token counts of the text around the image (chat template, question) and of the
+# replies, per task: the localization reply is a box (4 numbers of up to 3 digits, a token per
+# digit), the list prompt names every COCO category (about 80 x 2.5 tokens).
+TEXT = {"template": 40, "question": {"localization": 30, "list": 230, "binary": 15},
+        "answer": {"localization": 26, "list": 15, "binary": 2}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Geometry:
+    linear: int
+    layers: int
+    attention_width: int
+    hidden: int
+    vocab: int
+    heads: int
+    vision_linear: int
+    vision_layers: int
+    vision_width: int
+    vision_seq: int
+    tokens_per_view: int
+    views: int
+
+    @classmethod
+    def of_paper(cls, paper_name: str) -> Geometry:
+        return cls(**PAPER_GEOMETRY[paper_name])
+
+    @classmethod
+    def of_checkpoint(cls, folder: str | Path, views: int = 1) -> Geometry:
+        """From a local checkpoint's config.json (the toys, tiny models): no weights are read."""
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+        t, v = cfg["text_config"], cfg["vision_config"]
+        head_dim = t.get("head_dim") or t["hidden_size"] // t["num_attention_heads"]
+        kv = t.get("num_key_value_heads") or t["num_attention_heads"]
+        attn = t["num_attention_heads"] * head_dim
+        linear = t["num_hidden_layers"] * (t["hidden_size"] * (2 * attn + 2 * kv * head_dim) + 3 * t["hidden_size"] * t["intermediate_size"])
+        size = v["image_size"][0] if isinstance(v["image_size"], list) else v["image_size"]
+        patch = v["patch_size"][0] if isinstance(v["patch_size"], list) else v["patch_size"]
+        patches = (size // patch) ** 2
+        merge = round(1 / cfg.get("downsample_ratio", 1.0)) ** 2
+        vw = v["hidden_size"]
+        vision_linear = v["num_hidden_layers"] * (4 * vw * vw + 2 * vw * v["intermediate_size"])
+        vision_linear += vw * merge * t["hidden_size"] + t["hidden_size"] ** 2  # the 2-layer projector
+        return cls(linear, t["num_hidden_layers"], attn, t["hidden_size"], t["vocab_size"], t["num_attention_heads"],
+                   vision_linear, v["num_hidden_layers"], vw, patches + 1, patches // merge, views)  # fmt: skip
+
+    @property
+    def visual_tokens(self) -> int:
+        return self.tokens_per_view * self.views
+
+    @property
+    def prefix(self) -> int:
+        return self.visual_tokens + TEXT["template"] // 2
+
+    def decoder(self, tokens: float, past: float = 0.0, logits: int = 1) -> float:
+        """``flops.forward_flops`` without torch: one row's pass over ``tokens`` after ``past``."""
+        keys = past + (tokens + 1) / 2
+        return 2 * self.linear * tokens + 4 * self.attention_width * self.layers * tokens * keys + 2 * self.hidden * self.vocab * logits
+
+    def vision(self) -> float:
+        """The tower (non-causal attention) and projector over every view of one image."""
+        seq = self.vision_seq
+        per_view = 2 * self.vision_linear * seq + 4 * self.vision_width * self.vision_layers * seq * seq
+        return per_view * self.views
+
+    def suffix(self, task: str) -> float:
+        """One question after a cached prefix, then its reply decoded token by token."""
+        q, a = TEXT["question"][task] + TEXT["template"] // 2, TEXT["answer"][task]
+        decode = sum(self.decoder(1, self.prefix + q + i) for i in range(a))
+        return self.decoder(q, self.prefix) + decode
+
+    def scored(self, task: str) -> float:
+        """One question and its gold reply teacher-forced after a cached prefix (every logit kept)."""
+        n = TEXT["question"][task] + TEXT["template"] // 2 + TEXT["answer"][task]
+        return self.decoder(n, self.prefix, logits=TEXT["answer"][task] + 1)
+
+    def generation(self, tasks, prefix_runs: int = 1, conditions: int = 1) -> float:
+        """``conditions`` conditions of ``tasks`` over one image whose prefix runs ``prefix_runs`` times."""
+        return prefix_runs * self.decoder(self.prefix) + conditions * sum(self.suffix(t) for t in tasks)
+
+    def integrated_gradients(self, task: str, steps: int) -> float:
+        n = self.prefix + TEXT["question"][task] + TEXT["template"] // 2 + TEXT["answer"][task]
+        return 3 * steps * self.decoder(n, logits=TEXT["answer"][task] + 1)
+
+
+def _steps(ig: dict, task: str) -> int:
+    steps = ig.get("steps", 50)
+    return int(steps[task] if isinstance(steps, dict) else steps)
+
+
+def knockout_conditions(layers: int, settings: dict) -> int:
+    """Conditions of the knockout experiment (``attention_knockout.layer_windows`` x masks + baseline)."""
+    sizes = list(dict.fromkeys([int(settings["fig3_window"]), *map(int, settings["fig12_windows"])]))
+    windows = set()
+    for size in sizes:
+        if size >= layers:
+            continue
+        stride = settings.get("stride") or size
+        for start in range(0, layers, stride):
+            windows.add((start, min(start + size, layers) - 1))
+            if start + size >= layers:
+                break
+    if settings.get("all_layers", True):
+        windows.add((0, layers - 1))
+    masks = len(settings["paddings"])
+    masks += len(settings.get("random_seeds", [0])) if settings.get("random_control", True) else 0
+    masks += len(settings.get("translated_seeds", [0])) if settings.get("translated_control", True) else 0
+    return len(windows) * masks + 1
+
+
+def experiment_flops(g: Geometry, experiment: str, s: dict, n_samples: int) -> float:
+    """Necessary FLOPs of ``experiment`` with settings ``s`` over ``n_samples`` samples (mediation:
+    its ``n_pairs``; head ablation: the pool it is scored on)."""
+    both = ("localization", "list")
+    vision = g.vision()
+    if experiment == "token_ablation":
+        ig = s["integrated_gradients"]
+        k = len(ig.get("k", [1, 4, 8, 16, 32, 48]))
+        random = len(s["random"].get("k", [])) * len(s["random"]["seeds"])
+        runs = 1 + len(s["paddings"]) + 1 + random  # baseline, object paddings, register, random draws
+        per = vision + g.generation(both, runs, runs) + k * g.generation(("localization",)) + k * g.generation(("list",))
+        per += sum(g.integrated_gradients(t, _steps(ig, t)) for t in both)
+        return n_samples * per
+    if experiment == "token_ablation_matched":
+        ig = s["integrated_gradients"]
+        runs = 2 + len(s["random"]["seeds"])  # baseline, object, random draws
+        per = vision + g.generation(both, runs, runs) + 2 * g.generation(("localization",))
+        per += sum(g.integrated_gradients(t, _steps(ig, t)) for t in both)
+        return n_samples * per
+    if experiment == "containerization":
+        runs = 1 + len(s["paddings"]) * len(s["seeds"])
+        return n_samples * (vision + g.generation(s.get("tasks", ["localization"]), runs, runs))
+    if experiment == "token_shuffle":
+        runs = 1 + len(s["modes"]) * len(s["seeds"])
+        return n_samples * (vision + g.generation(both, runs, runs))
+    if experiment == "view_ablation":
+        runs = 1 + len(s["views"]) * len(s["paddings"])
+        return n_samples * (vision + g.generation(both, runs, runs))
+    if experiment == "attention_knockout":
+        return n_samples * (vision + g.generation(both, 1, knockout_conditions(g.layers, s)))
+    if experiment == "mediation":
+        heads = g.layers * g.heads
+        tasks = s.get("tasks", ["localization", "binary"])
+        per = 2 * (vision + g.decoder(g.prefix)) + sum((2 + heads) * g.scored(t) for t in tasks)
+        return s["n_pairs"] * per
+    if experiment == "head_ablation":
+        settings = s["settings"]
+        curves = sum(len(s.get("random_seeds", [0])) if x == "random" else 1 for x in settings)
+        conditions = 1 + curves * len(s["proportions"])
+        runs = conditions if s.get("positions", "post_image") == "all" else 1
+        return n_samples * (vision + g.generation(("localization",), runs, conditions) + conditions * g.scored("localization"))
+    raise ValueError(f"no FLOP count for experiment {experiment!r}")
+
+
+def screening_flops(g: Geometry, n_annotations: int) -> float:
+    """Each annotation's original and object-removed image, three questions each."""
+    return 2 * n_annotations * (g.vision() + g.generation(("localization", "list", "binary")))
+
+
+def mean_embedding_flops(g: Geometry, n_images: int) -> float:
+    return n_images * g.vision()
+
+
+def probe_flops(g: Geometry, n_train: int, n_test: int, passes: int) -> float:
+    """The image prefix (and the task text) per image and pass: SGD's epochs over the train images,
+    one pass for the closed forms, validation and test images once per pass set."""
+    per = g.vision() + g.decoder(g.prefix + TEXT["question"]["localization"])
+    return per * (n_train * passes + n_test)
+
+
+def hours(flops: float, tflops: float, fraction: float = 1.0) -> float:
+    """Wall hours of ``flops`` at ``fraction`` of a ``tflops`` rate."""
+    return flops / (tflops * 1e12 * fraction) / 3600
+
+
+PAPER_SUBSET = {"coco": 2248, "voc": 1500}  # the paper's COCO probing subset (sec. 2.2); VOC's: an estimate
+PAPER_ANNOTATIONS = 6403  # COCO annotations after the filters (sec. 2.2)
+EXPERIMENTS = ("token_ablation", "token_ablation_matched", "containerization", "token_shuffle", "view_ablation",
+               "attention_knockout", "mediation", "head_ablation")  # fmt: skip
+
+
+def overlay(base: dict, over: dict) -> dict:
+    """``over`` on ``base`` key by key, as Snakemake merges a --configfile into the config."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def paper_flops(config: dict) -> dict[str, dict[str, float]]:
+    """Per paper model and stage, the necessary FLOPs of the paper scope (``config``: config.yaml
+    with config/paper.yaml over it), screening, the mean embedding and the probes included."""
+    out = {}
+    exps = config["experiments"]
+    for model in config["run"]["models"]:
+        g = Geometry.of_paper(config["models"][model]["paper_name"])
+        row = {"screening": screening_flops(g, PAPER_ANNOTATIONS),
+               "mean_embedding": mean_embedding_flops(g, config["mean_embedding"]["n_images"] or 50000)}  # fmt: skip
+        for e in EXPERIMENTS:
+            if e == "view_ablation" and g.views == 1:
+                continue  # LLaVA has no local views
+            s = {**exps[e], **exps[e].get("models", {}).get(model, {})}
+            kind = config["datasets"][s["datasets"][0]]["kind"]
+            n = PAPER_SUBSET[kind] - (exps["mediation"]["n_pairs"] if e == "head_ablation" else 0)
+            row[e] = experiment_flops(g, e, s, n)
+        p = config["probes"]
+        passes = (p["epochs"] if "sgd" in p["methods"] else 0) + 2
+        row["probes"] = probe_flops(g, p["n_train"], p["n_test"], passes)
+        out[model] = row
+    return out
+
+
+def main() -> None:
+    """Print the paper scope's GPU-hours per model and stage: at the GPU's peak and at a fraction."""
+    import argparse
+
+    import yaml
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--config", default="config.yaml")
+    ap.add_argument("--overlay", default="config/paper.yaml")
+    ap.add_argument("--tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 / H200 SXM: 989)")
+    ap.add_argument("--fraction", type=float, default=0.1, help="fraction of the peak reached (job_resources.floor_fraction)")
+    args = ap.parse_args()
+
+    cfg = overlay(yaml.safe_load(open(args.config)), yaml.safe_load(open(args.overlay)))
+    table = paper_flops(cfg)
+    stages = list(dict.fromkeys(k for row in table.values() for k in row))
+    print(f"GPU-hours at {args.tflops:g} TFLOP/s (peak) / at {args.fraction:g} of it")
+    print("| stage | " + " | ".join(table) + " |")
+    print("|---" * (len(table) + 1) + "|")
+    for stage in [*stages, "total"]:
+        cells = []
+        for row in table.values():
+            f = sum(row.values()) if stage == "total" else row.get(stage)
+            cells.append("—" if f is None else f"{hours(f, args.tflops):.2f} / {hours(f, args.tflops, args.fraction):.1f}")
+        print(f"| {stage} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
