@@ -199,3 +199,36 @@ def test_fast_path_equals_the_naive_reference(adapters, samples, family):
     assert len(fast) == len(naive) > 0
     assert list(fast["answer"]) == list(naive["answer"])
     assert list(fast["n_edited"]) == list(naive["n_edited"])
+
+
+def _cell_rows(n_samples: int, hit_rate: float, seed: int = 0) -> pd.DataFrame:
+    """Scored localization rows of a baseline and padding 1 x 2 seeds: a prediction is the true box
+    (IoU 1) with probability ``hit_rate`` per sample, else a box beside it (IoU 0)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_samples):
+        hit = rng.random() < hit_rate
+        for padding, seed_ in ((0, np.nan), (1, 0), (1, 1)):
+            box = (10.0, 10.0, 20.0, 20.0) if hit else (40.0, 40.0, 50.0, 50.0)
+            rows.append({"sample_id": f"s{i}", "task": "localization", "condition": f"p{padding}_s{seed_}", "padding": padding,
+                         "seed": seed_, "pred_x1": box[0], "pred_y1": box[1], "pred_x2": box[2], "pred_y2": box[3],
+                         "gt_box_s0": (10.0, 10.0, 20.0, 20.0), "gt_box_s1": (5.0, 5.0, 25.0, 25.0)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_containerization_cells_carry_a_sample_bootstrap_interval():
+    from vlmloc.experiments.containers_summary import containerization_cells
+
+    boot = {"resamples": 2000, "level": 0.95, "seed": 0}
+    small, large = (containerization_cells(_cell_rows(n, 0.5), "loc_score", boot) for n in (20, 400))
+    for cells, n in ((small, 20), (large, 400)):
+        assert (cells["lo"] <= cells["mean"]).all() and (cells["mean"] <= cells["hi"]).all()
+        assert (cells["n"] == n).all()
+    cell = lambda t: t[(t["padding"] == 1) & (t["scale"] == 0)].iloc[0]  # noqa: E731
+    # half the samples right: a binomial mean's 95% interval is about +-1.96 x 50 / sqrt(n) points
+    assert (cell(small)["hi"] - cell(small)["lo"]) == pytest.approx(2 * 1.96 * 50 / np.sqrt(20), rel=0.25)
+    assert (cell(large)["hi"] - cell(large)["lo"]) < 0.3 * (cell(small)["hi"] - cell(small)["lo"])
+    # every sample right: no spread
+    sure = containerization_cells(_cell_rows(30, 1.0), "loc_score", boot)
+    s0 = sure[(sure["padding"] == 1) & (sure["scale"] == 0)].iloc[0]
+    assert s0["lo"] == s0["hi"] == s0["mean"] == 100.0

@@ -25,6 +25,7 @@ rule table_containerization:
     params:
         models=experiment_models("containerization"),
         metric=EXPERIMENTS.get("containerization", {}).get("metric", "loc_score"),
+        bootstrap=config["bootstrap"],
     script:
         "../scripts/table_containerization.py"
 

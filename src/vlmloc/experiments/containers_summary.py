@@ -14,9 +14,9 @@ import pandas as pd
 from ..paper import TABLE2
 from ..tasks import iou, localization_scores
 from .rows import EXCLUDED
-from .summary import SHORT, _with_drops, summarize_groups
+from .summary import SHORT, _with_drops, bootstrap_ci, summarize_groups
 
-CELL_COLUMNS = ["padding", "scale", "mean", "std", "n_seeds", "n", "area_ratio", "ideal_area_ratio"]
+CELL_COLUMNS = ["padding", "scale", "mean", "lo", "hi", "std", "n_seeds", "n", "area_ratio", "ideal_area_ratio"]
 
 
 def scales_of(rows: pd.DataFrame) -> list[int]:
@@ -53,21 +53,25 @@ def area_ratios(rows: pd.DataFrame) -> dict[int, tuple[float, float]]:
     return out
 
 
-def containerization_cells(rows: pd.DataFrame, metric: str = "loc_score") -> pd.DataFrame:
-    """One row per (padding p, scale s): mean and std over seeds of the metric, in %, and the
-    predicted box's growth (``area_ratios``)."""
+def containerization_cells(rows: pd.DataFrame, metric: str = "loc_score", bootstrap: dict | None = None) -> pd.DataFrame:
+    """One row per (padding p, scale s): mean and std over seeds of the metric, in %, its 95%
+    bootstrap interval over samples (each sample's mean over seeds; ``bootstrap``: resamples,
+    level, seed) and the predicted box's growth (``area_ratios``)."""
     rows = rows[(rows["task"] == "localization") & (rows["condition"] != EXCLUDED)]
     if rows.empty:
         return pd.DataFrame(columns=CELL_COLUMNS)
+    boot = bootstrap or {}
     ratios = area_ratios(rows)
     out = []
     for s in scales_of(rows):
         scored = rows.assign(value=rescore(rows, s, metric), seed=rows["seed"].fillna(-1))
         per_seed = scored.groupby(["padding", "seed"])["value"].mean()
+        per_sample = scored.groupby(["padding", "sample_id"])["value"].mean()
         for p, g in per_seed.groupby(level="padding"):
-            n = scored.loc[scored["padding"] == p, "sample_id"].nunique()
-            out.append({"padding": int(p), "scale": s, "mean": float(g.mean()), "std": float(g.std(ddof=0)), "n_seeds": len(g), "n": n,
-                        "area_ratio": ratios[int(p)][0], "ideal_area_ratio": ratios[int(p)][1]})  # fmt: skip
+            samples = per_sample.loc[p].to_numpy()
+            lo, hi = bootstrap_ci(samples, boot.get("resamples", 1000), boot.get("level", 0.95), boot.get("seed", 0))
+            out.append({"padding": int(p), "scale": s, "mean": float(g.mean()), "lo": lo, "hi": hi, "std": float(g.std(ddof=0)),
+                        "n_seeds": len(g), "n": len(samples), "area_ratio": ratios[int(p)][0], "ideal_area_ratio": ratios[int(p)][1]})  # fmt: skip
     return pd.DataFrame(out, columns=CELL_COLUMNS).sort_values(["padding", "scale"]).reset_index(drop=True)
 
 

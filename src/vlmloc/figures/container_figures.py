@@ -32,7 +32,8 @@ def _nothing(png: str, pdf: str, text: str) -> None:
 
 def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str) -> None:
     """One heatmap per model: rows = object padding p (0 = unmodified), columns = ground-truth
-    box scaled by s; each cell the mean over seeds, with the std over seeds; the diagonal framed."""
+    box scaled by s; each cell the mean over seeds, with its 95% bootstrap interval over samples
+    (the std over seeds is in the table); the diagonal framed."""
     models = list(dict.fromkeys(cells["model"])) if len(cells) else []
     if not models:
         return _nothing(png, pdf, "no containerization rows")
@@ -40,13 +41,14 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str) -> None:
     for ax, model in zip(axes[0], models, strict=True):
         t = cells[cells["model"] == model]
         mean = t.pivot(index="padding", columns="scale", values="mean")
-        std = t.pivot(index="padding", columns="scale", values="std")
+        lo = t.pivot(index="padding", columns="scale", values="lo")
+        hi = t.pivot(index="padding", columns="scale", values="hi")
         im = ax.imshow(mean.to_numpy(), cmap="viridis", vmin=0, vmax=max(1.0, float(np.nanmax(mean.to_numpy()))))
         for i, p in enumerate(mean.index):
             for j, s in enumerate(mean.columns):
                 v = mean.loc[p, s]
                 colour = "black" if v > 0.6 * im.get_clim()[1] else "white"
-                ax.text(j, i, f"{v:.1f}\n± {std.loc[p, s]:.1f}", ha="center", va="center", fontsize=8, color=colour)
+                ax.text(j, i, f"{v:.1f}\n[{lo.loc[p, s]:.0f}, {hi.loc[p, s]:.0f}]", ha="center", va="center", fontsize=8, color=colour)
                 if p == s:
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
         ax.set_xticks(range(len(mean.columns)), [f"+{s}" if s else "0" for s in mean.columns])
