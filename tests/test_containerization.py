@@ -232,3 +232,21 @@ def test_containerization_cells_carry_a_sample_bootstrap_interval():
     sure = containerization_cells(_cell_rows(30, 1.0), "loc_score", boot)
     s0 = sure[(sure["padding"] == 1) & (sure["scale"] == 0)].iloc[0]
     assert s0["lo"] == s0["hi"] == s0["mean"] == 100.0
+
+
+def test_view_drops_carry_a_paired_bootstrap_interval():
+    """Fig 10's bars: the interval is over each sample's change from its own baseline answer, so a
+    view ablation that changes every sample by the same amount has no spread at all."""
+    from vlmloc.experiments.views_summary import size_drops
+
+    rows = []
+    for i in range(40):
+        base = float(i % 2)  # half the samples right at baseline (unpaired spread: large)
+        for view, value in (("none", base), ("global", base), ("local", 0.0)):
+            rows.append({"sample_id": f"s{i}", "condition": view, "task": "localization", "view": view, "padding": 0,
+                         "size_bucket": "small", "loc_score": value})  # fmt: skip
+    drops = size_drops({"m": pd.DataFrame(rows)}, {}, 0, {"resamples": 2000, "seed": 0}).set_index("view")
+    assert drops.loc["global", "drop"] == drops.loc["global", "drop_lo"] == drops.loc["global", "drop_hi"] == 0.0
+    local = drops.loc["local"]
+    assert local["drop"] == pytest.approx(-50.0) and local["drop_lo"] < -50 < local["drop_hi"]
+    assert local["drop_hi"] - local["drop_lo"] == pytest.approx(2 * 1.96 * 50 / np.sqrt(40), rel=0.25)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..paper import FIG10_TEXT, TABLE3
 from .rows import EXCLUDED
-from .summary import METRIC, SHORT, _with_drops, summarize_groups
+from .summary import METRIC, SHORT, _with_drops, bootstrap_ci, summarize_groups
 
 VIEW_ORDER = ("none", "local", "global", "both")
 TABLE3_COLUMNS = ["model", "view", "padding", "token_pct", "n", "n_excluded",
@@ -64,11 +64,14 @@ def format_table3(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-FIG10_COLUMNS = ["model", "task", "view", "padding", "size_bucket", "n", "baseline", "score", "drop", "paper_drop"]
+FIG10_COLUMNS = ["model", "task", "view", "padding", "size_bucket", "n", "baseline", "score", "drop", "drop_lo", "drop_hi", "paper_drop"]
 
 
-def size_drops(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str], padding: int = 0) -> pd.DataFrame:
-    """Fig. 10: per model, task, view and COCO size bucket, the drop from baseline (points)."""
+def size_drops(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str], padding: int = 0,
+               bootstrap: dict | None = None) -> pd.DataFrame:  # fmt: skip
+    """Fig. 10: per model, task, view and COCO size bucket, the drop from baseline (points) and its
+    95% bootstrap interval over samples (each sample's change from its own baseline answer)."""
+    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
     out = []
     for model, rows in rows_per_model.items():
         rows = rows[(rows["condition"] != EXCLUDED) & rows["task"].isin(list(METRIC))]
@@ -77,14 +80,18 @@ def size_drops(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, s
         rows = rows.assign(score=100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float))
         paper = FIG10_TEXT.get(paper_names.get(model, ""), {})
         for (task, bucket), g in rows.groupby(["task", "size_bucket"]):
-            base = g.loc[g["view"] == "none", "score"].mean()
+            base_rows = g.loc[g["view"] == "none"].groupby("sample_id")["score"].mean()
+            base = base_rows.mean()
             for view in VIEW_ORDER[1:]:
                 c = g[(g["view"] == view) & (g["padding"] == padding)]
                 if c.empty:
                     continue
+                change = c.groupby("sample_id")["score"].mean() - base_rows
+                lo, hi = bootstrap_ci(change.dropna().to_numpy(), b["resamples"], b["level"], b["seed"])
                 out.append({"model": model, "task": task, "view": view, "padding": padding, "size_bucket": bucket,
                             "n": c["sample_id"].nunique(), "baseline": base, "score": c["score"].mean(),
-                            "drop": c["score"].mean() - base, "paper_drop": paper.get((view, bucket, task), np.nan)})  # fmt: skip
+                            "drop": c["score"].mean() - base, "drop_lo": lo, "drop_hi": hi,
+                            "paper_drop": paper.get((view, bucket, task), np.nan)})  # fmt: skip
     t = pd.DataFrame(out, columns=FIG10_COLUMNS)
     if len(t):
         t["_b"] = t["size_bucket"].map({b: i for i, b in enumerate(BUCKETS)})

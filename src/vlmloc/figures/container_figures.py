@@ -112,8 +112,8 @@ VIEW_COLOURS = {"global": "tab:blue", "local": "tab:orange", "both": "tab:gray"}
 
 
 def plot_fig10(drops: pd.DataFrame, png: str, pdf: str) -> None:
-    """Per model and task: the drop (points) per size bucket, one bar per ablated view; the
-    drops the paper's text states as black markers."""
+    """Per model and task: the drop (points) per size bucket, one bar per ablated view with its 95%
+    bootstrap interval over samples; the drops the paper's text states as black markers."""
     if drops.empty:
         return _nothing(png, pdf, "no model with local views ran the view ablation")
     models = list(dict.fromkeys(drops["model"]))
@@ -128,7 +128,9 @@ def plot_fig10(drops: pd.DataFrame, png: str, pdf: str) -> None:
             for k, view in enumerate(views):
                 v = t[t["view"] == view].set_index("size_bucket").reindex(buckets)
                 x = np.arange(len(buckets)) + (k - (len(views) - 1) / 2) * width
-                ax.bar(x, v["drop"], width, color=VIEW_COLOURS[view], label=f"{view} view{'s' if view == 'both' else ''} ablated")
+                err = np.vstack([v["drop"] - v["drop_lo"], v["drop_hi"] - v["drop"]]) if "drop_lo" in v else None
+                ax.bar(x, v["drop"], width, yerr=err, capsize=2, error_kw={"lw": 0.8}, color=VIEW_COLOURS[view],
+                       label=f"{view} view{'s' if view == 'both' else ''} ablated")  # fmt: skip
                 if v["paper_drop"].notna().any():
                     ax.scatter(x, v["paper_drop"], color="black", marker="_", s=160, lw=2.5, zorder=3, label="paper (text)")
             ax.axhline(0, color="black", lw=0.6)
