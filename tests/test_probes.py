@@ -461,3 +461,35 @@ def test_validation_images_are_scored_never_trained_on(adapters, monkeypatch):
     assert rows["test", "projector"]["n_tokens"] == 2 * a.grid**2
     (timing,) = run.timing
     assert (timing["train_forwards"], timing["validation_forwards"], timing["test_forwards"]) == (7, 3, 2)
+
+
+def _labels(n_images: int, per_image: int = 16, grid: int = 4) -> TokenLabels:
+    image = torch.arange(n_images).repeat_interleave(per_image)
+    pos = torch.arange(per_image).repeat(n_images) % (grid * grid)
+    zeros = torch.zeros_like(image)
+    return TokenLabels(image, zeros, zeros, pos // grid, pos % grid, grid, grid)
+
+
+def test_layer_accuracy_carries_a_bootstrap_interval_over_images():
+    """Half the images fully right, half fully wrong: accuracy 0.5, and the interval is that of a
+    mean over images (about +-1.96 x 0.5 / sqrt(n)), not over tokens (16 times as many)."""
+    boot = {"resamples": 2000, "level": 0.95, "seed": 0}
+    widths = {}
+    for n in (40, 400):
+        lab = _labels(n)
+        right = (lab.image % 2 == 0)
+        pred = {"row": torch.where(right, lab.row, (lab.row + 1) % 4), "col": torch.where(right, lab.col, (lab.col + 1) % 4)}
+        scores = ProbeScores()
+        scores.update(Site("s", "llm", 0), lab, pred)
+        r = scores.summary_rows(boot)[0]
+        assert r["acc_mean"] == pytest.approx(0.5) and r["n_images"] == n
+        assert r["acc_mean_lo"] < 0.5 < r["acc_mean_hi"] and r["acc_both_lo"] < 0.5 < r["acc_both_hi"]
+        widths[n] = r["acc_mean_hi"] - r["acc_mean_lo"]
+        assert widths[n] == pytest.approx(2 * 1.96 * 0.5 / np.sqrt(n), rel=0.25)
+    assert widths[400] < 0.4 * widths[40]
+    # every image right: no spread
+    lab = _labels(30)
+    scores = ProbeScores()
+    scores.update(Site("s", "llm", 0), lab, {"row": lab.row, "col": lab.col})
+    r = scores.summary_rows(boot)[0]
+    assert r["acc_mean_lo"] == r["acc_mean_hi"] == r["acc_both_lo"] == 1.0

@@ -10,7 +10,9 @@ from pathlib import Path
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.main_snakefile).parent / "src"))  # vlmloc's torch-free parts, before any install
+sys.path.insert(
+    0, str(Path(workflow.main_snakefile).parent / "src")
+)  # vlmloc's torch-free parts, before any install
 from vlmloc import workload
 
 # Fails before any job, naming the offending key; also fills in schema defaults.
@@ -268,14 +270,19 @@ def model_gpus(name):
 
 def model_geometry(name):
     """What the FLOP count of a model's jobs needs: the published dimensions of a paper model, or a
-    local checkpoint's config.json; None when neither is there yet (a tiny model not yet built)."""
+    local checkpoint's config.json; None when neither is there yet (a tiny model not yet built).
+    """
     m = MODELS[name]
     if m.get("paper_name"):
         return workload.Geometry.of_paper(m["paper_name"])
     folder = Path(model_dir(name))
     if not (folder / "config.json").exists():
         return None
-    views = 1 + m.get("max_tiles", 0) if m["family"] == "internvl" and m.get("max_tiles", 1) > 1 else 1
+    views = (
+        1 + m.get("max_tiles", 0)
+        if m["family"] == "internvl" and m.get("max_tiles", 1) > 1
+        else 1
+    )
     return workload.Geometry.of_checkpoint(folder, views)
 
 
@@ -314,18 +321,24 @@ def model_job_flops(rule_name, name, wildcards):
         return workload.screening_flops(g, n) / config["screening"]["shards"]
     if rule_name == "mean_embedding_shard":
         e = config["mean_embedding"]
-        n = e["n_images"] or 50000  # null: every image of the folder (the paper: ImageNet val)
+        n = (
+            e["n_images"] or 50000
+        )  # null: every image of the folder (the paper: ImageNet val)
         return workload.mean_embedding_flops(g, n) / e["shards"]
     if rule_name == "probe_model":
         p = config["probes"]
-        passes = (p["epochs"] if "sgd" in p["methods"] else 0) + 2  # SGD's epochs, the closed forms, the untrained control
+        passes = (
+            p["epochs"] if "sgd" in p["methods"] else 0
+        ) + 2  # SGD's epochs, the closed forms, the untrained control
         return workload.probe_flops(g, p["n_train"], p["n_test"], passes)
     e = wildcards.experiment
     settings = experiment_settings(e, name)
     n = expected_samples(wildcards.dataset)
     if e == "head_ablation" and settings["pool"] == "disjoint":
         n -= settings["pairs"]["n_pairs"]
-    return workload.experiment_flops(g, e, settings, max(n, 1)) / EXPERIMENTS[e]["shards"]
+    return (
+        workload.experiment_flops(g, e, settings, max(n, 1)) / EXPERIMENTS[e]["shards"]
+    )
 
 
 def model_job_resources(rule_name, name, wildcards, attempt=1):
@@ -343,7 +356,11 @@ def model_job_resources(rule_name, name, wildcards, attempt=1):
     runtime = JOB["min_runtime"]
     if flops is not None:
         # one GPU's rate: a model split over several GPUs runs its layers on one at a time
-        rate = (JOB["gpu_tflops"] if gpus else JOB["cpu_tflops"]) * 1e12 * JOB["floor_fraction"]
+        rate = (
+            (JOB["gpu_tflops"] if gpus else JOB["cpu_tflops"])
+            * 1e12
+            * JOB["floor_fraction"]
+        )
         runtime = max(runtime, math.ceil(flops / rate / 60 * m.get("time_factor", 1)))
     cpus = gpus * JOB["cpus_per_gpu"] if gpus else 1
     return {
@@ -675,6 +692,7 @@ def probe_settings():
             for k, v in out["controls"].items()
             if k not in ("untrained_seed", "untrained_methods")
         }
+    out["bootstrap"] = config["bootstrap"]  # the per-layer intervals over test images
     return out
 
 

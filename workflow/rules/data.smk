@@ -154,6 +154,7 @@ rule make_shapes:
         removed=directory("resources/shapes/{shapes_name}/removed"),
     log:
         "logs/make_shapes/{shapes_name}.log",
+    priority: 20
     conda:
         "../../envs/data.yaml"
     resources:
@@ -193,6 +194,7 @@ rule filter_samples:
         ),
     log:
         "logs/filter_samples/{dataset}.log",
+    priority: 20
     conda:
         "../../envs/data.yaml"
     resources:
@@ -216,6 +218,7 @@ rule remove_objects_shard:
         index="results/{dataset}/removed/shard-{shard}.parquet",
     log:
         "logs/remove_objects/{dataset}/shard-{shard}.log",
+    priority: 20
     conda:
         "../../envs/inpainting.yaml"
     resources:
@@ -241,6 +244,7 @@ rule gather_removed:
         "results/{dataset}/removed.parquet",
     log:
         "logs/gather_removed/{dataset}.log",
+    priority: 20
     conda:
         "../../envs/data.yaml"
     resources:

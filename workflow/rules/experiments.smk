@@ -12,6 +12,7 @@ rule mean_embedding_shard:
         "results/mean_embedding/{model}/shard-{shard}.pt",
     log:
         "logs/mean_embedding/{model}/shard-{shard}.log",
+    priority: 20
     conda:
         "../../envs/models.yaml"
     threads: model_job("mean_embedding_shard", "threads")
@@ -47,6 +48,7 @@ rule gather_mean_embedding:
         "results/mean_embedding/{model}.pt",
     log:
         "logs/gather_mean_embedding/{model}.log",
+    priority: 20
     conda:
         "../../envs/models.yaml"
     resources:
@@ -72,6 +74,7 @@ rule run_experiment:
         "results/{dataset}/experiments/{experiment}/{model}/raw/shard-{shard}.parquet",
     log:
         "logs/experiments/{dataset}/{experiment}/{model}/shard-{shard}.log",
+    priority: 10
     conda:
         "../../envs/models.yaml"
     threads: model_job("run_experiment", "threads")

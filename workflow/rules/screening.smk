@@ -14,6 +14,7 @@ rule screen_shard:
         "results/{dataset}/screening/{model}/shard-{shard}.parquet",
     log:
         "logs/screen/{dataset}/{model}/shard-{shard}.log",
+    priority: 20
     conda:
         "../../envs/models.yaml"
     threads: model_job("screen_shard", "threads")
@@ -49,6 +50,7 @@ rule gather_screening:
         "results/{dataset}/screening/{model}/answers.parquet",
     log:
         "logs/gather_screening/{dataset}/{model}.log",
+    priority: 20
     conda:
         "../../envs/data.yaml"
     resources:
@@ -68,6 +70,7 @@ rule hallucination_filter:
         "results/{dataset}/screening/{model}/kept.parquet",
     log:
         "logs/hallucination_filter/{dataset}/{model}.log",
+    priority: 20
     conda:
         "../../envs/data.yaml"
     resources:
@@ -120,6 +123,7 @@ checkpoint probing_subset:
         ),
     log:
         "logs/probing_subset/{dataset}.log",
+    priority: 20
     conda:
         "../../envs/data.yaml"
     resources:

@@ -30,7 +30,7 @@ with logged(snakemake) as log:
         by_kind = layers_by_kind(cells[cells["model"].isin(several[several > 1].index)], summary, acc)
         by_kind = by_kind.assign(split="test")  # cells are of the test images
         table = pd.concat([with_accuracy(summary, acc).assign(kind="all"), by_kind], ignore_index=True)
-        table = table.rename(columns={"acc": "acc_position", "chance": "chance_position"})
+        table = table.rename(columns={"acc": "acc_position", "acc_lo": "acc_position_lo", "acc_hi": "acc_position_hi", "chance": "chance_position"})
         table.insert(table.columns.get_loc("acc_position"), "accuracy", acc)
     elif snakemake.rule == "table_probe_best_layer":
         table = best_layer_table(summary, dict(p.paper_names), list(p.methods), acc)

@@ -76,6 +76,8 @@ def _layer_panel(ax, summary: pd.DataFrame, method: str, accuracy: str, models: 
                 continue
             xs = s["site"].map(x)
             ax.plot(xs, s["acc"], "-o", color=colour, ms=2.5, lw=1.3, label=model if stage == "llm" else None)
+            if s["acc_lo"].notna().any():  # 95% bootstrap interval over the test images
+                ax.fill_between(xs, s["acc_lo"], s["acc_hi"], color=colour, alpha=0.2, lw=0, gid=f"interval:{model}:{stage}")
             # chance per grid (InternVL's backbone grid is twice as fine as P's and the LLM's)
             ax.plot([xs.min() - 0.45, xs.max() + 0.45], [s["chance"].iloc[0]] * 2, "-", color=colour, lw=0.6, alpha=0.45)
             if s["acc_shuffled"].notna().any():

@@ -20,7 +20,7 @@ position of its axis (``ProbeScores``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -256,11 +256,27 @@ class _Cells:
     rows: int
     cols: int
     counts: torch.Tensor  # (kind 0 global / 1 local, row, col, [n, row ok, col ok, both ok])
+    # per image, [n, row ok, col ok, both ok]: row i is image ``first + i`` (a split's images are a range)
+    images: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.long))
+    first: int = 0
+
+    def add_images(self, image: torch.Tensor, values: torch.Tensor) -> None:
+        if not len(self.images):
+            self.first = int(image.min())
+        idx = image - self.first
+        if int(idx.min()) < 0:
+            raise ValueError("a split's images are scored in order: image ids below the first one seen")
+        need = int(idx.max()) + 1
+        if need > len(self.images):  # grow geometrically
+            grown = torch.zeros(max(need, 2 * len(self.images)), 4, dtype=torch.long)
+            grown[: len(self.images)] = self.images
+            self.images = grown
+        self.images.index_add_(0, idx, values)
 
 
 class ProbeScores:
     """Accuracy counts per site, variant ("true" labels or "shuffled" control) and grid cell,
-    scored against each token's true position."""
+    scored against each token's true position; and per image, for intervals over images."""
 
     def __init__(self):
         self.cells: dict[tuple[str, str], _Cells] = {}
@@ -279,8 +295,10 @@ class ProbeScores:
             row_ok, col_ok = (pr == labels.row).long(), (pc == labels.col).long()
             flat = (labels.kind * labels.rows + labels.row) * labels.cols + labels.col
             view = cells.view(-1, 4)
-            for j, val in enumerate((torch.ones_like(row_ok), row_ok, col_ok, row_ok * col_ok)):
-                view[:, j].index_add_(0, flat, val)
+            values = torch.stack((torch.ones_like(row_ok), row_ok, col_ok, row_ok * col_ok), 1)
+            for j in range(4):
+                view[:, j].index_add_(0, flat, values[:, j])
+            self.cells[key].add_images(labels.image, values)
 
     def cell_rows(self) -> list[dict]:
         """Tidy per-position rows (for Fig. 2 right and Fig. 11)."""
@@ -297,16 +315,46 @@ class ProbeScores:
                                         "acc_col": co / n, "acc_both": bo / n})  # fmt: skip
         return out
 
-    def summary_rows(self) -> list[dict]:
+    def summary_rows(self, bootstrap: dict | None = None) -> list[dict]:
         """Per site and variant: row, col, mean of the two (the paper's per-layer accuracy) and
-        both-right accuracy, with chance levels (uniform positions)."""
+        both-right accuracy, with chance levels (uniform positions), and 95% percentile-bootstrap
+        intervals of ``acc_mean`` and ``acc_both`` over images (``bootstrap``: resamples, level,
+        seed; every key resamples the same images the same way)."""
+        b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+        # every key resamples the same images: those any key saw (its own rows elsewhere are zeros)
+        first = min((c.first for c in self.cells.values() if len(c.images)), default=0)
+        last = max((c.first + len(c.images) for c in self.cells.values() if len(c.images)), default=0)
+        per_key = {}
+        for key, c in self.cells.items():
+            full = torch.zeros(last - first, 4, dtype=torch.long)
+            full[c.first - first : c.first - first + len(c.images)] = c.images
+            per_key[key] = full.numpy().astype(float)
+        seen = np.zeros(last - first, dtype=bool)
+        for a in per_key.values():
+            seen |= a[:, 0] > 0
+        weights = None
+        if seen.any():
+            rng = np.random.default_rng(b["seed"])
+            n = int(seen.sum())
+            weights = rng.multinomial(n, np.full(n, 1 / n), size=b["resamples"]).astype(float)
+        alpha = (1 - b["level"]) / 2
         out = []
         for (name, variant), c in self.cells.items():
             s = self.sites[name]
             n, ro, co, bo = c.counts.sum((0, 1, 2)).tolist()
             acc_row, acc_col = ro / n, co / n
-            out.append({"site": name, "stage": s.stage, "layer": s.layer, "variant": variant, "n_tokens": n,
-                        "grid_rows": c.rows, "grid_cols": c.cols, "acc_row": acc_row, "acc_col": acc_col,
-                        "acc_mean": (acc_row + acc_col) / 2, "acc_both": bo / n,
-                        "chance_row": 1 / c.rows, "chance_col": 1 / c.cols})  # fmt: skip
+            rec = {"site": name, "stage": s.stage, "layer": s.layer, "variant": variant, "n_tokens": n,
+                   "n_images": int((c.images[:, 0] > 0).sum()), "grid_rows": c.rows, "grid_cols": c.cols, "acc_row": acc_row,
+                   "acc_col": acc_col, "acc_mean": (acc_row + acc_col) / 2, "acc_both": bo / n,
+                   "chance_row": 1 / c.rows, "chance_col": 1 / c.cols}  # fmt: skip
+            per = per_key[name, variant][seen] if weights is not None else None
+            for acc, ok in (("acc_mean", None), ("acc_both", 3)):
+                if per is None:
+                    rec[f"{acc}_lo"] = rec[f"{acc}_hi"] = np.nan
+                    continue
+                hits = (per[:, 1] + per[:, 2]) / 2 if ok is None else per[:, ok]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    boot = (weights @ hits) / (weights @ per[:, 0])
+                rec[f"{acc}_lo"], rec[f"{acc}_hi"] = (float(q) for q in np.nanquantile(boot, [alpha, 1 - alpha]))
+            out.append(rec)
         return out

@@ -51,6 +51,7 @@ class ProbeSettings:
     untrained_seed: int = 0  # the re-initialised model's seed
     untrained_methods: tuple[str, ...] | None = None  # None = methods
     validation_fraction: float = 0.2  # of the train images, held out to choose the best layer
+    bootstrap: dict | None = None  # resamples, level, seed of the intervals over images (ProbeScores.summary_rows)
     seed: int = 0
     progress: bool = False  # tqdm bars over the batches of each pass
 
@@ -67,7 +68,7 @@ class ProbeSettings:
                    random_control=controls.get("random", True), shuffled_control=controls.get("shuffled", True),
                    untrained_control=controls.get("untrained", True), untrained_seed=controls.get("untrained_seed", 0),
                    untrained_methods=tuple(untrained_methods) if untrained_methods else None,
-                   validation_fraction=cfg.get("validation_fraction", 0.2),
+                   validation_fraction=cfg.get("validation_fraction", 0.2), bootstrap=cfg.get("bootstrap"),
                    seed=cfg["seed"], progress=progress, **{k: v for k, v in optional.items() if v is not None})  # fmt: skip
 
 
@@ -243,7 +244,7 @@ def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, v
     for method in probes:
         passes = epochs if method == "sgd" else 1
         for split in ("validation", "test"):
-            summary += [{"method": method, **tagged(r, split=split)} for r in scores[method, split].summary_rows()]
+            summary += [{"method": method, **tagged(r, split=split)} for r in scores[method, split].summary_rows(settings.bootstrap)]
         cells += [{"method": method, **tagged(r)} for r in scores[method, "test"].cell_rows()]
         forward = float(sum(seconds["forward"][:passes]))
         timing.append({"method": method, "variant": variant, "train_passes": passes, "train_forwards": passes * n_train,

@@ -51,6 +51,8 @@ def with_accuracy(rows: pd.DataFrame, accuracy: str) -> pd.DataFrame:
     _check_accuracy(accuracy)
     out = rows.copy()
     out["acc"] = (out["acc_row"] + out["acc_col"]) / 2 if accuracy == "acc_mean" else out["acc_both"]
+    if f"{accuracy}_lo" in out:  # summary rows: the interval over images
+        out["acc_lo"], out["acc_hi"] = out[f"{accuracy}_lo"], out[f"{accuracy}_hi"]
     if "chance_row" in out:
         cr, cc = out["chance_row"], out["chance_col"]
         out["chance"] = (cr + cc) / 2 if accuracy == "acc_mean" else cr * cc
@@ -67,7 +69,7 @@ def untrained_method(summary: pd.DataFrame, method: str) -> str | None:
 
 def layer_curves(summary: pd.DataFrame, method: str, accuracy: str, split: str = TEST) -> pd.DataFrame:
     """Per model and site (control excluded), in processing order, on one split: ``acc`` of the
-    probe on the true positions, ``acc_shuffled`` of the shuffled-position control and
+    probe on the true positions and its interval over images (``acc_lo``, ``acc_hi``), ``acc_shuffled`` of the shuffled-position control and
     ``acc_untrained`` of the probe of ``untrained_method`` on the re-initialised model (NaN
     without them), ``chance``."""
     rows = on_split(summary, split)
@@ -83,7 +85,8 @@ def layer_curves(summary: pd.DataFrame, method: str, accuracy: str, split: str =
     # accuracy varies over the grid's positions, not its tokens
     out["chance_sd"] = np.sqrt(out["chance"] * (1 - out["chance"]) / (out["grid_rows"] * out["grid_cols"]))
     out = out.assign(_o=out["stage"].map(STAGE_ORDER)).sort_values(["model", "_o", "layer"]).drop(columns="_o")
-    return out[["model", "method", "site", "stage", "layer", "acc", "acc_shuffled", "acc_untrained", "untrained_method",
+    out = out.reindex(columns=[*out.columns, *[c for c in ("acc_lo", "acc_hi") if c not in out]])
+    return out[["model", "method", "site", "stage", "layer", "acc", "acc_lo", "acc_hi", "acc_shuffled", "acc_untrained", "untrained_method",
                 "chance", "chance_sd",
                 "n_tokens", "grid_rows", "grid_cols"]].reset_index(drop=True)  # fmt: skip
 
