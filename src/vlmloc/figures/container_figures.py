@@ -17,20 +17,22 @@ from PIL import Image  # noqa: E402
 from ..data.filtering import sample_mask  # noqa: E402
 
 
-def _save(fig, png: str, pdf: str) -> None:
+def _save(fig, png: str, pdf: str):
+    """Write the PNG and PDF, close the figure and return it (tests read its plotted data)."""
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
     plt.close(fig)
+    return fig
 
 
-def _nothing(png: str, pdf: str, text: str) -> None:
+def _nothing(png: str, pdf: str, text: str):
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.text(0.5, 0.5, text, ha="center", va="center")
     ax.set_axis_off()
-    _save(fig, png, pdf)
+    return _save(fig, png, pdf)
 
 
-def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str) -> None:
+def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str):
     """One heatmap per model: rows = object padding p (0 = unmodified), columns = ground-truth
     box scaled by s; each cell the mean over seeds, with its 95% bootstrap interval over samples
     (the std over seeds is in the table); the diagonal framed."""
@@ -43,7 +45,7 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str) -> None:
         mean = t.pivot(index="padding", columns="scale", values="mean")
         lo = t.pivot(index="padding", columns="scale", values="lo")
         hi = t.pivot(index="padding", columns="scale", values="hi")
-        im = ax.imshow(mean.to_numpy(), cmap="viridis", vmin=0, vmax=max(1.0, float(np.nanmax(mean.to_numpy()))))
+        im = ax.imshow(mean.to_numpy(), cmap="viridis", gid=f"cells:{model}", vmin=0, vmax=max(1.0, float(np.nanmax(mean.to_numpy()))))
         for i, p in enumerate(mean.index):
             for j, s in enumerate(mean.columns):
                 v = mean.loc[p, s]
@@ -62,7 +64,7 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str) -> None:
                      fontsize=8)  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.046, label=f"{metric} (%)")
     fig.tight_layout()
-    _save(fig, png, pdf)
+    return _save(fig, png, pdf)
 
 
 def _box(ax, box, colour, style="-", label=None):
@@ -71,7 +73,7 @@ def _box(ax, box, colour, style="-", label=None):
                            path_effects=[patheffects.withStroke(linewidth=3.6, foreground="black")]))  # fmt: skip
 
 
-def plot_fig9(examples: pd.DataFrame, png: str, pdf: str) -> None:
+def plot_fig9(examples: pd.DataFrame, png: str, pdf: str):
     """Rows: p = 1, p = 2; columns: examples. Each: the image, the object's cells (yellow) and
     the ring (green) on the scale view, the true box (white) and the box grown by p (cyan,
     dashed), and the predicted box of the unmodified model (orange) and of the grown object (red)."""
@@ -105,13 +107,13 @@ def plot_fig9(examples: pd.DataFrame, png: str, pdf: str) -> None:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    _save(fig, png, pdf)
+    return _save(fig, png, pdf)
 
 
 VIEW_COLOURS = {"global": "tab:blue", "local": "tab:orange", "both": "tab:gray"}
 
 
-def plot_fig10(drops: pd.DataFrame, png: str, pdf: str) -> None:
+def plot_fig10(drops: pd.DataFrame, png: str, pdf: str):
     """Per model and task: the drop (points) per size bucket, one bar per ablated view with its 95%
     bootstrap interval over samples; the drops the paper's text states as black markers."""
     if drops.empty:
@@ -129,8 +131,12 @@ def plot_fig10(drops: pd.DataFrame, png: str, pdf: str) -> None:
                 v = t[t["view"] == view].set_index("size_bucket").reindex(buckets)
                 x = np.arange(len(buckets)) + (k - (len(views) - 1) / 2) * width
                 err = np.vstack([v["drop"] - v["drop_lo"], v["drop_hi"] - v["drop"]]) if "drop_lo" in v else None
-                ax.bar(x, v["drop"], width, yerr=err, capsize=2, error_kw={"lw": 0.8}, color=VIEW_COLOURS[view],
-                       label=f"{view} view{'s' if view == 'both' else ''} ablated")  # fmt: skip
+                bars = ax.bar(x, v["drop"], width, yerr=err, capsize=2, error_kw={"lw": 0.8}, color=VIEW_COLOURS[view],
+                              label=f"{view} view{'s' if view == 'both' else ''} ablated")  # fmt: skip
+                for patch in bars:  # gids: tests read the plotted heights back
+                    patch.set_gid(f"drops:{model}:{task}:{view}")
+                if bars.errorbar is not None:
+                    bars.errorbar.lines[2][0].set_gid(f"errors:{model}:{task}:{view}")
                 if v["paper_drop"].notna().any():
                     ax.scatter(x, v["paper_drop"], color="black", marker="_", s=160, lw=2.5, zorder=3, label="paper (text)")
             ax.axhline(0, color="black", lw=0.6)
@@ -146,4 +152,4 @@ def plot_fig10(drops: pd.DataFrame, png: str, pdf: str) -> None:
             labels.setdefault(label, h)
     fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.08 if len(models) == 1 else 0.04, 1, 1))
-    _save(fig, png, pdf)
+    return _save(fig, png, pdf)

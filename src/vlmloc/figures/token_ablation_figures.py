@@ -17,7 +17,9 @@ STYLE = {
 TASKS = (("loc", "localization score"), ("cls", "classification (list)"))
 
 
-def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str) -> None:
+def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str):
+    """Per model, accuracy of each task against the share of tokens removed; returns the figure
+    (its lines carry gids ``{model}:{task}:{strategy}``)."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
     fig, axes = plt.subplots(max(1, len(models)), 2, figsize=(10, 3.3 * max(1, len(models))), squeeze=False)
     for row, model in enumerate(models):
@@ -32,8 +34,9 @@ def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str) -> None:
                 if s.empty:
                     continue
                 err = s[f"{short}_std"] if strategy == "random" else None
-                ax.errorbar(s["token_pct"], s[short], yerr=err, color=colour, marker=marker, ms=5, capsize=2,
-                            lw=1.5, label=name)  # fmt: skip
+                line = ax.errorbar(s["token_pct"], s[short], yerr=err, color=colour, marker=marker, ms=5, capsize=2,
+                                   lw=1.5, label=name)[0]  # fmt: skip
+                line.set_gid(f"{model}:{short}:{strategy}")
                 ax.fill_between(s["token_pct"], s[f"{short}_lo"], s[f"{short}_hi"], color=colour, alpha=0.12, lw=0)
                 if s["paper_" + short].notna().any() and strategy in ("ig", "random"):
                     ax.plot(s["param"], s["paper_" + short], color=colour, ls=":", lw=1)
@@ -54,3 +57,4 @@ def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str) -> None:
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
     plt.close(fig)
+    return fig
