@@ -208,58 +208,89 @@ probes: {n_train: 48, n_test: 16, epochs: 4}
 """
 
 
-@pytest.mark.slow
-def test_demo_workflow_with_toy_models(workflow_dir):
-    """The demo through the workflow with the toy models: non-trivial baselines."""
-    import pandas as pd
-    from conftest import run_snakemake
+@pytest.fixture(scope="module")
+def toy_demo(tmp_path_factory):
+    """The workflow copied and run once on TOY_DEMO; the tests below read its outputs."""
+    from conftest import copy_workflow, run_snakemake
 
-    (workflow_dir / "toy.yaml").write_text(TOY_DEMO)
-    run_snakemake(workflow_dir, "--configfile", "toy.yaml")
-    acc = pd.read_csv(workflow_dir / "results/shapes/tables/baseline_accuracy.tsv", sep="\t")
+    wf = copy_workflow(tmp_path_factory.mktemp("toy_demo") / "wf")
+    (wf / "toy.yaml").write_text(TOY_DEMO)
+    run_snakemake(wf, "--configfile", "toy.yaml")
+    return wf
+
+
+def _tsv(wf, path):
+    import pandas as pd
+
+    return pd.read_csv(wf / "results" / path, sep="\t")
+
+
+def _figures_written(wf, *names, pdf=True):
+    for name in names:
+        assert (wf / f"results/{name}.png").stat().st_size > 10_000, name
+        if pdf:
+            assert (wf / f"results/{name}.pdf").exists(), name
+
+
+@pytest.mark.slow
+def test_demo_baselines_are_not_trivial(toy_demo):
+    acc = _tsv(toy_demo, "shapes/tables/baseline_accuracy.tsv")
     sub = acc[acc["samples"] == "probing subset"].set_index("model")
     assert set(sub.index) == {"toy_llava", "toy_internvl"}
     assert (sub["n"] >= 10).all() and (sub["loc_score"] > 50).all() and (sub["cls"] > 85).all()
-    for fig in ("baseline_accuracy", "localization_examples", "object_removal_examples", "token_ablation"):
-        assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
-    assert (workflow_dir / "results/shapes/figures/token_ablation.pdf").stat().st_size > 5_000
-    # Table 1 through the workflow: object tokens matter more than as many random ones
-    t1 = pd.read_csv(workflow_dir / "results/shapes/tables/table1_token_ablation.tsv", sep="\t")
+    _figures_written(toy_demo, *(f"shapes/figures/{f}" for f in ("baseline_accuracy", "localization_examples", "object_removal_examples")), pdf=False)
+
+
+@pytest.mark.slow
+def test_demo_token_ablation_object_tokens_matter_more_than_random_ones(toy_demo):
+    t1 = _tsv(toy_demo, "shapes/tables/table1_token_ablation.tsv")
     for model, t in t1.groupby("model"):
         obj = t[(t["strategy"] == "object") & (t["param"] == 0)].iloc[0]
         rnd = t[(t["strategy"] == "random")].iloc[0]
         assert obj["loc_drop"] < -30 and obj["loc_lo"] <= obj["loc"] <= obj["loc_hi"], (model, obj)
         assert rnd["loc_drop"] > obj["loc_drop"] / 3 and rnd["token_pct"] >= obj["token_pct"] * 0.5, (model, rnd)
-    t4 = pd.read_csv(workflow_dir / "results/shapes/tables/table4_random_ablation.tsv", sep="\t")
+    t4 = _tsv(toy_demo, "shapes/tables/table4_random_ablation.tsv")
     assert set(t4["strategy"]) == {"baseline", "random"} and t4.loc[t4["strategy"] == "random", "loc_std"].notna().all()
-    t5 = pd.read_csv(workflow_dir / "results/shapes_voc/tables/table5_token_ablation_matched.tsv", sep="\t")
+    t5 = _tsv(toy_demo, "shapes_voc/tables/table5_token_ablation_matched.tsv")
     assert set(t5["strategy"]) == {"baseline", "object", "ig", "random"} and len(t5) == 8
-    # attention knockout: blocking the object's tokens in every layer removes localization; the
-    # random control in every layer does not
-    ko = pd.read_csv(workflow_dir / "results/shapes/tables/knockout_layers.tsv", sep="\t")
+    _figures_written(toy_demo, "shapes/figures/token_ablation")
+
+
+@pytest.mark.slow
+def test_demo_knockout_of_the_object_in_every_layer_removes_localization(toy_demo):
+    """Blocking the object's tokens in every layer removes localization; the random control does not."""
+    ko = _tsv(toy_demo, "shapes/tables/knockout_layers.tsv")
     for model, t in ko.groupby("model"):
         every = t[t["window"] == t["n_layers"]].set_index("strategy")
         assert every.loc["object", "loc_drop"].min() < -30 and every.loc["random", "loc_drop"] > -15, (model, every)
-    for fig in ("knockout_fig3", "knockout_fig12"):
-        assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
-    # containerization, shuffling (Table 2) and the view ablation (Table 3, InternVL alone)
-    cells = pd.read_csv(workflow_dir / "results/shapes/tables/containerization_cells.tsv", sep="\t")
+    _figures_written(toy_demo, "shapes/figures/knockout_fig3", "shapes/figures/knockout_fig12", pdf=False)
+
+
+@pytest.mark.slow
+def test_demo_containerization_shuffling_and_views(toy_demo):
+    cells = _tsv(toy_demo, "shapes/tables/containerization_cells.tsv")
     assert set(cells["model"]) == {"toy_llava", "toy_internvl"} and len(cells) == 2 * 3 * 3
     assert (cells.loc[cells["padding"] > 0, "n_seeds"] == 2).all()
-    t2 = pd.read_csv(workflow_dir / "results/shapes/tables/table2_token_shuffle.tsv", sep="\t")
+    assert ((cells["lo"] <= cells["mean"]) & (cells["mean"] <= cells["hi"])).all()
+    t2 = _tsv(toy_demo, "shapes/tables/table2_token_shuffle.tsv")
     assert set(zip(t2["model"], t2["mode"], strict=True)) == {(m, x) for m in ("toy_llava", "toy_internvl") for x in ("baseline", "full", "object")}
-    t3 = pd.read_csv(workflow_dir / "results/shapes_wide/tables/table3_view_ablation.tsv", sep="\t")
+    t3 = _tsv(toy_demo, "shapes_wide/tables/table3_view_ablation.tsv")
     assert set(t3["model"]) == {"toy_internvl"} and (t3["n"] >= 5).all()
     glob = t3[(t3["view"] == "global") & (t3["padding"] == 0)].iloc[0]
     assert glob["loc_drop"] < -20, glob  # the toy InternVL's box comes from the thumbnail
-    assert "toy_llava skipped" in (workflow_dir / "logs/tables/view_ablation/shapes_wide.log").read_text()
-    for fig in ("shapes/figures/containerization_fig1", "shapes/figures/containerization_fig9", "shapes_wide/figures/view_ablation_fig10"):
-        assert (workflow_dir / f"results/{fig}.png").stat().st_size > 10_000 and (workflow_dir / f"results/{fig}.pdf").exists()
-    # positional probes (Fig 2, Fig 11): the toys' tokens carry their position at every site; both
-    # controls stay at chance; SGD took `epochs` passes, the closed forms one
-    best = pd.read_csv(workflow_dir / "results/probes/tables/probe_best_layer.tsv", sep="\t").set_index(["model", "method"])
+    assert "toy_llava skipped" in (toy_demo / "logs/tables/view_ablation/shapes_wide.log").read_text()
+    sizes = _tsv(toy_demo, "shapes_wide/tables/view_ablation_sizes.tsv")
+    assert ((sizes["drop_lo"] <= sizes["drop"]) & (sizes["drop"] <= sizes["drop_hi"])).all()
+    _figures_written(toy_demo, "shapes/figures/containerization_fig1", "shapes/figures/containerization_fig9", "shapes_wide/figures/view_ablation_fig10")
+
+
+@pytest.mark.slow
+def test_demo_probes_decode_position_and_their_controls_stay_at_chance(toy_demo):
+    """The toys' tokens carry their position at every site; both controls stay at chance; SGD took
+    `epochs` passes, the closed forms one."""
+    best = _tsv(toy_demo, "probes/tables/probe_best_layer.tsv").set_index(["model", "method"])
     assert set(best.index) == {(m, x) for m in ("toy_llava", "toy_internvl") for x in ("ridge", "lda", "sgd")}
-    layers = pd.read_csv(workflow_dir / "results/probes/tables/probe_layers.tsv", sep="\t")
+    layers = _tsv(toy_demo, "probes/tables/probe_layers.tsv")
     llm = layers[(layers["stage"] == "llm") & (layers["variant"] == "true") & (layers["kind"] == "all")]
     for model in ("toy_llava", "toy_internvl"):
         assert best.loc[(model, "lda"), "acc_projector"] > 0.95 and best.loc[(model, "sgd"), "acc_best_llm"] > 0.7
@@ -275,60 +306,71 @@ def test_demo_workflow_with_toy_models(workflow_dir):
         assert best.loc[(model, "lda"), "acc_untrained_projector"] < best.loc[(model, "lda"), "acc_projector"] - 0.3
     # CLIP's position embedding is initialised normal: the untrained toy LLaVA decodes position
     assert best.loc[("toy_llava", "lda"), "acc_untrained_projector"] > best.loc[("toy_llava", "lda"), "chance_llm"] + 0.1
+    # every layer's accuracy with its interval over the test images
+    test_rows = llm[llm["split"] == "test"]
+    assert ((test_rows["acc_position_lo"] <= test_rows["acc_position"]) & (test_rows["acc_position"] <= test_rows["acc_position_hi"])).all()
     # InternVL's thumbnail and tiles apart too, LLaVA's single view only pooled
     assert set(layers.loc[layers["model"] == "toy_internvl", "kind"]) == {"all", "global", "local"}
     assert set(layers.loc[layers["model"] == "toy_llava", "kind"]) == {"all"}
     assert ((best["acc_random_features"] - best["chance_llm"]).abs() < 0.05).all(), best["acc_random_features"]
     assert (best["max_shuffled_z"] < 4).all(), best["max_shuffled_z"]
-    cost = pd.read_csv(workflow_dir / "results/probes/tables/probe_methods.tsv", sep="\t").set_index(["model", "method"])
+    cost = _tsv(toy_demo, "probes/tables/probe_methods.tsv").set_index(["model", "method"])
     # 48 train images less the 10 held out for validation (validation_fraction 0.2)
     assert (cost.xs("sgd", level="method")["train_forwards"] == 4 * 38).all()
     assert (cost.xs("lda", level="method")["train_forwards"] == 38).all()
-    breaks = pd.read_csv(workflow_dir / "results/probes/tables/probe_line_breaks.tsv", sep="\t")
+    breaks = _tsv(toy_demo, "probes/tables/probe_line_breaks.tsv")
     assert set(zip(breaks["model"], breaks["kind"], strict=True)) == {("toy_llava", "global"), ("toy_internvl", "global"), ("toy_internvl", "local")}
-    for fig in ("probes_fig2", "probes_fig11", "probe_methods"):
-        assert (workflow_dir / f"results/probes/figures/{fig}.png").stat().st_size > 10_000 and (workflow_dir / f"results/probes/figures/{fig}.pdf").exists()
-    # mediation and head ablation (Fig 4 / 5): every head of both toys, 16 pairs kept or counted
-    med = pd.read_csv(workflow_dir / "results/shapes/tables/mediation_heads.tsv", sep="\t")
+    _figures_written(toy_demo, "probes/figures/probes_fig2", "probes/figures/probes_fig11", "probes/figures/probe_methods")
+
+
+@pytest.mark.slow
+def test_demo_mediation_is_sparse_and_head_ablation_has_every_setting(toy_demo):
+    """Every head of both toys, 16 pairs kept or counted; the top 3 heads carry > 30% of |MF|."""
+    med = _tsv(toy_demo, "shapes/tables/mediation_heads.tsv")
     assert len(med) == 2 * 2 * 16 and set(med["task"]) == {"localization", "binary"}
     assert (med["n_pairs_total"] == 16).all() and med["mf_mean"].notna().mean() > 0.9
-    spars = pd.read_csv(workflow_dir / "results/shapes/tables/mediation_sparsity.tsv", sep="\t")
+    spars = _tsv(toy_demo, "shapes/tables/mediation_sparsity.tsv")
     assert set(spars["model"]) == {"toy_llava", "toy_internvl"} and (spars["share_top3"] > 0.3).any()
-    auc = pd.read_csv(workflow_dir / "results/shapes/tables/head_ablation_auc.tsv", sep="\t")
+    auc = _tsv(toy_demo, "shapes/tables/head_ablation_auc.tsv")
     assert {"localization", "classification", "lowest", "random"} <= set(auc["setting"])
-    for fig in ("mediation_fig4", "mediation_sparsity", "head_ablation_fig5"):
-        assert (workflow_dir / f"results/shapes/figures/{fig}.png").stat().st_size > 10_000
-        assert (workflow_dir / f"results/shapes/figures/{fig}.pdf").exists()
-    # other ablation proportions rerun head ablation alone; another MF threshold re-ranks the heads
-    # (and so reruns head ablation) but no mediation job
-    (workflow_dir / "props.yaml").write_text(TOY_DEMO.replace("proportions: [0.0625, 0.125]", "proportions: [0.125]"))
-    dry = run_snakemake(workflow_dir, "--configfile", "props.yaml", "-n").stdout
-    assert "experiments/head_ablation/toy_llava/raw/shard-0" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
-    (workflow_dir / "gap.yaml").write_text(TOY_DEMO.replace("mediation: {n_pairs: 16}", "mediation: {n_pairs: 16, min_log_gap: 0.5}"))
-    dry = run_snakemake(workflow_dir, "--configfile", "gap.yaml", "-n").stdout
-    assert "rule rank_heads" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
-    # another position accuracy redraws the probes' tables and figures and reruns no probe
-    (workflow_dir / "both.yaml").write_text(TOY_DEMO.replace("epochs: 4}", "epochs: 4, accuracy: acc_both}"))
-    plan = run_snakemake(workflow_dir, "--configfile", "both.yaml", "-n", "--quiet", "rules").stdout
-    assert "figure_probes_fig2" in plan and "table_probe_best_layer" in plan and "probe_model" not in plan, plan
-    # a replaced checkpoint reruns its own model's screening, not the other's
+    _figures_written(toy_demo, *(f"shapes/figures/{f}" for f in ("mediation_fig4", "mediation_sparsity", "head_ablation_fig5")))
+
+
+@pytest.mark.slow
+def test_demo_changes_rerun_only_what_they_change(toy_demo):
+    """Ablation proportions rerun head ablation alone; an MF threshold re-ranks (and so reruns head
+    ablation) without a mediation job; a position accuracy redraws the probes without a probe
+    job; a replaced checkpoint reruns its own model only; the toy's training records rerun nothing."""
     import os
     import time
 
-    weights = workflow_dir / "checkpoints/toy_llava/model.safetensors"
+    from conftest import run_snakemake
+
+    wf = toy_demo
+    (wf / "props.yaml").write_text(TOY_DEMO.replace("proportions: [0.0625, 0.125]", "proportions: [0.125]"))
+    dry = run_snakemake(wf, "--configfile", "props.yaml", "-n").stdout
+    assert "experiments/head_ablation/toy_llava/raw/shard-0" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
+    (wf / "gap.yaml").write_text(TOY_DEMO.replace("mediation: {n_pairs: 16}", "mediation: {n_pairs: 16, min_log_gap: 0.5}"))
+    dry = run_snakemake(wf, "--configfile", "gap.yaml", "-n").stdout
+    assert "rule rank_heads" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
+    (wf / "both.yaml").write_text(TOY_DEMO.replace("epochs: 4}", "epochs: 4, accuracy: acc_both}"))
+    plan = run_snakemake(wf, "--configfile", "both.yaml", "-n", "--quiet", "rules").stdout
+    assert "figure_probes_fig2" in plan and "table_probe_best_layer" in plan and "probe_model" not in plan, plan
+    weights = wf / "checkpoints/toy_llava/model.safetensors"
     before = weights.stat().st_mtime
     later = time.time() + 3600  # newer than the results just made, whenever the checkout was
-    os.utime(weights, (later, later))
-    plan = run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n", "--quiet", "rules").stdout
-    assert "screen_shard" in plan, plan
-    dry = run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout
-    assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, dry
-    assert "output: results/probes/toy_llava/summary" in dry and "output: results/probes/toy_internvl/" not in dry, dry
-    # the toy's training records are not model files: rewriting them reruns nothing
-    os.utime(weights, (before, before))
-    record = workflow_dir / "checkpoints/toy_internvl/eval.json"
+    try:
+        os.utime(weights, (later, later))
+        plan = run_snakemake(wf, "--configfile", "toy.yaml", "-n", "--quiet", "rules").stdout
+        assert "screen_shard" in plan, plan
+        dry = run_snakemake(wf, "--configfile", "toy.yaml", "-n").stdout
+        assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, dry
+        assert "output: results/probes/toy_llava/summary" in dry and "output: results/probes/toy_internvl/" not in dry, dry
+    finally:
+        os.utime(weights, (before, before))
+    record = wf / "checkpoints/toy_internvl/eval.json"
     os.utime(record, (later, later))
-    assert "Nothing to be done" in run_snakemake(workflow_dir, "--configfile", "toy.yaml", "-n").stdout
+    assert "Nothing to be done" in run_snakemake(wf, "--configfile", "toy.yaml", "-n").stdout
 
 
 @pytest.mark.parametrize("toy", ["toy_llava", "toy_internvl"])
