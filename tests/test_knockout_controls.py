@@ -227,12 +227,36 @@ def test_table_averages_a_control_over_seeds_with_its_std_and_counts_skips():
         assert r["loc_lo"] <= r["loc"] <= r["loc_hi"] and r["cls_lo"] <= r["cls"] <= r["cls_hi"]
         assert r["n_skipped"] == (1 if strategy == "translated" else 0) and r["n"] == 12 - r["n_skipped"]
     base = t.loc["baseline"]
-    assert t.loc["random_l0-3", "loc_drop"] == pytest.approx(t.loc["random_l0-3", "loc"] - base["loc"])
+    assert t.loc["random_l0-3", "loc_drop"] == pytest.approx(t.loc["random_l0-3", "loc"] - base["loc"])  # no skip: plain
+    # the translated control skips s0: its drop is paired on the samples it placed, not against
+    # the baseline over all 12
+    placed = rows[(rows["condition"] == "baseline") & (rows["task"] == "localization") & (rows["sample_id"] != "s0")]
+    assert t.loc["translated_l0-3", "loc_drop"] == pytest.approx(t.loc["translated_l0-3", "loc"] - 100 * placed["loc_score"].mean())
     summary = knockout_summary(t.reset_index(), {})
     row = summary[(summary["task"] == "localization") & (summary["window"] == 4)].iloc[0]
     assert row["random_drop"] == pytest.approx(t.loc["random_l0-3", "loc_drop"])
     assert row["translated_drop"] == pytest.approx(t.loc["translated_l0-3", "loc_drop"])
     assert row["random_drop_std"] == pytest.approx(t.loc["random_l0-3", "loc_std"])
+
+
+def test_a_control_that_skips_the_samples_it_cannot_place_is_compared_on_the_rest():
+    """A control that answers exactly as the unmodified model shows no drop, however many samples
+    it skips and however different they are (large objects, which the baseline gets right)."""
+    rows = _scored_rows(skip=tuple(f"s{i}" for i in range(6)))
+    base = rows[rows["condition"] == "baseline"].drop(columns=["condition", "strategy"])
+    same = rows[rows["condition"].str.startswith("translated_")].drop(columns=["loc_score", "identified"])
+    same = same.merge(base[["sample_id", "task", "loc_score", "identified"]], on=["sample_id", "task"])
+    skipped = same["sample_id"].isin([f"s{i}" for i in range(6)])
+    # the skipped samples are the ones the baseline gets right, the placed ones it gets wrong
+    for col, task in (("loc_score", "localization"), ("identified", "list")):
+        rows.loc[(rows["condition"] == "baseline") & (rows["task"] == task), col] = [1.0] * 6 + [0.0] * 6
+        same.loc[same["task"] == task, col] = np.where(skipped[same["task"] == task], np.nan, 0.0)
+    rows = pd.concat([rows[~rows["condition"].str.startswith("translated_")], same], ignore_index=True)
+    t = knockout_table({"m": rows}).set_index("condition")
+    assert t.loc["baseline", "loc"] == pytest.approx(50.0)
+    for cond in ("translated_l0-1", "translated_l0-3"):
+        assert t.loc[cond, "loc"] == pytest.approx(0.0) and t.loc[cond, "n_skipped"] == 6
+        assert t.loc[cond, "loc_drop"] == pytest.approx(0.0) and t.loc[cond, "cls_drop"] == pytest.approx(0.0)
 
 
 def test_a_control_that_skips_every_sample_keeps_its_row():
@@ -258,9 +282,11 @@ def test_figures_plot_the_table_numbers(tmp_path):
             w = t[t["window"] == size].sort_values("layer_first")
             obj = w[(w["strategy"] == "object") & (w["padding"] == 0)]
             np.testing.assert_allclose(_line(ax, f"{label}, object mask"), obj[short])
-            np.testing.assert_allclose(_line(ax, f"{label}, random control (3 seeds)"), w.loc[w["strategy"] == "random", short])
-            np.testing.assert_allclose(_line(ax, f"{label}, translated control"), w.loc[w["strategy"] == "translated", short])
-            assert _line(ax, f"{label}, unmodified model")[0] == pytest.approx(t.loc[t["strategy"] == "baseline", short].iloc[0])
+            base = t.loc[t["strategy"] == "baseline", short].iloc[0]
+            # controls: the unmodified model plus their drop paired on the samples they placed
+            np.testing.assert_allclose(_line(ax, f"{label}, random control (3 seeds)"), base + w.loc[w["strategy"] == "random", f"{short}_drop"])
+            np.testing.assert_allclose(_line(ax, f"{label}, translated control"), base + w.loc[w["strategy"] == "translated", f"{short}_drop"])
+            assert _line(ax, f"{label}, unmodified model")[0] == pytest.approx(base)
         # bands: the object's bootstrap interval and the random control's spread over seeds
         assert len(ax.collections) >= 4
     np.testing.assert_allclose(_line(fig12.axes[0], "localization, object mask +1"),

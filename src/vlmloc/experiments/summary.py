@@ -119,10 +119,30 @@ def _unseeded(condition: str) -> str:
     return re.sub(r"_s\d+(?=_l\d)", "", condition)
 
 
+def _paired_drops(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``{task}_drop``: a condition's accuracy minus the baseline's ON THE SAME SAMPLES. A control
+    that skips samples (large objects leave no room) would otherwise be compared with a baseline
+    over samples it never saw, and show a drop that is only the skipped samples' difference."""
+    score = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
+    per = rows.assign(score=score).groupby(["condition", "task", "sample_id"])["score"].mean()
+    base = per.xs("baseline", level="condition") if "baseline" in per.index.get_level_values(0) else None
+    t = t.copy()
+    for task, short in SHORT.items():
+        drops = {}
+        for cond in t["condition"]:
+            if base is None or (cond, task) not in per.index.droplevel("sample_id"):
+                drops[cond] = np.nan
+                continue
+            mine = per.loc[(cond, task)]
+            drops[cond] = float(mine.mean() - base.loc[task].reindex(mine.index).mean())
+        t[f"{short}_drop"] = t["condition"].map(drops)
+    return t
+
+
 def knockout_table(rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | None = None) -> pd.DataFrame:
     """One row per knockout condition and model: the window, the blocked keys, both tasks'
     accuracy with its 95% bootstrap interval over samples, and the drop from the unmodified
-    model. A control with several seeds is one row: each sample's score averaged over the seeds
+    model on the same samples (``_paired_drops``). A control with several seeds is one row: each sample's score averaged over the seeds
     (the interval resamples those), ``{task}_std`` the std over seeds of the per-seed accuracy,
     ``seeds`` how many. Rows of a sample the control could not place (``skip_reason``) are left
     out and counted in ``n_skipped`` (samples)."""
@@ -139,7 +159,7 @@ def knockout_table(rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | No
         t = summarize_groups(rows, ["condition"], bootstrap)
         lost = [c for c in params.index if c not in set(t.get("condition", []))]  # every sample skipped: no accuracy
         t = pd.concat([t, pd.DataFrame({"condition": lost, "n": 0})], ignore_index=True) if lost else t
-        t = _with_drops(t.join(params, on="condition"))
+        t = _paired_drops(t.join(params, on="condition"), rows)
         seeds = rows.groupby("condition")["seed"].nunique() if "seed" in rows else pd.Series(dtype=int)
         t["seeds"] = t["condition"].map(seeds[seeds > 0]).astype("Int64")  # empty: a condition without seeds
         t["n_skipped"] = t["condition"].map(skipped).fillna(0).astype(int)

@@ -3,8 +3,10 @@
 Per task: the object knockout (solid; Fig 12 also the mask padded by +1, dashed) with its 95%
 bootstrap interval over samples (band); the random control (dotted: the mean over seeds, band:
 mean +- std over seeds, hatched); the translated control (dash-dot: the object's own mask moved to a
-background place, mean over its seeds); the unmodified model (thin dashed horizontal). Each
-function returns its Figure; the lines' labels name what they draw, and their y-data are the
+background place, mean over its seeds); the unmodified model (thin dashed horizontal). A control
+skips the samples it cannot place (large objects), so it is drawn as the unmodified model plus
+its drop paired on the samples it placed (``summary._paired_drops``), not as its raw accuracy
+over a different sample set. Each function returns its Figure; the lines' labels name what they draw, and their y-data are the
 table's numbers (tested).
 """
 
@@ -38,13 +40,15 @@ def _panel(ax, t: pd.DataFrame, size: int, paddings=(0,)) -> None:
         r = t[(t["strategy"] == "random") & (t["window"] == size)].sort_values("layer_first")
         if len(r):
             seeds = int(r["seeds"].max()) if "seeds" in r else 1
-            ax.plot(_centres(r), r[short], color=colour, ls=":", lw=1.2, label=f"{label}, random control ({seeds} seeds)")
+            paired = base[short] + r[f"{short}_drop"]
+            ax.plot(_centres(r), paired, color=colour, ls=":", lw=1.2, label=f"{label}, random control ({seeds} seeds)")
             spread = r[f"{short}_std"].fillna(0).to_numpy() if f"{short}_std" in r else np.zeros(len(r))
-            ax.fill_between(_centres(r), r[short] - spread, r[short] + spread, facecolor="none", edgecolor=colour, hatch="////",
+            ax.fill_between(_centres(r), paired - spread, paired + spread, facecolor="none", edgecolor=colour, hatch="////",
                             alpha=0.35, lw=0, label=f"{label}, random control: ± std over seeds")  # fmt: skip
         m = t[(t["strategy"] == "translated") & (t["window"] == size)].sort_values("layer_first")
         if len(m):
-            ax.plot(_centres(m), m[short], color=colour, ls="-.", lw=1.2, marker="x", ms=3, label=f"{label}, translated control")
+            ax.plot(_centres(m), base[short] + m[f"{short}_drop"], color=colour, ls="-.", lw=1.2, marker="x", ms=3,
+                    label=f"{label}, translated control")  # fmt: skip
     windows = t[(t["strategy"] == "object") & (t["window"] == size)].drop_duplicates("layer_first").sort_values("layer_first")
     ax.set_xticks(_centres(windows))
     ax.set_xticklabels([f"{int(a)}" if a == b else f"{int(a)}-{int(b)}" for a, b in zip(windows["layer_first"], windows["layer_last"], strict=True)],
