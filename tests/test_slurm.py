@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 SLURM_REQUIRED = os.environ.get("VLMLOC_SLURM") == "required"
 
-# the README walk-through's run: one toy model, a small shapes set, screening, the mean embedding
+# the walk-through's run (docs/running/slurm.md): one toy model, a small shapes set, screening, the mean embedding
 # and Table 5 (config/slurm_demo.yaml)
 CONFIG = "config/slurm_demo.yaml"
 TARGETS = [
@@ -233,7 +233,7 @@ def test_model_job_resources_follow_model_size(workflow_dir):
 
 
 def test_slurm_demo_overlay_validates():
-    """config/slurm_demo.yaml (the README walk-through's run) is a valid overlay of config.yaml."""
+    """config/slurm_demo.yaml (the walk-through's run, docs/running/slurm.md) is a valid overlay of config.yaml."""
     import copy
 
     from snakemake.utils import update_config, validate
@@ -262,3 +262,18 @@ def test_job_resources_config_errors_name_the_key(workflow_dir):
     (workflow_dir / "hub.yaml").write_text("run: {models: [mine]}\nmodels: {mine: {family: llava, hub_id: me/mine}}\n")
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "hub.yaml", check=False)
     assert proc.returncode != 0 and "models.mine.params_b: needed for a hub model" in proc.stdout + proc.stderr
+
+
+def test_every_rule_that_may_ask_for_a_gpu_goes_to_the_gpu_partition():
+    """A rule with a `gpu` resource left out of the profile's set-resources would queue on the CPU
+    partition (probe_model once did): every such rule of the workflow is listed there."""
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    gpu_partition = {rule for rule, res in profile["set-resources"].items() if res.get("slurm_partition") == "gpu"}
+    text = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    with_gpu = set()
+    for block in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", text):
+        m = re.match(r"(?:rule|checkpoint) (\w+):", block)
+        if m and re.search(r"^\s+gpu=", block, re.M):
+            with_gpu.add(m[1])
+    assert {"screen_shard", "mean_embedding_shard", "run_experiment", "probe_model", "remove_objects_shard"} <= with_gpu
+    assert with_gpu <= gpu_partition, with_gpu - gpu_partition

@@ -49,7 +49,7 @@ def test_toy_models_really_answer(toy):
     assert s["n_samples"] >= 40
     # regression floors, a margin below what the committed toys give on these 51 samples
     # (IoU 0.5 72.5% / 72.5%, loc. score 49.7% / 45.1%, list 82.4% / 82.4% for LLaVA / InternVL;
-    # the README has the 212-sample held-out figures)
+    # docs/toy-models.md has the 212-sample held-out figures)
     assert s["success@0.5"] >= 0.6 and s["loc_score"] >= 0.35
     assert s["cls_list"] >= 0.72
 

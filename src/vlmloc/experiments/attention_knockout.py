@@ -6,7 +6,7 @@ padded by +1 token layer), for both tasks. Windows: groups of ``fig3_window`` la
 and of each size in ``fig12_windows`` (paper: 6 and 1), non-overlapping (``stride`` = the size
 unless set; a last, shorter group covers the remaining layers), plus all layers at once.
 
-Two controls the paper lacks, in the same windows (docs/knockout.md):
+Two controls the paper lacks, in the same windows (docs/methods/attention-knockout.md):
 - ``random``: as many visual tokens as the object mask has, drawn uniformly among the tokens
   that cover image pixels outside the object mask padded by ``random_outside_padding`` token
   layers, one draw per seed of ``random_seeds``;
