@@ -6,7 +6,7 @@ CORES ?= 2
 # The CPU wheel on the reference machine; on a GPU workstation set TORCH_SPEC to the CUDA build you want.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-test demo test lint report clean-results
+.PHONY: install install-test demo test lint report clean-results mutate
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: install-test
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 	$(VENV)/bin/ruff check src tests workflow/scripts scripts
+
+# mutation testing of the pure logic ([tool.mutmut] in pyproject.toml; docs/testing.md): slow, not in CI
+mutate: install-test
+	$(VENV)/bin/mutmut run --max-children $(CORES)
+	$(VENV)/bin/mutmut results
 
 report: install
 	$(VENV)/bin/snakemake --cores $(CORES) --report report.html
