@@ -194,8 +194,9 @@ def test_wall_time_comes_from_the_flop_count(workflow_dir):
 
     def mediation_runtime(overlay):
         (workflow_dir / "more.yaml").write_text(overlay)
-        dry = run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml", "more.yaml",
-                            "results/coco/experiments/mediation/llava15_7b/raw/shard-0.parquet")  # fmt: skip
+        # the target first: --configfile takes every path after it
+        dry = run_snakemake(workflow_dir, "-n", "results/coco/experiments/mediation/llava15_7b/raw/shard-0.parquet",
+                            "--configfile", "config/paper.yaml", "more.yaml")  # fmt: skip
         return model_job(resources_by_job(dry.stdout + dry.stderr), "run_experiment", "llava15_7b", experiment="mediation")["runtime"]
 
     few = mediation_runtime("experiments: {mediation: {n_pairs: 50}}\n")

@@ -202,6 +202,7 @@ experiments:
   token_ablation_matched:
     integrated_gradients: {steps: 8}
     random: {seeds: [0]}
+  attention_knockout: {random_seeds: [0, 1], translated_seeds: [0]}
   mediation: {n_pairs: 16}
   head_ablation: {proportions: [0.0625, 0.125], random_seeds: [0]}
 probes: {n_train: 48, n_test: 16, epochs: 4}
