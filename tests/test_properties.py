@@ -178,3 +178,5 @@ def test_check_gathered_rejects_a_duplicated_or_missing_item(ids, data):
         check_gathered([*ids, ids[k]], ids, "samples")
     with pytest.raises(ValueError, match="missing"):
         check_gathered(ids[:k] + ids[k + 1 :], ids, "samples")
+    with pytest.raises(ValueError, match="not expected"):  # an id from another subset (a mutant survived without it)
+        check_gathered([*ids, "not-a-sample-id"], ids, "samples")

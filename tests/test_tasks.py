@@ -113,3 +113,14 @@ def test_box_number_spans_are_the_parsed_numbers():
         assert [text[a:b] for a, b, _ in spans] == written
         assert tuple(v for _, _, v in spans) == parse_box_numbers(text, scale=scale).box
     assert box_number_spans("red circle, blue square") == []
+
+
+def test_iou_apart_on_one_axis_is_zero_and_a_degenerate_pair_does_not_divide_by_zero():
+    """Mutants that survived the tests above (docs/testing.md): a clamp of 1 instead of 0 on one
+    axis, the wrong corner in the overlap, a division by an empty union."""
+    assert iou((0, 0, 1, 10), (2, 0, 3, 10)) == 0.0  # overlapping rows, separate columns
+    assert iou((0, 0, 10, 1), (0, 2, 10, 3)) == 0.0  # overlapping columns, separate rows
+    assert iou((0, 6, 10, 16), (3, 6, 13, 16)) == pytest.approx(70 / 130)  # x1 of one box below y1 of the other
+    assert iou((0, 3, 10, 13), (0, 6, 10, 16)) == pytest.approx(70 / 130)
+    assert iou((1, 1, 1, 1), (1, 1, 1, 1)) == 0.0  # no area at all: 0, not ZeroDivisionError
+    assert iou((0, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == 1.0  # a union under one square unit still counts
