@@ -32,7 +32,9 @@ def test_score_answer(adapters, family):
     row = _samples().iloc[0].to_dict()
     exact = a.format_box((20, 10, 80, 50), 200, 100)
     s = score_answer(a, "localization", f"Sure: {exact}", row, CATS)
-    assert s["status"] == "ok" and s["iou"] > 0.95 and s["loc_score"] == 1.0
+    assert s["status"] == "ok" and s["iou"] > 0.95 and s["loc_score"] == 1.0 and s["n_boxes"] == 1
+    box = (s["pred_x1"], s["pred_y1"], s["pred_x2"], s["pred_y2"])
+    assert box == pytest.approx((20, 10, 80, 50), abs=1.0)  # the parsed box in pixels, each corner where it belongs
     s = score_answer(a, "localization", "no idea", row, CATS)
     assert s["status"] == "unparsed" and s["loc_score"] == 0.0 and np.isnan(s["iou"])
     assert score_answer(a, "list", "red circle, blue square", row, CATS)["identified"] == 1.0
@@ -172,3 +174,30 @@ def test_baseline_figure_draws_no_bar_for_an_unknown_accuracy(tmp_path, monkeypa
     screening_figures.baseline_accuracy(table, tmp_path / "b.png")
     heights = [p.get_height() for p in figures[0].axes[0].patches]
     assert heights[:4] == [50.0, 0.0, 0.0, 16.7] and np.isnan(heights[4])
+
+
+@pytest.mark.parametrize("family", ["llava", "internvl"])
+def test_every_scored_row_has_every_column_and_its_cut_off_flag(adapters, family):
+    """The columns a list or binary row does not fill keep their neutral values, and a reply cut
+    off at max_new_tokens says so (mutants that renamed or flipped them survived before)."""
+    from vlmloc.runner import Answer
+
+    a = adapters[family]
+    row = _samples().iloc[0].to_dict()
+    columns = {"truncated", "status", "n_boxes", "pred_x1", "pred_y1", "pred_x2", "pred_y2", "iou", "identified", "loc_score"}
+    for task, reply in (("list", "red circle"), ("binary", "Yes"), ("localization", "no idea")):
+        plain = score_answer(a, task, reply, row, CATS)
+        assert columns <= set(plain) and plain["truncated"] is False
+        assert score_answer(a, task, Answer(reply, truncated=True), row, CATS)["truncated"] is True
+        if task != "localization":
+            assert plain["status"] == "ok" and plain["n_boxes"] == 0
+            assert all(np.isnan(plain[c]) for c in ("pred_x1", "pred_y1", "pred_x2", "pred_y2", "iou", "loc_score"))
+
+
+def test_the_list_score_passes_the_dataset_categories_to_the_name_match(adapters):
+    """"dog" is not named by "hot dog" when both are categories: score_answer must hand the
+    dataset's categories to ``mentions`` (a mutant that dropped them survived)."""
+    a = adapters["llava"]
+    row = {**_samples().iloc[0].to_dict(), "category": "dog"}
+    assert score_answer(a, "list", "a hot dog", row, ["dog", "hot dog"])["identified"] == 0.0
+    assert score_answer(a, "list", "a hot dog and a dog", row, ["dog", "hot dog"])["identified"] == 1.0
