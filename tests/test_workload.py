@@ -8,7 +8,6 @@ import yaml
 from conftest import ROOT
 
 from vlmloc import workload
-from vlmloc.experiments.attention_knockout import layer_windows, window_sizes
 from vlmloc.flops import DecoderDims, forward_flops, meta_model, paper_config
 from vlmloc.models import load_adapter
 
@@ -53,12 +52,23 @@ def test_the_decoder_count_is_the_speed_yardsticks():
         assert g.decoder(tokens, past, logits) == pytest.approx(forward_flops(dims, tokens, past, logits))
 
 
-def test_knockout_conditions_are_the_experiments():
-    paper = yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"]["attention_knockout"]
-    for layers in (4, 32, 36, 40):
-        masks = len(paper["paddings"]) + len(paper["random_seeds"]) + len(paper["translated_seeds"])
-        windows = layer_windows(layers, window_sizes(paper), paper["stride"], paper["all_layers"])
-        assert workload.knockout_conditions(layers, paper) == len(windows) * masks + 1
+def test_knockout_conditions_are_the_experiments(adapters, tmp_path):
+    """The count of the toys' knockout conditions is the experiment's own list (same windows)."""
+    from test_experiment_layer import CATS, _samples
+
+    from vlmloc.experiments import ShardJob, get_experiment
+    from vlmloc.runner import Runner
+
+    settings = yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"]["attention_knockout"]
+    settings = {**settings, **settings["models"]["tiny_llava"]}
+    a = adapters["llava"]
+    samples = _samples(tmp_path)
+    job = ShardJob(a, Runner(a, progress=False), samples, CATS, settings, {}, present=[[c] for c in samples["category"]],
+                   progress=False)  # fmt: skip
+    conditions = list(get_experiment("attention_knockout").conditions(job))
+    assert workload.knockout_conditions(a.num_layers, settings) == len(conditions)
+    # the paper's 32 layers: windows of 4, 6 and 1 (8 + 6 + 32) and all layers, x 8 masks, + baseline
+    assert workload.knockout_conditions(32, {**settings, "fig3_window": 4, "fig12_windows": [6, 1]}) == 47 * 8 + 1
 
 
 def test_more_work_costs_more():

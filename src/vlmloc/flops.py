@@ -75,11 +75,8 @@ class DecoderDims:
 
 
 def forward_flops(dims: DecoderDims, tokens: int, past: int = 0, logits: int = 1, causal: bool = True) -> float:
-    """FLOPs of one row's decoder pass over ``tokens`` new tokens after ``past`` cached ones,
-    keeping ``logits`` positions' logits. Attention: per layer, 2 products (scores, values) of
-    2 x width FLOPs per (query, key) pair; a causal pass sees past + (tokens + 1) / 2 keys per
-    query on average (``causal=False``: every key, as a dense kernel computes)."""
-    keys = past + ((tokens + 1) / 2 if causal else tokens)
-    return (2 * dims.linear_params * tokens
-            + 4 * dims.attention_width * dims.layers * tokens * keys
-            + 2 * dims.hidden * dims.vocab * logits)  # fmt: skip
+    """FLOPs of one row's decoder pass (``workload.decoder_flops``, the torch-free formula)."""
+    from .workload import decoder_flops
+
+    return decoder_flops(dims.linear_params, dims.layers, dims.attention_width, dims.hidden, dims.vocab, tokens, past,
+                         logits, causal)  # fmt: skip

@@ -46,7 +46,7 @@ class VisionCache:
     """Least-recently-used per-view tower outputs, at most ``max_bytes`` of tensors.
 
     ``calls`` counts the stock forwards run, ``views_computed`` / ``hits`` the views computed
-    and found: the tests and the benchmark read them."""
+    and found: the tests read them and the model job logs them."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)

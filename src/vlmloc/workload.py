@@ -42,6 +42,17 @@ TEXT = {"template": 40, "question": {"localization": 30, "list": 230, "binary": 
         "answer": {"localization": 26, "list": 15, "binary": 2}}  # fmt: skip
 
 
+def decoder_flops(linear: int, layers: int, attention_width: int, hidden: int, vocab: int, tokens: float,
+                  past: float = 0.0, logits: int = 1, causal: bool = True) -> float:
+    """FLOPs of one row's decoder pass over ``tokens`` new tokens after ``past`` cached ones,
+    keeping ``logits`` positions' logits: 2 x the linear weights per token; attention's scores
+    and weighted values, 2 x width FLOPs each per (query, key) pair per layer, a causal pass
+    seeing past + (tokens + 1) / 2 keys per query on average (``causal=False``: every key, as a
+    dense kernel computes); the kept logits. The one formula: ``flops.forward_flops`` calls it."""
+    keys = past + ((tokens + 1) / 2 if causal else tokens)
+    return 2 * linear * tokens + 4 * attention_width * layers * tokens * keys + 2 * hidden * vocab * logits
+
+
 @dataclass(frozen=True)
 class Geometry:
     linear: int
@@ -89,9 +100,8 @@ class Geometry:
         return self.visual_tokens + TEXT["template"] // 2
 
     def decoder(self, tokens: float, past: float = 0.0, logits: int = 1) -> float:
-        """``flops.forward_flops`` without torch: one row's pass over ``tokens`` after ``past``."""
-        keys = past + (tokens + 1) / 2
-        return 2 * self.linear * tokens + 4 * self.attention_width * self.layers * tokens * keys + 2 * self.hidden * self.vocab * logits
+        """One row's decoder pass over ``tokens`` after ``past`` (``decoder_flops``)."""
+        return decoder_flops(self.linear, self.layers, self.attention_width, self.hidden, self.vocab, tokens, past, logits)
 
     def vision(self) -> float:
         """The tower (non-causal attention) and projector over every view of one image."""
@@ -124,20 +134,29 @@ def _steps(ig: dict, task: str) -> int:
     return int(steps[task] if isinstance(steps, dict) else steps)
 
 
-def knockout_conditions(layers: int, settings: dict) -> int:
-    """Conditions of the knockout experiment (``attention_knockout.layer_windows`` x masks + baseline)."""
-    sizes = list(dict.fromkeys([int(settings["fig3_window"]), *map(int, settings["fig12_windows"])]))
-    windows = set()
-    for size in sizes:
-        if size >= layers:
+def layer_windows(n_layers: int, sizes, stride: int | None = None, all_layers: bool = True) -> list[tuple[int, int]]:
+    """The knockout's windows: (first, last) layer of every window, each size's windows in
+    order, then all layers (``attention_knockout`` runs them; here so that the count is torch-free)."""
+    out = []
+    for size in dict.fromkeys(int(s) for s in sizes):
+        if size >= n_layers:
             continue
-        stride = settings.get("stride") or size
-        for start in range(0, layers, stride):
-            windows.add((start, min(start + size, layers) - 1))
-            if start + size >= layers:
+        for start in range(0, n_layers, stride or size):
+            out.append((start, min(start + size, n_layers) - 1))
+            if start + size >= n_layers:
                 break
-    if settings.get("all_layers", True):
-        windows.add((0, layers - 1))
+    if all_layers:
+        out.append((0, n_layers - 1))
+    return list(dict.fromkeys(out))
+
+
+def window_sizes(settings: dict) -> list[int]:
+    return list(dict.fromkeys([int(settings["fig3_window"]), *map(int, settings["fig12_windows"])]))
+
+
+def knockout_conditions(layers: int, settings: dict) -> int:
+    """Conditions of the knockout experiment: its windows x masks, and the baseline."""
+    windows = layer_windows(layers, window_sizes(settings), settings.get("stride"), settings.get("all_layers", True))
     masks = len(settings["paddings"])
     masks += len(settings.get("random_seeds", [0])) if settings.get("random_control", True) else 0
     masks += len(settings.get("translated_seeds", [0])) if settings.get("translated_control", True) else 0

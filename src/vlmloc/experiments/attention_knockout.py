@@ -31,29 +31,14 @@ import numpy as np
 from ..data.filtering import sample_mask
 from ..geometry import draw_translation, object_translations, random_outside_indices
 from ..interventions import AttentionKnockout
+from ..workload import (  # torch-free: the Slurm wall times count them too
+    layer_windows,
+    window_sizes,
+)
 from .base import Condition, Experiment, ShardJob, register, run_conditions, sample_rng
 from .token_ablation import object_indices
 
 TRANSLATED_SALT = 0x7472  # a translated draw's stream differs from the random draw of the same seed
-
-
-def layer_windows(n_layers: int, sizes, stride: int | None = None, all_layers: bool = True) -> list[tuple[int, int]]:
-    """(first, last) layer of every window, each size's windows in order, then all layers."""
-    out = []
-    for size in dict.fromkeys(int(s) for s in sizes):
-        if size >= n_layers:
-            continue
-        for start in range(0, n_layers, stride or size):
-            out.append((start, min(start + size, n_layers) - 1))
-            if start + size >= n_layers:
-                break
-    if all_layers:
-        out.append((0, n_layers - 1))
-    return list(dict.fromkeys(out))
-
-
-def window_sizes(settings: dict) -> list[int]:
-    return list(dict.fromkeys([int(settings["fig3_window"]), *map(int, settings["fig12_windows"])]))
 
 
 def random_controls(adapter, samples, seeds, padding: int = 1) -> dict[int, tuple[list[np.ndarray], list[str]]]:
