@@ -1,0 +1,67 @@
+"""How many integrated-gradients steps the token-ablation conditions need, in one run.
+
+    python scripts/ig_steps.py --family llava [--n 30] [--dataset shapes]
+
+Needs a demo run's outputs (results/<dataset>/samples.parquet, probing_subset_ids.txt, the mean
+embedding) and the committed toy checkpoint. For each task it prints the completeness gap
+(median / p90 of |sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|) at each
+step count, and the overlap of the top-k token sets with those of the most steps, which is what
+the conditions use (docs/benchmarks.md, "Integrated gradients steps").
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from vlmloc.attribution import attribute_samples
+from vlmloc.data.coco import load_json
+from vlmloc.models import load_adapter
+from vlmloc.runner import Runner
+from vlmloc.workflow import categories_of, read_samples
+
+STEPS = {"localization": (16, 32, 64), "list": (12, 24)}
+FRACTIONS = (0.04, 0.08, 0.16, 0.32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", choices=["llava", "internvl"], default="llava")
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--dataset", default="shapes")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    adapter = load_adapter(args.family, f"checkpoints/toy_{args.family}")
+    d = f"results/{args.dataset}"
+    samples = read_samples(f"{d}/samples.parquet", f"{d}/probing_subset_ids.txt").iloc[: args.n]
+    categories, present = categories_of(load_json(f"resources/shapes/{args.dataset}/annotations.json"), samples)
+    mean = torch.load(f"results/mean_embedding/toy_{args.family}.pt", weights_only=True)["mean"]
+    runner = Runner(adapter, progress=False)
+    pixels = [runner.pixels(p) for p in samples["image_path"]]
+    records = samples.to_dict("records")
+    for task, steps in STEPS.items():
+        runs = {}
+        for s in steps:
+            t0 = time.perf_counter()
+            runs[s] = attribute_samples(adapter, pixels, records, task, categories, present, mean, progress=False, steps=s,
+                                        target="logit", importance="l1", method="riemann_trapezoid")  # fmt: skip
+            gaps = np.array([a.relative_gap for a in runs[s]])
+            print(f"{args.family} {task} {s} steps: {time.perf_counter() - t0:.1f} s, gap median {np.nanmedian(gaps):.4f}, "
+                  f"p90 {np.nanpercentile(gaps, 90):.4f}")  # fmt: skip
+        ref = runs[max(steps)]
+        for s in steps[:-1]:
+            for frac in FRACTIONS:
+                overlap = []
+                for a, b in zip(runs[s], ref, strict=True):
+                    k = max(1, round(frac * len(b.importance)))
+                    top_a, top_b = (set(np.argsort(-x.importance, kind="stable")[:k]) for x in (a, b))
+                    overlap.append(len(top_a & top_b) / k)
+                print(f"  top {frac:.0%} overlap, {s} vs {max(steps)} steps: mean {np.mean(overlap):.3f}, min {np.min(overlap):.3f}")
+
+
+if __name__ == "__main__":
+    main()
