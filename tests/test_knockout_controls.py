@@ -167,10 +167,15 @@ def test_conditions_name_strategy_and_seed_tidily():
     s = {"fig3_window": 2, "fig12_windows": [2, 1], "stride": None, "all_layers": True, "paddings": [0, 1],
          "random_control": True, "random_seeds": [0, 1, 2], "random_outside_padding": 1,
          "translated_control": True, "translated_seeds": [0, 1, 2]}  # fmt: skip
-    job = ShardJob(adapter, None, samples, [], s, {})
+    every = list(AttentionKnockoutExperiment().conditions(ShardJob(adapter, None, samples, [], {**s, "control_windows": "all"}, {})))
+    assert len({c.name for c in every}) == len(every) == 1 + 7 * (2 + 3 + 3)  # windows 0-1, 2-3, 0..3 singly, all
+    job = ShardJob(adapter, None, samples, [], s, {})  # control_windows: fig3 (the default)
     conds = list(AttentionKnockoutExperiment().conditions(job))
     names = [c.name for c in conds]
-    assert len(names) == len(set(names)) == 1 + 7 * (2 + 3 + 3)  # windows 0-1, 2-3, 0..3 singly, all
+    assert len(names) == len(set(names)) == 1 + 7 * 2 + 3 * (3 + 3)  # controls in 0-1, 2-3 and all layers only
+    controlled = {(c.params["layer_first"], c.params["layer_last"]) for c in conds if c.params["strategy"] in ("random", "translated")}
+    assert controlled == {(0, 1), (2, 3), (0, 3)}
+    assert {c.name for c in conds} < {c.name for c in every}
     assert {c.params["strategy"] for c in conds} == {"baseline", "object", "random", "translated"}
     for strategy in ("random", "translated"):
         mine = [c for c in conds if c.params["strategy"] == strategy]

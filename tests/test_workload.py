@@ -67,8 +67,14 @@ def test_knockout_conditions_are_the_experiments(adapters, tmp_path):
                    progress=False)  # fmt: skip
     conditions = list(get_experiment("attention_knockout").conditions(job))
     assert workload.knockout_conditions(a.num_layers, settings) == len(conditions)
-    # the paper's 32 layers: windows of 4, 6 and 1 (8 + 6 + 32) and all layers, x 8 masks, + baseline
-    assert workload.knockout_conditions(32, {**settings, "fig3_window": 4, "fig12_windows": [6, 1]}) == 47 * 8 + 1
+    every = {**settings, "control_windows": "all"}
+    assert workload.knockout_conditions(a.num_layers, every) == len(list(get_experiment("attention_knockout").conditions(
+        ShardJob(a, None, samples, CATS, every, {}, progress=False)))) > len(conditions)  # fmt: skip
+    # the paper's 32 layers: windows of 4, 6 and 1 (8 + 6 + 32) and all layers, x 2 object masks, the
+    # 6 control draws in the 8 + 1 windows of Fig 3 and all layers, + baseline; or in all 47 windows
+    paper = {**settings, "fig3_window": 4, "fig12_windows": [6, 1]}
+    assert workload.knockout_conditions(32, paper) == 47 * 2 + 9 * 6 + 1
+    assert workload.knockout_conditions(32, {**paper, "control_windows": "all"}) == 47 * 8 + 1
 
 
 def test_more_work_costs_more():

@@ -154,13 +154,25 @@ def window_sizes(settings: dict) -> list[int]:
     return list(dict.fromkeys([int(settings["fig3_window"]), *map(int, settings["fig12_windows"])]))
 
 
+def control_windows(n_layers: int, settings: dict) -> set[tuple[int, int]]:
+    """The windows that also get the knockout's controls: those of Fig. 3 and all layers
+    (``control_windows: fig3``), or every window (``all``)."""
+    which = settings.get("control_windows", "fig3")
+    all_layers = settings.get("all_layers", True)
+    if which == "all":
+        return set(layer_windows(n_layers, window_sizes(settings), settings.get("stride"), all_layers))
+    if which == "fig3":
+        return set(layer_windows(n_layers, [int(settings["fig3_window"])], settings.get("stride"), all_layers))
+    raise ValueError(f"attention_knockout.control_windows must be 'fig3' or 'all', not {which!r}")
+
+
 def knockout_conditions(layers: int, settings: dict) -> int:
-    """Conditions of the knockout experiment: its windows x masks, and the baseline."""
+    """Conditions of the knockout experiment: its windows x object masks, the controlled windows
+    x control draws, and the baseline."""
     windows = layer_windows(layers, window_sizes(settings), settings.get("stride"), settings.get("all_layers", True))
-    masks = len(settings["paddings"])
-    masks += len(settings.get("random_seeds", [0])) if settings.get("random_control", True) else 0
-    masks += len(settings.get("translated_seeds", [0])) if settings.get("translated_control", True) else 0
-    return len(windows) * masks + 1
+    controls = len(settings.get("random_seeds", [0])) if settings.get("random_control", True) else 0
+    controls += len(settings.get("translated_seeds", [0])) if settings.get("translated_control", True) else 0
+    return len(windows) * len(settings["paddings"]) + len(control_windows(layers, settings)) * controls + 1
 
 
 def experiment_flops(g: Geometry, experiment: str, s: dict, n_samples: int) -> float:

@@ -6,7 +6,8 @@ padded by +1 token layer), for both tasks. Windows: groups of ``fig3_window`` la
 and of each size in ``fig12_windows`` (paper: 6 and 1), non-overlapping (``stride`` = the size
 unless set; a last, shorter group covers the remaining layers), plus all layers at once.
 
-Two controls the paper lacks, in the same windows (docs/methods/attention-knockout.md):
+Two controls the paper lacks (docs/methods/attention-knockout.md), in the Fig. 3 windows and
+the all-layers window (``control_windows: fig3``, the default), or in every window (``all``):
 - ``random``: as many visual tokens as the object mask has, drawn uniformly among the tokens
   that cover image pixels outside the object mask padded by ``random_outside_padding`` token
   layers, one draw per seed of ``random_seeds``;
@@ -32,6 +33,7 @@ from ..data.filtering import sample_mask
 from ..geometry import draw_translation, object_translations, random_outside_indices
 from ..interventions import AttentionKnockout
 from ..workload import (  # torch-free: the Slurm wall times count them too
+    control_windows,
     layer_windows,
     window_sizes,
 )
@@ -101,10 +103,13 @@ class AttentionKnockoutExperiment(Experiment):
                     log.info("%s control, seed %s: %d of %d samples skipped (%s)", strategy, seed, sum(skipped.values()),
                              len(samples), "; ".join(f"{k}: {v}" for k, v in skipped.most_common(5)))  # fmt: skip
         yield Condition("baseline", {"strategy": "baseline"})
+        controlled = control_windows(n, s)
         for first, last in layer_windows(n, window_sizes(s), s.get("stride"), s.get("all_layers", True)):
             size = last - first + 1
             where = {"window": size if size < n else n, "layer_first": first, "layer_last": last}
             for (strategy, padding, seed), (keys, why) in masks.items():
+                if strategy != "object" and (first, last) not in controlled:
+                    continue
                 if strategy == "object":
                     params, name = {"strategy": "object", "padding": padding, **where}, f"object{padding:+d}_l{first}-{last}"
                 else:
