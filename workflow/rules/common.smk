@@ -380,6 +380,27 @@ def model_job(rule_name, key):
     return lambda w, attempt: model_job_resources(rule_name, w.model, w, attempt)[key]
 
 
+def model_job_resource_set(rule_name):
+    """Every model rule's `resources:` (written once: `resources: **model_job_resource_set(rule)`);
+    any executor reads them, profiles/slurm turns them into --mem, --time, --cpus-per-task, --gpus.
+    """
+    return {
+        key: model_job(rule_name, key)
+        for key in ("mem_mb", "runtime", "cpus_per_task", "gpu")
+    }
+
+
+def model_job_params():
+    """The params that every model job passes to model_job.py: the model's loading settings,
+    its device, batch size and vision cache."""
+    return {
+        "model": lambda w: model_settings(w.model),
+        "device": lambda w: MODELS[w.model]["device"],
+        "batch_size": lambda w: MODELS[w.model]["batch_size"],
+        "vision_cache_mb": lambda w: MODELS[w.model]["vision_cache_mb"],
+    }
+
+
 def screening_settings():
     s = config["screening"]
     return {

@@ -12,15 +12,14 @@ rule mean_embedding_shard:
         "results/mean_embedding/{model}/shard-{shard}.pt",
     log:
         "logs/mean_embedding/{model}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/mean_embedding/{model}/shard-{shard}.tsv"
     priority: 20
     conda:
         "../../envs/models.yaml"
     threads: model_job("mean_embedding_shard", "threads")
     resources:
-        mem_mb=model_job("mean_embedding_shard", "mem_mb"),
-        runtime=model_job("mean_embedding_shard", "runtime"),
-        cpus_per_task=model_job("mean_embedding_shard", "cpus_per_task"),
-        gpu=model_job("mean_embedding_shard", "gpu"),
+        **model_job_resource_set("mean_embedding_shard"),
     params:
         model=lambda w: model_settings(w.model),
         device=lambda w: MODELS[w.model]["device"],
@@ -74,24 +73,20 @@ rule run_experiment:
         "results/{dataset}/experiments/{experiment}/{model}/raw/shard-{shard}.parquet",
     log:
         "logs/experiments/{dataset}/{experiment}/{model}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/experiments/{dataset}/{experiment}/{model}/shard-{shard}.tsv"
     priority: 10
     conda:
         "../../envs/models.yaml"
     threads: model_job("run_experiment", "threads")
     resources:
-        mem_mb=model_job("run_experiment", "mem_mb"),
-        runtime=model_job("run_experiment", "runtime"),
-        cpus_per_task=model_job("run_experiment", "cpus_per_task"),
-        gpu=model_job("run_experiment", "gpu"),
+        **model_job_resource_set("run_experiment"),
     params:
+        **model_job_params(),
         experiment=lambda w: w.experiment,
         settings=lambda w: experiment_settings(w.experiment, w.model),
         shards=lambda w: EXPERIMENTS[w.experiment]["shards"],
         max_new_tokens=dict(sorted(config["screening"]["max_new_tokens"].items())),
-        model=lambda w: model_settings(w.model),
-        device=lambda w: MODELS[w.model]["device"],
-        batch_size=lambda w: MODELS[w.model]["batch_size"],
-        vision_cache_mb=lambda w: MODELS[w.model]["vision_cache_mb"],
     script:
         "../scripts/model_job.py"
 

@@ -18,14 +18,13 @@ rule probe_model:
         timing="results/probes/{model}/timing.parquet",
     log:
         "logs/probes/{model}.log",
+    benchmark:
+        "benchmarks/probes/{model}.tsv"
     conda:
         "../../envs/models.yaml"
     threads: model_job("probe_model", "threads")
     resources:
-        mem_mb=model_job("probe_model", "mem_mb"),
-        runtime=model_job("probe_model", "runtime"),
-        cpus_per_task=model_job("probe_model", "cpus_per_task"),
-        gpu=model_job("probe_model", "gpu"),
+        **model_job_resource_set("probe_model"),
     params:
         model=lambda w: model_settings(w.model),
         device=lambda w: MODELS[w.model]["device"],

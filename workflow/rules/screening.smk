@@ -14,24 +14,20 @@ rule screen_shard:
         "results/{dataset}/screening/{model}/shard-{shard}.parquet",
     log:
         "logs/screen/{dataset}/{model}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/screen/{dataset}/{model}/shard-{shard}.tsv"
     priority: 20
     conda:
         "../../envs/models.yaml"
     threads: model_job("screen_shard", "threads")
     resources:
-        mem_mb=model_job("screen_shard", "mem_mb"),
-        runtime=model_job("screen_shard", "runtime"),
-        cpus_per_task=model_job("screen_shard", "cpus_per_task"),
-        gpu=model_job("screen_shard", "gpu"),
+        **model_job_resource_set("screen_shard"),
     params:
+        **model_job_params(),
         experiment="screening",
         settings={},
         shards=config["screening"]["shards"],
         max_new_tokens=screening_settings()["max_new_tokens"],
-        model=lambda w: model_settings(w.model),
-        device=lambda w: MODELS[w.model]["device"],
-        batch_size=lambda w: MODELS[w.model]["batch_size"],
-        vision_cache_mb=lambda w: MODELS[w.model]["vision_cache_mb"],
     script:
         "../scripts/model_job.py"
 
