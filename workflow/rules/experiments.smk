@@ -146,9 +146,7 @@ rule table_token_ablation:
         runtime=10,
     params:
         models=config["run"]["models"],
-        paper_names={
-            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
-        },
+        paper_names=paper_names(config["run"]["models"]),
         bootstrap=config["bootstrap"],
     script:
         "../scripts/table_token_ablation.py"
@@ -199,9 +197,7 @@ rule table_token_ablation_matched:
         runtime=10,
     params:
         models=config["run"]["models"],
-        paper_names={
-            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
-        },
+        paper_names=paper_names(config["run"]["models"]),
         bootstrap=config["bootstrap"],
     script:
         "../scripts/table_token_ablation_matched.py"
@@ -235,9 +231,7 @@ rule table_attention_knockout:
         runtime=10,
     params:
         models=config["run"]["models"],
-        paper_names={
-            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
-        },
+        paper_names=paper_names(config["run"]["models"]),
         bootstrap=config["bootstrap"],
     script:
         "../scripts/table_attention_knockout.py"

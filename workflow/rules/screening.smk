@@ -127,9 +127,7 @@ checkpoint probing_subset:
         runtime=5,
     params:
         models=config["run"]["models"],
-        paper_names={
-            m: MODELS[m].get("paper_name", "") for m in config["run"]["models"]
-        },
+        paper_names=paper_names(config["run"]["models"]),
         kind=lambda w: ds(w)["kind"],
     script:
         "../scripts/probing_subset.py"
