@@ -69,23 +69,7 @@ def test_check_gathered_names_the_problem():
 
 
 # ---- through Snakemake --------------------------------------------------------------------------
-SMALL = """
-run:
-  datasets: [shapes]
-  models: [tiny_llava]
-datasets:
-  shapes:
-    kind: shapes
-    n_images: 9
-inpainting:
-  shards: 1
-screening:
-  shards: 3
-mean_embedding:
-  n_images: 6
-  shards: 2
-  batch_size: 2
-"""
+SMALL = (ROOT / ".test/shards.yaml").read_text()  # also a config users can run
 ANSWERS = "results/shapes/screening/tiny_llava/answers.parquet"
 MEAN = "results/mean_embedding/tiny_llava.pt"
 

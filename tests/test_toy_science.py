@@ -184,29 +184,7 @@ def test_object_shuffle_hurts_localization_less_than_a_full_shuffle(toy, held_ou
 
 
 # the demo's shape at a smaller size (the full demo: `make demo`)
-TOY_DEMO = """
-run:
-  datasets: [shapes, shapes_voc, shapes_wide]
-  models: [toy_llava, toy_internvl]
-datasets:
-  shapes: {kind: shapes, n_images: 70}
-  shapes_voc: {kind: shapes, n_images: 16, seed: 1}
-  shapes_wide: {kind: shapes, n_images: 16, seed: 2, long_side: [340, 480], aspect: [0.55, 0.64]}
-experiments:
-  containerization: {seeds: [0, 1]}
-  token_shuffle: {seeds: [0]}
-  token_ablation:
-    paddings: [0, 1]
-    integrated_gradients: {k: [8, 32], steps: 8}
-    random: {k: [16], seeds: [0, 1]}
-  token_ablation_matched:
-    integrated_gradients: {steps: 8}
-    random: {seeds: [0]}
-  attention_knockout: {random_seeds: [0, 1], translated_seeds: [0]}
-  mediation: {n_pairs: 16}
-  head_ablation: {proportions: [0.0625, 0.125], random_seeds: [0]}
-probes: {n_train: 48, n_test: 16, epochs: 4}
-"""
+TOY_DEMO = (ROOT / ".test/toy_demo.yaml").read_text()  # also a config users can run
 
 
 @pytest.fixture(scope="module")

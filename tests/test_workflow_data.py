@@ -9,38 +9,12 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_snakemake, uncompressed_rle
+from conftest import ROOT, run_snakemake, uncompressed_rle
 from PIL import Image
 
 pytestmark = pytest.mark.slow
 
-SMALL = """
-run:
-  datasets: [shapes]
-  models: [tiny_llava, tiny_internvl]
-datasets:
-  shapes:
-    kind: shapes
-    n_images: 12
-inpainting:
-  shards: 2
-screening:
-  shards: 2
-probes: {enabled: false} # through the workflow in the toy demo test
-# the plumbing, not the science: few conditions (the toy demo test has more)
-experiments:
-  token_ablation:
-    integrated_gradients: {k: [8], steps: 4}
-    random: {k: [16], seeds: [0]}
-  token_ablation_matched:
-    integrated_gradients: {steps: 4}
-    random: {seeds: [0]}
-  containerization: {seeds: [0]}
-  token_shuffle: {seeds: [0]}
-  attention_knockout: {random_seeds: [0], translated_seeds: [0]}
-  mediation: {n_pairs: 4}
-  head_ablation: {proportions: [0.125], random_seeds: [0]}
-"""
+SMALL = (ROOT / ".test/plumbing.yaml").read_text()  # also a config users can run
 
 
 def planned_jobs(proc) -> dict[str, int]:
