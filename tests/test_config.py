@@ -168,3 +168,20 @@ def test_untrained_control_methods_outside_the_methods_are_named(workflow_dir):
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
     assert "probes.controls.untrained_methods: 'lda' is not one of probes.methods ['sgd']" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("env", ["data", "models", "inpainting"])
+def test_conda_envs_pin_what_constraints_pins(env):
+    """A package pinned in envs/<env>.yaml has the version of constraints.txt (where that pins it),
+    and the data and model envs pin every package they name: the envs cannot drift from the
+    versions the tests ran with."""
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line)
+    spec = yaml.safe_load((ROOT / "envs" / f"{env}.yaml").read_text())
+    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    named = [p.split("#")[0].strip() for p in pip if not p.startswith("-e")]
+    for p in named:
+        name, _, version = p.partition("==")
+        if name in pins and version:
+            assert version == pins[name], (env, p, pins[name])
+    if env != "inpainting":  # LaMa's env keeps the older stack simple-lama-inpainting pins
+        assert named and all("==" in p for p in named), named
