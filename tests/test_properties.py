@@ -2,6 +2,8 @@
 tokens are exactly the cells that overlap it, a shuffle keeps the multiset of tokens, and the
 gather guard rejects any duplicated or missing sample."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,8 +11,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlmloc.experiments.base import check_complete
+from vlmloc.experiments.base import EXPECTED, check_complete, expected_pairs
 from vlmloc.experiments.containerization import shuffle_tokens
+from vlmloc.experiments.rows import EXCLUDED
 from vlmloc.gather import check_gathered
 from vlmloc.geometry import object_token_indices
 from vlmloc.interventions import CopyVisualTokens
@@ -161,12 +164,54 @@ def test_the_gather_rejects_a_duplicated_or_missing_sample(ids, data):
             check_complete(raw.drop(index=row), ids)
 
 
-@pytest.mark.xfail(strict=True, reason="check_complete knows the (condition, task) pairs only from the rows: "
-                   "one that lost every row (a one-sample subset missing a row) goes unnoticed")  # fmt: skip
 def test_the_gather_rejects_a_condition_that_lost_every_row():
+    """From the rows alone a (condition, task) that lost every row cannot be seen (a one-sample
+    subset missing a row); the pairs the experiment asked, kept in the shards' attrs, show it."""
     raw = _raw(["only"])
-    with pytest.raises(ValueError, match="missing"):
-        check_complete(raw.iloc[1:], ["only"])
+    shard = raw.copy()
+    shard.attrs[EXPECTED] = [[c, t] for c, t in raw[["condition", "task"]].drop_duplicates().to_numpy()]
+    pairs = expected_pairs([shard])
+    assert pairs == {("baseline", "localization"), ("baseline", "list"), ("object+0", "localization"), ("object+0", "list")}
+    check_complete(raw.iloc[1:], ["only"])  # unnoticed without them
+    check_complete(raw, ["only"], pairs)
+    with pytest.raises(ValueError, match="all 1 samples missing"):
+        check_complete(raw.iloc[1:], ["only"], pairs)
+    with pytest.raises(ValueError, match="never asked"):
+        check_complete(raw, ["only"], pairs - {("object+0", "list")})
+    excluded = pd.DataFrame([{"sample_id": "only", "condition": EXCLUDED, "task": "none"}])
+    check_complete(excluded, ["only"], pairs)  # every sample excluded: nothing can be missing
+
+
+def test_a_shard_keeps_the_pairs_its_experiment_asked(tmp_path):
+    """run_conditions writes them into the raw rows' attrs; the parquet keeps them."""
+    from vlmloc.experiments.base import Condition, run_shard
+
+    class Two:
+        name, param_columns = "two", ()
+
+        def exclude(self, job):
+            return {"b": "too small"}
+
+        def run(self, job, log=None):
+            from vlmloc.experiments.base import run_conditions
+
+            return run_conditions("two", [Condition("c1", {}, tasks=("localization",)), Condition("c2", {})], job)
+
+    job = SimpleNamespace(samples=pd.DataFrame({"sample_id": ["a", "b"]}))
+    job.without = lambda excluded: SimpleNamespace(samples=job.samples.iloc[:1], records=[{"sample_id": "a"}])
+    import vlmloc.experiments.base as base
+
+    original = base._run_group
+    base._run_group = lambda experiment, group, job, log=None: [
+        {"sample_id": "a", "condition": c.name, "task": t} for c in group for t in c.tasks]  # fmt: skip
+    try:
+        raw = run_shard(Two(), job)
+    finally:
+        base._run_group = original
+    raw.to_parquet(tmp_path / "shard.parquet")
+    back = pd.read_parquet(tmp_path / "shard.parquet")
+    assert expected_pairs([back]) == {("c1", "localization"), ("c2", "localization"), ("c2", "list")}
+    assert (back["condition"] == EXCLUDED).sum() == 1
 
 
 @FAST

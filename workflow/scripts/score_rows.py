@@ -3,17 +3,18 @@
 import pandas as pd
 
 from vlmloc.data.coco import load_json
-from vlmloc.experiments.base import check_complete, score_rows
+from vlmloc.experiments.base import check_complete, expected_pairs, score_rows
 from vlmloc.workflow import categories_of, logged, read_samples, write_parquet
 
 with logged(snakemake) as log:
-    raw = pd.concat([pd.read_parquet(f) for f in snakemake.input.shards], ignore_index=True)
+    shards = [pd.read_parquet(f) for f in snakemake.input.shards]
+    raw = pd.concat(shards, ignore_index=True)
     samples = read_samples(snakemake.input.samples, snakemake.input.get("subset"))
     if raw.empty:
         log.warning("no raw rows (empty sample set, or the experiment was skipped for this model)")
         write_parquet(raw, snakemake.output[0])
     else:
-        check_complete(raw, samples["sample_id"])
+        check_complete(raw, samples["sample_id"], expected_pairs(shards))
         categories, _ = categories_of(load_json(snakemake.input.annotations), samples.iloc[:0])
         scored = score_rows(raw, samples, snakemake.params.family, categories)
         write_parquet(scored, snakemake.output[0])

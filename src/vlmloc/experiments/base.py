@@ -192,7 +192,9 @@ def run_shard(experiment: Experiment, job: ShardJob, log=None) -> pd.DataFrame:
     if excluded:
         rows = [{"sample_id": sid, "experiment": experiment.name, "condition": EXCLUDED, "task": "none",
                  "image": "original", "prompt": "", "answer": why, "truncated": False} for sid, why in excluded.items()]  # fmt: skip
+        attrs = dict(out.attrs)  # concat keeps attrs only when every part has the same
         out = pd.concat([out, pd.DataFrame(rows).reindex(columns=out.columns)], ignore_index=True) if len(out) else pd.DataFrame(rows).reindex(columns=out.columns)
+        out.attrs.update(attrs)
     return out
 
 
@@ -215,7 +217,9 @@ def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Se
             rows.extend(_run_group(experiment, group, job, log))
             group.clear()
 
+    expected: list[list[str]] = []  # every (condition, task) the experiment asked: the gather's check
     for cond in conditions:
+        expected.extend([cond.name, t] for t in cond.tasks)
         if cond.image == "removed" and any(pd.isna(r.get("removed_path")) for r in records):
             raise ValueError(f"condition {cond.name} asks about object-removed images, and some samples have none")
         same = (cond.image, cond.tasks, cond.score_gold) == (group[0].image, group[0].tasks, group[0].score_gold) if group else False
@@ -226,7 +230,9 @@ def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Se
             flush()
     flush()
     out = pd.DataFrame(rows)
-    return out.reindex(columns=columns + [c for c in out.columns if c not in columns])
+    out = out.reindex(columns=columns + [c for c in out.columns if c not in columns])
+    out.attrs[EXPECTED] = expected  # kept in the shard's parquet metadata
+    return out
 
 
 def raw_row(experiment: str, cond: Condition, record: dict, task: str, prompt: str, answer, more: dict) -> dict:
@@ -285,8 +291,30 @@ def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_colum
     return pd.DataFrame(rows)
 
 
-def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str]) -> None:
-    """The gather step's guard: every (condition, task) has each expected sample exactly once."""
+EXPECTED = "expected_conditions"  # a raw shard's attrs: the [condition, task] pairs its experiment asked
+
+
+def expected_pairs(shards: Sequence[pd.DataFrame]) -> set[tuple[str, str]] | None:
+    """The (condition, task) pairs the shards' experiment asked (their attrs, written by
+    ``run_conditions``), or None when no shard says (an experiment with its own loop)."""
+    said = [s.attrs[EXPECTED] for s in shards if EXPECTED in s.attrs]
+    return {(str(c), str(t)) for pairs in said for c, t in pairs} if said else None
+
+
+def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str], pairs: set[tuple[str, str]] | None = None) -> None:
+    """The gather step's guard: every (condition, task) has each expected sample exactly once.
+    ``pairs``: the (condition, task) pairs asked (``expected_pairs``); without them only the
+    pairs that have rows are checked, and a pair that lost every row would go unnoticed."""
+    if pairs is not None and len(raw):
+        answered = raw[raw["condition"] != EXCLUDED]
+        found = set(zip(answered["condition"].astype(str), answered["task"].astype(str), strict=True))
+        if found - pairs:
+            raise ValueError(f"rows of (condition, task) pairs the experiment never asked: {sorted(found - pairs)[:3]}")
+        kept = set(sample_ids) - set(raw.loc[raw["condition"] == EXCLUDED, "sample_id"])
+        lost = sorted(pairs - found)
+        if lost and kept:
+            raise ValueError(f"{lost[0][0]}/{lost[0][1]}: all {len(kept)} samples missing ({len(lost)} (condition, task) "
+                             "pairs without a row; a shard lost?)")  # fmt: skip
     expected = set(sample_ids)
     excluded = set(raw.loc[raw["condition"] == EXCLUDED, "sample_id"])
     both = excluded & set(raw.loc[raw["condition"] != EXCLUDED, "sample_id"])
