@@ -9,11 +9,12 @@ from PIL import Image
 from test_experiment_layer import CATS, _job, _mask, _samples
 
 from vlmloc.experiments import get_experiment, run_shard
-from vlmloc.experiments.base import EXCLUDED, check_complete, score_rows
+from vlmloc.experiments.base import check_complete
 from vlmloc.experiments.containerization import grow_object, shuffle_tokens
 from vlmloc.geometry import mask_grids, scaled_box
 from vlmloc.interventions import BatchContext, CopyVisualTokens
 from vlmloc.models.base import ImageLayout, View
+from vlmloc.scoring import EXCLUDED, score_rows
 
 GROW = {"paddings": [1, 2], "seeds": [0, 1], "scales": [0, 1, 2], "scale_grid": "global", "tasks": ["localization"]}
 SHUFFLE = {"modes": ["full", "object"], "seeds": [0]}

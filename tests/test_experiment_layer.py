@@ -10,11 +10,12 @@ from PIL import Image
 from vlmloc.attribution import gold_answer, integrated_gradients, target_tokens
 from vlmloc.data.coco import encode_mask
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
-from vlmloc.experiments.base import check_complete, sample_rng, score_rows, share_count
+from vlmloc.experiments.base import check_complete, sample_rng, share_count
 from vlmloc.experiments.token_ablation import random_indices_like, top_indices
 from vlmloc.geometry import object_token_indices
 from vlmloc.interventions import BatchContext, mean_visual_embedding
 from vlmloc.runner import Runner
+from vlmloc.scoring import score_rows
 from vlmloc.tasks import task_prompt
 
 CATS = ["red circle", "blue square", "green triangle"]

@@ -10,9 +10,9 @@ from vlmloc.experiments.screening import (
     hallucination_filter,
     probing_subset,
     run_screening,
-    score_answer,
 )  # fmt: skip
 from vlmloc.runner import Answer
+from vlmloc.scoring import score_answer
 
 CATS = ["red circle", "blue square", "green triangle"]
 

@@ -414,8 +414,7 @@ PRESENTATION_KEYS = {"metric", "examples", "figure_padding", "min_log_gap"}
 # rescores every experiment and reruns no model job)
 PARSER_CODE = [
     "src/vlmloc/tasks.py",
-    "src/vlmloc/experiments/screening.py",
-    "src/vlmloc/experiments/base.py",  # score_rows
+    "src/vlmloc/scoring.py",  # score_answer, score_rows
     "src/vlmloc/models/base.py",
     "src/vlmloc/models/llava.py",
     "src/vlmloc/models/internvl.py",

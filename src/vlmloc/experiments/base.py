@@ -2,8 +2,8 @@
 
 An experiment declares its conditions; ``run_shard`` runs one shard of the probing subset through
 all of them with a model loaded once, and writes RAW rows (answers, never scores). Scoring is a
-separate CPU step (``score_rows``), so a parser fix reruns no model job; ``check_complete`` is the
-gather step's guard against a missing or duplicated sample.
+separate CPU step (``vlmloc.scoring.score_rows``), so a parser fix reruns no model job;
+``check_complete`` is the gather step's guard against a missing or duplicated sample.
 
 A ``Condition`` is: a unique name, tidy parameters (each becomes a column: strategy, padding, k,
 seed, ...), which image the samples are asked about (original or object-removed), an intervention
@@ -25,13 +25,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from ..interventions.base import Intervention
 from ..models.base import Adapter
 from ..runner import Runner
+from ..scoring import EXCLUDED
 from ..tasks import task_prompt
-from .rows import EXCLUDED
 
 IMAGES = ("original", "removed")
 
@@ -304,27 +303,3 @@ def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str]) -> None:
         missing = expected - excluded - set(ids)
         if missing:
             raise ValueError(f"{cond}/{task}: {len(missing)} samples missing, e.g. {sorted(missing)[:3]} (a shard lost?)")
-
-
-def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories: Sequence[str]) -> pd.DataFrame:
-    """Parse and score raw rows (CPU only: the family's parser, no model)."""
-    from ..models import ADAPTERS
-    from .screening import score_answer  # noqa: PLC0415  (screening imports this module)
-
-    parser = ADAPTERS[family].parser()
-    by_id = samples.set_index("sample_id").to_dict("index")
-    scored = []
-    for row in tqdm(raw.to_dict("records"), desc="score", mininterval=5, disable=len(raw) < 5000):
-        if row.get("readout") == "teacher_forced":  # a score of the gold answer, nothing to parse
-            scored.append({"status": "scored"})
-            continue
-        sample = {"sample_id": row["sample_id"], **by_id[row["sample_id"]]}
-        scores = score_answer(parser, row["task"], row["answer"], sample, categories)
-        scores.pop("truncated")  # the raw row has it
-        scored.append(scores)
-    out = pd.concat([raw.reset_index(drop=True), pd.DataFrame(scored, index=range(len(raw)))], axis=1)
-    if len(out):
-        out.loc[out["condition"] == EXCLUDED, "status"] = "excluded"
-    if "size_bucket" in samples:
-        out["size_bucket"] = out["sample_id"].map(samples.set_index("sample_id")["size_bucket"])
-    return out

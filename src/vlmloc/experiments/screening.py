@@ -16,41 +16,15 @@ import pandas as pd
 
 from ..paper import FILTERED, FPR_RANGE, PROBING, TABLE1_BASELINE
 from ..runner import Runner
-from ..tasks import IOU_THRESHOLDS, iou, localization_scores, mentions, parse_yes_no
-from .base import IMAGES, Condition, Experiment, ShardJob, register, run_shard, score_rows
+from ..scoring import score_rows
+from ..tasks import IOU_THRESHOLDS
+from .base import IMAGES, Condition, Experiment, ShardJob, register, run_shard
 
 ANSWER_COLUMNS = [
     "sample_id", "condition", "task", "prompt", "answer", "truncated", "status", "n_boxes",
     "pred_x1", "pred_y1", "pred_x2", "pred_y2", "iou", *[f"success@{t}" for t in IOU_THRESHOLDS],
     "loc_score", "identified",
 ]  # fmt: skip
-
-
-def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequence[str]) -> dict:
-    """Parse one reply into the tidy columns; never raises (unparsed replies are marked, and so
-    are replies cut off at ``max_new_tokens``: ``truncated``, see ``runner.Answer``)."""
-    out = {"truncated": bool(getattr(answer, "truncated", False)),  # a plain str was not cut off
-           "status": "ok", "n_boxes": 0, "pred_x1": np.nan, "pred_y1": np.nan, "pred_x2": np.nan,
-           "pred_y2": np.nan, "iou": np.nan, "identified": np.nan}  # fmt: skip
-    out.update({f"success@{t}": np.nan for t in IOU_THRESHOLDS})
-    out["loc_score"] = np.nan
-    if task == "localization":
-        parsed = adapter.parse_box(answer, int(row["width"]), int(row["height"]))
-        out["status"], out["n_boxes"] = parsed.status, parsed.n_boxes
-        value = None
-        if parsed.box is not None:
-            out["pred_x1"], out["pred_y1"], out["pred_x2"], out["pred_y2"] = parsed.box
-            gt = (row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"])
-            value = iou(parsed.box, gt)
-            out["iou"] = value
-        out.update(localization_scores(value))  # an unparsed box is a miss
-    elif task == "list":
-        out["identified"] = float(mentions(answer, row["category"], categories))
-    elif task == "binary":
-        yes = parse_yes_no(answer)
-        out["status"] = "ok" if yes is not None else "unparsed"
-        out["identified"] = np.nan if yes is None else float(yes)  # unparsed: unknown, not "no"
-    return out
 
 
 @register
