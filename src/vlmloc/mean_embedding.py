@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from .gather import check_gathered
+from .images import open_image
 from .models.base import Adapter
 
 
@@ -28,14 +29,12 @@ def embedding_sums(adapter: Adapter, images: Sequence, indices: Sequence[int], b
     shards are added does not matter at float32 precision), the token count, and which images."""
     from tqdm import tqdm
 
-    from .runner import _open
-
     total, n_tokens, norm_sum, norm_sq_sum = None, 0, 0.0, 0.0
     indices = [int(i) for i in indices]
     starts = range(0, len(indices), batch_size)
     for start in tqdm(starts, desc="mean embedding", disable=not progress, mininterval=5):
         batch = [images[i] for i in indices[start : start + batch_size]]
-        pixels = torch.cat([adapter.pixel_values(_open(im)) for im in batch])
+        pixels = torch.cat([adapter.pixel_values(open_image(im)) for im in batch])
         feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
         part = feats.double().sum(0).cpu()
         total = part if total is None else total + part

@@ -264,14 +264,14 @@ def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_colum
     """The plain reference for ``run_conditions``: one ``generate`` per (sample, task), the whole
     prompt each time, no batching and no shared prefix. Same rows; kept to check the fast path
     against (tests, scripts/benchmark_token_ablation.py)."""
+    from ..images import open_image
     from ..interventions.base import BatchContext, enter
-    from ..runner import _open
 
     rows, adapter = [], job.adapter
     for cond in conditions:
         edited = cond.edited if cond.edited is not None else [None] * len(job.samples)
         for q, r in enumerate(job.records):
-            image = _open(r["image_path"] if cond.image == "original" else r["removed_path"])
+            image = open_image(r["image_path"] if cond.image == "original" else r["removed_path"])
             for task in cond.tasks:
                 prompt = task_prompt(task, r["category"], job.categories)
                 enc = adapter.encode([image], [prompt])

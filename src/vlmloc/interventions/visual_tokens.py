@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..images import open_image
 from ..models.base import Adapter, Encoded
 from .base import BatchContext
 
@@ -119,12 +120,10 @@ def visual_embedding_stats(adapter: Adapter, images: Sequence, batch_size: int =
     and std of the tokens' L2 norms (the dataset-wide register-token threshold)."""
     from tqdm import tqdm
 
-    from ..runner import _open
-
     total, count, norms = None, 0, []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="mean embedding", disable=not progress, mininterval=5):
-        pixels = torch.cat([adapter.pixel_values(_open(im)) for im in images[start : start + batch_size]])
+        pixels = torch.cat([adapter.pixel_values(open_image(im)) for im in images[start : start + batch_size]])
         feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
         total = feats.sum(0) if total is None else total + feats.sum(0)
         count += feats.shape[0]
