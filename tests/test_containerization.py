@@ -186,7 +186,8 @@ def test_excluded_samples_are_rows_and_pass_the_gather(adapters, samples):
 def test_fast_path_equals_the_naive_reference(adapters, samples, family):
     """Batched, shared-prefix runs of the new conditions give the answers of one generate per
     sample and task (the reference kept in ``experiments.base``)."""
-    from vlmloc.experiments.base import run_conditions, run_conditions_naive
+    from vlmloc.experiments.base import run_conditions
+    from vlmloc.experiments.reference import run_conditions_naive
 
     a = adapters[family]
     conds = [c for c in get_experiment("containerization").conditions(_job(a, samples, GROW, mean=torch.zeros(1))) if c.name == "grow+2_s0"]

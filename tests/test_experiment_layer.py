@@ -190,7 +190,8 @@ def test_run_shard_rows_and_gather_guard(adapters, samples):
 @pytest.mark.parametrize("family", ["llava", "internvl"])
 def test_fast_path_equals_the_naive_reference(adapters, samples, family):
     """Batched, shared-prefix conditions give the answers of one generate per sample and task."""
-    from vlmloc.experiments.base import run_conditions, run_conditions_naive
+    from vlmloc.experiments.base import run_conditions
+    from vlmloc.experiments.reference import run_conditions_naive
 
     a = adapters[family]
     job = _job(a, samples, SETTINGS)

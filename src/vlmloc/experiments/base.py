@@ -260,30 +260,6 @@ def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None)
     return rows
 
 
-def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The plain reference for ``run_conditions``: one ``generate`` per (sample, task), the whole
-    prompt each time, no batching and no shared prefix. Same rows; kept to check the fast path
-    against (tests, scripts/benchmark_token_ablation.py)."""
-    from ..images import open_image
-    from ..interventions.base import BatchContext, enter
-
-    rows, adapter = [], job.adapter
-    for cond in conditions:
-        edited = cond.edited if cond.edited is not None else [None] * len(job.samples)
-        for q, r in enumerate(job.records):
-            image = open_image(r["image_path"] if cond.image == "original" else r["removed_path"])
-            for task in cond.tasks:
-                prompt = task_prompt(task, r["category"], job.categories)
-                enc = adapter.encode([image], [prompt])
-                enc.query_ids = [q]  # the intervention's row: this sample's index in the shard
-                inputs = {k: v.to(adapter.device) for k, v in enc.inputs.items()}
-                with torch.inference_mode(), enter(cond.intervention, adapter, BatchContext.of(enc)):
-                    ids = adapter.model.generate(**inputs, max_new_tokens=job.max_new_tokens[task], do_sample=False)
-                answer = job.runner.decode(ids[0, inputs["input_ids"].shape[1] :])
-                rows.append(raw_row(experiment, cond, r, task, prompt, answer, token_counts(adapter, r, edited[q])))
-    return pd.DataFrame(rows)
-
-
 def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str]) -> None:
     """The gather step's guard: every (condition, task) has each expected sample exactly once."""
     expected = set(sample_ids)
