@@ -91,14 +91,16 @@ def import_graph(package_dir: str | Path = PACKAGE_DIR, function_level: bool = T
     return {name: imports_of(name, known, function_level) for name in known}
 
 
-def dependencies(module: str, graph: dict[str, set[str]]) -> set[str]:
-    """``module`` and every module it imports, transitively."""
+def dependencies(module: str, graph) -> set[str]:
+    """``module`` and every module it imports, transitively (``graph``: ``import_graph()``, or any
+    mapping or function from a module to the modules it imports)."""
+    step = graph if callable(graph) else graph.__getitem__
     seen, todo = set(), [module]
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(graph[name])
+            todo.extend(step(name))
     return seen
 
 
@@ -109,5 +111,5 @@ def scoring_sources(root: str | Path | None = None, package_dir: str | Path = PA
     package_dir = Path(package_dir).resolve()
     root = Path(root).resolve() if root is not None else package_dir.parents[1]
     known = modules(package_dir)
-    files = [known[m] for m in dependencies(SCORING, import_graph(package_dir))]
-    return sorted(f.relative_to(root).as_posix() for f in files)
+    reached = dependencies(SCORING, lambda m: imports_of(m, known))  # parses only what it reaches
+    return sorted(known[m].relative_to(root).as_posix() for m in reached)
