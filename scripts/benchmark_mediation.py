@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlmloc.experiments.mediation import mediate_pair, mediate_pair_reference, pair_sequence
+from vlmloc.experiments.mediation import mediate_pair, pair_sequence
+from vlmloc.experiments.reference import mediate_pair_reference
 from vlmloc.flops import DecoderDims, forward_flops
 from vlmloc.models import load_adapter
 from vlmloc.models.tiny import BUILDERS

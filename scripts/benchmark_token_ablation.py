@@ -7,7 +7,7 @@ ablation) against the naive way, in one run.
 A tiny random-weight model with the REAL token count (LLaVA: 336 px, patch 14 -> 24 x 24 = 576
 visual tokens; InternVL: 448 px tiles, patch 14 -> 256 tokens per view, up to 6 tiles + the
 thumbnail), on shapes images, through four of Table 1's conditions (baseline, object tokens,
-object +1, 16% random), both tasks. The naive way (``experiments.base.run_conditions_naive``)
+object +1, 16% random), both tasks. The naive way (``experiments.reference.run_conditions_naive``)
 runs one ``generate`` per sample and task; the experiment layer (``run_conditions``) batches the
 samples and runs each image's prefix (system prompt + visual tokens) once for both tasks.
 Prints the time per sample and condition of each, the ratio, and whether the answers agree.
@@ -32,9 +32,9 @@ from vlmloc.experiments.base import (
     Condition,
     ShardJob,
     run_conditions,
-    run_conditions_naive,
     share_count,
 )
+from vlmloc.experiments.reference import run_conditions_naive
 from vlmloc.experiments.token_ablation import ablation, object_indices, random_indices_like
 from vlmloc.interventions import mean_visual_embedding
 from vlmloc.models import load_adapter

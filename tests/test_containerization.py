@@ -9,11 +9,11 @@ from PIL import Image
 from test_experiment_layer import CATS, _job, _mask, _samples
 
 from vlmloc.experiments import get_experiment, run_shard
-from vlmloc.experiments.base import EXCLUDED, check_complete, score_rows
 from vlmloc.experiments.containerization import grow_object, shuffle_tokens
 from vlmloc.geometry import mask_grids, scaled_box
 from vlmloc.interventions import BatchContext, CopyVisualTokens
 from vlmloc.models.base import ImageLayout, View
+from vlmloc.scoring import EXCLUDED, check_complete, score_rows
 
 GROW = {"paddings": [1, 2], "seeds": [0, 1], "scales": [0, 1, 2], "scale_grid": "global", "tasks": ["localization"]}
 SHUFFLE = {"modes": ["full", "object"], "seeds": [0]}
@@ -185,7 +185,8 @@ def test_excluded_samples_are_rows_and_pass_the_gather(adapters, samples):
 def test_fast_path_equals_the_naive_reference(adapters, samples, family):
     """Batched, shared-prefix runs of the new conditions give the answers of one generate per
     sample and task (the reference kept in ``experiments.base``)."""
-    from vlmloc.experiments.base import run_conditions, run_conditions_naive
+    from vlmloc.experiments.base import run_conditions
+    from vlmloc.experiments.reference import run_conditions_naive
 
     a = adapters[family]
     conds = [c for c in get_experiment("containerization").conditions(_job(a, samples, GROW, mean=torch.zeros(1))) if c.name == "grow+2_s0"]

@@ -10,11 +10,12 @@ from PIL import Image
 from vlmloc.attribution import gold_answer, integrated_gradients, target_tokens
 from vlmloc.data.coco import encode_mask
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
-from vlmloc.experiments.base import check_complete, sample_rng, score_rows, share_count
+from vlmloc.experiments.base import sample_rng, share_count
 from vlmloc.experiments.token_ablation import random_indices_like, top_indices
 from vlmloc.geometry import object_token_indices
 from vlmloc.interventions import BatchContext, mean_visual_embedding
 from vlmloc.runner import Runner
+from vlmloc.scoring import check_complete, score_rows
 from vlmloc.tasks import task_prompt
 
 CATS = ["red circle", "blue square", "green triangle"]
@@ -189,7 +190,8 @@ def test_run_shard_rows_and_gather_guard(adapters, samples):
 @pytest.mark.parametrize("family", ["llava", "internvl"])
 def test_fast_path_equals_the_naive_reference(adapters, samples, family):
     """Batched, shared-prefix conditions give the answers of one generate per sample and task."""
-    from vlmloc.experiments.base import run_conditions, run_conditions_naive
+    from vlmloc.experiments.base import run_conditions
+    from vlmloc.experiments.reference import run_conditions_naive
 
     a = adapters[family]
     job = _job(a, samples, SETTINGS)

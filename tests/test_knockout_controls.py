@@ -318,8 +318,8 @@ def test_job_rows_carry_each_skip_and_the_table_counts_it(adapters, tmp_path, fa
     from test_experiment_layer import CATS, MAX_NEW, _samples
 
     from vlmloc.experiments import run_shard
-    from vlmloc.experiments.base import check_complete, score_rows
     from vlmloc.runner import Runner
+    from vlmloc.scoring import check_complete, score_rows
 
     a = adapters[family]
     samples = _samples(tmp_path)

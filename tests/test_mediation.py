@@ -9,11 +9,11 @@ from PIL import Image
 from vlmloc.experiments.mediation import (
     content_nll,
     mediate_pair,
-    mediate_pair_reference,
     mediation_pairs,
     pair_sequence,
     patch_positions,
 )
+from vlmloc.experiments.reference import mediate_pair_reference
 from vlmloc.interventions import HeadCapture, HeadPatch, HeadZero
 from vlmloc.tasks import task_prompt
 

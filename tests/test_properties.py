@@ -11,13 +11,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlmloc.experiments.base import EXPECTED, check_complete, expected_pairs
 from vlmloc.experiments.containerization import shuffle_tokens
-from vlmloc.experiments.rows import EXCLUDED
 from vlmloc.gather import check_gathered
 from vlmloc.geometry import object_token_indices
 from vlmloc.interventions import CopyVisualTokens
 from vlmloc.models import ADAPTERS, ImageLayout, View
+from vlmloc.scoring import EXCLUDED, EXPECTED, check_complete, expected_pairs
 from vlmloc.tasks import mentions, parse_box_numbers, parse_yes_no
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,17 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlmloc.experiments.screening import (
-    ANSWER_COLUMNS,
+from vlmloc.experiments.screening import ANSWER_COLUMNS, run_screening
+from vlmloc.experiments.screening_summary import (
     baseline_accuracy,
     counts_table,
     false_positive_rates,
     hallucination_filter,
     probing_subset,
-    run_screening,
-    score_answer,
-)  # fmt: skip
+)
 from vlmloc.runner import Answer
+from vlmloc.scoring import score_answer
 
 CATS = ["red circle", "blue square", "green triangle"]
 

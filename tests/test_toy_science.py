@@ -7,9 +7,9 @@ import pytest
 from conftest import ROOT
 
 from vlmloc.data.shapes import ShapesSpec
-from vlmloc.experiments.screening import score_answer
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
+from vlmloc.scoring import score_answer
 from vlmloc.tasks import task_prompt
 from vlmloc.toy.evaluate import MAX_NEW_TOKENS, evaluate, held_out_set, summarize
 
@@ -90,8 +90,8 @@ def test_object_token_ablation_hurts_more_than_random_and_ig(toy, held_out):
     tokens (3 seeds), and as many IG-ranked tokens lower it more than random ones."""
 
     from vlmloc.experiments import ShardJob, get_experiment, run_shard
-    from vlmloc.experiments.base import score_rows
     from vlmloc.interventions import visual_embedding_stats
+    from vlmloc.scoring import score_rows
 
     family, adapter, _ = toy
     samples, _, mean_images = held_out
@@ -152,8 +152,8 @@ def test_containerization_moves_the_box_with_the_ring(toy, held_out):
     "Containerization"). What must hold is that the boxes follow the ring a little, more for
     p = 2 than for p = 1: a no-op intervention fails this test."""
     from vlmloc.experiments import get_experiment, run_shard
-    from vlmloc.experiments.base import score_rows
     from vlmloc.experiments.containers_summary import containerization_cells
+    from vlmloc.scoring import score_rows
 
     family = toy[0]
     settings = {"paddings": [1, 2], "seeds": [0, 1], "scales": [0, 1, 2], "scale_grid": "global", "tasks": ["localization"]}
@@ -173,7 +173,7 @@ def test_object_shuffle_hurts_localization_less_than_a_full_shuffle(toy, held_ou
     """Paper Table 2: permuting the tokens inside the object mask moves the box much less than
     permuting every visual token."""
     from vlmloc.experiments import get_experiment, run_shard
-    from vlmloc.experiments.base import score_rows
+    from vlmloc.scoring import score_rows
 
     family = toy[0]
     raw = run_shard(get_experiment("token_shuffle"), _toy_job(toy, held_out, {"modes": ["full", "object"], "seeds": [0]}))
@@ -369,8 +369,8 @@ def _mediation_and_ablation(toy, held_out, tmp_path, ablation="zero"):
     """Mediation on 24 pairs of the held-out set, then head ablation by its ranking on the other
     samples (the workflow's default split): the heads table and the scored ablation rows."""
     from vlmloc.experiments import get_experiment, run_shard
-    from vlmloc.experiments.base import score_rows
     from vlmloc.experiments.heads_summary import head_scores
+    from vlmloc.scoring import score_rows
 
     family = toy[0]
     samples = held_out[0].merge(held_out[1], on="sample_id")

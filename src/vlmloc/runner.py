@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
+from .images import open_image
 from .interventions.base import BatchContext, Intervention, enter
 from .models.base import Adapter, AnswerTokens, pad_rows
 
@@ -46,10 +46,6 @@ def content_nll(logits: torch.Tensor, answer: AnswerTokens) -> torch.Tensor:
     token = logp.gather(-1, ids[None, :, None].expand(len(logp), -1, 1))[..., 0]
     content = torch.tensor(answer.content, device=logp.device)
     return -(token * content).sum(-1) / content.sum()
-
-
-def _open(image) -> Image.Image:
-    return image if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
 
 
 def static_prefix_cache(model, prefix, rows: int, length: int):
@@ -92,7 +88,7 @@ class Runner:
         if key is not None and key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        im = _open(image)
+        im = open_image(image)
         item = (im.size, self.adapter.pixel_values(im).to(self.adapter.model.dtype))
         if key is not None and self.pixel_cache:
             self._cache[key] = item

@@ -14,6 +14,7 @@ sys.path.insert(
     0, str(Path(workflow.main_snakefile).parent / "src")
 )  # vlmloc's torch-free parts, before any install
 from vlmloc import workload
+from vlmloc.sources import scoring_sources
 
 # Fails before any job, naming the offending key; also fills in schema defaults.
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -432,15 +433,9 @@ LOCAL_VIEW_FAMILIES = {"internvl"}
 # experiment settings that only change tables and figures (not passed to the model jobs)
 PRESENTATION_KEYS = {"metric", "examples", "figure_padding", "min_log_gap"}
 # the code that parses and scores answers: the scoring rule reruns when it changes (a parser fix
-# rescores every experiment and reruns no model job)
-PARSER_CODE = [
-    "src/vlmloc/tasks.py",
-    "src/vlmloc/experiments/screening.py",
-    "src/vlmloc/experiments/base.py",  # score_rows
-    "src/vlmloc/models/base.py",
-    "src/vlmloc/models/llava.py",
-    "src/vlmloc/models/internvl.py",
-]
+# rescores every experiment and reruns no model job). Read from vlmloc.scoring's imports
+# (vlmloc.sources, with ast: nothing imported), so it cannot drift from the code.
+PARSER_CODE = scoring_sources(Path(workflow.main_snakefile).parent)
 
 
 def _check_experiments():

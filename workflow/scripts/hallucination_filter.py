@@ -1,6 +1,6 @@
 import pandas as pd
 
-from vlmloc.experiments.screening import hallucination_filter
+from vlmloc.experiments.screening_summary import hallucination_filter
 from vlmloc.workflow import logged, write_parquet
 
 with logged(snakemake) as log:

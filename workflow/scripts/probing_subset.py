@@ -1,6 +1,6 @@
 import pandas as pd
 
-from vlmloc.experiments.screening import (
+from vlmloc.experiments.screening_summary import (
     baseline_accuracy,
     counts_table,
     false_positive_rates,

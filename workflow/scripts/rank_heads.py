@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmloc.experiments.base import check_complete
 from vlmloc.experiments.heads_summary import head_scores
+from vlmloc.scoring import check_complete
 from vlmloc.workflow import logged, write_parquet
 
 with logged(snakemake) as log:

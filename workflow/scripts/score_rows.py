@@ -3,7 +3,7 @@
 import pandas as pd
 
 from vlmloc.data.coco import load_json
-from vlmloc.experiments.base import check_complete, expected_pairs, score_rows
+from vlmloc.scoring import check_complete, expected_pairs, score_rows
 from vlmloc.workflow import categories_of, logged, read_samples, write_parquet
 
 with logged(snakemake) as log:

@@ -2,8 +2,8 @@
 
 An experiment declares its conditions; ``run_shard`` runs one shard of the probing subset through
 all of them with a model loaded once, and writes RAW rows (answers, never scores). Scoring is a
-separate CPU step (``score_rows``), so a parser fix reruns no model job; ``check_complete`` is the
-gather step's guard against a missing or duplicated sample.
+separate CPU step (``vlmloc.scoring.score_rows``), so a parser fix reruns no model job;
+``check_complete`` is the gather step's guard against a missing or duplicated sample.
 
 A ``Condition`` is: a unique name, tidy parameters (each becomes a column: strategy, padding, k,
 seed, ...), which image the samples are asked about (original or object-removed), an intervention
@@ -25,13 +25,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from ..interventions.base import Intervention
 from ..models.base import Adapter
 from ..runner import Runner
+from ..scoring import EXCLUDED, EXPECTED
 from ..tasks import task_prompt
-from .rows import EXCLUDED
 
 IMAGES = ("original", "removed")
 
@@ -267,92 +266,3 @@ def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None)
     return rows
 
 
-def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The plain reference for ``run_conditions``: one ``generate`` per (sample, task), the whole
-    prompt each time, no batching and no shared prefix. Same rows; kept to check the fast path
-    against (tests, scripts/benchmark_token_ablation.py)."""
-    from ..interventions.base import BatchContext, enter
-    from ..runner import _open
-
-    rows, adapter = [], job.adapter
-    for cond in conditions:
-        edited = cond.edited if cond.edited is not None else [None] * len(job.samples)
-        for q, r in enumerate(job.records):
-            image = _open(r["image_path"] if cond.image == "original" else r["removed_path"])
-            for task in cond.tasks:
-                prompt = task_prompt(task, r["category"], job.categories)
-                enc = adapter.encode([image], [prompt])
-                enc.query_ids = [q]  # the intervention's row: this sample's index in the shard
-                inputs = {k: v.to(adapter.device) for k, v in enc.inputs.items()}
-                with torch.inference_mode(), enter(cond.intervention, adapter, BatchContext.of(enc)):
-                    ids = adapter.model.generate(**inputs, max_new_tokens=job.max_new_tokens[task], do_sample=False)
-                answer = job.runner.decode(ids[0, inputs["input_ids"].shape[1] :])
-                rows.append(raw_row(experiment, cond, r, task, prompt, answer, token_counts(adapter, r, edited[q])))
-    return pd.DataFrame(rows)
-
-
-EXPECTED = "expected_conditions"  # a raw shard's attrs: the [condition, task] pairs its experiment asked
-
-
-def expected_pairs(shards: Sequence[pd.DataFrame]) -> set[tuple[str, str]] | None:
-    """The (condition, task) pairs the shards' experiment asked (their attrs, written by
-    ``run_conditions``), or None when no shard says (an experiment with its own loop)."""
-    said = [s.attrs[EXPECTED] for s in shards if EXPECTED in s.attrs]
-    return {(str(c), str(t)) for pairs in said for c, t in pairs} if said else None
-
-
-def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str], pairs: set[tuple[str, str]] | None = None) -> None:
-    """The gather step's guard: every (condition, task) has each expected sample exactly once.
-    ``pairs``: the (condition, task) pairs asked (``expected_pairs``); without them only the
-    pairs that have rows are checked, and a pair that lost every row would go unnoticed."""
-    if pairs is not None and len(raw):
-        answered = raw[raw["condition"] != EXCLUDED]
-        found = set(zip(answered["condition"].astype(str), answered["task"].astype(str), strict=True))
-        if found - pairs:
-            raise ValueError(f"rows of (condition, task) pairs the experiment never asked: {sorted(found - pairs)[:3]}")
-        kept = set(sample_ids) - set(raw.loc[raw["condition"] == EXCLUDED, "sample_id"])
-        lost = sorted(pairs - found)
-        if lost and kept:
-            raise ValueError(f"{lost[0][0]}/{lost[0][1]}: all {len(kept)} samples missing ({len(lost)} (condition, task) "
-                             "pairs without a row; a shard lost?)")  # fmt: skip
-    expected = set(sample_ids)
-    excluded = set(raw.loc[raw["condition"] == EXCLUDED, "sample_id"])
-    both = excluded & set(raw.loc[raw["condition"] != EXCLUDED, "sample_id"])
-    if both:
-        raise ValueError(f"{len(both)} samples are both excluded and answered, e.g. {sorted(both)[:3]}")
-    dup = raw[raw.duplicated(["condition", "task", "sample_id"], keep=False)]
-    if len(dup):
-        first = dup.iloc[0]
-        raise ValueError(f"{len(dup)} rows repeat a (condition, task, sample): e.g. sample {first['sample_id']!r} "
-                         f"in {first['condition']}/{first['task']} (a shard written twice?)")  # fmt: skip
-    extra = set(raw["sample_id"]) - expected
-    if extra:
-        raise ValueError(f"{len(extra)} samples are not in the probing subset, e.g. {sorted(extra)[:3]}")
-    for (cond, task), ids in raw[raw["condition"] != EXCLUDED].groupby(["condition", "task"])["sample_id"]:
-        missing = expected - excluded - set(ids)
-        if missing:
-            raise ValueError(f"{cond}/{task}: {len(missing)} samples missing, e.g. {sorted(missing)[:3]} (a shard lost?)")
-
-
-def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories: Sequence[str]) -> pd.DataFrame:
-    """Parse and score raw rows (CPU only: the family's parser, no model)."""
-    from ..models import ADAPTERS
-    from .screening import score_answer  # noqa: PLC0415  (screening imports this module)
-
-    parser = ADAPTERS[family].parser()
-    by_id = samples.set_index("sample_id").to_dict("index")
-    scored = []
-    for row in tqdm(raw.to_dict("records"), desc="score", mininterval=5, disable=len(raw) < 5000):
-        if row.get("readout") == "teacher_forced":  # a score of the gold answer, nothing to parse
-            scored.append({"status": "scored"})
-            continue
-        sample = {"sample_id": row["sample_id"], **by_id[row["sample_id"]]}
-        scores = score_answer(parser, row["task"], row["answer"], sample, categories)
-        scores.pop("truncated")  # the raw row has it
-        scored.append(scores)
-    out = pd.concat([raw.reset_index(drop=True), pd.DataFrame(scored, index=range(len(raw)))], axis=1)
-    if len(out):
-        out.loc[out["condition"] == EXCLUDED, "status"] = "excluded"
-    if "size_bucket" in samples:
-        out["size_bucket"] = out["sample_id"].map(samples.set_index("sample_id")["size_bucket"])
-    return out

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..paper import TABLE2
+from ..scoring import EXCLUDED
 from ..tasks import iou, localization_scores
-from .rows import EXCLUDED
 from .summary import SHORT, _with_drops, bootstrap_ci, summarize_groups
 
 CELL_COLUMNS = ["padding", "scale", "mean", "lo", "hi", "std", "n_seeds", "n", "area_ratio", "ideal_area_ratio"]

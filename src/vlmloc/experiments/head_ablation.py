@@ -30,7 +30,7 @@ from ..interventions.heads import HeadCapture, HeadZero
 from ..tasks import task_prompt
 from .base import Condition, Experiment, ShardJob, register
 from .heads_summary import lowest, ranking
-from .mediation import mediation_pairs
+from .mediation import every_head, mediation_pairs
 
 SETTINGS = ("localization", "classification", "lowest", "random")
 MF_TASK = {"localization": "localization", "classification": "binary"}
@@ -93,7 +93,7 @@ class HeadAblation(Experiment):
         if "mediation" not in job.upstream:
             raise ValueError("head ablation needs the mediation ranking (heads.parquet) of this model")
         heads = pd.read_parquet(job.upstream["mediation"])
-        every = [(layer, h) for layer in range(adapter.num_layers) for h in range(adapter.num_heads)]
+        every = every_head(adapter)
         ranked = set(zip(heads["layer"].astype(int), heads["head"].astype(int), strict=True))
         if ranked != set(every):
             raise ValueError(f"the mediation ranking covers {len(ranked)} heads, the model has {len(every)}")

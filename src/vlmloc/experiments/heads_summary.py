@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..paper import MEDIATION_OVERLAP
-from .rows import EXCLUDED
+from ..scoring import EXCLUDED
 from .summary import bootstrap_ci
 
 TASKS = ("localization", "binary")  # binary: the paper's classification task for mediation

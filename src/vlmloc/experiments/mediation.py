@@ -12,8 +12,9 @@ from the rows on CPU (``heads_summary``), so its threshold changes no model job.
 
 ``mediate_pair`` is the fast path: per pair, the source run once (capturing every head), the
 base image prefix once (its key/value cache), then batches of heads as batch rows over the
-suffix alone, each row patching a different head. ``mediate_pair_reference`` is the plain way
-(one full forward per head, what public tools do), kept for the tests and the benchmark.
+suffix alone, each row patching a different head. ``experiments.reference.mediate_pair_reference``
+is the plain way (one full forward per head, what public tools do), kept for the tests and the
+benchmark.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..interventions.base import enter
 from ..interventions.heads import POSITIONS, HeadCapture, HeadPatch
 from ..models.base import Adapter, AnswerTokens, ImageLayout
 from ..runner import content_nll, rewind, static_prefix_cache
@@ -96,7 +96,8 @@ def _back_to(cache, n: int) -> None:
     cache.crop(n - cache.get_seq_length())
 
 
-def _heads(adapter: Adapter) -> list[tuple[int, int]]:
+def every_head(adapter: Adapter) -> list[tuple[int, int]]:
+    """Every (layer, head) of the decoder, layer by layer."""
     return [(layer, h) for layer in range(adapter.num_layers) for h in range(adapter.num_heads)]
 
 
@@ -113,7 +114,7 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
     per task {"base": nll, "source": nll, "patched": (n_heads,) nll} in the order of ``heads``
     (default: every head, layer by layer)."""
     model, dev = adapter.model, adapter.device
-    heads = list(heads) if heads is not None else _heads(adapter)
+    heads = list(heads) if heads is not None else every_head(adapter)
     layers = range(adapter.num_layers)
     seqs = [pair_sequence(adapter, layout, text, answer) for text, answer in tasks]
     visual = {k: adapter.image_features(px.to(dev, model.dtype)) for k, px in (("source", source_pixels), ("base", base_pixels))}
@@ -173,34 +174,6 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
     return out
 
 
-@torch.inference_mode()
-def mediate_pair_reference(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: torch.Tensor,
-                           layout: ImageLayout, tasks: Sequence[tuple[str, AnswerTokens]],
-                           positions: str = "post_image", heads: Sequence[tuple[int, int]] | None = None) -> list[dict]:  # fmt: skip
-    """The plain reference for ``mediate_pair``: the stock model's forward on the whole sequence
-    (pixels in, its own image merge), once for the source (capturing every head), once for the
-    base, and once more for every single head. Same output."""
-    model, dev = adapter.model, adapter.device
-    heads = list(heads) if heads is not None else _heads(adapter)
-    layers = range(adapter.num_layers)
-    out = []
-    for text, answer in tasks:
-        seq = pair_sequence(adapter, layout, text, answer)
-        where, ids = patch_positions(seq, positions), seq.ids[None].to(dev)
-
-        def run(pixels, intervention=None, ids=ids, answer=answer):
-            with enter(intervention, adapter, None):
-                logits = model(input_ids=ids, pixel_values=pixels.to(dev, model.dtype)).logits
-            return float(content_nll(logits[:, -len(answer) - 1 :], answer)[0])
-
-        capture = HeadCapture(layers)
-        result = {"source": run(source_pixels, capture), "base": run(base_pixels)}
-        source = {layer: capture.assemble(layer)[0] for layer in layers}
-        patched = [run(base_pixels, HeadPatch(source, [head], where)) for head in heads]
-        out.append(result | {"patched": np.array(patched)})
-    return out
-
-
 @register
 class Mediation(Experiment):
     """Raw rows: per pair and task, the base and source runs and one row per patched head."""
@@ -223,7 +196,7 @@ class Mediation(Experiment):
     def run(self, job: ShardJob, log=None) -> pd.DataFrame:
         s, adapter = job.settings, job.adapter
         tasks = [t for t in s.get("tasks", TASKS)]
-        positions, heads = s.get("positions", "post_image"), _heads(adapter)
+        positions, heads = s.get("positions", "post_image"), every_head(adapter)
         rows = []
         for r in tqdm(job.records, desc="mediation pairs", disable=not job.progress, mininterval=5):
             layout = adapter.layout(int(r["width"]), int(r["height"]))

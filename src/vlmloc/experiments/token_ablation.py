@@ -24,6 +24,7 @@ from ..attribution import attribute_samples
 from ..data.filtering import sample_mask
 from ..geometry import object_token_indices
 from ..interventions import ReplaceVisualTokens, random_token_indices
+from ..scoring import score_rows
 from .base import (
     Condition,
     Experiment,
@@ -31,7 +32,6 @@ from .base import (
     register,
     run_conditions,
     sample_rng,
-    score_rows,
     share_count,
 )
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..paper import FIG10_TEXT, TABLE3
-from .rows import EXCLUDED
+from ..scoring import EXCLUDED
 from .summary import METRIC, SHORT, _with_drops, bootstrap_ci, summarize_groups
 
 VIEW_ORDER = ("none", "local", "global", "both")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..mean_embedding import combine_embedding_sums, embedding_sums
 from ..models.base import Adapter, Encoded
 from .base import BatchContext
 
@@ -113,27 +114,12 @@ def mean_visual_embedding(adapter: Adapter, images: Sequence, batch_size: int = 
     return visual_embedding_stats(adapter, images, batch_size)["mean"]
 
 
-@torch.inference_mode()
 def visual_embedding_stats(adapter: Adapter, images: Sequence, batch_size: int = 16, progress: bool = False) -> dict:
     """Over every visual token of ``images`` at the LLM input: the mean embedding, and the mean
-    and std of the tokens' L2 norms (the dataset-wide register-token threshold)."""
-    from tqdm import tqdm
-
-    from ..runner import _open
-
-    total, count, norms = None, 0, []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="mean embedding", disable=not progress, mininterval=5):
-        pixels = torch.cat([adapter.pixel_values(_open(im)) for im in images[start : start + batch_size]])
-        feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
-        total = feats.sum(0) if total is None else total + feats.sum(0)
-        count += feats.shape[0]
-        norms.append(feats.norm(dim=-1).cpu())
-    if not count:
-        raise ValueError("no images to average")
-    norms = torch.cat(norms).double()
-    return {"mean": (total / count).cpu(), "norm_mean": float(norms.mean()), "norm_std": float(norms.std()),
-            "n_images": len(images), "n_tokens": count}  # fmt: skip
+    and std of the tokens' L2 norms (the dataset-wide register-token threshold): the workflow's
+    sharded computation (``mean_embedding``) with the whole set as one shard, the same numbers."""
+    sums = embedding_sums(adapter, images, range(len(images)), batch_size=batch_size, progress=progress)
+    return combine_embedding_sums([sums])
 
 
 def random_token_indices(n_tokens: int, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..images import open_image
 from ..models.base import Adapter, ImageLayout, pad_rows
 
 STAGES = ("vision", "projector", "llm")
@@ -175,8 +176,6 @@ def stage_features(adapter: Adapter, images: Sequence, task_text: str, batch_siz
     site (or ``site_names``), from one forward pass of the image prefix of the adapter's prompt
     with ``task_text``. ``pixels(i)`` may give image i's (width, height) and preprocessed views
     (``adapter.pixel_values``), to spare decoding it again."""
-    from ..runner import _open
-
     wanted = select_sites(sites(adapter), site_names)
     by_name = {s.name: s for s in wanted}
     prefix = adapter.vision_prefix_tokens
@@ -186,7 +185,7 @@ def stage_features(adapter: Adapter, images: Sequence, task_text: str, batch_siz
         if pixels is not None:
             prepared = [pixels(i) for i in ids_]
         else:
-            opened = [_open(images[i]) for i in ids_]
+            opened = [open_image(images[i]) for i in ids_]
             prepared = [(im.size, adapter.pixel_values(im)) for im in opened]
         layouts = [adapter.layout(*wh) for wh, _ in prepared]
         ids, mask, positions = prefix_inputs(adapter, layouts, task_text)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..images import open_image
 from ..models.base import Adapter, ImageLayout
 from .features import TokenLabels, grid_labels
 
@@ -77,12 +78,10 @@ def features_of_one_image(adapter: Adapter, image, task_text: str) -> tuple[dict
 
 def store_features(adapter: Adapter, images: Sequence, task_text: str) -> StoredFeatures:
     """Every site's features of every image (PIL images or paths), one image at a time, stacked."""
-    from ..runner import _open
-
     per_site: dict[str, list[torch.Tensor]] = {}
     labels: dict[str, list[TokenLabels]] = {"llm": [], "vision": []}
     for i, image in enumerate(images):
-        feats, layout = features_of_one_image(adapter, _open(image), task_text)
+        feats, layout = features_of_one_image(adapter, open_image(image), task_text)
         for name, x in feats.items():
             per_site.setdefault(name, []).append(x)
         labels["llm"].append(grid_labels([layout], [i]))
