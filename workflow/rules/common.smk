@@ -392,7 +392,7 @@ def model_job_resource_set(rule_name):
 
 
 def model_job_params():
-    """The params that every model job passes to model_job.py: the model's loading settings,
+    """The params that every model job passes to its script: the model's loading settings,
     its device, batch size and vision cache."""
     return {
         "model": lambda w: model_settings(w.model),

@@ -32,7 +32,7 @@ rule mean_embedding_shard:
             else {}
         ),
     script:
-        "../scripts/model_job.py"
+        "../scripts/mean_embedding_shard.py"
 
 
 rule gather_mean_embedding:
@@ -88,7 +88,7 @@ rule run_experiment:
         shards=lambda w: EXPERIMENTS[w.experiment]["shards"],
         max_new_tokens=dict(sorted(config["screening"]["max_new_tokens"].items())),
     script:
-        "../scripts/model_job.py"
+        "../scripts/run_experiment.py"
 
 
 rule score_experiment:

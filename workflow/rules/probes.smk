@@ -32,7 +32,7 @@ rule probe_model:
         settings=probe_settings(),
         shapes_spec=probe_shapes_spec(),
     script:
-        "../scripts/model_job.py"
+        "../scripts/probe_model.py"
 
 
 rule table_probe_layers:

@@ -29,7 +29,7 @@ rule screen_shard:
         shards=config["screening"]["shards"],
         max_new_tokens=screening_settings()["max_new_tokens"],
     script:
-        "../scripts/model_job.py"
+        "../scripts/run_experiment.py"
 
 
 rule gather_screening:

@@ -1,0 +1,57 @@
+# Rules screen_shard and run_experiment: one shard of an experiment's samples through all of its
+# conditions -> RAW rows (answers as generated, or teacher-forced scores). Scoring happens in a
+# CPU rule after it (score_rows.py), so a parser fix reruns no model job.
+import pandas as pd
+import torch
+
+from vlmloc.data.coco import load_json
+from vlmloc.data.inpainting import shard_of
+from vlmloc.experiments import ShardJob, get_experiment, run_shard
+from vlmloc.experiments.base import RAW_COLUMNS
+from vlmloc.models import load_adapter
+from vlmloc.runner import Runner
+from vlmloc.vision_cache import VisionCache
+from vlmloc.workflow import (
+    categories_of,
+    logged,
+    other_objects,
+    read_samples,
+    resolve_device,
+    write_parquet,
+)
+
+with logged(snakemake) as log:
+    torch.set_num_threads(snakemake.threads)
+    p = snakemake.params
+    m = dict(p.model)
+    device = resolve_device(p.device)
+    adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
+    log.info("%s on %s (%d threads), rule %s", snakemake.wildcards.model, device, snakemake.threads, snakemake.rule)
+
+    experiment = get_experiment(p.experiment)
+    shard, shards = int(snakemake.wildcards.shard), p.shards
+    samples = read_samples(snakemake.input.samples, snakemake.input.get("subset"))
+    # the whole probing subset: mediation pairs are drawn from it
+    pool = samples.merge(pd.read_parquet(snakemake.input.removed), on="sample_id", how="left")
+    samples = shard_of(pool, shard, shards)
+    coco = load_json(snakemake.input.annotations)
+    categories, present = categories_of(coco, samples)
+    reason = experiment.skip_reason(adapter)
+    if reason:
+        log.warning("experiment %s skipped for %s: %s", p.experiment, snakemake.wildcards.model, reason)
+        samples = samples.iloc[:0]
+    stats = torch.load(snakemake.input.mean, weights_only=True) if snakemake.input.get("mean") else {}
+    runner = Runner(adapter, batch_size=p.batch_size, pixel_cache=max(256, len(samples)))
+    job = ShardJob(adapter, runner, samples, categories, dict(p.settings), dict(p.max_new_tokens),
+                   mean=stats.get("mean"), embedding_stats=stats, present=present, pool=pool,
+                   others=other_objects(coco, samples),
+                   upstream={k.removeprefix("upstream_"): v for k, v in snakemake.input.items()
+                             if k.startswith("upstream_")})  # fmt: skip
+    log.info("%s: %d samples (shard %d/%d)", p.experiment, len(samples), shard, shards)
+    cache = VisionCache.from_mb(p.vision_cache_mb)
+    with cache.installed(adapter):
+        raw = run_shard(experiment, job, log)
+    log.info("vision cache: %d tower calls, %d views computed, %d reused (%.0f MiB held)", cache.calls,
+             cache.views_computed, cache.hits, cache.bytes / 2**20)  # fmt: skip
+    write_parquet(raw if len(raw) else pd.DataFrame(columns=RAW_COLUMNS), snakemake.output[0])
+    log.info("%d raw rows, %d cut off at max_new_tokens", len(raw), int(raw["truncated"].sum()) if len(raw) else 0)
