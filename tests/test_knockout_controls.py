@@ -23,7 +23,7 @@ from vlmloc.experiments.attention_knockout import (
     translated_controls,
 )
 from vlmloc.experiments.base import ShardJob
-from vlmloc.experiments.summary import knockout_summary, knockout_table
+from vlmloc.experiments.knockout_summary import knockout_summary, knockout_table
 from vlmloc.figures.knockout_figures import plot_fig3, plot_fig12
 from vlmloc.geometry import (
     draw_translation,

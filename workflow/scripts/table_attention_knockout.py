@@ -1,6 +1,6 @@
 import pandas as pd
 
-from vlmloc.experiments.summary import knockout_summary, knockout_table
+from vlmloc.experiments.knockout_summary import knockout_summary, knockout_table
 from vlmloc.workflow import logged, write_tsv
 
 with logged(snakemake) as log:
