@@ -1,7 +1,7 @@
 """Edits of the visual token embeddings at the LLM input (after the multimodal projector, before
 positional encoding and the decoder), paper sec. 3.1.
 
-The edit runs in a forward hook on the projector. Its output, flattened, holds the batch's visual
+The edit runs in a forward hook on the adapter's projector site. Its value, flattened, holds the batch's visual
 tokens image after image (view after view) in sequence order, which is exactly the order the
 model scatters them into the image-token positions. The hook fires once per generate call (at
 prefill) and once per forward. Subclasses only say what to do with one query's tokens; the
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..models.base import Adapter, Encoded
-from .base import BatchContext
+from .base import BatchContext, hooked
 
 
 class VisualTokenEdit:
@@ -45,7 +45,7 @@ class VisualTokenEdit:
         query_ids = batch.rows
         sizes = [lay.n_tokens for lay in batch.layouts]
 
-        def hook(module, args, output):
+        def edit(output):
             flat = output.reshape(-1, output.shape[-1])
             if flat.shape[0] != sum(sizes):
                 raise RuntimeError(f"projector produced {flat.shape[0]} tokens, the batch has {sum(sizes)}")
@@ -54,11 +54,8 @@ class VisualTokenEdit:
                 parts[k] = self.edit_query(qid, parts[k], lay)
             return torch.cat(parts).reshape(output.shape)
 
-        handle = adapter.projector.register_forward_hook(hook)
-        try:
+        with hooked(adapter, {"projector": edit}):  # the adapter's projector site: its tokens in sequence order
             yield
-        finally:
-            handle.remove()
 
 
 class ReplaceVisualTokens(VisualTokenEdit):
@@ -124,8 +121,9 @@ def visual_embedding_stats(adapter: Adapter, images: Sequence, batch_size: int =
     total, count, norms = None, 0, []
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="mean embedding", disable=not progress, mininterval=5):
-        pixels = torch.cat([adapter.pixel_values(_open(im)) for im in images[start : start + batch_size]])
-        feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
+        pixels = [adapter.pixel_values(_open(im)).to(adapter.device, adapter.model.dtype)
+                  for im in images[start : start + batch_size]]  # fmt: skip
+        feats = adapter.image_features(pixels).float()
         total = feats.sum(0) if total is None else total + feats.sum(0)
         count += feats.shape[0]
         norms.append(feats.norm(dim=-1).cpu())
