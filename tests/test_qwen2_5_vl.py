@@ -195,6 +195,18 @@ def test_suffix_positions_continue_the_cached_prefix(qwen):
         assert torch.equal(s, (start + torch.arange(s.shape[1])).expand(3, -1))
 
 
+def test_one_d_positions_would_change_the_answer(qwen):
+    """The parity tests can fail: the tiny model's logits depend on M-RoPE's 2-D image positions."""
+    enc = qwen.encode(_images()[:1], TEXTS[:1])
+    ids, mask = enc.inputs["input_ids"], enc.inputs["attention_mask"]
+    with torch.inference_mode():
+        stock = qwen.model(**enc.inputs).logits[0, -1]
+        ours = qwen.model(**enc.inputs, position_ids=qwen.position_ids(ids, mask, enc.layouts)).logits[0, -1]
+        flat = qwen.model(**enc.inputs, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[0, -1]
+    torch.testing.assert_close(ours, stock, atol=1e-5, rtol=0)
+    assert (flat - stock).abs().max() > 1e-3
+
+
 # ---- structure ------------------------------------------------------------------------------------
 def test_vision_tokens_undo_the_window_order(qwen):
     """A block's input is the patch embedding in the tower's window order; ``vision_tokens``
