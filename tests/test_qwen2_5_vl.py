@@ -362,3 +362,33 @@ def test_probes_run_on_dynamic_grids(qwen):
     assert (rows["grid_rows"] == 7).all() and (rows["grid_cols"] == 11).all()  # 90 x 200: 7 rows; 300 x 100: 11 cols
     vision = summary[(summary["site"] == "vision.0") & (summary["split"] == "test")]
     assert (vision["grid_rows"] == 14).all() and (vision["grid_cols"] == 22).all()
+
+
+# ---- the workflow ------------------------------------------------------------------------------------
+def test_adapter_classes_import_without_torch():
+    """The workflow imports the adapter classes while it plans (no torch there)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vlmloc.models import ADAPTERS; "
+            "assert not ADAPTERS['qwen2_5_vl'].makes_local_views({}) and ADAPTERS['internvl'].makes_local_views({}); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paper_scope_with_qwen_dry_runs(workflow_dir):
+    """config/paper.yaml with the Qwen2.5-VL entry: its jobs sized from params_b (bf16 weights of
+    8.29 B: one 80 GB GPU), the view ablation skipped with its reason."""
+    import math
+
+    from conftest import run_snakemake
+    from test_slurm import model_job, resources_by_job
+
+    (workflow_dir / "qwen.yaml").write_text("run: {models: [llava15_7b, qwen25_vl_7b]}\n")
+    dry = run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml", "qwen.yaml")
+    text = dry.stdout + dry.stderr
+    assert "view_ablation: qwen25_vl_7b skipped (qwen2_5_vl model without local views" in text
+    res = resources_by_job(text)
+    job = model_job(res, "run_experiment", "qwen25_vl_7b", experiment="token_ablation")
+    assert job["gpu"] == 1 and job["mem_mb"] == math.ceil((4 + 1.1 * 8.29 * 2) * 1024) and job["runtime"] >= 15
+    assert not any("qwen25_vl_7b" in w and "view_ablation" in w for _, w in res)

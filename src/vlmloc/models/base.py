@@ -7,6 +7,7 @@ it covers, where decoder layers / attention modules / heads are, and how box ans
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -14,10 +15,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..tasks import ParsedBox, box_number_spans
+
+
+class lazy_module:  # noqa: N801 (stands for a module)
+    """A module imported on its first use. The workflow asks the adapter classes what it decides
+    per family (``makes_local_views``, ``flops_geometry``) while it plans the jobs, and planning
+    stays torch-free: the adapter modules import torch this way."""
+
+    def __init__(self, name: str):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+torch = lazy_module("torch")
 
 
 @dataclass(frozen=True)

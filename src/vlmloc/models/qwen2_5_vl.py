@@ -31,11 +31,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from ..tasks import ParsedBox, parse_box_numbers
-from .base import Adapter, ImageLayout, Site, View
+from .base import Adapter, ImageLayout, Site, View, lazy_module
+
+torch = lazy_module("torch")  # on first use: the workflow reads this class while planning, without torch
 
 QWEN_SYSTEM = "You are a helpful assistant."
 # the processor's defaults, as Qwen2.5-VL-7B-Instruct's preprocessor_config.json has them
