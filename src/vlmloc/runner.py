@@ -139,10 +139,10 @@ class Runner:
         their key/value cache. The prefix is left-padded and each question's own tokens are
         left-padded after it, so rows still end together; positions count real tokens only (the
         adapter's ``position_ids``), so every row sees what the stock model sees on it alone
-        (tested against ``generate``). The
-        intervention is entered for the prefix run (phase "prefix") and again for each question
-        (phase "suffix", ``past_length`` = the prefix); its rows are the images' indices, and
-        ``image_positions`` are where the visual tokens sit in the prefix, and so in the cache.
+        (tested against ``generate``). The intervention is entered for the prefix run (phase
+        "prefix") and again for each question (phase "suffix", ``past_length`` = the prefix); its
+        rows are the images' indices, and ``image_positions`` are where the visual tokens sit in
+        the prefix, and so in the cache.
         """
         return self.generate_conditions(images, texts, max_new_tokens, [intervention], desc)[0]
 

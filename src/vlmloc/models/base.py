@@ -20,7 +20,7 @@ from PIL import Image
 from ..tasks import ParsedBox, box_number_spans
 
 
-class lazy_module:  # noqa: N801 (stands for a module)
+class LazyModule:
     """A module imported on its first use. The workflow asks the adapter classes what it decides
     per family (``makes_local_views``, ``flops_geometry``) while it plans the jobs, and planning
     stays torch-free: the adapter modules import torch this way."""
@@ -34,7 +34,7 @@ class lazy_module:  # noqa: N801 (stands for a module)
         return getattr(self._module, attr)
 
 
-torch = lazy_module("torch")
+torch = LazyModule("torch")
 
 
 @dataclass(frozen=True)

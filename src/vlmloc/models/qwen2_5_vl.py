@@ -34,9 +34,9 @@ from pathlib import Path
 from PIL import Image
 
 from ..tasks import ParsedBox, parse_box_numbers
-from .base import Adapter, ImageLayout, Site, View, lazy_module
+from .base import Adapter, ImageLayout, LazyModule, Site, View
 
-torch = lazy_module("torch")  # on first use: the workflow reads this class while planning, without torch
+torch = LazyModule("torch")  # on first use: the workflow reads this class while planning, without torch
 
 QWEN_SYSTEM = "You are a helpful assistant."
 # the processor's defaults, as Qwen2.5-VL-7B-Instruct's preprocessor_config.json has them
