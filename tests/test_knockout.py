@@ -1,7 +1,7 @@
 """Attention knockout against an explicit reference: eager attention that zeroes the blocked
 attention weights after the softmax and renormalises (a different code path from the knockout's
-mask edit), for both families (the tiny InternVL has grouped-query attention), with left padding,
-with the KV cache, and in every phase."""
+mask edit), for every family (the tiny InternVL and Qwen2.5-VL have grouped-query attention,
+Qwen2.5-VL M-RoPE), with left padding, with the KV cache, and in every phase."""
 
 import contextlib
 
@@ -16,6 +16,9 @@ from vlmloc.runner import Runner
 
 TEXTS = [["Please provide the bounding box coordinates of the red circle.", "Is there a dog?"],
          ["List all objects in the image. Choose only from red circle, blue square.", "Hi"]]  # fmt: skip
+
+
+FAMILIES = ["llava", "internvl", "qwen2_5_vl"]
 
 
 def _images():
@@ -46,6 +49,7 @@ def reference(monkeypatch, adapter, layers, keys):
     probabilities of (query after the image, blocked key) pairs in ``layers`` and renormalises.
     It reads the batch's rows from ``state`` (set by a no-op intervention)."""
     import transformers.models.llama.modeling_llama as llama
+    import transformers.models.qwen2_5_vl.modeling_qwen2_5_vl as qwen2_5_vl
     import transformers.models.qwen3.modeling_qwen3 as qwen3
 
     state = {}
@@ -57,7 +61,7 @@ def reference(monkeypatch, adapter, layers, keys):
         if attention_mask is not None:
             w = w + attention_mask[..., : key.shape[-2]]
         p = torch.softmax(w.float(), -1)
-        if module.layer_idx in layers and state:
+        if getattr(module, "layer_idx", None) in layers and state:  # decoder layers (vision blocks have none)
             q, k = query.shape[2], key.shape[2]
             past = k - q
             p = p.clone()
@@ -72,6 +76,7 @@ def reference(monkeypatch, adapter, layers, keys):
 
     monkeypatch.setattr(llama, "eager_attention_forward", attention)
     monkeypatch.setattr(qwen3, "eager_attention_forward", attention)
+    monkeypatch.setattr(qwen2_5_vl, "eager_attention_forward", attention)
 
     def record(adp, batch):
         state.update(positions=batch.image_positions, rows=batch.rows)
@@ -96,7 +101,7 @@ def _all_scores(adapter, monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_knockout_equals_the_reference_scoring_with_padding(eager, family, monkeypatch):
     """Teacher forcing over whole, left-padded sequences (phase "full")."""
     a = eager[family]
@@ -113,7 +118,7 @@ def test_knockout_equals_the_reference_scoring_with_padding(eager, family, monke
     assert any(not np.allclose(g, s, atol=1e-4) for g, s in zip(got, stock, strict=True))  # it does block
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_knockout_equals_the_reference_with_the_cache(eager, family, monkeypatch):
     """The shared image prefix run once, questions and generated tokens continuing from its KV
     cache (phase "suffix"): every step's logits equal the reference's."""
@@ -134,7 +139,7 @@ def test_knockout_equals_the_reference_with_the_cache(eager, family, monkeypatch
         torch.testing.assert_close(g, r, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_shared_prefix_equals_full_recomputation(eager, family, monkeypatch):
     """Knockout after one shared prefix run = knockout on each whole sequence alone, recomputed
     from scratch: the same answers, and first-step logits to 1e-5 (float32)."""
@@ -158,13 +163,13 @@ def test_shared_prefix_equals_full_recomputation(eager, family, monkeypatch):
             torch.testing.assert_close(scores[row, 0], full, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_queries_up_to_the_image_are_untouched_and_no_key_is_a_no_op(eager, family):
     a = eager[family]
     ims = _images()
     enc = a.encode(ims, ["Hi", "Hello there", "Hi"])
     enc.query_ids = [0, 1, 2]
-    inputs = dict(enc.inputs, position_ids=(enc.inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0))
+    inputs = dict(enc.inputs, position_ids=a.position_ids(enc.inputs["input_ids"], enc.inputs["attention_mask"], enc.layouts))
     with torch.inference_mode():
         stock = a.model(**inputs).logits
         with AttentionKnockout(range(a.num_layers), _keys(a, ims, frac=0.6))(a, BatchContext.of(enc)):
@@ -184,7 +189,7 @@ def test_queries_up_to_the_image_are_untouched_and_no_key_is_a_no_op(eager, fami
     assert [dict(a.attention(i)._forward_pre_hooks) for i in range(a.num_layers)] == before
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_eager_and_sdpa_give_the_same_logits(eager, sdpa, family, monkeypatch):
     """The knockout under sdpa = under eager: every generation step's logits to 1e-5, with left
     padding and the KV cache; and the knockout moves them far more than that, so a knockout that
@@ -207,7 +212,7 @@ def test_eager_and_sdpa_give_the_same_logits(eager, sdpa, family, monkeypatch):
         assert (ko_step[:, 0] - stock_step[:, 0]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_conditions_share_one_prefix_run(eager, family, monkeypatch):
     """Knockout conditions after one clean prefix run = each condition run on its own (answers
     and every step's logits); an intervention that touches the prefix cannot share it."""

@@ -1,5 +1,5 @@
 """Per-head mediation and head ablation (paper sec. 3.3.2-3.3.3) on tiny random-weight models of
-both families (the InternVL one has 2 key/value heads for 4 query heads: GQA)."""
+the families (the InternVL and Qwen2.5-VL ones have 2 key/value heads for 4 query heads: GQA)."""
 
 import numpy as np
 import pytest
@@ -57,7 +57,7 @@ def test_template_mask_is_as_documented(adapters, family):
     assert template == a.answer_prefix and not yes.content[-1]  # the prefix (LLaVA's space) and EOS
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
 @pytest.mark.parametrize("positions", ["post_image", "answer", "all"])
 def test_fast_mediation_equals_the_reference(adapters, family, positions):
     a = adapters[family]
@@ -114,7 +114,7 @@ def test_every_head_at_every_post_image_position_gives_mf_one(adapters, family):
         assert abs(nll["b"] - nll["s"]) > 1e-3 and mf == pytest.approx(1.0, abs=1e-5), nll
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
 def test_batch_rows_do_not_leak(adapters, family):
     """A head patched alone scores as it does among a batch of other heads."""
     a = adapters[family]
@@ -136,7 +136,7 @@ def test_gqa_model_patches_query_heads(adapters):
     assert not np.allclose(per_layer[-1, 0], per_layer[-1, 1], atol=1e-6)
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
 @pytest.mark.parametrize("positions", ["all", "post_image"])
 def test_zeroing_a_head_changes_its_slice_only(adapters, family, positions):
     a = adapters[family]
@@ -160,7 +160,7 @@ def test_zeroing_a_head_changes_its_slice_only(adapters, family, positions):
     assert not torch.equal(clean[n - 1], zeroed[n - 1])  # and it changes what follows
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
 def test_head_hooks_are_removed_even_on_error(adapters, family):
     a = adapters[family]
     modules = [m for m in a.model.modules()]
@@ -182,7 +182,7 @@ def test_mediation_pairs_are_a_seeded_draw():
     assert pairs != mediation_pairs(pool, 10, seed=1) and mediation_pairs(pool, 99, 0) == sorted(pool)
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
 def test_shared_prefix_scoring_equals_one_full_forward_per_sample(adapters, family):
     """``Runner.score_conditions`` (prefixes once, left padding, conditions continuing the cache)
     gives each sample's content NLL as a plain forward of its whole sequence, with and without a
@@ -204,7 +204,8 @@ def test_shared_prefix_scoring_equals_one_full_forward_per_sample(adapters, fami
                 enc = a.encode([im], [prompts[t][i]])
                 ids = torch.cat([enc.inputs["input_ids"], torch.tensor([golds[t][i].ids])], 1)
                 with torch.inference_mode(), (intervention(a, enc) if intervention else HeadCapture([])(a)):
-                    logits = a.model(input_ids=ids, pixel_values=enc.inputs["pixel_values"]).logits
+                    inputs = enc.inputs | {"input_ids": ids, "attention_mask": torch.ones_like(ids)} | a.token_inputs(ids)
+                    logits = a.model(**inputs).logits
                 ref = float(content_nll(logits, golds[t][i])[0])
                 assert got[c][t][i] == pytest.approx(ref, abs=1e-5), (c, t, i)
     assert np.abs(np.array(got[0]) - np.array(got[1])).max() > 1e-4  # the ablation did something

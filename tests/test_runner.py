@@ -25,7 +25,8 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=[("llava", "eager"), ("llava", "sdpa"), ("internvl", "eager"), ("internvl", "sdpa")], ids=lambda p: "-".join(p))
+@pytest.fixture(scope="module", params=[("llava", "eager"), ("llava", "sdpa"), ("internvl", "eager"), ("internvl", "sdpa"),
+                                        ("qwen2_5_vl", "eager"), ("qwen2_5_vl", "sdpa")], ids=lambda p: "-".join(p))
 def adapter(request, tiny_dirs):
     family, attn = request.param
     return load_adapter(family, tiny_dirs[family], dtype="float32", device="cpu", attn_implementation=attn)

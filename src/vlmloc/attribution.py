@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models.base import Adapter, GoldAnswer
+from .models.base import Adapter, GoldAnswer, ImageLayout
 from .tasks import task_prompt
 
 TARGETS = ("logit", "logprob")
@@ -64,7 +64,8 @@ class AnswerOfVisualTokens:
     """f(visual tokens) for one (image, prompt, gold answer): a batch of visual-token tensors
     (B, n_tokens, hidden) -> (B,) target scores, with everything else of the sequence fixed."""
 
-    def __init__(self, adapter: Adapter, ids: torch.Tensor, positions: list[int], target: str = "logit"):
+    def __init__(self, adapter: Adapter, ids: torch.Tensor, positions: list[int], target: str = "logit",
+                 layout: ImageLayout | None = None):  # fmt: skip
         if target not in TARGETS:
             raise ValueError(f"IG target must be one of {TARGETS}, not {target!r}")
         self.adapter, self.target = adapter, target
@@ -76,11 +77,14 @@ class AnswerOfVisualTokens:
         self.positions = torch.tensor(positions, device=device)
         self.target_ids = ids[self.positions.cpu()].to(device)
         self.keep = len(ids) - (min(positions) - 1)  # logits from the first predicting position on
+        row = ids[None].to(device)  # the sequence's position ids (the adapter's: M-RoPE for Qwen2.5-VL)
+        self.position_ids = adapter.position_ids(row, torch.ones_like(row), [layout] if layout is not None else None)
 
     def __call__(self, visual: torch.Tensor) -> torch.Tensor:
         x = self.embeds.expand(visual.shape[0], -1, -1).clone()
         x[:, self.image_positions] = visual.to(x.dtype)
-        logits = self.adapter.model(inputs_embeds=x, logits_to_keep=self.keep).logits.float()
+        pos = self.position_ids.expand(*self.position_ids.shape[:-2], len(x), -1)
+        logits = self.adapter.model(inputs_embeds=x, position_ids=pos, logits_to_keep=self.keep).logits.float()
         rows = self.positions - 1 - (x.shape[1] - self.keep)  # position p is predicted at p - 1
         picked = logits[:, rows]
         if self.target == "logprob":
@@ -118,15 +122,16 @@ def token_importance(attr: torch.Tensor, how: str = "l1") -> np.ndarray:
 def integrated_gradients(adapter: Adapter, pixel_values: torch.Tensor, prompt: str, gold: GoldAnswer,
                          baseline: torch.Tensor, steps: int = 64, target: str = "logit",
                          importance: str = "l1", method: str = "riemann_trapezoid",
-                         internal_batch_size: int | None = None) -> Attribution:  # fmt: skip
+                         internal_batch_size: int | None = None, layout: ImageLayout | None = None) -> Attribution:  # fmt: skip
     """IG of one sample's gold-answer target w.r.t. its visual tokens at the LLM input.
 
-    ``prompt`` is the full chat prompt (``adapter.prompt``), ``pixel_values`` the image's views.
+    ``prompt`` is the full chat prompt (``adapter.prompt``), ``pixel_values`` the image's views,
+    ``layout`` its layout (a family whose positions depend on it, Qwen2.5-VL's, needs it).
     """
     from captum.attr import IntegratedGradients
 
     positions, ids = target_tokens(adapter, prompt, gold)
-    f = AnswerOfVisualTokens(adapter, ids, positions, target)
+    f = AnswerOfVisualTokens(adapter, ids, positions, target, layout)
     with torch.inference_mode(False), torch.enable_grad(), frozen(adapter.model):
         with torch.no_grad():
             visual = adapter.image_features(pixel_values.to(adapter.device, adapter.model.dtype))[None]
@@ -151,7 +156,8 @@ def attribute_samples(adapter: Adapter, pixels: Sequence[torch.Tensor], records:
     out = []
     items = zip(pixels, records, present, strict=True)
     for px, r, names in tqdm(list(items), desc=f"IG {task}", disable=not progress, mininterval=5):
-        n_tokens = adapter.layout(int(r["width"]), int(r["height"])).n_tokens
-        prompt = adapter.prompt(task_prompt(task, r["category"], categories), n_tokens)
-        out.append(integrated_gradients(adapter, px, prompt, gold_answer(adapter, task, r, names), baseline, **ig))
+        layout = adapter.layout(int(r["width"]), int(r["height"]))
+        prompt = adapter.prompt(task_prompt(task, r["category"], categories), layout.n_tokens)
+        out.append(integrated_gradients(adapter, px, prompt, gold_answer(adapter, task, r, names), baseline,
+                                        layout=layout, **ig))  # fmt: skip
     return out

@@ -35,8 +35,8 @@ def embedding_sums(adapter: Adapter, images: Sequence, indices: Sequence[int], b
     starts = range(0, len(indices), batch_size)
     for start in tqdm(starts, desc="mean embedding", disable=not progress, mininterval=5):
         batch = [images[i] for i in indices[start : start + batch_size]]
-        pixels = torch.cat([adapter.pixel_values(open_image(im)) for im in batch])
-        feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
+        pixels = [adapter.pixel_values(open_image(im)).to(adapter.device, adapter.model.dtype) for im in batch]
+        feats = adapter.image_features(pixels).float()  # a list: views of any size (Qwen2.5-VL's)
         part = feats.double().sum(0).cpu()
         total = part if total is None else total + part
         norms = feats.norm(dim=-1).double()

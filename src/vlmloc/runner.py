@@ -133,11 +133,12 @@ class Runner:
         The questions about one image share its prefix (system prompt and visual tokens, most of
         the sequence): a batch of images runs its prefixes once, and each question continues from
         their key/value cache. The prefix is left-padded and each question's own tokens are
-        left-padded after it, so rows still end together; positions count real tokens only, so
-        every row sees what the stock model sees on it alone (tested against ``generate``). The
-        intervention is entered for the prefix run (phase "prefix") and again for each question
-        (phase "suffix", ``past_length`` = the prefix); its rows are the images' indices, and
-        ``image_positions`` are where the visual tokens sit in the prefix, and so in the cache.
+        left-padded after it, so rows still end together; positions count real tokens only (the
+        adapter's ``position_ids``), so every row sees what the stock model sees on it alone
+        (tested against ``generate``). The intervention is entered for the prefix run (phase
+        "prefix") and again for each question (phase "suffix", ``past_length`` = the prefix); its
+        rows are the images' indices, and ``image_positions`` are where the visual tokens sit in
+        the prefix, and so in the cache.
         """
         return self.generate_conditions(images, texts, max_new_tokens, [intervention], desc)[0]
 
@@ -171,9 +172,13 @@ class Runner:
                 for t, (ids, mask) in enumerate(suffixes):
                     full = torch.cat([inputs["input_ids"], ids.to(self.adapter.device)], 1)
                     mask = torch.cat([inputs["attention_mask"], mask.to(self.adapter.device)], 1)
+                    # the whole sequence's positions (the adapter's: M-RoPE for Qwen2.5-VL); generate
+                    # feeds the uncached part and counts on from the last one while it decodes
+                    positions = self.adapter.position_ids(full, mask, enc.layouts)
                     with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
-                        gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, past_key_values=cache,
-                                                          max_new_tokens=max_new_tokens[t], do_sample=False)  # fmt: skip
+                        gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, position_ids=positions,
+                                                          past_key_values=cache, max_new_tokens=max_new_tokens[t],
+                                                          do_sample=False)  # fmt: skip
                     rewind(cache, n_prefix)  # back to the prefix for the next question
                     for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
                         out[c][t][i] = self.decode(row)
@@ -206,7 +211,8 @@ class Runner:
             for c, intervention in enumerate(interventions):
                 for t, (ids, mask) in enumerate(suffixes):
                     full = torch.cat([inputs["attention_mask"], mask.to(dev)], 1)
-                    positions = (full.cumsum(-1) - 1).clamp(min=0)[:, n_prefix:]
+                    positions = self.adapter.position_ids(torch.cat([inputs["input_ids"], ids.to(dev)], 1), full,
+                                                          enc.layouts, n_prefix)  # fmt: skip
                     keep = max(len(a) for a in golds[t]) + 1
                     with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
                         logits = self.adapter.model(input_ids=ids.to(dev), attention_mask=full, position_ids=positions,
@@ -220,9 +226,10 @@ class Runner:
         """One batch's image prefixes through the model (the intervention entered for the prefix
         phase): the inputs on the device and the key/value cache the questions continue."""
         enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefix_ids, prefix_mask
+        enc.inputs.update(self.adapter.token_inputs(prefix_ids))
         enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
         inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
-        inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        inputs["position_ids"] = self.adapter.position_ids(inputs["input_ids"], inputs["attention_mask"], enc.layouts)
         with enter(intervention, self.adapter, BatchContext.of(enc, "prefix")):
             cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
         return inputs, cache
@@ -269,7 +276,7 @@ class Runner:
             enc.query_ids = [int(i) for i in idx]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             # left padding: positions count from each row's first real token, as in generate()
-            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            inputs["position_ids"] = self.adapter.position_ids(inputs["input_ids"], inputs["attention_mask"], enc.layouts)
             with enter(intervention, self.adapter, BatchContext.of(enc)):
                 logits = self.adapter.model(**inputs).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)

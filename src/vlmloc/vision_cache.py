@@ -75,7 +75,12 @@ class VisionCache:
 
     @contextlib.contextmanager
     def installed(self, adapter: Adapter):
-        """Route ``adapter.vision_tower`` through the cache for the block (restored after)."""
+        """Route ``adapter.vision_tower`` through the cache for the block (restored after). A family
+        whose tower does not see each view on its own (``Adapter.independent_views`` False:
+        Qwen2.5-VL's windows over the whole image) runs uncached."""
+        if not adapter.independent_views:
+            yield self
+            return
         tower = adapter.vision_tower
         stock = tower.forward
         layers = adapter.model.config.vision_feature_layer

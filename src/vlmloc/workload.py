@@ -53,6 +53,17 @@ def decoder_flops(linear: int, layers: int, attention_width: int, hidden: int, v
     return 2 * linear * tokens + 4 * attention_width * layers * tokens * keys + 2 * hidden * vocab * logits
 
 
+def decoder_linear(t: dict) -> tuple[int, int]:
+    """(linear weights of the decoder blocks, query heads x head dim) from a checkpoint's text
+    config (a dict of config.json): attention's four projections (grouped-query keys and values)
+    and a gated MLP per layer."""
+    head_dim = t.get("head_dim") or t["hidden_size"] // t["num_attention_heads"]
+    kv = t.get("num_key_value_heads") or t["num_attention_heads"]
+    attn = t["num_attention_heads"] * head_dim
+    linear = t["num_hidden_layers"] * (t["hidden_size"] * (2 * attn + 2 * kv * head_dim) + 3 * t["hidden_size"] * t["intermediate_size"])
+    return linear, attn
+
+
 @dataclass(frozen=True)
 class Geometry:
     linear: int
@@ -77,10 +88,7 @@ class Geometry:
         """From a local checkpoint's config.json (the toys, tiny models): no weights are read."""
         cfg = json.loads((Path(folder) / "config.json").read_text())
         t, v = cfg["text_config"], cfg["vision_config"]
-        head_dim = t.get("head_dim") or t["hidden_size"] // t["num_attention_heads"]
-        kv = t.get("num_key_value_heads") or t["num_attention_heads"]
-        attn = t["num_attention_heads"] * head_dim
-        linear = t["num_hidden_layers"] * (t["hidden_size"] * (2 * attn + 2 * kv * head_dim) + 3 * t["hidden_size"] * t["intermediate_size"])
+        linear, attn = decoder_linear(t)
         size = v["image_size"][0] if isinstance(v["image_size"], list) else v["image_size"]
         patch = v["patch_size"][0] if isinstance(v["patch_size"], list) else v["patch_size"]
         patches = (size // patch) ** 2

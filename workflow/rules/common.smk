@@ -269,6 +269,15 @@ def model_gpus(name):
     return math.ceil((weights_gb + JOB["gpu_headroom_gb"]) / JOB["gpu_memory_gb"])
 
 
+def adapter_class(name):
+    """The adapter class of a model's family, asked what the workflow decides per family (local
+    views, the FLOP count's dimensions) with no model loaded; importing it imports no torch.
+    """
+    from vlmloc.models import ADAPTERS
+
+    return ADAPTERS[MODELS[name]["family"]]
+
+
 def model_geometry(name):
     """What the FLOP count of a model's jobs needs: the published dimensions of a paper model, or a
     local checkpoint's config.json; None when neither is there yet (a tiny model not yet built).
@@ -279,12 +288,7 @@ def model_geometry(name):
     folder = Path(model_dir(name))
     if not (folder / "config.json").exists():
         return None
-    views = (
-        1 + m.get("max_tiles", 0)
-        if m["family"] == "internvl" and m.get("max_tiles", 1) > 1
-        else 1
-    )
-    return workload.Geometry.of_checkpoint(folder, views)
+    return adapter_class(name).flops_geometry(folder, m)  # its config keys, its views
 
 
 def expected_count(path, fallback):
@@ -427,9 +431,8 @@ def screening_targets(dataset):
 EXPERIMENTS = config.get("experiments", {})
 # experiments whose ablations replace tokens with the model's mean visual embedding
 USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched", "view_ablation"}
-# experiments that need local views (tiles), and the families whose adapters make them
+# experiments that need local views (tiles); whether a model makes them, its adapter class says
 NEEDS_LOCAL_VIEWS = {"view_ablation"}
-LOCAL_VIEW_FAMILIES = {"internvl"}
 # experiment settings that only change tables and figures (not passed to the model jobs)
 PRESENTATION_KEYS = {"metric", "examples", "figure_padding", "min_log_gap"}
 # the code that parses and scores answers: the scoring rule reruns when it changes (a parser fix
@@ -551,8 +554,7 @@ def models_without_local_views():
     return {
         m: f"{MODELS[m]['family']} model without local views (max_tiles 1 or a single-view family)"
         for m in config["run"]["models"]
-        if MODELS[m]["family"] not in LOCAL_VIEW_FAMILIES
-        or int(MODELS[m].get("max_tiles", 6)) < 2
+        if not adapter_class(m).makes_local_views(MODELS[m])
     }
 
 

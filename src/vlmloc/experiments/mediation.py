@@ -91,6 +91,17 @@ def embed(adapter: Adapter, ids: torch.Tensor, visual: torch.Tensor) -> torch.Te
     return x
 
 
+def sequence_positions(adapter: Adapter, seq: PairSequence, layout: ImageLayout) -> torch.Tensor:
+    """The position ids of one pair's whole sequence (1 row; the adapter's, M-RoPE for Qwen2.5-VL)."""
+    row = seq.ids[None].to(adapter.device)
+    return adapter.position_ids(row, torch.ones_like(row), [layout])
+
+
+def _rows(positions: torch.Tensor, n: int) -> torch.Tensor:
+    """One row's position ids for ``n`` batch rows (the batch axis is the second to last)."""
+    return positions.expand(*positions.shape[:-2], n, positions.shape[-1])
+
+
 def _back_to(cache, n: int) -> None:
     """Drop what a suffix added to a prefix cache of ``n`` tokens."""
     cache.crop(n - cache.get_seq_length())
@@ -123,17 +134,20 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
     if positions == "all":  # the patch reaches into the image prefix: whole sequences, no shared cache
         for seq in seqs:
             where, keep = patch_positions(seq, positions), len(seq.answer) + 1
+            pos = sequence_positions(adapter, seq, layout)
             capture = HeadCapture(layers)
             with capture(adapter):
-                src_logits = model(inputs_embeds=embed(adapter, seq.ids, visual["source"]), logits_to_keep=keep).logits
+                src_logits = model(inputs_embeds=embed(adapter, seq.ids, visual["source"]), position_ids=pos,
+                                   logits_to_keep=keep).logits  # fmt: skip
             source = {layer: capture.assemble(layer)[0] for layer in layers}
             base_x = embed(adapter, seq.ids, visual["base"])
-            result = {"source": float(content_nll(src_logits, seq.answer)[0]),
-                      "base": float(content_nll(model(inputs_embeds=base_x, logits_to_keep=keep).logits, seq.answer)[0])}  # fmt: skip
+            base_logits = model(inputs_embeds=base_x, position_ids=pos, logits_to_keep=keep).logits
+            result = {"source": float(content_nll(src_logits, seq.answer)[0]), "base": float(content_nll(base_logits, seq.answer)[0])}
             patched = []
             for batch in _batches(heads, rows):
                 with HeadPatch(source, batch, where)(adapter):
-                    logits = model(inputs_embeds=base_x.expand(len(batch), -1, -1), logits_to_keep=keep).logits
+                    logits = model(inputs_embeds=base_x.expand(len(batch), -1, -1), position_ids=_rows(pos, len(batch)),
+                                   logits_to_keep=keep).logits  # fmt: skip
                 patched.append(content_nll(logits, seq.answer))
             out.append(result | {"patched": torch.cat(patched).cpu().numpy()})
         return out
@@ -141,33 +155,36 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
     prefix_ids = seqs[0].ids[: seqs[0].prefix]
     if any(not torch.equal(s.ids[: s.prefix], prefix_ids) for s in seqs):
         raise RuntimeError("the tasks of one pair do not share its image prefix")
-    caches = {}
-    for k in ("source", "base"):
-        caches[k] = model(inputs_embeds=embed(adapter, prefix_ids, visual[k]), use_cache=True, logits_to_keep=1).past_key_values
     n_prefix = len(prefix_ids)
+    caches, prefix_pos = {}, sequence_positions(adapter, seqs[0], layout)[..., :n_prefix]
+    for k in ("source", "base"):
+        caches[k] = model(inputs_embeds=embed(adapter, prefix_ids, visual[k]), position_ids=prefix_pos, use_cache=True,
+                          logits_to_keep=1).past_key_values  # fmt: skip
     expanded = static_prefix_cache(model, caches["base"], rows, max(len(s.ids) for s in seqs))
     for seq in seqs:
         where, keep = patch_positions(seq, positions), len(seq.answer) + 1
         if where[:n_prefix].any():
             raise ValueError(f"positions {positions!r} reach into the image prefix: use 'all'")
         suffix = seq.suffix[None].to(dev)
+        pos = sequence_positions(adapter, seq, layout)[..., n_prefix:]
         capture = HeadCapture(layers)
         with capture(adapter):
-            src_logits = model(input_ids=suffix, past_key_values=caches["source"], logits_to_keep=keep).logits
+            src_logits = model(input_ids=suffix, position_ids=pos, past_key_values=caches["source"], logits_to_keep=keep).logits
         # source outputs over absolute positions; the prefix's are zeros, never read (``where`` is False there)
         _back_to(caches["source"], n_prefix)
         source = {}
         for layer in layers:
             captured = capture.assemble(layer, n_prefix)[0]
             source[layer] = torch.cat([captured.new_zeros((n_prefix, *captured.shape[1:])), captured])
-        base_logits = model(input_ids=suffix, past_key_values=caches["base"], logits_to_keep=keep).logits
+        base_logits = model(input_ids=suffix, position_ids=pos, past_key_values=caches["base"], logits_to_keep=keep).logits
         _back_to(caches["base"], n_prefix)
         result = {"source": float(content_nll(src_logits, seq.answer)[0]), "base": float(content_nll(base_logits, seq.answer)[0])}
         patched = []
         for batch in _batches(heads, rows):
             batch_rows = batch + [None] * (rows - len(batch))  # the cache has ``rows`` rows
             with HeadPatch(source, batch_rows, where, n_prefix)(adapter):
-                logits = model(input_ids=suffix.expand(rows, -1), past_key_values=expanded, logits_to_keep=keep).logits
+                logits = model(input_ids=suffix.expand(rows, -1), position_ids=_rows(pos, rows), past_key_values=expanded,
+                               logits_to_keep=keep).logits  # fmt: skip
             rewind(expanded, n_prefix)
             patched.append(content_nll(logits, seq.answer)[: len(batch)])
         out.append(result | {"patched": torch.cat(patched).cpu().numpy()})

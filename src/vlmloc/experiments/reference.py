@@ -62,8 +62,9 @@ def mediate_pair_reference(adapter: Adapter, source_pixels: torch.Tensor, base_p
         where, ids = patch_positions(seq, positions), seq.ids[None].to(dev)
 
         def run(pixels, intervention=None, ids=ids, answer=answer):
+            inputs = adapter.pixel_inputs([pixels.to(dev)], [layout]) | adapter.token_inputs(ids)  # the stock model's own inputs
             with enter(intervention, adapter, None):
-                logits = model(input_ids=ids, pixel_values=pixels.to(dev, model.dtype)).logits
+                logits = model(input_ids=ids, **inputs).logits
             return float(content_nll(logits[:, -len(answer) - 1 :], answer)[0])
 
         capture = HeadCapture(layers)

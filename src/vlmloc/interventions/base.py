@@ -67,13 +67,10 @@ def hooked(adapter: Adapter, functions: dict[str, SiteFunction]):
     return a replacement. Removes exactly its own handles, also when the forward fails."""
     handles = []
 
-    def output_hook(fn):
+    def output_hook(fn, site):
         def hook(_module, _args, output):
-            value = output[0] if isinstance(output, tuple | list) else output
-            new = fn(value)
-            if new is None:
-                return None
-            return (new, *output[1:]) if isinstance(output, tuple) else new
+            new = fn(site.read(output))
+            return None if new is None else site.write(output, new)
 
         return hook
 
@@ -88,7 +85,7 @@ def hooked(adapter: Adapter, functions: dict[str, SiteFunction]):
         for name, fn in functions.items():
             site = adapter.site(name)
             if site.value == "output":
-                handles.append(site.module.register_forward_hook(output_hook(fn)))
+                handles.append(site.module.register_forward_hook(output_hook(fn, site)))
             else:
                 handles.append(site.module.register_forward_pre_hook(input_hook(fn)))
         yield

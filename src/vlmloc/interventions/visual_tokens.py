@@ -1,7 +1,7 @@
 """Edits of the visual token embeddings at the LLM input (after the multimodal projector, before
 positional encoding and the decoder), paper sec. 3.1.
 
-The edit runs in a forward hook on the projector. Its output, flattened, holds the batch's visual
+The edit runs in a forward hook on the adapter's projector site. Its value, flattened, holds the batch's visual
 tokens image after image (view after view) in sequence order, which is exactly the order the
 model scatters them into the image-token positions. The hook fires once per generate call (at
 prefill) and once per forward. Subclasses only say what to do with one query's tokens; the
@@ -18,7 +18,7 @@ import torch
 
 from ..mean_embedding import combine_embedding_sums, embedding_sums
 from ..models.base import Adapter, Encoded
-from .base import BatchContext
+from .base import BatchContext, hooked
 
 
 class VisualTokenEdit:
@@ -46,7 +46,7 @@ class VisualTokenEdit:
         query_ids = batch.rows
         sizes = [lay.n_tokens for lay in batch.layouts]
 
-        def hook(module, args, output):
+        def edit(output):
             flat = output.reshape(-1, output.shape[-1])
             if flat.shape[0] != sum(sizes):
                 raise RuntimeError(f"projector produced {flat.shape[0]} tokens, the batch has {sum(sizes)}")
@@ -55,11 +55,8 @@ class VisualTokenEdit:
                 parts[k] = self.edit_query(qid, parts[k], lay)
             return torch.cat(parts).reshape(output.shape)
 
-        handle = adapter.projector.register_forward_hook(hook)
-        try:
+        with hooked(adapter, {"projector": edit}):  # the adapter's projector site: its tokens in sequence order
             yield
-        finally:
-            handle.remove()
 
 
 class ReplaceVisualTokens(VisualTokenEdit):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from .base import Adapter, Encoded, ImageLayout, View
 from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
+from .qwen2_5_vl import Qwen2_5_VLAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"llava": LlavaAdapter, "internvl": InternVLAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {"llava": LlavaAdapter, "internvl": InternVLAdapter,
+                                      "qwen2_5_vl": Qwen2_5_VLAdapter}  # fmt: skip
 
 
 def load_adapter(family: str, path, **kw) -> Adapter:

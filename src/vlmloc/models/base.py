@@ -7,6 +7,7 @@ it covers, where decoder layers / attention modules / heads are, and how box ans
 
 from __future__ import annotations
 
+import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -14,10 +15,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..tasks import ParsedBox, box_number_spans
+
+
+class LazyModule:
+    """A module imported on its first use. The workflow asks the adapter classes what it decides
+    per family (``makes_local_views``, ``flops_geometry``) while it plans the jobs, and planning
+    stays torch-free: the adapter modules import torch this way."""
+
+    def __init__(self, name: str):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+torch = LazyModule("torch")
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,21 @@ class Site:
     name: str
     module: torch.nn.Module
     value: str  # "output" | "input"
+    field: str | None = None  # an output that is a ModelOutput: the entry that holds the value
+
+    def read(self, output):
+        """The site's value in what its module returned (a tensor, a tuple's first entry, or
+        ``field`` of a ModelOutput)."""
+        if self.field is not None:
+            return getattr(output, self.field)
+        return output[0] if isinstance(output, tuple | list) else output
+
+    def write(self, output, value):
+        """What the module returns with the site's value replaced by ``value``."""
+        if self.field is not None:
+            output[self.field] = value
+            return output
+        return (value, *output[1:]) if isinstance(output, tuple) else value
 
 
 # The site table every adapter provides (``Adapter.site``); {i} is a block index.
@@ -141,10 +173,31 @@ SITES = {
 
 
 class Adapter(ABC):
-    """Base class; see llava.py and internvl.py for the two families of the paper."""
+    """Base class; see llava.py and internvl.py for the two families of the paper, and
+    qwen2_5_vl.py for a third one (M-RoPE, dynamic resolution, absolute-pixel boxes)."""
 
     family: str = ""
     system_prompt: str = ""
+    # whether the vision tower sees every view on its own, so that one view's output can be cached
+    # and reused in any batch (``vision_cache``): CLIP's and InternViT's views are independent
+    independent_views: bool = True
+    # whether a view's grid follows the image's size (Qwen2.5-VL's native resolution) rather than
+    # being one shape for every view (LLaVA's 24 x 24, InternVL's 16 x 16)
+    dynamic_resolution: bool = False
+
+    @classmethod
+    def makes_local_views(cls, options: dict) -> bool:
+        """Whether a model of this family with these config options (``max_tiles``, ...) gives any
+        image local views (tiles). A class method: the workflow asks it with no model loaded."""
+        return False
+
+    @classmethod
+    def flops_geometry(cls, folder: str | Path, options: dict):
+        """``workload.Geometry`` of a local checkpoint (its config.json, no weights) with these
+        config options, for the FLOP count of its jobs; no model is loaded."""
+        from ..workload import Geometry
+
+        return Geometry.of_checkpoint(folder, 1)
 
     def __init__(self, model, tokenizer, preprocessor: dict, system_prompt: str | None = None, **options):
         self.model = model
@@ -209,6 +262,24 @@ class Adapter(ABC):
     def pixel_values(self, image: Image.Image) -> torch.Tensor:
         """All views of one image, normalised: (n_views, 3, S, S)."""
         return torch.stack([self.to_tensor(v) for v in self.views(image)])
+
+    def pixel_inputs(self, pixels: Sequence[torch.Tensor], layouts: Sequence[ImageLayout]) -> dict[str, torch.Tensor]:
+        """The model's image inputs for a batch of images (``pixel_values`` of each, in order):
+        here their views concatenated, since every view has one size."""
+        return {"pixel_values": torch.cat(list(pixels)).to(self.model.dtype)}
+
+    def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs the model needs per token besides the ids and the mask (none here)."""
+        return {}
+
+    def position_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layouts: Sequence[ImageLayout],
+                     past_length: int = 0) -> torch.Tensor:  # fmt: skip
+        """Position ids of the tokens ``past_length:`` of (batch, tokens) ``input_ids``, the whole
+        sequence given (a prefix already cached and what continues it, padding anywhere): 1-D
+        positions that count real tokens only, as the stock ``generate`` does with left padding.
+        A family with other positions (Qwen2.5-VL's M-RoPE) overrides it; the runner, integrated
+        gradients and mediation take their positions from here."""
+        return (attention_mask.cumsum(-1) - 1).clamp(min=0)[..., past_length:]
 
     # ---- text --------------------------------------------------------------------------------
     @abstractmethod
@@ -301,18 +372,21 @@ class Adapter(ABC):
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
         if pixels is None:
             pixels = [self.pixel_values(im) for im in images]
-        pixel_values = torch.cat(pixels).to(self.model.dtype)
         ids = batch["input_ids"]
         positions = [torch.nonzero(row == self.image_token_id).flatten() for row in ids]
         for p, lay in zip(positions, layouts, strict=True):
             if len(p) != lay.n_tokens:
                 raise RuntimeError(f"{len(p)} image tokens in the prompt, layout expects {lay.n_tokens}")
-        inputs = {"input_ids": ids, "attention_mask": batch["attention_mask"], "pixel_values": pixel_values}
+        inputs = {"input_ids": ids, "attention_mask": batch["attention_mask"], **self.pixel_inputs(pixels, layouts),
+                  **self.token_inputs(ids)}  # fmt: skip
         return Encoded(inputs=inputs, image_positions=positions, layouts=layouts, prompt_lengths=prompt_lengths)
 
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def image_features(self, pixel_values: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Visual token embeddings at the LLM input (after the projector), flattened to
-        (total tokens, hidden) in sequence order: image after image, view after view."""
+        (total tokens, hidden) in sequence order: image after image, view after view.
+        ``pixel_values``: one image's (``pixel_values``), or a list of several images'."""
+        if isinstance(pixel_values, list | tuple):
+            pixel_values = torch.cat(list(pixel_values))
         cfg = self.model.config
         out = self.model.model.get_image_features(
             pixel_values=pixel_values,
@@ -359,6 +433,13 @@ class Adapter(ABC):
     # tokens before the patches in each view's vision sequence (CLIP's and InternViT's CLS)
     vision_prefix_tokens: int = 1
 
+    def vision_tokens(self, value: torch.Tensor, layouts: Sequence[ImageLayout]) -> torch.Tensor:
+        """A vision block's output (``vision.{i}``) for a batch of images of ``layouts`` as
+        (patches, width): each view's patches row-major on the backbone grid (the layout's grid
+        refined ``vision_merge`` times), view after view, image after image. Here the output is
+        (views, prefix + patches, width): the prefix (CLS) is dropped."""
+        return value[:, self.vision_prefix_tokens :].reshape(-1, value.shape[-1])
+
     @property
     @abstractmethod
     def vision_patch_grid(self) -> int:
@@ -392,7 +473,7 @@ class Adapter(ABC):
         stage, _, index = name.partition(".")
         try:
             if stage == "projector" and not index:
-                return Site(name, self.projector, "output")
+                return self.projector_site()
             i = int(index)
             if i < 0:
                 raise IndexError(i)
@@ -407,6 +488,10 @@ class Adapter(ABC):
         except (ValueError, IndexError):
             pass
         raise ValueError(f"unknown site {name!r}; the sites are {list(SITES)} with i a block index")
+
+    def projector_site(self) -> Site:
+        """Where the visual tokens enter the LLM, in sequence order: the projector's output."""
+        return Site("projector", self.projector, "output")
 
     def site_names(self) -> list[str]:
         """Every site of this model, in processing order."""

@@ -54,6 +54,18 @@ class InternVLAdapter(Adapter):
     model_class_name = "InternVLForConditionalGeneration"
     system_prompt = INTERNVL_SYSTEM
 
+    @classmethod
+    def makes_local_views(cls, options: dict) -> bool:
+        return int(options.get("max_tiles", 6)) > 1  # the paper's 6 unless the config says otherwise
+
+    @classmethod
+    def flops_geometry(cls, folder, options: dict):
+        """Every view counted: the tiles and the thumbnail, with ``max_tiles`` of them."""
+        from ..workload import Geometry
+
+        tiles = int(options.get("max_tiles", 1))
+        return Geometry.of_checkpoint(folder, 1 + tiles if tiles > 1 else 1)
+
     @property
     def tile(self) -> int:
         size = self.model.config.vision_config.image_size

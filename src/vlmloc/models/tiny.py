@@ -169,4 +169,60 @@ def build_tiny_internvl(out_dir: str | Path, seed: int = 0, image_size: int = 64
     )  # fmt: skip
 
 
-BUILDERS = {"llava": build_tiny_llava, "internvl": build_tiny_internvl}
+
+
+def build_tiny_qwen2_5_vl(out_dir: str | Path, seed: int = 0, patch_size: int = 14, min_pixels: int = 56 * 56,
+                          max_pixels: int = 28 * 28 * 16384, vision: dict | None = None, text: dict | None = None,
+                          corpus: list[str] | None = None, vocab_size: int = 400,
+                          system_prompt: str | None = None) -> Path:  # fmt: skip
+    """Qwen2.5-VL: a window-attention vision tower (windows of 2 x 2 LLM tokens, the last block
+    full attention), the 2 x 2 patch merger, and a Qwen2 decoder with grouped-query attention and
+    M-RoPE. The processor's pixel range is the hub checkpoint's (the CPU-only parser assumes it)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(specials, vocab_size, (corpus or []) + ['```json\n[\n\t{"bbox_2d": [12, 34, 56, 78]}\n]\n```']),
+        eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
+    )  # fmt: skip
+    t = text or SMALL_TEXT
+    v = vision or SMALL_VISION
+    head_dim = t["hidden_size"] // t["num_attention_heads"]
+    half = head_dim // 2  # M-RoPE splits the rotary frequencies among (temporal, height, width)
+    section = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]  # 7B: 64 -> [16, 24, 24]
+    ids = {name: fast.convert_tokens_to_ids(name) for name in specials}
+    config = Qwen2_5_VLConfig(
+        vision_config={
+            "depth": v["num_hidden_layers"], "hidden_size": v["hidden_size"], "intermediate_size": v["intermediate_size"],
+            "num_heads": v["num_attention_heads"], "patch_size": patch_size, "spatial_merge_size": 2,
+            "temporal_patch_size": 2, "window_size": 4 * patch_size, "out_hidden_size": t["hidden_size"],
+            "fullatt_block_indexes": [v["num_hidden_layers"] - 1],
+        },
+        text_config={
+            **{"num_key_value_heads": t["num_attention_heads"] // 2, **t}, "vocab_size": len(fast),
+            "max_position_embeddings": 4096, "rope_parameters": {"rope_type": "default", "mrope_section": section, "rope_theta": 10000.0},
+            "bos_token_id": None, "eos_token_id": fast.eos_token_id, "pad_token_id": fast.pad_token_id,
+        },
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    return _build_and_save(
+        Qwen2_5_VLForConditionalGeneration, config, fast, out, seed,
+        {
+            "image_processor_type": "Qwen2VLImageProcessor",
+            "min_pixels": min_pixels, "max_pixels": max_pixels,
+            "patch_size": patch_size, "temporal_patch_size": 2, "merge_size": 2,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "do_normalize": True, "do_resize": True, "do_rescale": True, "resample": 3,
+        },
+        {"system_prompt": system_prompt},
+    )  # fmt: skip
+
+
+BUILDERS = {"llava": build_tiny_llava, "internvl": build_tiny_internvl, "qwen2_5_vl": build_tiny_qwen2_5_vl}

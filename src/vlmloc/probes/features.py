@@ -93,9 +93,13 @@ class TokenLabels:
                            self.rows, self.cols)  # fmt: skip
 
 
-def grid_labels(layouts: Sequence[ImageLayout], image_ids: Sequence[int], refine: int = 1) -> TokenLabels:
+def grid_labels(layouts: Sequence[ImageLayout], image_ids: Sequence[int], refine: int = 1,
+                grid: tuple[int, int] | None = None) -> TokenLabels:  # fmt: skip
     """Labels of the visual tokens of ``layouts`` (image after image, view after view, row-major),
-    on each view's grid refined ``refine`` times along each axis (the backbone's patch grid)."""
+    on each view's grid refined ``refine`` times along each axis (the backbone's patch grid).
+    Every view has one grid shape, the classes per axis; or, for a family whose grid follows the
+    image's size (``Adapter.dynamic_resolution``), ``grid`` (rows, cols on the LLM's grid, at
+    least every view's) gives the classes, and a token's class is its row and column."""
     image, view, kind, row, col = [], [], [], [], []
     shapes = set()
     for img, lay in zip(image_ids, layouts, strict=True):
@@ -108,9 +112,14 @@ def grid_labels(layouts: Sequence[ImageLayout], image_ids: Sequence[int], refine
             kind.append(np.full(rows * cols, 0 if v.kind == "global" else 1))
             row.append(r)
             col.append(c)
-    if len(shapes) != 1:
+    if grid is not None:
+        rows, cols = grid[0] * refine, grid[1] * refine
+        if any(r > rows or c > cols for r, c in shapes):
+            raise ValueError(f"a view's grid {sorted(shapes)[-1]} exceeds the probes' classes ({rows}, {cols})")
+    elif len(shapes) != 1:
         raise ValueError(f"probes need one grid shape for every view, got {sorted(shapes)}")
-    (rows, cols) = shapes.pop()
+    else:
+        (rows, cols) = shapes.pop()
     t = [torch.from_numpy(np.concatenate(x)).long() for x in (image, view, kind, row, col)]
     return TokenLabels(*t, rows=rows, cols=cols)
 
@@ -129,8 +138,17 @@ class StageBatch:
         return self.labels[self.sites[site].grid]
 
 
-def _first(output):
-    return output[0] if isinstance(output, tuple | list) else output
+def largest_grid(adapter: Adapter, images: Sequence) -> tuple[int, int]:
+    """(rows, cols) of the largest views of ``images`` (PIL images or paths, read for their size
+    only) on the LLM's grid: the probes' classes per axis where the grids differ."""
+    from PIL import Image
+
+    rows = cols = 0
+    for im in images:
+        size = im.size if isinstance(im, Image.Image) else Image.open(im).size
+        for v in adapter.layout(*size).views:
+            rows, cols = max(rows, v.rows), max(cols, v.cols)
+    return rows, cols
 
 
 def prefix_inputs(adapter: Adapter, layouts: Sequence[ImageLayout], task_text: str):
@@ -152,17 +170,16 @@ def capture(adapter: Adapter, wanted: Sequence[Site], store: dict[str, torch.Ten
     """Forward hooks writing each wanted site's raw output into ``store``; always removed."""
     handles = []
 
-    def keep(name):
+    def keep(name, site):
         def hook(_module, _inputs, output):
-            store[name] = _first(output).detach()
+            store[name] = site.read(output).detach()
 
         return hook
 
     try:
-        for s in wanted:
-            module = {"vision": lambda i: adapter.vision_layers[i], "projector": lambda i: adapter.projector,
-                      "llm": lambda i: adapter.decoder_layers[i]}[s.stage](s.layer)  # fmt: skip
-            handles.append(module.register_forward_hook(keep(s.name)))
+        for s in wanted:  # the probe sites are the adapter's sites of the same names
+            site = adapter.site(s.name)
+            handles.append(site.module.register_forward_hook(keep(s.name, site)))
         yield store
     finally:
         for h in handles:
@@ -171,14 +188,15 @@ def capture(adapter: Adapter, wanted: Sequence[Site], store: dict[str, torch.Ten
 
 @torch.inference_mode()
 def stage_features(adapter: Adapter, images: Sequence, task_text: str, batch_size: int = 8,
-                   site_names: Iterable[str] | None = None, pixels=None) -> Iterator[StageBatch]:  # fmt: skip
+                   site_names: Iterable[str] | None = None, pixels=None,
+                   grid: tuple[int, int] | None = None) -> Iterator[StageBatch]:  # fmt: skip
     """Per batch of ``images`` (PIL images or paths), the visual tokens' hidden states at every
     site (or ``site_names``), from one forward pass of the image prefix of the adapter's prompt
     with ``task_text``. ``pixels(i)`` may give image i's (width, height) and preprocessed views
-    (``adapter.pixel_values``), to spare decoding it again."""
+    (``adapter.pixel_values``), to spare decoding it again. ``grid``: the classes per axis when
+    the grids differ (``grid_labels``)."""
     wanted = select_sites(sites(adapter), site_names)
     by_name = {s.name: s for s in wanted}
-    prefix = adapter.vision_prefix_tokens
     refine = adapter.vision_merge
     for start in range(0, len(images), batch_size):
         ids_ = list(range(start, min(start + batch_size, len(images))))
@@ -191,21 +209,21 @@ def stage_features(adapter: Adapter, images: Sequence, task_text: str, batch_siz
         ids, mask, positions = prefix_inputs(adapter, layouts, task_text)
         dev = adapter.device
         inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev),
-                  "pixel_values": torch.cat([p for _, p in prepared]).to(dev, adapter.model.dtype)}  # fmt: skip
-        inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                  **adapter.pixel_inputs([p.to(dev) for _, p in prepared], layouts)}  # fmt: skip
+        inputs["position_ids"] = adapter.position_ids(inputs["input_ids"], inputs["attention_mask"], layouts)
         raw: dict[str, torch.Tensor] = {}
         with capture(adapter, wanted, raw):
             adapter.model(**inputs, use_cache=False, logits_to_keep=1)
         feats = {}
         for name, s in by_name.items():
             x = raw[name]
-            if s.stage == "vision":  # (views, prefix + patches, width): drop CLS, views in order
-                feats[name] = x[:, prefix:].reshape(-1, x.shape[-1])
+            if s.stage == "vision":  # each view's patches row-major (LLaVA's, InternVL's: CLS dropped)
+                feats[name] = adapter.vision_tokens(x, layouts)
             elif s.stage == "projector":  # (views or images, tokens, width), sequence order
                 feats[name] = x.reshape(-1, x.shape[-1])
             else:  # (batch, sequence, width): the visual tokens' positions, row after row
                 feats[name] = torch.cat([x[b, p.to(x.device)] for b, p in enumerate(positions)])
-        labels = {"llm": grid_labels(layouts, ids_), "vision": grid_labels(layouts, ids_, refine)}
+        labels = {"llm": grid_labels(layouts, ids_, grid=grid), "vision": grid_labels(layouts, ids_, refine, grid)}
         for name, x in feats.items():
             if x.shape[0] != len(labels[by_name[name].grid]):
                 raise RuntimeError(f"{name}: {x.shape[0]} tokens, labels for {len(labels[by_name[name].grid])}")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..models.base import Adapter
-from .features import select_views, stage_features
+from .features import largest_grid, select_views, stage_features
 from .linear import ProbeScores, SGDProbes, StreamingRidge, probe_targets, random_control
 
 METHODS = ("ridge", "lda", "sgd")  # ridge and lda: one pass, the same statistics
@@ -113,7 +113,7 @@ def _sync(adapter):
         torch.cuda.synchronize(adapter.device)
 
 
-def _stream(adapter, images, settings, order=None, first: int = 0):
+def _stream(adapter, images, settings, order=None, first: int = 0, grid=None):
     """Batches of the images (in ``order``), with the views selected and the controls added.
     Token labels carry ``first`` + the image's index in ``images``: the test images count on
     after the train images, so no test image shares a train image's random features or
@@ -122,7 +122,7 @@ def _stream(adapter, images, settings, order=None, first: int = 0):
     imgs = [images[i] for i in order]
     width = adapter.model.config.text_config.hidden_size
     index = torch.from_numpy(order).long() + first
-    for batch in stage_features(adapter, imgs, settings.task_text, settings.batch_size, settings.sites):
+    for batch in stage_features(adapter, imgs, settings.task_text, settings.batch_size, settings.sites, grid=grid):
         for lab in batch.labels.values():
             lab.image = index[lab.image]
         batch.image_ids = [int(index[i]) for i in batch.image_ids]
@@ -166,12 +166,14 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     fit, val = validation_split(len(train_images), settings.validation_fraction, settings.seed)
     splits = {"fit": [train_images[i] for i in fit], "validation": [train_images[i] for i in val],
               "test": list(test_images)}  # fmt: skip
-    run = _probe(adapter, splits, settings, "true")
+    # a family whose grid follows the image's size: one set of classes, the largest grid's
+    grid = largest_grid(adapter, [*train_images, *test_images]) if adapter.dynamic_resolution else None
+    run = _probe(adapter, splits, settings, "true", grid)
     if settings.untrained_control:
         untrained = untrained_adapter(adapter, settings.untrained_seed)
         plain = replace(settings, methods=settings.untrained_methods or settings.methods, random_control=False,
                         shuffled_control=False)  # fmt: skip
-        other = _probe(untrained, splits, plain, "untrained")
+        other = _probe(untrained, splits, plain, "untrained", grid)
         del untrained
         if adapter.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -179,7 +181,7 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     return run
 
 
-def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, variant: str) -> ProbeRun:
+def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, variant: str, grid=None) -> ProbeRun:
     """One model's probes: trained on ``splits["fit"]``, scored on the validation and test
     images; the true-position heads' rows get ``variant``."""
     train_images = splits["fit"]
@@ -194,7 +196,7 @@ def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, v
         order = rng.permutation(len(train_images)) if epoch else np.arange(len(train_images))
         t_pass = 0.0
         bar = _bar(train_images, settings, f"probes: train pass {epoch + 1}/{epochs}")
-        for batch, dt in bar(_timed(adapter, _stream(adapter, train_images, settings, order))):
+        for batch, dt in bar(_timed(adapter, _stream(adapter, train_images, settings, order, grid=grid))):
             t_pass += dt
             per_grid = {g: probe_targets(lab, settings.shuffled_control, settings.seed) for g, lab in batch.labels.items()}
             for name, X in batch.features.items():
@@ -227,7 +229,7 @@ def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, v
     for split in ("validation", "test"):
         images = splits[split]
         bar = _bar(images, settings, f"probes: {split} pass")
-        for batch, dt in bar(_timed(adapter, _stream(adapter, images, settings, first=first[split]))):
+        for batch, dt in bar(_timed(adapter, _stream(adapter, images, settings, first=first[split], grid=grid))):
             t_split[split] += dt
             for name, X in batch.features.items():
                 if not len(X):
