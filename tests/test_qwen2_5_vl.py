@@ -13,17 +13,16 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from vlmloc.experiments.rows import EXCLUDED
 
 from vlmloc.data.coco import encode_mask
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
-from vlmloc.experiments.base import check_complete, score_rows
 from vlmloc.experiments.containerization import grow_object
 from vlmloc.geometry import mask_grids, object_token_indices
 from vlmloc.interventions import ReplaceVisualTokens, mean_visual_embedding
 from vlmloc.models import ADAPTERS
 from vlmloc.models.qwen2_5_vl import Qwen2_5_VLAdapter, smart_resize
 from vlmloc.runner import Runner
+from vlmloc.scoring import EXCLUDED, check_complete, score_rows
 
 FAMILY = "qwen2_5_vl"
 PRE = {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
