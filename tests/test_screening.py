@@ -200,3 +200,105 @@ def test_the_list_score_passes_the_dataset_categories_to_the_name_match(adapters
     row = {**_samples().iloc[0].to_dict(), "category": "dog"}
     assert score_answer(a, "list", "a hot dog", row, ["dog", "hot dog"])["identified"] == 0.0
     assert score_answer(a, "list", "a hot dog and a dog", row, ["dog", "hot dog"])["identified"] == 1.0
+
+
+def test_filter_lists_only_samples_answered_on_the_original():
+    """One row per sample the original image was asked about: a reply on the removed image alone
+    adds no row (and so no 'unknown' to the counts), and every reason is spelled out."""
+    answers = _binary(["a", "b", "c"], [1, 0, 1], [0, 0, 1])
+    answers = pd.concat([answers, _binary(["only_removed"], [0], [0]).iloc[1:]], ignore_index=True)
+    kept = hallucination_filter(answers)
+    assert kept["sample_id"].tolist() == ["a", "b", "c"]
+    assert kept["reason"].tolist() == ["kept", "not identified on the original", "identified on the removed image"]
+    assert kept["identified_removed"].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_probing_subset_is_the_intersection_and_keeps_the_sample_columns():
+    samples = _samples(6).iloc[::-1]  # any order in, the samples' own order out
+    ids = list(samples["sample_id"])
+    kept = {m: pd.DataFrame({"sample_id": ids, "kept": [i in k for i in range(6)]})
+            for m, k in (("a", {0, 1, 2, 4}), ("b", {1, 2, 3, 4}), ("c", {0, 2, 4, 5}))}  # fmt: skip
+    subset = probing_subset(samples, kept)
+    assert subset["sample_id"].tolist() == [ids[2], ids[4]]
+    assert list(subset.columns) == list(samples.columns) and subset.index.tolist() == [0, 1]
+    assert probing_subset(samples, {})["sample_id"].tolist() == ids  # no model: nothing filtered out
+
+
+def test_counts_table_counts_each_stage_exactly():
+    samples = _samples(6)  # images 0, 0, 1, 1, 2, 2
+    ids = list(samples["sample_id"])
+    a = _binary(ids, [1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0])  # keeps images 0 and 1 (3 samples)
+    b = _binary(ids, [1, 1, None, 1, 1, 1], [0, 0, 0, None, 0, 1])  # keeps 0, 1, 4 (images 0, 2)
+    kept = {"a": hallucination_filter(a), "b": hallucination_filter(b)}
+    subset = probing_subset(samples, kept)
+    counts = counts_table("coco", samples, kept, subset)
+    assert list(counts.columns) == ["step", "annotations", "images", "excluded_unknown", "paper_annotations", "paper_images"]
+    assert counts["step"].tolist() == ["filtered samples", "hallucination filter: a", "hallucination filter: b",
+                                       "probing subset (intersection)"]  # fmt: skip
+    assert counts["annotations"].tolist() == [6, 3, 3, 2] and counts["images"].tolist() == [3, 2, 2, 1]
+    assert counts["excluded_unknown"].dtype == "Int64" and counts["excluded_unknown"].tolist() == [pd.NA, 0, 2, pd.NA]
+    assert counts["paper_annotations"].dtype == "Int64" and counts["paper_images"].dtype == "Int64"
+    assert counts["paper_annotations"].tolist() == [6403, pd.NA, pd.NA, 2248]
+    assert counts["paper_images"].tolist() == [3560, pd.NA, pd.NA, 1720]
+    shapes = counts_table("shapes", samples, kept, subset)  # no published numbers for this dataset
+    assert shapes["paper_annotations"].dtype == "Int64" and shapes["paper_annotations"].isna().all()
+    assert shapes["paper_images"].dtype == "Int64" and shapes["paper_images"].isna().all()
+    voc = counts_table("voc", samples, kept, subset)  # filtered counts published, probing subset not
+    assert voc["paper_annotations"].tolist() == [1957, pd.NA, pd.NA, pd.NA]
+    none = counts_table("coco", samples, {}, samples)  # no model: the same columns, no unknowns
+    assert list(none.columns) == list(counts.columns) and none["excluded_unknown"].isna().all()
+    assert none["step"].tolist() == ["filtered samples", "probing subset (intersection)"]
+
+
+def _scored(ids, loc, lst, binary, status, truncated):
+    """Original-image rows as score_answer writes them: loc = (loc_score, success@0.5, @0.7, @0.9)
+    per sample; a removed-image copy with opposite values must not count."""
+    rows = []
+    for sid, (score, *hits), li, bi, st, tr in zip(ids, loc, lst, binary, status, truncated, strict=True):
+        for cond in ("original", "removed"):
+            flip = cond == "removed"
+            rows.append({"sample_id": sid, "condition": cond, "task": "localization", "identified": np.nan,
+                         "loc_score": 1 - score if flip else score, "status": st, "truncated": tr,
+                         **{f"success@{t}": float(h != flip) for t, h in zip((0.5, 0.7, 0.9), hits, strict=True)}})  # fmt: skip
+            rows.append({"sample_id": sid, "condition": cond, "task": "list", "identified": float(li != flip), "truncated": np.nan})
+            rows.append({"sample_id": sid, "condition": cond, "task": "binary", "identified": float(bi != flip), "truncated": False})
+    return pd.DataFrame(rows)
+
+
+def test_baseline_accuracy_numbers_on_a_built_case():
+    ids = ["s0", "s1", "s2", "s3"]
+    ans = _scored(ids, loc=[(1.0, 1, 1, 1), (1 / 3, 1, 0, 0), (0.0, 0, 0, 0), (2 / 3, 1, 1, 0)], lst=[1, 0, 1, 1],
+                  binary=[1, 1, 0, 0], status=["ok", "ok", "unparsed", "ok"], truncated=[False, False, True, False])  # fmt: skip
+    subset = pd.DataFrame({"sample_id": ["s0", "s1"]})
+    acc = baseline_accuracy({"a": ans, "u": ans.drop(columns="truncated")}, subset, {"a": "llava-1.5-7b"})
+    assert acc[["model", "samples"]].values.tolist() == [["a", "probing subset"], ["a", "all filtered"],
+                                                         ["u", "probing subset"], ["u", "all filtered"]]  # fmt: skip
+    sub, full = acc.iloc[0], acc.iloc[1]
+    assert sub["n"] == 2 and full["n"] == 4
+    assert sub["loc_score"] == pytest.approx(200 / 3) and full["loc_score"] == pytest.approx(50.0)
+    assert [sub[f"success@{t}"] for t in (0.5, 0.7, 0.9)] == [100.0, 50.0, 50.0]
+    assert [full[f"success@{t}"] for t in (0.5, 0.7, 0.9)] == [75.0, 50.0, 25.0]
+    assert sub["cls"] == 50.0 and full["cls"] == 75.0  # the list query, not the binary one
+    assert sub["unparsed_boxes"] == 0 and full["unparsed_boxes"] == 1
+    assert sub["truncated"] == 0 and full["truncated"] == 1  # an unknown flag (NaN) is not a cut-off
+    assert acc.loc[acc["model"] == "u", "truncated"].tolist() == [0, 0]  # answers without the flag
+    as_float = baseline_accuracy({"f": ans.assign(truncated=ans["truncated"].astype(float))}, subset, {})
+    assert as_float["truncated"].tolist() == [0, 1]  # the flag read back as 0.0 / 1.0 / NaN
+    assert sub["paper_loc"] == 35.34 and sub["paper_cls"] == 58.10  # Table 1 on the probing subset only
+    assert acc[["paper_loc", "paper_cls"]].drop(index=0).isna().all().all()
+    unmapped = baseline_accuracy({"u": ans}, subset, {})
+    assert unmapped["paper_loc"].dtype == float and unmapped["paper_cls"].dtype == float
+    assert unmapped[["paper_loc", "paper_cls"]].isna().all().all()
+
+
+def test_false_positive_rates_over_parsed_replies_with_unparsed_beside():
+    answers = pd.DataFrame(
+        [{"sample_id": f"s{i}", "condition": "removed", "task": task, "identified": y}
+         for task, ys in (("list", [1.0, np.nan, 0.0, 0.0]), ("binary", [1.0, 1.0, np.nan, 0.0])) for i, y in enumerate(ys)]
+        + [{"sample_id": "s0", "condition": "original", "task": "list", "identified": 1.0}])  # fmt: skip
+    fpr = false_positive_rates({"m": answers, "none": answers.assign(identified=np.nan)}).set_index("model")
+    assert fpr.loc["m", "fpr_list"] == pytest.approx(1 / 3) and fpr.loc["m", "unparsed_list"] == 1
+    assert fpr.loc["m", "fpr_binary"] == pytest.approx(2 / 3) and fpr.loc["m", "unparsed_binary"] == 1
+    assert fpr.loc["m", "n"] == 4
+    assert np.isnan(fpr.loc["none", "fpr_list"]) and fpr.loc["none", "unparsed_list"] == 4
+    assert fpr.loc["m", "paper_fpr_list"] == "0.27-0.45" and fpr.loc["m", "paper_fpr_binary"] == "0.56-0.70"
