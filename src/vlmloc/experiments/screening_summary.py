@@ -86,7 +86,7 @@ def baseline_accuracy(answers_per_model: dict[str, pd.DataFrame], subset: pd.Dat
                    **{f"success@{t}": 100 * loc[f"success@{t}"].mean() if len(loc) else np.nan for t in IOU_THRESHOLDS},
                    "cls": 100 * cls["identified"].mean() if len(cls) else np.nan,
                    "unparsed_boxes": int((loc["status"] != "ok").sum()),
-                   "truncated": int(sel["truncated"].fillna(False).astype(bool).sum()) if "truncated" in sel else 0}  # fmt: skip
+                   "truncated": int(sel["truncated"].eq(True).sum()) if "truncated" in sel else 0}  # fmt: skip
             paper = TABLE1_BASELINE.get(paper_models.get(model, ""), {})
             row["paper_loc"] = paper.get("loc", np.nan) if scope == "probing subset" else np.nan
             row["paper_cls"] = paper.get("cls", np.nan) if scope == "probing subset" else np.nan
