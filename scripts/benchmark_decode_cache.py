@@ -20,7 +20,9 @@ from vlmloc.runner import static_prefix_cache
 
 @torch.inference_mode()
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--family", choices=["llava", "internvl"], default="llava")
     ap.add_argument("--prefix", type=int, default=130)
     ap.add_argument("--steps", type=int, default=20)
@@ -36,12 +38,18 @@ def main() -> None:
         first = torch.randint(5, vocab - 5, (rows, 1), generator=g)
         out, ms = {}, {}
         for kind in ("dynamic", "static"):
-            cache = prefix if kind == "dynamic" else static_prefix_cache(model, prefix, rows, args.prefix + args.steps)
+            cache = (
+                prefix
+                if kind == "dynamic"
+                else static_prefix_cache(model, prefix, rows, args.prefix + args.steps)
+            )
             nxt, tokens = first, []
             t0 = time.perf_counter()
             for s in range(args.steps):
                 pos = torch.full((rows, 1), args.prefix + s)
-                logits = model(input_ids=nxt, past_key_values=cache, position_ids=pos, logits_to_keep=1).logits
+                logits = model(
+                    input_ids=nxt, past_key_values=cache, position_ids=pos, logits_to_keep=1
+                ).logits
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
                 tokens.append(nxt)
             ms[kind] = 1000 * (time.perf_counter() - t0) / args.steps
@@ -49,8 +57,10 @@ def main() -> None:
             if kind == "dynamic":
                 prefix.crop(args.prefix - prefix.get_seq_length())
         same = bool(torch.equal(out["dynamic"], out["static"]))
-        print(f"{rows} rows: DynamicCache {ms['dynamic']:.1f} ms per step, static prefix cache {ms['static']:.1f} ms "
-              f"(x{ms['dynamic'] / ms['static']:.2f}), same tokens: {same}")  # fmt: skip
+        print(
+            f"{rows} rows: DynamicCache {ms['dynamic']:.1f} ms per step, static prefix cache {ms['static']:.1f} ms "
+            f"(x{ms['dynamic'] / ms['static']:.2f}), same tokens: {same}"
+        )
 
 
 if __name__ == "__main__":

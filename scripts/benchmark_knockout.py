@@ -30,13 +30,23 @@ from vlmloc.models import load_adapter  # noqa: E402
 from vlmloc.models.tiny import SMALL_TEXT, build_tiny_llava  # noqa: E402
 from vlmloc.runner import Runner  # noqa: E402
 
-SETTINGS = {"fig3_window": 2, "fig12_windows": [2, 1], "stride": None, "all_layers": True, "paddings": [0, 1],
-            "random_control": True, "random_seeds": [0], "random_outside_padding": 1,
-            "translated_control": False}  # fmt: skip
+SETTINGS = {
+    "fig3_window": 2,
+    "fig12_windows": [2, 1],
+    "stride": None,
+    "all_layers": True,
+    "paddings": [0, 1],
+    "random_control": True,
+    "random_seeds": [0],
+    "random_outside_padding": 1,
+    "translated_control": False,
+}
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--layers", type=int, default=4)
@@ -46,16 +56,36 @@ def main():
     spec = ShapesSpec()
     with tempfile.TemporaryDirectory() as tmp:
         samples = samples_on_disk(Path(tmp), args.n, spec)
-        path = build_tiny_llava(Path(tmp) / "llava", seed=0, image_size=336, patch_size=14,
-                                text={**SMALL_TEXT, "num_hidden_layers": args.layers})  # fmt: skip
-        adapter = load_adapter("llava", path, dtype="float32", device=args.device, attn_implementation=args.attn)
-        job = ShardJob(adapter, Runner(adapter, batch_size=args.batch_size, progress=False), samples,
-                       spec.categories, SETTINGS, MAX_NEW, progress=False)  # fmt: skip
+        path = build_tiny_llava(
+            Path(tmp) / "llava",
+            seed=0,
+            image_size=336,
+            patch_size=14,
+            text={**SMALL_TEXT, "num_hidden_layers": args.layers},
+        )
+        adapter = load_adapter(
+            "llava", path, dtype="float32", device=args.device, attn_implementation=args.attn
+        )
+        job = ShardJob(
+            adapter,
+            Runner(adapter, batch_size=args.batch_size, progress=False),
+            samples,
+            spec.categories,
+            SETTINGS,
+            MAX_NEW,
+            progress=False,
+        )
         conditions = list(get_experiment("attention_knockout").conditions(job))
-        print(f"tiny LLaVA, 576 visual tokens, {args.layers} layers ({args.attn}): {args.n} samples x {len(conditions)} "
-              f"conditions x 2 tasks ({torch.get_num_threads()} threads, {args.device})")  # fmt: skip
-        compare(conditions, job, "full recomputation per sample, task and condition",
-                f"one prefix run, every condition from its cache (bs={args.batch_size})")  # fmt: skip
+        print(
+            f"tiny LLaVA, 576 visual tokens, {args.layers} layers ({args.attn}): {args.n} samples x {len(conditions)} "
+            f"conditions x 2 tasks ({torch.get_num_threads()} threads, {args.device})"
+        )
+        compare(
+            conditions,
+            job,
+            "full recomputation per sample, task and condition",
+            f"one prefix run, every condition from its cache (bs={args.batch_size})",
+        )
 
 
 if __name__ == "__main__":

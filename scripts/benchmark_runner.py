@@ -42,7 +42,9 @@ def naive(adapter, images, texts, max_new_tokens):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
@@ -60,20 +62,29 @@ def main():
         for k, (img, _, _) in enumerate(scenes):
             images.append(str(Path(tmp) / f"{k}.png"))
             Image.fromarray(img).save(images[-1])
-        texts = {t: [task_prompt(t, objs[0]["category"], spec.categories) for _, _, objs in scenes] for t in TOKENS}
+        texts = {
+            t: [task_prompt(t, objs[0]["category"], spec.categories) for _, _, objs in scenes]
+            for t in TOKENS
+        }
         for family in families:
             path = args.model_dir or BUILDERS[family](Path(tmp) / family, seed=0)
             adapter = load_adapter(family, path, dtype=args.dtype, device=args.device)
             runner = Runner(adapter, batch_size=args.batch_size, progress=False)
             naive(adapter, images[:2], texts["binary"][:2], 2)  # warm-up
             t0 = time.perf_counter()
-            ref = [runner.decode(ids) for t, n in TOKENS.items() for ids in naive(adapter, images, texts[t], n)]
+            ref = [
+                runner.decode(ids)
+                for t, n in TOKENS.items()
+                for ids in naive(adapter, images, texts[t], n)
+            ]
             t_naive = time.perf_counter() - t0
             t0 = time.perf_counter()
             got = [a for t, n in TOKENS.items() for a in runner.generate(images, texts[t], n)]
             t_batched = time.perf_counter() - t0
             t0 = time.perf_counter()
-            shared = runner.generate_shared(images, [texts[t] for t in TOKENS], list(TOKENS.values()))
+            shared = runner.generate_shared(
+                images, [texts[t] for t in TOKENS], list(TOKENS.values())
+            )
             t_shared = time.perf_counter() - t0
             shared = [a for answers in shared for a in answers]
             agree = np.mean([a == b for a, b in zip(ref, got, strict=True)])

@@ -36,7 +36,9 @@ from vlmloc.toy.evaluate import (
 )
 
 
-def ablation_summary(adapter, samples, categories, mean_images, baseline: dict, seeds=(0, 1, 2)) -> dict:
+def ablation_summary(
+    adapter, samples, categories, mean_images, baseline: dict, seeds=(0, 1, 2)
+) -> dict:
     """Localization and list classification with the object's tokens, or as many random ones, set
     to the mean visual embedding; ``baseline``: ``summarize`` of the unablated answers."""
     runner = Runner(adapter, batch_size=32, progress=False)
@@ -46,9 +48,14 @@ def ablation_summary(adapter, samples, categories, mean_images, baseline: dict, 
 
     def score(indices):
         rows = run_ablated(runner, samples, categories, indices, value, MAX_NEW_TOKENS)
-        return rows[rows["task"] == "localization"]["loc_score"].mean(), rows[rows["task"] == "list"]["identified"].mean()
+        return rows[rows["task"] == "localization"]["loc_score"].mean(), rows[
+            rows["task"] == "list"
+        ]["identified"].mean()
 
-    out["loc_baseline"], out["cls_baseline"] = baseline["loc_score"], baseline["cls_list"]  # already generated
+    out["loc_baseline"], out["cls_baseline"] = (
+        baseline["loc_score"],
+        baseline["cls_list"],
+    )  # already generated
     out["loc_object"], out["cls_object"] = score(obj)
     rand = [score(random_indices_like(adapter, samples, [len(i) for i in obj], s)) for s in seeds]
     out["loc_random"], out["cls_random"] = (float(np.mean([r[k] for r in rand])) for k in (0, 1))
@@ -57,12 +64,20 @@ def ablation_summary(adapter, samples, categories, mean_images, baseline: dict, 
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("model_dir")
     ap.add_argument("--family", required=True)
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--seed", type=int, default=5000)
-    ap.add_argument("--fit-gap", type=int, default=0, metavar="N", help="training-pool scenes against unseen ones (0: skip)")
+    ap.add_argument(
+        "--fit-gap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="training-pool scenes against unseen ones (0: skip)",
+    )
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     adapter = load_adapter(args.family, args.model_dir, dtype="float32", device="cpu")
@@ -75,7 +90,9 @@ def main():
         coco = json.loads((Path(tmp) / "eval" / "annotations.json").read_text())
         result.update(localization_breakdown(localization_errors(answers, samples, coco)))
         mean_images = list(dict.fromkeys(mean_set["image_path"]))
-        result.update(ablation_summary(adapter, samples, spec.categories, mean_images, baseline=result))
+        result.update(
+            ablation_summary(adapter, samples, spec.categories, mean_images, baseline=result)
+        )
     result.update({"held_out_images": args.images, "held_out_seed": args.seed})
     if args.fit_gap:
         trained = json.loads((Path(args.model_dir) / "training_config.json").read_text())

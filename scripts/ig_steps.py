@@ -29,14 +29,21 @@ from vlmloc.workflow import categories_of, read_samples
 # gausslegendre (n Gauss-Legendre nodes: exact for polynomials of degree 2n - 1)
 REFERENCE = {"localization": ("riemann_trapezoid", 64), "list": ("riemann_trapezoid", 24)}
 CANDIDATES = {
-    "localization": [("riemann_trapezoid", 16), ("riemann_trapezoid", 32), ("gausslegendre", 8), ("gausslegendre", 16)],
+    "localization": [
+        ("riemann_trapezoid", 16),
+        ("riemann_trapezoid", 32),
+        ("gausslegendre", 8),
+        ("gausslegendre", 16),
+    ],
     "list": [("riemann_trapezoid", 12), ("gausslegendre", 6), ("gausslegendre", 8)],
 }
 FRACTIONS = (0.04, 0.08, 0.16, 0.32)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--family", choices=["llava", "internvl"], default="llava")
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--dataset", default="shapes")
@@ -46,7 +53,9 @@ def main() -> None:
     adapter = load_adapter(args.family, f"checkpoints/toy_{args.family}")
     d = f"results/{args.dataset}"
     samples = read_samples(f"{d}/samples.parquet", f"{d}/probing_subset_ids.txt").iloc[: args.n]
-    categories, present = categories_of(load_json(f"resources/shapes/{args.dataset}/annotations.json"), samples)
+    categories, present = categories_of(
+        load_json(f"resources/shapes/{args.dataset}/annotations.json"), samples
+    )
     mean = torch.load(f"results/mean_embedding/toy_{args.family}.pt", weights_only=True)["mean"]
     runner = Runner(adapter, progress=False)
     pixels = [runner.pixels(p) for p in samples["image_path"]]
@@ -55,21 +64,40 @@ def main() -> None:
         runs = {}
         for method, s in [REFERENCE[task], *candidates]:
             t0 = time.perf_counter()
-            runs[method, s] = attribute_samples(adapter, pixels, records, task, categories, present, mean, progress=False,
-                                                steps=s, target="logit", importance="l1", method=method)  # fmt: skip
+            runs[method, s] = attribute_samples(
+                adapter,
+                pixels,
+                records,
+                task,
+                categories,
+                present,
+                mean,
+                progress=False,
+                steps=s,
+                target="logit",
+                importance="l1",
+                method=method,
+            )
             gaps = np.array([a.relative_gap for a in runs[method, s]])
-            print(f"{args.family} {task} {method} {s} steps: {time.perf_counter() - t0:.1f} s, gap median "
-                  f"{np.nanmedian(gaps):.4f}, p90 {np.nanpercentile(gaps, 90):.4f}")  # fmt: skip
+            print(
+                f"{args.family} {task} {method} {s} steps: {time.perf_counter() - t0:.1f} s, gap median "
+                f"{np.nanmedian(gaps):.4f}, p90 {np.nanpercentile(gaps, 90):.4f}"
+            )
         ref = runs[REFERENCE[task]]
         for method, s in candidates:
             for frac in FRACTIONS:
                 overlap = []
                 for a, b in zip(runs[method, s], ref, strict=True):
                     k = max(1, round(frac * len(b.importance)))
-                    top_a, top_b = (set(np.argsort(-x.importance, kind="stable")[:k]) for x in (a, b))
+                    top_a, top_b = (
+                        set(np.argsort(-x.importance, kind="stable")[:k]) for x in (a, b)
+                    )
                     overlap.append(len(top_a & top_b) / k)
-                print(f"  top {frac:.0%} overlap, {method} {s} vs the reference: mean {np.mean(overlap):.3f}, "
-                      f"min {np.min(overlap):.3f}")  # fmt: skip
+                print(
+                    f"  top {frac:.0%} overlap, {method} {s} vs the reference: mean {np.mean(overlap):.3f}, "
+                    f"min {np.min(overlap):.3f}"
+                )
+
 
 if __name__ == "__main__":
     main()

@@ -29,17 +29,23 @@ def probe(adapter, head, batcher, scenes) -> dict:
     pixel_values, targets = batcher.images(scenes)
     logits, _, box = aux_outputs(head(adapter.image_features(pixel_values)))
     on_object = ~torch.isnan(targets["box"][:, 0])
-    return {"box_error": (box[on_object] - targets["box"][on_object].clamp(0, 1)).abs().mean().item(),
-            "category_accuracy": (logits.argmax(1) == targets["category"]).float().mean().item()}  # fmt: skip
+    return {
+        "box_error": (box[on_object] - targets["box"][on_object].clamp(0, 1)).abs().mean().item(),
+        "category_accuracy": (logits.argmax(1) == targets["category"]).float().mean().item(),
+    }
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--toy", default="toy_llava")
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--steps", type=int, help="vision steps (default: the recipe's)")
     ap.add_argument("--every", type=int, default=500)
-    ap.add_argument("--unseen", type=int, default=300, help="scenes of another pool seed, never trained on")
+    ap.add_argument(
+        "--unseen", type=int, default=300, help="scenes of another pool seed, never trained on"
+    )
     ap.add_argument("--unseen-seed", type=int, default=999)
     args = ap.parse_args()
     recipe = yaml.safe_load(Path(args.config).read_text())["toy_training"][args.toy]
@@ -52,7 +58,9 @@ def main():
     head = aux_head(adapter, len(spec.categories))
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed)
     if args.unseen_seed == cfg.seed:
-        raise SystemExit("--unseen-seed must differ from the recipe's seed (those are the training scenes)")
+        raise SystemExit(
+            "--unseen-seed must differ from the recipe's seed (those are the training scenes)"
+        )
     unseen = make_pool(adapter, spec, args.unseen, args.unseen_seed, progress=False)
     batcher = Batcher(adapter, pool, spec.categories, cfg.seed + 1)
     params = list(adapter.model.parameters()) + list(head.parameters())
@@ -61,7 +69,11 @@ def main():
     for step in range(cfg.vision_steps):  # stage 1 of vlmloc.toy.train.train
         loss = vision_step(cfg, adapter, head, batcher, opt, params, step)
         if (step + 1) % args.every == 0 or step + 1 == cfg.vision_steps:
-            row = {"step": step + 1, "seconds": round(time.perf_counter() - t0), "loss": round(loss, 4)}
+            row = {
+                "step": step + 1,
+                "seconds": round(time.perf_counter() - t0),
+                "loss": round(loss, 4),
+            }
             print(json.dumps({**row, **probe(adapter, head, batcher, unseen)}), flush=True)
 
 

@@ -33,7 +33,14 @@ def main() -> None:
         if args.untrained_methods:
             s["controls"]["untrained_methods"] = args.untrained_methods
     d = cfg["datasets"][s["generated_like"]]
-    keys = ("colours", "shapes", "long_side", "aspect", "min_objects", "max_objects")  # common.smk shapes_spec
+    keys = (
+        "colours",
+        "shapes",
+        "long_side",
+        "aspect",
+        "min_objects",
+        "max_objects",
+    )  # common.smk shapes_spec
     spec = {k: d[k] for k in keys if k in d}
     train, test = probe_images("generated", "generated", s["n_train"], s["n_test"], s["seed"], spec)
     adapter = load_adapter(args.family, args.path)
@@ -41,10 +48,21 @@ def main() -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     run = fit_and_score(adapter, train, test, settings)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(json.dumps({"model": args.path, "untrained": settings.untrained_control and (settings.untrained_methods or
-                      settings.methods), "total_s": round(total, 2), "cpu_s": round(cpu, 2),
-                      "timing": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in t.items()}
-                                 for t in run.timing]}))
+    print(
+        json.dumps(
+            {
+                "model": args.path,
+                "untrained": settings.untrained_control
+                and (settings.untrained_methods or settings.methods),
+                "total_s": round(total, 2),
+                "cpu_s": round(cpu, 2),
+                "timing": [
+                    {k: (round(v, 2) if isinstance(v, float) else v) for k, v in t.items()}
+                    for t in run.timing
+                ],
+            }
+        )
+    )
     # LDA's test accuracy (mean of row and column) per site, trained and untrained, and the best
     # LLM layer chosen on validation / on test
     import pandas as pd
@@ -53,11 +71,30 @@ def main() -> None:
 
     summary = pd.DataFrame(run.summary).assign(model=args.family)
     lda = summary[(summary["method"] == "lda") & (summary["split"] == "test")]
-    print(lda.pivot_table(index="site", columns="variant", values="acc_mean", sort=False).round(3).to_string())
+    print(
+        lda.pivot_table(index="site", columns="variant", values="acc_mean", sort=False)
+        .round(3)
+        .to_string()
+    )
     table = best_layer_table(summary, {}, [m for m in settings.methods if m != "ridge"], "acc_mean")
-    print(table[["method", "best_llm_layer", "best_llm_layer_on_test", "acc_best_llm", "acc_best_llm_validation",
-                 "untrained_method", "acc_untrained_best_llm", "acc_untrained_projector",
-                 "acc_untrained_best_vision", "best_vision_layer"]].round(3).to_string())
+    print(
+        table[
+            [
+                "method",
+                "best_llm_layer",
+                "best_llm_layer_on_test",
+                "acc_best_llm",
+                "acc_best_llm_validation",
+                "untrained_method",
+                "acc_untrained_best_llm",
+                "acc_untrained_projector",
+                "acc_untrained_best_vision",
+                "best_vision_layer",
+            ]
+        ]
+        .round(3)
+        .to_string()
+    )
 
 
 if __name__ == "__main__":

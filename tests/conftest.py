@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "profiles", "envs", "checkpoints", "src")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "config.yaml",
+    "config",
+    "workflow",
+    "profiles",
+    "envs",
+    "checkpoints",
+    "src",
+)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -106,7 +115,9 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -123,4 +134,7 @@ def tiny_dirs(tmp_path_factory):
 def adapters(tiny_dirs):
     from vlmloc.models import load_adapter
 
-    return {family: load_adapter(family, path, dtype="float32", device="cpu") for family, path in tiny_dirs.items()}
+    return {
+        family: load_adapter(family, path, dtype="float32", device="cpu")
+        for family, path in tiny_dirs.items()
+    }

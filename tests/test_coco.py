@@ -33,14 +33,41 @@ def test_label_correction_replaces_annotations():
     m1[10:20, 10:20] = True
     m2 = np.zeros((50, 60), bool)
     m2[10:30, 5:25] = True  # ReM's finer/larger mask of the same object
-    images = [{"id": 1, "file_name": "1.jpg", "width": 60, "height": 50}, {"id": 2, "file_name": "2.jpg", "width": 60, "height": 50}]
+    images = [
+        {"id": 1, "file_name": "1.jpg", "width": 60, "height": 50},
+        {"id": 2, "file_name": "2.jpg", "width": 60, "height": 50},
+    ]
     cats = [{"id": 3, "name": "dog", "supercategory": "animal"}]
-    original = {"images": images, "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "segmentation": encode_mask(m1), "iscrowd": 0}], "categories": cats}
+    original = {
+        "images": images,
+        "annotations": [
+            {
+                "id": 7,
+                "image_id": 1,
+                "category_id": 3,
+                "segmentation": encode_mask(m1),
+                "iscrowd": 0,
+            }
+        ],
+        "categories": cats,
+    }
     corrected = {
         "images": images[:1],
         "annotations": [
-            {"id": 7, "image_id": 1, "category_id": 3, "segmentation": uncompressed_rle(m2), "iscrowd": 0},
-            {"id": 2024000001, "image_id": 1, "category_id": 3, "segmentation": uncompressed_rle(m1), "iscrowd": 0},
+            {
+                "id": 7,
+                "image_id": 1,
+                "category_id": 3,
+                "segmentation": uncompressed_rle(m2),
+                "iscrowd": 0,
+            },
+            {
+                "id": 2024000001,
+                "image_id": 1,
+                "category_id": 3,
+                "segmentation": uncompressed_rle(m1),
+                "iscrowd": 0,
+            },
         ],
         "categories": cats,
     }

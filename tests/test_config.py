@@ -35,7 +35,10 @@ def test_default_and_paper_configs_validate():
         (lambda c: c["datasets"]["coco"].update(label_corection="none"), "label_corection"),
         (lambda c: c["downloads"]["files"]["val2017.zip"].update(sha=1), "sha"),
         (lambda c: c["experiments"]["token_ablation"].update(padings=[0]), "padings"),
-        (lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(stepz=3), "stepz"),
+        (
+            lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(stepz=3),
+            "stepz",
+        ),
         (lambda c: c["experiments"].update(token_ablations={}), "token_ablations"),
         (lambda c: c["mean_embedding"].update(imgs="x"), "imgs"),
         (lambda c: c["probes"].update(epoch=3), "epoch"),
@@ -57,7 +60,12 @@ def test_misspelt_key_is_named(edit, key):
         (lambda c: c["inpainting"].update(shards=0), "shards"),
         (lambda c: c["datasets"]["shapes"].update(inpainting="photoshop"), "inpainting"),
         (lambda c: c["downloads"]["files"]["val2017.zip"].update(md5="abc"), "md5"),
-        (lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(target="loss"), "target"),
+        (
+            lambda c: c["experiments"]["token_ablation"]["integrated_gradients"].update(
+                target="loss"
+            ),
+            "target",
+        ),
         (lambda c: c["experiments"]["token_ablation"]["register"].update(scope="pixel"), "scope"),
         (lambda c: c["experiments"]["token_ablation"]["random"].update(k=[0]), "k"),
         (lambda c: c["probes"].update(methods=["svm"]), "svm"),
@@ -105,33 +113,52 @@ def test_probing_tiles_alone_skips_models_without_tiles(workflow_dir):
     out = run_snakemake(workflow_dir, "-n", "--configfile", "local.yaml")
     text = out.stdout + out.stderr
     assert "probes (views: local): toy_llava skipped" in text
-    assert "results/probes/toy_internvl/summary.parquet" in text and "results/probes/toy_llava/" not in text
+    assert (
+        "results/probes/toy_internvl/summary.parquet" in text
+        and "results/probes/toy_llava/" not in text
+    )
 
 
 def test_fig11_layer_beyond_a_local_checkpoint_is_named(workflow_dir):
     """The toys have 4 LLM layers: layer 4 fails before any job, naming the key."""
     (workflow_dir / "bad.yaml").write_text("probes:\n  fig11_layers: {toy_llava: [1, 4]}\n")
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
-    assert proc.returncode != 0 and "probes.fig11_layers.toy_llava: layer 4 outside 0..3" in proc.stdout + proc.stderr
+    assert (
+        proc.returncode != 0
+        and "probes.fig11_layers.toy_llava: layer 4 outside 0..3" in proc.stdout + proc.stderr
+    )
     (workflow_dir / "good.yaml").write_text("probes:\n  fig11_layers: {toy_llava: [1, 3]}\n")
     run_snakemake(workflow_dir, "-n", "--configfile", "good.yaml")
 
 
 def test_head_ablation_outside_the_mediation_datasets_is_named(workflow_dir):
     """Head ablation ranks heads by the mediation of the same dataset."""
-    (workflow_dir / "bad.yaml").write_text("experiments:\n  head_ablation:\n    datasets: [shapes_voc]\n")
+    (workflow_dir / "bad.yaml").write_text(
+        "experiments:\n  head_ablation:\n    datasets: [shapes_voc]\n"
+    )
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
-    assert "experiments.head_ablation.datasets: 'shapes_voc' is not a mediation dataset" in proc.stdout + proc.stderr
+    assert (
+        "experiments.head_ablation.datasets: 'shapes_voc' is not a mediation dataset"
+        in proc.stdout + proc.stderr
+    )
 
 
 def test_head_ablation_needs_the_gathered_mediation_ranking(workflow_dir):
     """In the DAG a head-ablation job reads its model's ranking (rank_heads over the gathered
     mediation rows); the demo target holds every head table and figure."""
     dry = run_snakemake(workflow_dir, "-n", "--quiet", "rules").stdout
-    for rule in ("rank_heads", "table_mediation", "figure_mediation", "table_head_ablation", "figure_head_ablation"):
+    for rule in (
+        "rank_heads",
+        "table_mediation",
+        "figure_mediation",
+        "table_head_ablation",
+        "figure_head_ablation",
+    ):
         assert rule in dry, rule
-    text = run_snakemake(workflow_dir, "-n", "results/shapes/experiments/head_ablation/toy_llava/raw/shard-0.parquet").stdout
+    text = run_snakemake(
+        workflow_dir, "-n", "results/shapes/experiments/head_ablation/toy_llava/raw/shard-0.parquet"
+    ).stdout
     assert "results/shapes/experiments/mediation/toy_llava/heads.parquet" in text
     assert "output: results/shapes/experiments/mediation/toy_llava/raw/shard-0.parquet" in text
 
@@ -139,35 +166,66 @@ def test_head_ablation_needs_the_gathered_mediation_ranking(workflow_dir):
 @pytest.mark.parametrize(
     "overlay, message",
     [
-        ("experiments:\n  attention_knockout:\n    models: {toy_lava: {fig3_window: 1}}\n",
-         "experiments.attention_knockout.models: 'toy_lava' is not defined under models"),
-        ("experiments:\n  token_shuffle:\n    datasets: [shapez]\n",
-         "experiments.token_shuffle.datasets: 'shapez' is not defined under datasets"),
-        ("probes:\n  fig11_layers: {toy_lava: [1]}\n", "probes.fig11_layers: 'toy_lava' is not defined under models"),
-        ("mean_embedding:\n  generated_like: shapez\n", "mean_embedding.generated_like: 'shapez' is not a shapes dataset"),
-        ("probes:\n  generated_like: coco\n", "probes.generated_like: 'coco' is not a shapes dataset"),
+        (
+            "experiments:\n  attention_knockout:\n    models: {toy_lava: {fig3_window: 1}}\n",
+            "experiments.attention_knockout.models: 'toy_lava' is not defined under models",
+        ),
+        (
+            "experiments:\n  token_shuffle:\n    datasets: [shapez]\n",
+            "experiments.token_shuffle.datasets: 'shapez' is not defined under datasets",
+        ),
+        (
+            "probes:\n  fig11_layers: {toy_lava: [1]}\n",
+            "probes.fig11_layers: 'toy_lava' is not defined under models",
+        ),
+        (
+            "mean_embedding:\n  generated_like: shapez\n",
+            "mean_embedding.generated_like: 'shapez' is not a shapes dataset",
+        ),
+        (
+            "probes:\n  generated_like: coco\n",
+            "probes.generated_like: 'coco' is not a shapes dataset",
+        ),
     ],
-    ids=["knockout_models", "experiment_datasets", "fig11_layers", "mean_embedding_like", "probes_like"],
-)  # fmt: skip
+    ids=[
+        "knockout_models",
+        "experiment_datasets",
+        "fig11_layers",
+        "mean_embedding_like",
+        "probes_like",
+    ],
+)
 def test_undefined_name_in_a_block_keyed_by_names_is_named(workflow_dir, overlay, message):
     """A typo in a model, dataset or rule name fails before any job instead of running the default."""
     (workflow_dir / "bad.yaml").write_text(overlay)
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
-    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (
+        proc.stdout + proc.stderr
+    )[-2000:]
 
 
 def test_head_ablation_ranking_by_a_task_mediation_leaves_out_is_named(workflow_dir):
-    (workflow_dir / "bad.yaml").write_text("experiments:\n  mediation:\n    tasks: [localization]\n")
+    (workflow_dir / "bad.yaml").write_text(
+        "experiments:\n  mediation:\n    tasks: [localization]\n"
+    )
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
-    assert "experiments.head_ablation.settings: ranks heads by the 'binary' MF" in proc.stdout + proc.stderr
+    assert (
+        "experiments.head_ablation.settings: ranks heads by the 'binary' MF"
+        in proc.stdout + proc.stderr
+    )
 
 
 def test_untrained_control_methods_outside_the_methods_are_named(workflow_dir):
-    (workflow_dir / "bad.yaml").write_text("probes:\n  methods: [sgd]\n  figure_method: sgd\n  controls: {untrained_methods: [lda]}\n")
+    (workflow_dir / "bad.yaml").write_text(
+        "probes:\n  methods: [sgd]\n  figure_method: sgd\n  controls: {untrained_methods: [lda]}\n"
+    )
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
     assert proc.returncode != 0
-    assert "probes.controls.untrained_methods: 'lda' is not one of probes.methods ['sgd']" in proc.stdout + proc.stderr
+    assert (
+        "probes.controls.untrained_methods: 'lda' is not one of probes.methods ['sgd']"
+        in proc.stdout + proc.stderr
+    )
 
 
 @pytest.mark.parametrize("env", ["data", "models", "inpainting"])
@@ -175,7 +233,9 @@ def test_conda_envs_pin_what_constraints_pins(env):
     """A package pinned in envs/<env>.yaml has the version of constraints.txt (where that pins it),
     and the data and model envs pin every package they name: the envs cannot drift from the
     versions the tests ran with."""
-    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line)
+    pins = dict(
+        line.split("==") for line in (ROOT / "constraints.txt").read_text().split() if "==" in line
+    )
     spec = yaml.safe_load((ROOT / "envs" / f"{env}.yaml").read_text())
     pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
     named = [p.split("#")[0].strip() for p in pip if not p.startswith("-e")]

@@ -32,10 +32,22 @@ def _samples(tmp_path, sizes=((160, 120), (90, 200), (300, 100))):
         x0, y0 = w // 4, h // 3
         mask[y0 : y0 + h // 4, x0 : x0 + w // 5] = True
         ys, xs = np.nonzero(mask)
-        rows.append({"sample_id": f"s{i}", "image_id": i, "category": CATS[i % 3], "image_path": str(path), "width": w,
-                     "height": h, "bbox_x": float(xs.min()), "bbox_y": float(ys.min()),
-                     "bbox_w": float(xs.max() + 1 - xs.min()), "bbox_h": float(ys.max() + 1 - ys.min()),
-                     "size_bucket": "small", "mask_rle": encode_mask(mask)["counts"]})  # fmt: skip
+        rows.append(
+            {
+                "sample_id": f"s{i}",
+                "image_id": i,
+                "category": CATS[i % 3],
+                "image_path": str(path),
+                "width": w,
+                "height": h,
+                "bbox_x": float(xs.min()),
+                "bbox_y": float(ys.min()),
+                "bbox_w": float(xs.max() + 1 - xs.min()),
+                "bbox_h": float(ys.max() + 1 - ys.min()),
+                "size_bucket": "small",
+                "mask_rle": encode_mask(mask)["counts"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -49,14 +61,31 @@ def _job(adapter, samples, settings, mean=None):
         mean = mean_visual_embedding(adapter, list(samples["image_path"]))
     runner = Runner(adapter, batch_size=4, progress=False)
     present = [[c] for c in samples["category"]]
-    return ShardJob(adapter, runner, samples, CATS, settings, MAX_NEW, mean, {"norm_mean": 0.0, "norm_std": 1.0}, present, progress=False)
+    return ShardJob(
+        adapter,
+        runner,
+        samples,
+        CATS,
+        settings,
+        MAX_NEW,
+        mean,
+        {"norm_mean": 0.0, "norm_std": 1.0},
+        present,
+        progress=False,
+    )
 
 
 SETTINGS = {
     "paddings": [0, 1],
     "register": {"n_std": 2.0, "scope": "image"},
     "random": {"k": [4, 24], "seeds": [0, 1]},
-    "integrated_gradients": {"k": [8], "steps": 8, "target": "logit", "importance": "l1", "method": "riemann_trapezoid"},
+    "integrated_gradients": {
+        "k": [8],
+        "steps": 8,
+        "target": "logit",
+        "importance": "l1",
+        "method": "riemann_trapezoid",
+    },
 }
 
 
@@ -66,7 +95,9 @@ def test_object_condition_edits_exactly_the_object_tokens(adapters, samples, fam
     a = adapters[family]
     job = _job(a, samples, SETTINGS)
     cond = next(c for c in get_experiment("token_ablation").conditions(job) if c.name == "object+0")
-    enc = a.encode([Image.open(p).convert("RGB") for p in samples["image_path"]], ["Hi"] * len(samples))
+    enc = a.encode(
+        [Image.open(p).convert("RGB") for p in samples["image_path"]], ["Hi"] * len(samples)
+    )
     sizes = [lay.n_tokens for lay in enc.layouts]
     with torch.inference_mode():
         ref = a.image_features(enc.inputs["pixel_values"])
@@ -80,7 +111,12 @@ def test_object_condition_edits_exactly_the_object_tokens(adapters, samples, fam
         torch.testing.assert_close(got[lo + expected], job.mean.expand(len(expected), -1))
     if family == "internvl":  # every view, global and local
         wide = enc.layouts[2]
-        kinds = {v.kind for v in wide.views for i in cond.edited[2] if v.offset <= i < v.offset + v.n_tokens}
+        kinds = {
+            v.kind
+            for v in wide.views
+            for i in cond.edited[2]
+            if v.offset <= i < v.offset + v.n_tokens
+        }
         assert kinds == {"global", "local"}
 
 
@@ -110,13 +146,27 @@ def test_random_control_draws_the_count_asked(adapters, samples):
     for seed in (0, 1):
         idx = random_indices_like(a, samples, counts, seed)
         assert [len(set(i)) for i in idx] == counts
-        assert all(i.max() < a.layout(w, h).n_tokens for i, w, h in zip(idx, samples["width"], samples["height"], strict=True))
-    assert not all(np.array_equal(x, y) for x, y in zip(random_indices_like(a, samples, counts, 0),
-                                                         random_indices_like(a, samples, counts, 1), strict=True))  # fmt: skip
+        assert all(
+            i.max() < a.layout(w, h).n_tokens
+            for i, w, h in zip(idx, samples["width"], samples["height"], strict=True)
+        )
+    assert not all(
+        np.array_equal(x, y)
+        for x, y in zip(
+            random_indices_like(a, samples, counts, 0),
+            random_indices_like(a, samples, counts, 1),
+            strict=True,
+        )
+    )
     # a sample's draw does not depend on which samples share its shard
     alone = random_indices_like(a, samples.iloc[[2]], [40], 0)[0]
     assert np.array_equal(alone, random_indices_like(a, samples, counts, 0)[2])
-    assert share_count(576, 1) == 6 and share_count(576, 48) == 276 and share_count(64, 1) == 1 and share_count(10, 25) == 3
+    assert (
+        share_count(576, 1) == 6
+        and share_count(576, 48) == 276
+        and share_count(64, 1) == 1
+        and share_count(10, 25) == 3
+    )
     assert sample_rng(0, "x").integers(1000) == sample_rng(0, "x").integers(1000)
 
 
@@ -131,14 +181,20 @@ def test_ig_targets_are_the_gold_answer_content_tokens(adapters, samples, family
     n = a.layout(r["width"], r["height"]).n_tokens
     for task in ("localization", "list"):
         prompt = a.prompt(task_prompt(task, r["category"], CATS), n)
-        gold = gold_answer(a, task, r, ["blue square", r["category"], "green triangle"] if task == "list" else ())
+        gold = gold_answer(
+            a, task, r, ["blue square", r["category"], "green triangle"] if task == "list" else ()
+        )
         positions, ids = target_tokens(a, prompt, gold)
         text = a.tokenizer.decode(ids[positions])
         prompt_len = len(a.tokenizer(prompt, add_special_tokens=True)["input_ids"])
         assert min(positions) >= prompt_len - 1  # in the answer, never BOS or the prompt
         assert a.tokenizer.bos_token_id not in ids[positions].tolist()
         if task == "localization":
-            numbers = [s for s in gold.text.replace("[", " ").replace("]", " ").replace(",", " ").split() if s[0].isdigit()]
+            numbers = [
+                s
+                for s in gold.text.replace("[", " ").replace("]", " ").replace(",", " ").split()
+                if s[0].isdigit()
+            ]
             assert text.replace(" ", "") == "".join(numbers), (text, gold.text)
         else:
             assert text.strip() == r["category"], (text, gold.text)
@@ -160,8 +216,12 @@ def test_ig_completeness(adapters, samples, family):
             assert abs(at.f_input - at.f_baseline) > 1e-3
             assert at.relative_gap < 0.005, (family, task, at)
             assert at.importance.shape == (n,) and (at.importance >= 0).all()
-            at4 = integrated_gradients(a, px, prompt, gold_answer(a, task, r), mean, steps=4, method="riemann_left")
-            assert at4.relative_gap > at.relative_gap  # few steps do not integrate this path: the test can fail
+            at4 = integrated_gradients(
+                a, px, prompt, gold_answer(a, task, r), mean, steps=4, method="riemann_left"
+            )
+            assert (
+                at4.relative_gap > at.relative_gap
+            )  # few steps do not integrate this path: the test can fail
 
 
 def test_run_shard_rows_and_gather_guard(adapters, samples):
@@ -169,8 +229,18 @@ def test_run_shard_rows_and_gather_guard(adapters, samples):
     job = _job(a, samples, SETTINGS)
     raw = run_shard(get_experiment("token_ablation"), job)
     conds = set(raw["condition"])
-    assert conds == {"baseline", "object+0", "object+1", "register", "random_k4_s0", "random_k4_s1", "random_k24_s0",
-                     "random_k24_s1", "ig_localization_k8", "ig_list_k8"}  # fmt: skip
+    assert conds == {
+        "baseline",
+        "object+0",
+        "object+1",
+        "register",
+        "random_k4_s0",
+        "random_k4_s1",
+        "random_k24_s0",
+        "random_k24_s1",
+        "ig_localization_k8",
+        "ig_list_k8",
+    }
     assert set(raw.loc[raw["condition"] == "ig_list_k8", "task"]) == {"list"}
     assert (raw.loc[raw["condition"] == "baseline", "n_edited"] == 0).all()
     r24 = raw[raw["condition"] == "random_k24_s0"]
@@ -195,7 +265,11 @@ def test_fast_path_equals_the_naive_reference(adapters, samples, family):
 
     a = adapters[family]
     job = _job(a, samples, SETTINGS)
-    conds = [c for c in get_experiment("token_ablation").conditions(job) if c.name in ("baseline", "object+1", "random_k24_s0")]
+    conds = [
+        c
+        for c in get_experiment("token_ablation").conditions(job)
+        if c.name in ("baseline", "object+1", "random_k24_s0")
+    ]
     key = ["condition", "task", "sample_id"]
     fast = run_conditions("t", conds, job).sort_values(key).reset_index(drop=True)
     naive = run_conditions_naive("t", conds, job).sort_values(key).reset_index(drop=True)
@@ -210,26 +284,50 @@ def _rows(model_scores: dict, seeds=(0, 1)):
     for (strategy, param, seed), scores in model_scores.items():
         for i, v in enumerate(scores):
             for task, col in (("localization", "loc_score"), ("list", "identified")):
-                out.append({"sample_id": f"s{i}", "strategy": strategy, "padding": param if strategy == "object" else np.nan,
-                            "k": param if strategy in ("ig", "random") else np.nan, "seed": seed, "task": task,
-                            "loc_score": v if col == "loc_score" else np.nan, "identified": v if col == "identified" else np.nan,
-                            "n_tokens": 100, "n_edited": 0 if strategy == "baseline" else 10 * (i + 1),
-                            "n_tokens_global": 100, "n_edited_global": 0 if strategy == "baseline" else 10 * (i + 1),
-                            "n_tokens_local": 0, "n_edited_local": 0})  # fmt: skip
+                out.append(
+                    {
+                        "sample_id": f"s{i}",
+                        "strategy": strategy,
+                        "padding": param if strategy == "object" else np.nan,
+                        "k": param if strategy in ("ig", "random") else np.nan,
+                        "seed": seed,
+                        "task": task,
+                        "loc_score": v if col == "loc_score" else np.nan,
+                        "identified": v if col == "identified" else np.nan,
+                        "n_tokens": 100,
+                        "n_edited": 0 if strategy == "baseline" else 10 * (i + 1),
+                        "n_tokens_global": 100,
+                        "n_edited_global": 0 if strategy == "baseline" else 10 * (i + 1),
+                        "n_tokens_local": 0,
+                        "n_edited_local": 0,
+                    }
+                )
     return pd.DataFrame(out)
 
 
 def test_table1_values_drops_intervals_and_seed_std():
     from vlmloc.experiments.summary import format_table1, table1, table4
 
-    rows = _rows({("baseline", np.nan, np.nan): [1, 1, 0, 1], ("object", 0, np.nan): [0, 0, 0, 1],
-                  ("random", 8, 0): [1, 1, 0, 1], ("random", 8, 1): [1, 0, 0, 1]})  # fmt: skip
+    rows = _rows(
+        {
+            ("baseline", np.nan, np.nan): [1, 1, 0, 1],
+            ("object", 0, np.nan): [0, 0, 0, 1],
+            ("random", 8, 0): [1, 1, 0, 1],
+            ("random", 8, 1): [1, 0, 0, 1],
+        }
+    )
     t = table1({"toy": rows}, {"toy": "llava-1.5-7b"}, {"resamples": 500, "seed": 0})
     base, obj, rnd = (t[t["strategy"] == s].iloc[0] for s in ("baseline", "object", "random"))
-    assert base["loc"] == 75 and obj["loc"] == 25 and obj["loc_drop"] == -50 and obj["cls_drop"] == -50
-    assert rnd["loc"] == pytest.approx(62.5) and rnd["loc_std"] == pytest.approx(12.5)  # seeds: 75 and 50
+    assert (
+        base["loc"] == 75 and obj["loc"] == 25 and obj["loc_drop"] == -50 and obj["cls_drop"] == -50
+    )
+    assert rnd["loc"] == pytest.approx(62.5) and rnd["loc_std"] == pytest.approx(
+        12.5
+    )  # seeds: 75 and 50
     assert obj["loc_lo"] <= obj["loc"] <= obj["loc_hi"] and obj["loc_hi"] - obj["loc_lo"] > 10
-    assert obj["token_pct"] == pytest.approx(25) and np.isnan(obj["token_pct_local"])  # (10+20+30+40)/4 %
+    assert obj["token_pct"] == pytest.approx(25) and np.isnan(
+        obj["token_pct_local"]
+    )  # (10+20+30+40)/4 %
     assert obj["paper_loc"] == 5.92 and base["paper_cls"] == 58.10 and obj["paper_token"] == "8"
     t4 = table4(t, {"toy": "llava-1.5-7b"})
     assert list(t4["strategy"]) == ["baseline", "random"] and t4["paper_loc_std"].iloc[1] == 0.08
@@ -250,7 +348,11 @@ def test_table1_ig_gap_says_how_many_samples_it_leaves_out():
     from vlmloc.experiments.summary import table1
 
     rows = _rows({("baseline", np.nan, np.nan): [1, 1, 0, 1], ("ig", 8, np.nan): [0, 1, 0, 1]})
-    rows["ig_gap"] = np.where(rows["strategy"] == "ig", rows["sample_id"].map({"s0": 0.01, "s1": np.nan, "s2": 0.03, "s3": 0.02}), np.nan)
+    rows["ig_gap"] = np.where(
+        rows["strategy"] == "ig",
+        rows["sample_id"].map({"s0": 0.01, "s1": np.nan, "s2": 0.03, "s3": 0.02}),
+        np.nan,
+    )
     ig = table1({"toy": rows}, {}, {"resamples": 50, "seed": 0}).set_index("strategy").loc["ig"]
     assert ig["loc_ig_gap_median"] == pytest.approx(0.02) and ig["loc_ig_gap_n_excluded"] == 1
     rows.loc[rows["strategy"] == "ig", "ig_gap"] = np.nan  # f never moved: every sample left out

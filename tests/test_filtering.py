@@ -10,7 +10,15 @@ def _ann(aid, image_id, cat, h, w, box, crowd=0):
     m[y : y + bh, x : x + bw] = True
     rle = encode_mask(m)
     area, bbox = rle_area_bbox(rle)
-    return {"id": aid, "image_id": image_id, "category_id": cat, "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": crowd}
+    return {
+        "id": aid,
+        "image_id": image_id,
+        "category_id": cat,
+        "segmentation": rle,
+        "area": area,
+        "bbox": bbox,
+        "iscrowd": crowd,
+    }
 
 
 def _coco():
@@ -37,7 +45,9 @@ def test_filters_in_paper_order_with_counts():
     samples, counts = filter_samples(_coco(), "imgs", FilterSettings())
     assert list(samples["ann_id"]) == [10]
     row = samples.iloc[0]
-    assert row["sample_id"] == "1_10" and row["category"] == "c1" and row["image_path"] == "imgs/a.jpg"
+    assert (
+        row["sample_id"] == "1_10" and row["category"] == "c1" and row["image_path"] == "imgs/a.jpg"
+    )
     assert row["size_bucket"] == "medium" and abs(row["area_fraction"] - 2500 / 120000) < 1e-12
     assert sample_mask(row).sum() == 2500
     assert list(counts["annotations"]) == [8, 5, 4, 1]
@@ -45,7 +55,9 @@ def test_filters_in_paper_order_with_counts():
 
 
 def test_thresholds_change_the_result():
-    samples, _ = filter_samples(_coco(), "imgs", FilterSettings(min_side=100, unique_category=False))
+    samples, _ = filter_samples(
+        _coco(), "imgs", FilterSettings(min_side=100, unique_category=False)
+    )
     assert sorted(samples["ann_id"]) == [10, 13, 14, 15, 20]
 
 

@@ -23,8 +23,15 @@ def test_forward_flops_match_torchs_flop_counter(gqa):
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(hidden_size=256, intermediate_size=768, num_hidden_layers=3, num_attention_heads=8,
-                      num_key_value_heads=2 if gqa else 8, vocab_size=1000, attn_implementation="eager")  # fmt: skip
+    cfg = LlamaConfig(
+        hidden_size=256,
+        intermediate_size=768,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2 if gqa else 8,
+        vocab_size=1000,
+        attn_implementation="eager",
+    )
     model = LlamaForCausalLM(cfg).eval()
     dims = DecoderDims.of(model.model, cfg)
     ids = torch.randint(0, 1000, (1, 200))
@@ -36,5 +43,7 @@ def test_forward_flops_match_torchs_flop_counter(gqa):
             model(ids[:, 160:], past_key_values=cache, logits_to_keep=41)
         suffix = counter.get_total_flops()
     assert forward_flops(dims, 160, causal=False) == pytest.approx(prefix, rel=0.05)
-    assert forward_flops(dims, 40, past=160, logits=41, causal=False) == pytest.approx(suffix, rel=0.05)
+    assert forward_flops(dims, 40, past=160, logits=41, causal=False) == pytest.approx(
+        suffix, rel=0.05
+    )
     assert forward_flops(dims, 160) < forward_flops(dims, 160, causal=False)

@@ -14,9 +14,18 @@ from vlmloc.geometry import mask_grids, object_token_indices, pad_grid
 from vlmloc.models.internvl import InternVLAdapter, closest_tile_grid
 from vlmloc.models.llava import LlavaAdapter
 
-PRE = {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+PRE = {
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+}
 REAL = {
-    "llava": LlavaAdapter(SimpleNamespace(config=LlavaConfig(vision_config=CLIPVisionConfig(image_size=336, patch_size=14))), None, PRE),
+    "llava": LlavaAdapter(
+        SimpleNamespace(
+            config=LlavaConfig(vision_config=CLIPVisionConfig(image_size=336, patch_size=14))
+        ),
+        None,
+        PRE,
+    ),
     "internvl": InternVLAdapter(SimpleNamespace(config=InternVLConfig()), None, PRE, max_tiles=6),
 }
 
@@ -32,7 +41,10 @@ def test_real_grids():
 
 
 def test_tile_grid_matches_internvl_reference():
-    assert closest_tile_grid(640, 480, 448, 1, 6) == (3, 2)  # 4:3 is closest to 3:2 among <= 6 tiles
+    assert closest_tile_grid(640, 480, 448, 1, 6) == (
+        3,
+        2,
+    )  # 4:3 is closest to 3:2 among <= 6 tiles
     assert closest_tile_grid(448, 448, 448, 1, 6) == (1, 1)  # 1:1 ties 2x2; a small image keeps 1x1
     assert closest_tile_grid(1000, 1000, 448, 1, 6) == (2, 2)  # ... a large one takes 2x2
     assert closest_tile_grid(1200, 300, 448, 1, 6) == (4, 1)
@@ -86,7 +98,9 @@ def test_whole_image_mask(size, family):
     else:
         # LLaVA: tokens wholly inside the square's padding show no image pixel
         table = lay.token_table()
-        inside = [t["token"] for t in table if t["x1"] > 0 and t["x0"] < w and t["y1"] > 0 and t["y0"] < h]
+        inside = [
+            t["token"] for t in table if t["x1"] > 0 and t["x0"] < w and t["y1"] > 0 and t["y0"] < h
+        ]
         assert sorted(idx) == sorted(inside)
 
 

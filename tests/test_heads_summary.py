@@ -25,8 +25,15 @@ BOOT = {"resamples": 1000, "level": 0.95, "seed": 0}
 
 
 def _row(sample: str, condition: str, task: str, ppl: float, layer=-1, head=-1) -> dict:
-    return {"sample_id": sample, "condition": condition, "layer": layer, "head": head, "task": task,
-            "nll": math.log(ppl), "n_content": 3}  # fmt: skip
+    return {
+        "sample_id": sample,
+        "condition": condition,
+        "layer": layer,
+        "head": head,
+        "task": task,
+        "nll": math.log(ppl),
+        "n_content": 3,
+    }
 
 
 def _pair(sample: str, task: str, p_base: float, p_src: float, patched: dict) -> list[dict]:
@@ -40,9 +47,20 @@ def _hand_rows() -> pd.DataFrame:
     (log 2.2 - log 2 < 0.25) is too small: its absurd patched values must not count."""
     rows = _pair("a", "localization", 4, 2, {(0, 0): 3, (0, 1): 4, (1, 0): 6, (1, 1): 4})
     rows += _pair("b", "localization", 10, 5, {(0, 0): 5, (0, 1): 10, (1, 0): 15, (1, 1): 10})
-    rows += _pair("c", "localization", 2, 2.2, {(0, 0): 100, (0, 1): 0.01, (1, 0): 100, (1, 1): 100})  # fmt: skip
-    rows.append({"sample_id": "x", "condition": "excluded", "layer": -1, "head": -1, "task": "localization",
-                 "nll": np.nan, "n_content": 0})  # fmt: skip
+    rows += _pair(
+        "c", "localization", 2, 2.2, {(0, 0): 100, (0, 1): 0.01, (1, 0): 100, (1, 1): 100}
+    )
+    rows.append(
+        {
+            "sample_id": "x",
+            "condition": "excluded",
+            "layer": -1,
+            "head": -1,
+            "task": "localization",
+            "nll": np.nan,
+            "n_content": 0,
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -86,8 +104,17 @@ def test_a_head_without_its_pair_raises(drop):
 
 
 def _heads(mf: list[float], task: str = "localization", n_pairs: int = 5) -> pd.DataFrame:
-    return pd.DataFrame({"task": task, "layer": np.arange(len(mf)), "head": 0, "mf_mean": mf,
-                         "n_pairs": n_pairs, "n_pairs_total": 7, "n_excluded": 1})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "task": task,
+            "layer": np.arange(len(mf)),
+            "head": 0,
+            "mf_mean": mf,
+            "n_pairs": n_pairs,
+            "n_pairs_total": 7,
+            "n_excluded": 1,
+        }
+    )
 
 
 def test_sparsity_shares_on_a_known_vector():
@@ -138,17 +165,43 @@ def _ablation_rows(curves: dict, baseline: float = 1.0, n: int = 4) -> pd.DataFr
     excluded sample."""
     points = [("baseline", -1, 0.0, baseline)]
     points += [(s, seed, p, a) for (s, seed), c in curves.items() for p, a in c.items()]
-    rows = [{"sample_id": f"s{i}", "condition": f"{s}.{seed}.{p}", "setting": s, "proportion": p,
-             "n_heads": int(p * 16), "seed": seed, "task": "localization", "loc_score": a, "status": "ok"}
-            for s, seed, p, a in points for i in range(n)]  # fmt: skip
-    rows.append({"sample_id": "x", "condition": "excluded", "setting": "baseline", "proportion": 0.0, "n_heads": 0,
-                 "seed": -1, "task": "localization", "loc_score": 0.0, "status": "excluded"})  # fmt: skip
+    rows = [
+        {
+            "sample_id": f"s{i}",
+            "condition": f"{s}.{seed}.{p}",
+            "setting": s,
+            "proportion": p,
+            "n_heads": int(p * 16),
+            "seed": seed,
+            "task": "localization",
+            "loc_score": a,
+            "status": "ok",
+        }
+        for s, seed, p, a in points
+        for i in range(n)
+    ]
+    rows.append(
+        {
+            "sample_id": "x",
+            "condition": "excluded",
+            "setting": "baseline",
+            "proportion": 0.0,
+            "n_heads": 0,
+            "seed": -1,
+            "task": "localization",
+            "loc_score": 0.0,
+            "status": "excluded",
+        }
+    )
     return pd.DataFrame(rows)
 
 
-CURVES = {("localization", -1): {0.25: 0.75, 0.5: 0.5, 0.75: 0.25, 1.0: 0.0},
-          ("lowest", -1): {0.1: 0.0, 0.5: 0.0},
-          ("random", 0): {0.5: 0.6, 1.0: 0.2}, ("random", 1): {0.5: 0.2, 1.0: 0.2}}  # fmt: skip
+CURVES = {
+    ("localization", -1): {0.25: 0.75, 0.5: 0.5, 0.75: 0.25, 1.0: 0.0},
+    ("lowest", -1): {0.1: 0.0, 0.5: 0.0},
+    ("random", 0): {0.5: 0.6, 1.0: 0.2},
+    ("random", 1): {0.5: 0.2, 1.0: 0.2},
+}
 
 
 def test_head_ablation_curves_start_at_the_baseline():
@@ -184,7 +237,11 @@ def _known_heads(n_layers: int, n_heads: int, shift: float = 0.0) -> pd.DataFram
     """One pair per task; head (l, h) has MF (l * n_heads + h) / 20 - 0.3 (+ shift for binary)."""
     rows = []
     for task, s in (("localization", 0.0), ("binary", shift)):
-        mf = {(la, h): (la * n_heads + h) / 20 - 0.3 + s for la in range(n_layers) for h in range(n_heads)}  # fmt: skip
+        mf = {
+            (la, h): (la * n_heads + h) / 20 - 0.3 + s
+            for la in range(n_layers)
+            for h in range(n_heads)
+        }
         rows += _pair("a", task, 4, 2, {k: 4 - 2 * v for k, v in mf.items()})
     return head_scores(pd.DataFrame(rows), 0.25, BOOT)
 
@@ -247,8 +304,12 @@ def test_no_pair_at_all_gives_an_empty_ranking():
     head, and the tables and figures still draw."""
     from vlmloc.experiments.heads_summary import head_scores, mediation_sparsity
 
-    for rows in (pd.DataFrame(columns=["sample_id", "condition", "task"]),
-                 pd.DataFrame({"sample_id": ["a", "b"], "condition": ["excluded"] * 2, "task": ["none"] * 2})):  # fmt: skip
+    for rows in (
+        pd.DataFrame(columns=["sample_id", "condition", "task"]),
+        pd.DataFrame(
+            {"sample_id": ["a", "b"], "condition": ["excluded"] * 2, "task": ["none"] * 2}
+        ),
+    ):
         heads = head_scores(rows, 0.25)
         assert heads.empty and list(heads.columns)[:3] == ["task", "layer", "head"]
         assert mediation_sparsity({"m": heads}, {"m": ""}).empty

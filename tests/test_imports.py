@@ -27,13 +27,27 @@ from vlmloc.sources import dependencies, import_graph, modules, scoring_sources
 SRC = Path(__file__).resolve().parents[1] / "src" / "vlmloc"
 
 LAYERS = (
-    ("foundation", {"vlmloc", "paper", "tasks", "images", "gather", "workload", "flops", "sources", "workflow", "data"}),
+    (
+        "foundation",
+        {
+            "vlmloc",
+            "paper",
+            "tasks",
+            "images",
+            "gather",
+            "workload",
+            "flops",
+            "sources",
+            "workflow",
+            "data",
+        },
+    ),
     ("models", {"models", "geometry", "vision_cache", "mean_embedding", "scoring"}),
     ("interventions", {"interventions", "attribution"}),
     ("runner", {"runner"}),
     ("experiments", {"experiments", "probes"}),
     ("applications", {"figures", "toy"}),
-)  # fmt: skip
+)
 
 
 def layer_of(module: str) -> int:
@@ -75,7 +89,9 @@ def graph() -> dict[str, set[str]]:
 
 def test_the_graph_sees_relative_absolute_and_function_level_imports(graph):
     assert "vlmloc.tasks" in graph["vlmloc.scoring"]  # from .tasks import ... (module level)
-    assert "vlmloc.models" in graph["vlmloc.scoring"]  # from .models import ADAPTERS (in a function)
+    assert (
+        "vlmloc.models" in graph["vlmloc.scoring"]
+    )  # from .models import ADAPTERS (in a function)
     assert "vlmloc.models" not in import_graph(SRC, function_level=False)["vlmloc.scoring"]
     assert "vlmloc.models.base" in graph["vlmloc.geometry"]  # from .models.base import ...
     assert "vlmloc.interventions.base" in graph["vlmloc.runner"]  # one package over
@@ -94,12 +110,18 @@ def test_every_module_has_a_layer(graph):
             layer_of(module)
         except KeyError:
             unplaced.append(module)
-    assert not unplaced, f"place these modules in a layer of LAYERS (tests/test_imports.py): {unplaced}"
+    assert not unplaced, (
+        f"place these modules in a layer of LAYERS (tests/test_imports.py): {unplaced}"
+    )
 
 
 def test_no_lower_layer_imports_an_upper_one(graph):
-    upward = [f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
-              for m, targets in sorted(graph.items()) for t in sorted(targets) if layer_of(t) > layer_of(m)]  # fmt: skip
+    upward = [
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+        for m, targets in sorted(graph.items())
+        for t in sorted(targets)
+        if layer_of(t) > layer_of(m)
+    ]
     assert not upward, "\n".join(upward)
 
 
@@ -108,7 +130,14 @@ def test_scoring_sources_are_what_scoring_imports():
     tasks' scores, every family's parser, and what they import in turn."""
     files = scoring_sources()
     assert files == sorted(files) and all(f.startswith("src/vlmloc/") for f in files)
-    for f in ("scoring.py", "tasks.py", "models/__init__.py", "models/base.py", "models/llava.py", "models/internvl.py"):
+    for f in (
+        "scoring.py",
+        "tasks.py",
+        "models/__init__.py",
+        "models/base.py",
+        "models/llava.py",
+        "models/internvl.py",
+    ):
         assert f"src/vlmloc/{f}" in files
     from vlmloc.models import ADAPTERS  # every family's parser
 
@@ -117,10 +146,15 @@ def test_scoring_sources_are_what_scoring_imports():
         assert Path(known[cls.__module__]).relative_to(SRC.parents[1]).as_posix() in files
     # transitive: whatever a module that scoring imports imports is in too
     graph = import_graph(SRC)
-    assert {Path(known[m]).relative_to(SRC.parents[1]).as_posix() for m in dependencies("vlmloc.scoring", graph)} == set(files)
+    assert {
+        Path(known[m]).relative_to(SRC.parents[1]).as_posix()
+        for m in dependencies("vlmloc.scoring", graph)
+    } == set(files)
     assert "vlmloc.tasks" in graph["vlmloc.models.base"]
     # and nothing the scoring does not use: no model running, no experiment
-    assert not any(f.endswith(("runner.py", "experiments/base.py", "experiments/screening.py")) for f in files)
+    assert not any(
+        f.endswith(("runner.py", "experiments/base.py", "experiments/screening.py")) for f in files
+    )
 
 
 def test_scoring_sources_follow_a_new_import(tmp_path):

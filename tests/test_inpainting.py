@@ -8,7 +8,9 @@ from vlmloc.data.inpainting import LamaInpainter, OpenCVInpainter, dilate, remov
 
 
 def test_shards_partition_the_samples():
-    df = pd.DataFrame({"sample_id": [f"s{i:02d}" for i in range(23)]}).sample(frac=1, random_state=0)
+    df = pd.DataFrame({"sample_id": [f"s{i:02d}" for i in range(23)]}).sample(
+        frac=1, random_state=0
+    )
     parts = [set(shard_of(df, k, 4)["sample_id"]) for k in range(4)]
     assert set().union(*parts) == set(df["sample_id"]) and sum(map(len, parts)) == 23
     with pytest.raises(ValueError):
@@ -29,8 +31,14 @@ def test_opencv_removes_object_and_keeps_the_rest(tmp_path):
     mask = np.zeros((64, 80), bool)
     mask[20:40, 30:50] = True
     Image.fromarray(img).save(tmp_path / "a.png")
-    row = {"sample_id": "1_1", "image_path": str(tmp_path / "a.png"), "width": 80, "height": 64,
-           "mask_rle": encode_mask(mask)["counts"], "ann_id": 1}  # fmt: skip
+    row = {
+        "sample_id": "1_1",
+        "image_path": str(tmp_path / "a.png"),
+        "width": 80,
+        "height": 64,
+        "mask_rle": encode_mask(mask)["counts"],
+        "ann_id": 1,
+    }
     index = remove_objects(pd.DataFrame([row]), tmp_path / "out", backend="opencv", dilate_px=2)
     out = np.asarray(Image.open(index.loc[0, "removed_path"]), dtype=int)
     far = ~dilate(mask, 3)

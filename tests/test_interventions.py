@@ -59,11 +59,18 @@ def test_mean_embedding_is_the_token_mean(adapters):
 
 def test_runner_reordering_keeps_edits_on_their_query(adapters):
     a = adapters["internvl"]
-    ims = [_image(5, (300, 100)), _image(6, (100, 100)), _image(7, (200, 400)), _image(8, (120, 90))]
+    ims = [
+        _image(5, (300, 100)),
+        _image(6, (100, 100)),
+        _image(7, (200, 400)),
+        _image(8, (120, 90)),
+    ]
     texts = [TEXT] * 4
     answers = [" Yes"] * 4
     n1 = a.layout(*ims[1].size).n_tokens
-    edit = ReplaceVisualTokens([[], np.arange(n1), [], []], torch.zeros(a.model.config.text_config.hidden_size))
+    edit = ReplaceVisualTokens(
+        [[], np.arange(n1), [], []], torch.zeros(a.model.config.text_config.hidden_size)
+    )
     runner = Runner(a, batch_size=2, progress=False)  # sorts queries by length across batches
     stock = runner.score(ims, texts, answers)
     edited = runner.score(ims, texts, answers, intervention=edit)

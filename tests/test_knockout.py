@@ -14,8 +14,10 @@ from vlmloc.interventions import AttentionKnockout, BatchContext
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
 
-TEXTS = [["Please provide the bounding box coordinates of the red circle.", "Is there a dog?"],
-         ["List all objects in the image. Choose only from red circle, blue square.", "Hi"]]  # fmt: skip
+TEXTS = [
+    ["Please provide the bounding box coordinates of the red circle.", "Is there a dog?"],
+    ["List all objects in the image. Choose only from red circle, blue square.", "Hi"],
+]
 
 
 FAMILIES = ["llava", "internvl", "qwen2_5_vl"]
@@ -29,18 +31,26 @@ def _images():
 
 @pytest.fixture(scope="module")
 def eager(tiny_dirs):
-    return {f: load_adapter(f, p, dtype="float32", device="cpu", attn_implementation="eager") for f, p in tiny_dirs.items()}
+    return {
+        f: load_adapter(f, p, dtype="float32", device="cpu", attn_implementation="eager")
+        for f, p in tiny_dirs.items()
+    }
 
 
 @pytest.fixture(scope="module")
 def sdpa(tiny_dirs):
-    return {f: load_adapter(f, p, dtype="float32", device="cpu", attn_implementation="sdpa") for f, p in tiny_dirs.items()}
+    return {
+        f: load_adapter(f, p, dtype="float32", device="cpu", attn_implementation="sdpa")
+        for f, p in tiny_dirs.items()
+    }
 
 
 def _keys(adapter, images, seed=0, frac=0.3):
     rng = np.random.default_rng(seed)
-    return [np.sort(rng.choice(n, max(1, int(frac * n)), replace=False))
-            for n in (adapter.layout(*im.size).n_tokens for im in images)]  # fmt: skip
+    return [
+        np.sort(rng.choice(n, max(1, int(frac * n)), replace=False))
+        for n in (adapter.layout(*im.size).n_tokens for im in images)
+    ]
 
 
 @contextlib.contextmanager
@@ -61,7 +71,9 @@ def reference(monkeypatch, adapter, layers, keys):
         if attention_mask is not None:
             w = w + attention_mask[..., : key.shape[-2]]
         p = torch.softmax(w.float(), -1)
-        if getattr(module, "layer_idx", None) in layers and state:  # decoder layers (vision blocks have none)
+        if (
+            getattr(module, "layer_idx", None) in layers and state
+        ):  # decoder layers (vision blocks have none)
             q, k = query.shape[2], key.shape[2]
             past = k - q
             p = p.clone()
@@ -106,7 +118,10 @@ def test_knockout_equals_the_reference_scoring_with_padding(eager, family, monke
     """Teacher forcing over whole, left-padded sequences (phase "full")."""
     a = eager[family]
     ims = _images()
-    texts, answers = [TEXTS[0][0], TEXTS[1][0], "Hi"], [" [0.1, 0.2, 0.3, 0.4]", " red circle", " no"]
+    texts, answers = (
+        [TEXTS[0][0], TEXTS[1][0], "Hi"],
+        [" [0.1, 0.2, 0.3, 0.4]", " red circle", " no"],
+    )
     layers, keys = [0, 1], _keys(a, ims)
     runner = Runner(a, batch_size=3, progress=False)
     got = runner.score(ims, texts, answers, intervention=AttentionKnockout(layers, keys))
@@ -115,7 +130,9 @@ def test_knockout_equals_the_reference_scoring_with_padding(eager, family, monke
         ref = runner.score(ims, texts, answers, intervention=record)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
-    assert any(not np.allclose(g, s, atol=1e-4) for g, s in zip(got, stock, strict=True))  # it does block
+    assert any(
+        not np.allclose(g, s, atol=1e-4) for g, s in zip(got, stock, strict=True)
+    )  # it does block
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -133,7 +150,9 @@ def test_knockout_equals_the_reference_with_the_cache(eager, family, monkeypatch
         ref_scores = list(seen)
         seen.clear()
         record.state.clear()  # the same eager code, blocking nothing itself: the knockout's mask edit blocks
-        got = runner.generate_shared(ims, texts, [5, 5], intervention=AttentionKnockout(layers, keys))
+        got = runner.generate_shared(
+            ims, texts, [5, 5], intervention=AttentionKnockout(layers, keys)
+        )
     assert got == ref and len(seen) == len(ref_scores) == 2
     for g, r in zip(seen, ref_scores, strict=True):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=0)
@@ -148,12 +167,19 @@ def test_shared_prefix_equals_full_recomputation(eager, family, monkeypatch):
     keys, layers = _keys(a, ims, seed=2, frac=0.5), [0, 1]
     texts = [[TEXTS[0][0]] * 3, [TEXTS[1][0]] * 3]
     ko = AttentionKnockout(layers, keys)
-    alone = [Runner(a, batch_size=1, progress=False).generate(ims, t, 6, intervention=ko) for t in texts]
+    alone = [
+        Runner(a, batch_size=1, progress=False).generate(ims, t, 6, intervention=ko) for t in texts
+    ]
     seen = _all_scores(a, monkeypatch)
-    shared = Runner(a, batch_size=3, progress=False).generate_shared(ims, texts, [6, 6], intervention=ko)
+    shared = Runner(a, batch_size=3, progress=False).generate_shared(
+        ims, texts, [6, 6], intervention=ko
+    )
     assert shared == alone
     # one batch, its rows in the runner's order (visual tokens + the questions' characters)
-    order = np.argsort([a.layout(*im.size).n_tokens + sum(len(t[i]) for t in texts) for i, im in enumerate(ims)], kind="stable")
+    order = np.argsort(
+        [a.layout(*im.size).n_tokens + sum(len(t[i]) for t in texts) for i, im in enumerate(ims)],
+        kind="stable",
+    )
     for t, scores in zip(texts, seen, strict=True):
         for row, i in enumerate(order):
             enc = a.encode([ims[i]], [t[i]])
@@ -169,21 +195,38 @@ def test_queries_up_to_the_image_are_untouched_and_no_key_is_a_no_op(eager, fami
     ims = _images()
     enc = a.encode(ims, ["Hi", "Hello there", "Hi"])
     enc.query_ids = [0, 1, 2]
-    inputs = dict(enc.inputs, position_ids=a.position_ids(enc.inputs["input_ids"], enc.inputs["attention_mask"], enc.layouts))
+    inputs = dict(
+        enc.inputs,
+        position_ids=a.position_ids(
+            enc.inputs["input_ids"], enc.inputs["attention_mask"], enc.layouts
+        ),
+    )
     with torch.inference_mode():
         stock = a.model(**inputs).logits
-        with AttentionKnockout(range(a.num_layers), _keys(a, ims, frac=0.6))(a, BatchContext.of(enc)):
+        with AttentionKnockout(range(a.num_layers), _keys(a, ims, frac=0.6))(
+            a, BatchContext.of(enc)
+        ):
             ko = a.model(**inputs).logits
-        with AttentionKnockout(range(a.num_layers), [np.zeros(0, int)] * 3)(a, BatchContext.of(enc)):
+        with AttentionKnockout(range(a.num_layers), [np.zeros(0, int)] * 3)(
+            a, BatchContext.of(enc)
+        ):
             none = a.model(**inputs).logits
     torch.testing.assert_close(none, stock, atol=0, rtol=0)
     for row, pos in enumerate(enc.image_positions):
-        end, start = int(pos[-1]), int(enc.inputs["attention_mask"][row].argmax())  # left padding: pads are no queries
-        torch.testing.assert_close(ko[row, start : end + 1], stock[row, start : end + 1], atol=1e-6, rtol=0)
+        end, start = (
+            int(pos[-1]),
+            int(enc.inputs["attention_mask"][row].argmax()),
+        )  # left padding: pads are no queries
+        torch.testing.assert_close(
+            ko[row, start : end + 1], stock[row, start : end + 1], atol=1e-6, rtol=0
+        )
         assert not torch.allclose(ko[row, end + 1 :], stock[row, end + 1 :], atol=1e-4)
     # the prefix phase is a no-op, and hooks are removed
     before = [dict(a.attention(i)._forward_pre_hooks) for i in range(a.num_layers)]
-    assert isinstance(AttentionKnockout([0], [np.array([0])] * 3)(a, BatchContext.of(enc, "prefix")), contextlib.nullcontext)
+    assert isinstance(
+        AttentionKnockout([0], [np.array([0])] * 3)(a, BatchContext.of(enc, "prefix")),
+        contextlib.nullcontext,
+    )
     with AttentionKnockout([0, 1], [np.array([0])] * 3)(a, BatchContext.of(enc)):
         assert len(a.attention(0)._forward_pre_hooks) == len(before[0]) + 1
     assert [dict(a.attention(i)._forward_pre_hooks) for i in range(a.num_layers)] == before
@@ -222,7 +265,11 @@ def test_conditions_share_one_prefix_run(eager, family, monkeypatch):
     ims = _images()
     texts = [[TEXTS[0][0]] * 3, [TEXTS[1][1]] * 3]
     runner = Runner(a, batch_size=3, progress=False)
-    conditions = [None, AttentionKnockout([0], _keys(a, ims, 4, 0.5)), AttentionKnockout([0, 1], _keys(a, ims, 5, 0.8))]
+    conditions = [
+        None,
+        AttentionKnockout([0], _keys(a, ims, 4, 0.5)),
+        AttentionKnockout([0, 1], _keys(a, ims, 5, 0.8)),
+    ]
     seen = _all_scores(a, monkeypatch)
     together = runner.generate_conditions(ims, texts, [6, 4], conditions)
     shared_scores = list(seen)  # per condition, per question
@@ -232,6 +279,8 @@ def test_conditions_share_one_prefix_run(eager, family, monkeypatch):
     for g, r in zip(shared_scores, seen, strict=True):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=0)
     assert not torch.allclose(shared_scores[0], shared_scores[4], atol=1e-4)  # the knockout acts
-    edit = ReplaceVisualTokens(_keys(a, ims), torch.zeros(a.model.config.get_text_config().hidden_size))
+    edit = ReplaceVisualTokens(
+        _keys(a, ims), torch.zeros(a.model.config.get_text_config().hidden_size)
+    )
     with pytest.raises(ValueError, match="touch the prefix"):
         runner.generate_conditions(ims, texts, [2, 2], [None, edit])

@@ -36,12 +36,24 @@ from vlmloc.models.internvl import InternVLAdapter
 from vlmloc.models.llava import LlavaAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
-PRE = {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+PRE = {
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+}
 REAL = {
-    "llava": LlavaAdapter(SimpleNamespace(config=LlavaConfig(vision_config=CLIPVisionConfig(image_size=336, patch_size=14))), None, PRE),
+    "llava": LlavaAdapter(
+        SimpleNamespace(
+            config=LlavaConfig(vision_config=CLIPVisionConfig(image_size=336, patch_size=14))
+        ),
+        None,
+        PRE,
+    ),
     "internvl": InternVLAdapter(SimpleNamespace(config=InternVLConfig()), None, PRE, max_tiles=6),
 }
-SIZES = {"llava": (640, 480), "internvl": (1000, 500)}  # LLaVA: pad-to-square bars; InternVL: 2 tiles + thumbnail
+SIZES = {
+    "llava": (640, 480),
+    "internvl": (1000, 500),
+}  # LLaVA: pad-to-square bars; InternVL: 2 tiles + thumbnail
 
 
 def _ellipse(w, h, cx, cy, rx, ry) -> np.ndarray:
@@ -51,14 +63,25 @@ def _ellipse(w, h, cx, cy, rx, ry) -> np.ndarray:
 
 def _samples(family: str, masks: list[np.ndarray]) -> pd.DataFrame:
     w, h = SIZES[family]
-    return pd.DataFrame([{"sample_id": f"s{i}", "width": w, "height": h, "mask_rle": encode_mask(m)["counts"]} for i, m in enumerate(masks)])
+    return pd.DataFrame(
+        [
+            {"sample_id": f"s{i}", "width": w, "height": h, "mask_rle": encode_mask(m)["counts"]}
+            for i, m in enumerate(masks)
+        ]
+    )
 
 
 def _image_tokens(layout) -> set[int]:
-    return {v.offset + int(i) for v in layout.views for i in np.flatnonzero(image_cells(v, layout.width, layout.height).ravel())}
+    return {
+        v.offset + int(i)
+        for v in layout.views
+        for i in np.flatnonzero(image_cells(v, layout.width, layout.height).ravel())
+    }
 
 
-masks = st.tuples(st.floats(0.1, 0.9), st.floats(0.1, 0.9), st.floats(0.03, 0.3), st.floats(0.03, 0.3))
+masks = st.tuples(
+    st.floats(0.1, 0.9), st.floats(0.1, 0.9), st.floats(0.03, 0.3), st.floats(0.03, 0.3)
+)
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
@@ -71,7 +94,13 @@ def test_random_tokens_never_touch_the_padded_object(family, ellipse, seed, padd
     k = len(object_token_indices(layout, mask, 0))
     idx, why = random_outside_indices(layout, mask, k, np.random.default_rng(seed), padding)
     if why:  # no room: nothing drawn, and truly no room
-        assert len(idx) == 0 and len(_image_tokens(layout) - set(object_token_indices(layout, mask, padding).tolist())) < k
+        assert (
+            len(idx) == 0
+            and len(
+                _image_tokens(layout) - set(object_token_indices(layout, mask, padding).tolist())
+            )
+            < k
+        )
         return
     assert len(set(idx.tolist())) == len(idx) == k
     assert not set(idx.tolist()) & set(object_token_indices(layout, mask, padding).tolist())
@@ -81,7 +110,13 @@ def test_random_tokens_never_touch_the_padded_object(family, ellipse, seed, padd
 @pytest.mark.parametrize("family", ["llava", "internvl"])
 def test_three_seeds_give_three_draws_off_the_object(family):
     w, h = SIZES[family]
-    samples = _samples(family, [_ellipse(w, h, 0.3 * w, 0.5 * h, 0.1 * w, 0.15 * h), _ellipse(w, h, 0.7 * w, 0.4 * h, 0.2 * w, 0.2 * h)])
+    samples = _samples(
+        family,
+        [
+            _ellipse(w, h, 0.3 * w, 0.5 * h, 0.1 * w, 0.15 * h),
+            _ellipse(w, h, 0.7 * w, 0.4 * h, 0.2 * w, 0.2 * h),
+        ],
+    )
     rnd = random_controls(REAL[family], samples, [0, 1, 2], padding=1)
     moved = translated_controls(REAL[family], samples, [0, 1, 2], padding=1)
     layout = REAL[family].layout(w, h)
@@ -111,15 +146,24 @@ def _corners(layout, idx, kind) -> set[tuple[int, int]]:
     if not views:
         return set()
     ox, oy = min(v.region[0] for v in views), min(v.region[1] for v in views)
-    cw, ch = (views[0].region[2] - views[0].region[0]) / views[0].cols, (views[0].region[3] - views[0].region[1]) / views[0].rows
+    cw, ch = (
+        (views[0].region[2] - views[0].region[0]) / views[0].cols,
+        (views[0].region[3] - views[0].region[1]) / views[0].rows,
+    )
     table = {t["token"]: t for t in layout.token_table()}
-    return {(round((table[int(i)]["x0"] - ox) / cw), round((table[int(i)]["y0"] - oy) / ch)) for i in idx if table[int(i)]["kind"] == kind}
+    return {
+        (round((table[int(i)]["x0"] - ox) / cw), round((table[int(i)]["y0"] - oy) / ch))
+        for i in idx
+        if table[int(i)]["kind"] == kind
+    }
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
 @settings(max_examples=25, deadline=None)
 @given(ellipse=masks, other=masks, seed=st.integers(0, 2**16))
-def test_translated_mask_keeps_its_shape_inside_its_views_off_every_object(family, ellipse, other, seed):
+def test_translated_mask_keeps_its_shape_inside_its_views_off_every_object(
+    family, ellipse, other, seed
+):
     w, h = SIZES[family]
     layout = REAL[family].layout(w, h)
     mask = _ellipse(w, h, ellipse[0] * w, ellipse[1] * h, ellipse[2] * w, ellipse[3] * h)
@@ -130,7 +174,9 @@ def test_translated_mask_keeps_its_shape_inside_its_views_off_every_object(famil
     idx = draw_translation(choices, np.random.default_rng(seed))
     src = object_token_indices(layout, mask, 0)
     assert len(idx) == len(src) == len(set(idx.tolist()))
-    assert set(idx.tolist()) <= _image_tokens(layout)  # inside a view, on image pixels (not LLaVA's bars)
+    assert set(idx.tolist()) <= _image_tokens(
+        layout
+    )  # inside a view, on image pixels (not LLaVA's bars)
     assert not set(idx.tolist()) & set(object_token_indices(layout, mask, 1).tolist())
     assert not set(idx.tolist()) & set(object_token_indices(layout, others, 0).tolist())
     for kind in ("global", "local"):  # one shift per kind of grid: the same relative offsets
@@ -149,7 +195,9 @@ def test_translation_without_room_is_skipped_with_its_reason():
     w, h = SIZES["llava"]
     layout = REAL["llava"].layout(w, h)
     mask = _ellipse(w, h, 0.5 * w, 0.5 * h, 0.1 * w, 0.1 * h)
-    choices, why = object_translations(layout, mask, 1, ~mask)  # every other pixel is another object
+    choices, why = object_translations(
+        layout, mask, 1, ~mask
+    )  # every other pixel is another object
     assert choices == [] and "no place" in why
     samples = _samples("llava", [mask])
     out = translated_controls(REAL["llava"], samples, [0], 1, [~mask])
@@ -164,24 +212,50 @@ def test_conditions_name_strategy_and_seed_tidily():
     w, h = SIZES["internvl"]
     samples = _samples("internvl", [_ellipse(w, h, 0.3 * w, 0.5 * h, 0.05 * w, 0.1 * h)])
     adapter = SimpleNamespace(layout=REAL["internvl"].layout, num_layers=4)
-    s = {"fig3_window": 2, "fig12_windows": [2, 1], "stride": None, "all_layers": True, "paddings": [0, 1],
-         "random_control": True, "random_seeds": [0, 1, 2], "random_outside_padding": 1,
-         "translated_control": True, "translated_seeds": [0, 1, 2]}  # fmt: skip
-    every = list(AttentionKnockoutExperiment().conditions(ShardJob(adapter, None, samples, [], {**s, "control_windows": "all"}, {})))
-    assert len({c.name for c in every}) == len(every) == 1 + 7 * (2 + 3 + 3)  # windows 0-1, 2-3, 0..3 singly, all
+    s = {
+        "fig3_window": 2,
+        "fig12_windows": [2, 1],
+        "stride": None,
+        "all_layers": True,
+        "paddings": [0, 1],
+        "random_control": True,
+        "random_seeds": [0, 1, 2],
+        "random_outside_padding": 1,
+        "translated_control": True,
+        "translated_seeds": [0, 1, 2],
+    }
+    every = list(
+        AttentionKnockoutExperiment().conditions(
+            ShardJob(adapter, None, samples, [], {**s, "control_windows": "all"}, {})
+        )
+    )
+    assert (
+        len({c.name for c in every}) == len(every) == 1 + 7 * (2 + 3 + 3)
+    )  # windows 0-1, 2-3, 0..3 singly, all
     job = ShardJob(adapter, None, samples, [], s, {})  # control_windows: fig3 (the default)
     conds = list(AttentionKnockoutExperiment().conditions(job))
     names = [c.name for c in conds]
-    assert len(names) == len(set(names)) == 1 + 7 * 2 + 3 * (3 + 3)  # controls in 0-1, 2-3 and all layers only
-    controlled = {(c.params["layer_first"], c.params["layer_last"]) for c in conds if c.params["strategy"] in ("random", "translated")}
+    assert (
+        len(names) == len(set(names)) == 1 + 7 * 2 + 3 * (3 + 3)
+    )  # controls in 0-1, 2-3 and all layers only
+    controlled = {
+        (c.params["layer_first"], c.params["layer_last"])
+        for c in conds
+        if c.params["strategy"] in ("random", "translated")
+    }
     assert controlled == {(0, 1), (2, 3), (0, 3)}
     assert {c.name for c in conds} < {c.name for c in every}
     assert {c.params["strategy"] for c in conds} == {"baseline", "object", "random", "translated"}
     for strategy in ("random", "translated"):
         mine = [c for c in conds if c.params["strategy"] == strategy]
         assert sorted({c.params["seed"] for c in mine}) == [0, 1, 2]
-        assert all(c.extra == [{"skip_reason": ""}] and re.fullmatch(rf"{strategy}_s\d_l\d-\d", c.name) for c in mine)
-    assert all("seed" not in c.params for c in conds if c.params["strategy"] in ("object", "baseline"))
+        assert all(
+            c.extra == [{"skip_reason": ""}] and re.fullmatch(rf"{strategy}_s\d_l\d-\d", c.name)
+            for c in mine
+        )
+    assert all(
+        "seed" not in c.params for c in conds if c.params["strategy"] in ("object", "baseline")
+    )
 
 
 # ---- tables and figures from synthetic scored rows --------------------------------------------
@@ -198,23 +272,54 @@ def _scored_rows(n_samples=12, n_layers=4, seeds=(0, 1, 2), skip=("s0",)) -> pd.
     for a, b in windows:
         where = {"window": b - a + 1, "layer_first": a, "layer_last": b}
         for p in (0, 1):
-            conds.append((f"object{p:+d}_l{a}-{b}", {"strategy": "object", "padding": p, **where}, ACC["object"] + 0.1 * p + 0.05 * a))
+            conds.append(
+                (
+                    f"object{p:+d}_l{a}-{b}",
+                    {"strategy": "object", "padding": p, **where},
+                    ACC["object"] + 0.1 * p + 0.05 * a,
+                )
+            )
         for strategy in ("random", "translated"):
             for s in seeds:
-                conds.append((f"{strategy}_s{s}_l{a}-{b}", {"strategy": strategy, "padding": 0, "seed": s, **where}, ACC[strategy] - 0.1 * s))
+                conds.append(
+                    (
+                        f"{strategy}_s{s}_l{a}-{b}",
+                        {"strategy": strategy, "padding": 0, "seed": s, **where},
+                        ACC[strategy] - 0.1 * s,
+                    )
+                )
     rows = []
     for name, params, p in conds:
         for i in range(n_samples):
             sid = f"s{i}"
-            why = "no place for the object" if params["strategy"] == "translated" and sid in skip else ""
+            why = (
+                "no place for the object"
+                if params["strategy"] == "translated" and sid in skip
+                else ""
+            )
             for task in ("localization", "list"):
                 hit = float(rng.random() < p)
-                rows.append({"sample_id": sid, "condition": name, **params, "task": task,
-                             "loc_score": hit if task == "localization" else np.nan,
-                             "identified": hit if task == "list" else np.nan,
-                             "n_tokens": 576, "n_edited": 0 if why else 20, "n_tokens_global": 576, "n_edited_global": 0 if why else 20,
-                             "n_tokens_local": 0, "n_edited_local": 0,
-                             **({"skip_reason": why} if params["strategy"] in ("random", "translated") else {})})  # fmt: skip
+                rows.append(
+                    {
+                        "sample_id": sid,
+                        "condition": name,
+                        **params,
+                        "task": task,
+                        "loc_score": hit if task == "localization" else np.nan,
+                        "identified": hit if task == "list" else np.nan,
+                        "n_tokens": 576,
+                        "n_edited": 0 if why else 20,
+                        "n_tokens_global": 576,
+                        "n_edited_global": 0 if why else 20,
+                        "n_tokens_local": 0,
+                        "n_edited_local": 0,
+                        **(
+                            {"skip_reason": why}
+                            if params["strategy"] in ("random", "translated")
+                            else {}
+                        ),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -224,19 +329,36 @@ def test_table_averages_a_control_over_seeds_with_its_std_and_counts_skips():
     assert not t.index.str.contains(r"_s\d").any()  # one row per control and window, not per seed
     for strategy in ("random", "translated"):
         r = t.loc[f"{strategy}_l0-1"]
-        mine = rows[(rows["condition"].str.startswith(f"{strategy}_s")) & rows["condition"].str.endswith("_l0-1")
-                    & (rows["skip_reason"] == "") & (rows["task"] == "localization")]  # fmt: skip
+        mine = rows[
+            (rows["condition"].str.startswith(f"{strategy}_s"))
+            & rows["condition"].str.endswith("_l0-1")
+            & (rows["skip_reason"] == "")
+            & (rows["task"] == "localization")
+        ]
         per_seed = 100 * mine.groupby("seed")["loc_score"].mean()
         assert r["seeds"] == 3 and r["strategy"] == strategy
-        assert r["loc"] == pytest.approx(per_seed.mean()) and r["loc_std"] == pytest.approx(per_seed.std(ddof=0))
+        assert r["loc"] == pytest.approx(per_seed.mean()) and r["loc_std"] == pytest.approx(
+            per_seed.std(ddof=0)
+        )
         assert r["loc_lo"] <= r["loc"] <= r["loc_hi"] and r["cls_lo"] <= r["cls"] <= r["cls_hi"]
-        assert r["n_skipped"] == (1 if strategy == "translated" else 0) and r["n"] == 12 - r["n_skipped"]
+        assert (
+            r["n_skipped"] == (1 if strategy == "translated" else 0)
+            and r["n"] == 12 - r["n_skipped"]
+        )
     base = t.loc["baseline"]
-    assert t.loc["random_l0-3", "loc_drop"] == pytest.approx(t.loc["random_l0-3", "loc"] - base["loc"])  # no skip: plain
+    assert t.loc["random_l0-3", "loc_drop"] == pytest.approx(
+        t.loc["random_l0-3", "loc"] - base["loc"]
+    )  # no skip: plain
     # the translated control skips s0: its drop is paired on the samples it placed, not against
     # the baseline over all 12
-    placed = rows[(rows["condition"] == "baseline") & (rows["task"] == "localization") & (rows["sample_id"] != "s0")]
-    assert t.loc["translated_l0-3", "loc_drop"] == pytest.approx(t.loc["translated_l0-3", "loc"] - 100 * placed["loc_score"].mean())
+    placed = rows[
+        (rows["condition"] == "baseline")
+        & (rows["task"] == "localization")
+        & (rows["sample_id"] != "s0")
+    ]
+    assert t.loc["translated_l0-3", "loc_drop"] == pytest.approx(
+        t.loc["translated_l0-3", "loc"] - 100 * placed["loc_score"].mean()
+    )
     summary = knockout_summary(t.reset_index(), {})
     row = summary[(summary["task"] == "localization") & (summary["window"] == 4)].iloc[0]
     assert row["random_drop"] == pytest.approx(t.loc["random_l0-3", "loc_drop"])
@@ -249,19 +371,29 @@ def test_a_control_that_skips_the_samples_it_cannot_place_is_compared_on_the_res
     it skips and however different they are (large objects, which the baseline gets right)."""
     rows = _scored_rows(skip=tuple(f"s{i}" for i in range(6)))
     base = rows[rows["condition"] == "baseline"].drop(columns=["condition", "strategy"])
-    same = rows[rows["condition"].str.startswith("translated_")].drop(columns=["loc_score", "identified"])
-    same = same.merge(base[["sample_id", "task", "loc_score", "identified"]], on=["sample_id", "task"])
+    same = rows[rows["condition"].str.startswith("translated_")].drop(
+        columns=["loc_score", "identified"]
+    )
+    same = same.merge(
+        base[["sample_id", "task", "loc_score", "identified"]], on=["sample_id", "task"]
+    )
     skipped = same["sample_id"].isin([f"s{i}" for i in range(6)])
     # the skipped samples are the ones the baseline gets right, the placed ones it gets wrong
     for col, task in (("loc_score", "localization"), ("identified", "list")):
-        rows.loc[(rows["condition"] == "baseline") & (rows["task"] == task), col] = [1.0] * 6 + [0.0] * 6
+        rows.loc[(rows["condition"] == "baseline") & (rows["task"] == task), col] = [1.0] * 6 + [
+            0.0
+        ] * 6
         same.loc[same["task"] == task, col] = np.where(skipped[same["task"] == task], np.nan, 0.0)
-    rows = pd.concat([rows[~rows["condition"].str.startswith("translated_")], same], ignore_index=True)
+    rows = pd.concat(
+        [rows[~rows["condition"].str.startswith("translated_")], same], ignore_index=True
+    )
     t = knockout_table({"m": rows}).set_index("condition")
     assert t.loc["baseline", "loc"] == pytest.approx(50.0)
     for cond in ("translated_l0-1", "translated_l0-3"):
         assert t.loc[cond, "loc"] == pytest.approx(0.0) and t.loc[cond, "n_skipped"] == 6
-        assert t.loc[cond, "loc_drop"] == pytest.approx(0.0) and t.loc[cond, "cls_drop"] == pytest.approx(0.0)
+        assert t.loc[cond, "loc_drop"] == pytest.approx(0.0) and t.loc[
+            cond, "cls_drop"
+        ] == pytest.approx(0.0)
 
 
 def test_a_control_that_skips_every_sample_keeps_its_row():
@@ -289,13 +421,23 @@ def test_figures_plot_the_table_numbers(tmp_path):
             np.testing.assert_allclose(_line(ax, f"{label}, object mask"), obj[short])
             base = t.loc[t["strategy"] == "baseline", short].iloc[0]
             # controls: the unmodified model plus their drop paired on the samples they placed
-            np.testing.assert_allclose(_line(ax, f"{label}, random control (3 seeds)"), base + w.loc[w["strategy"] == "random", f"{short}_drop"])
-            np.testing.assert_allclose(_line(ax, f"{label}, translated control"), base + w.loc[w["strategy"] == "translated", f"{short}_drop"])
+            np.testing.assert_allclose(
+                _line(ax, f"{label}, random control (3 seeds)"),
+                base + w.loc[w["strategy"] == "random", f"{short}_drop"],
+            )
+            np.testing.assert_allclose(
+                _line(ax, f"{label}, translated control"),
+                base + w.loc[w["strategy"] == "translated", f"{short}_drop"],
+            )
             assert _line(ax, f"{label}, unmodified model")[0] == pytest.approx(base)
         # bands: the object's bootstrap interval and the random control's spread over seeds
         assert len(ax.collections) >= 4
-    np.testing.assert_allclose(_line(fig12.axes[0], "localization, object mask +1"),
-                               t[(t["window"] == 2) & (t["strategy"] == "object") & (t["padding"] == 1)].sort_values("layer_first")["loc"])  # fmt: skip
+    np.testing.assert_allclose(
+        _line(fig12.axes[0], "localization, object mask +1"),
+        t[(t["window"] == 2) & (t["strategy"] == "object") & (t["padding"] == 1)].sort_values(
+            "layer_first"
+        )["loc"],
+    )
     assert (tmp_path / "f3.png").stat().st_size > 10_000 and (tmp_path / "f12.pdf").exists()
 
 
@@ -305,7 +447,11 @@ def test_default_config_dry_run_keeps_one_knockout_job_per_model_and_shard(workf
     assert ko["random_seeds"] == [0, 1, 2] and ko["translated_control"] and "random_seed" not in ko
     proc = run_snakemake(workflow_dir, "-n")
     blocks = re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr)
-    jobs = [b for b in blocks if b.startswith("rule run_experiment:") and "experiments/attention_knockout/" in b]
+    jobs = [
+        b
+        for b in blocks
+        if b.startswith("rule run_experiment:") and "experiments/attention_knockout/" in b
+    ]
     expected = len(ko["datasets"]) * len(cfg["run"]["models"]) * ko["shards"]
     assert len(jobs) == expected == 2
 
@@ -323,13 +469,33 @@ def test_job_rows_carry_each_skip_and_the_table_counts_it(adapters, tmp_path, fa
 
     a = adapters[family]
     samples = _samples(tmp_path)
-    crowded = np.ones((int(samples["height"][1]), int(samples["width"][1])), dtype=bool)  # sample s1: no free place
+    crowded = np.ones(
+        (int(samples["height"][1]), int(samples["width"][1])), dtype=bool
+    )  # sample s1: no free place
     others = [[], [encode_mask(crowded)], []]
-    s = {"fig3_window": 1, "fig12_windows": [1], "stride": None, "all_layers": True, "paddings": [0],
-         "random_control": True, "random_seeds": [0, 1], "random_outside_padding": 1,
-         "translated_control": True, "translated_seeds": [0, 1]}  # fmt: skip
-    job = ShardJob(a, Runner(a, batch_size=4, progress=False), samples, CATS, s, MAX_NEW, present=[[c] for c in samples["category"]],
-                   progress=False, others=others)  # fmt: skip
+    s = {
+        "fig3_window": 1,
+        "fig12_windows": [1],
+        "stride": None,
+        "all_layers": True,
+        "paddings": [0],
+        "random_control": True,
+        "random_seeds": [0, 1],
+        "random_outside_padding": 1,
+        "translated_control": True,
+        "translated_seeds": [0, 1],
+    }
+    job = ShardJob(
+        a,
+        Runner(a, batch_size=4, progress=False),
+        samples,
+        CATS,
+        s,
+        MAX_NEW,
+        present=[[c] for c in samples["category"]],
+        progress=False,
+        others=others,
+    )
     raw = run_shard(AttentionKnockoutExperiment(), job)
     check_complete(raw, list(samples["sample_id"]))
     moved = raw[raw["strategy"] == "translated"]

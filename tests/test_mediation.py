@@ -17,7 +17,15 @@ from vlmloc.experiments.reference import mediate_pair_reference
 from vlmloc.interventions import HeadCapture, HeadPatch, HeadZero
 from vlmloc.tasks import task_prompt
 
-ROW = {"bbox_x": 10, "bbox_y": 20, "bbox_w": 30, "bbox_h": 12, "width": 80, "height": 60, "category": "red circle"}
+ROW = {
+    "bbox_x": 10,
+    "bbox_y": 20,
+    "bbox_w": 30,
+    "bbox_h": 12,
+    "width": 80,
+    "height": 60,
+    "category": "red circle",
+}
 
 
 def _image(seed: int, size=(80, 60)) -> Image.Image:
@@ -26,9 +34,15 @@ def _image(seed: int, size=(80, 60)) -> Image.Image:
 
 
 def _pair(adapter, tasks=("localization", "binary")):
-    src, base = _image(1), Image.new("RGB", (80, 60), (255, 255, 255))  # far apart for a random model
+    src, base = (
+        _image(1),
+        Image.new("RGB", (80, 60), (255, 255, 255)),
+    )  # far apart for a random model
     layout = adapter.layout(*src.size)
-    items = [(task_prompt(t, ROW["category"], []), adapter.answer_tokens(adapter.gold_answer(t, ROW))) for t in tasks]
+    items = [
+        (task_prompt(t, ROW["category"], []), adapter.answer_tokens(adapter.gold_answer(t, ROW)))
+        for t in tasks
+    ]
     return adapter.pixel_values(src), adapter.pixel_values(base), layout, items
 
 
@@ -48,12 +62,23 @@ def test_template_mask_is_as_documented(adapters, family):
     template = "".join(t for t, c in zip(text, loc.content, strict=True) if not c)
     assert loc.ids[-1] == a.tokenizer.eos_token_id and not loc.content[-1]
     if family == "llava":  # " [0.12, 0.38, 0.50, 0.53]" of the image padded to an 80 x 80 square
-        assert content == "0.120.380.500.53" and template.replace(a.tokenizer.eos_token, "") == " [, , , ]"
+        assert (
+            content == "0.120.380.500.53"
+            and template.replace(a.tokenizer.eos_token, "") == " [, , , ]"
+        )
     else:  # "<box>[[125, 333, 500, 533]]</box>" in 0..1000 of the image
-        assert content == "125333500533" and template.replace(a.tokenizer.eos_token, "") == "<box>[[, , , ]]</box>"
+        assert (
+            content == "125333500533"
+            and template.replace(a.tokenizer.eos_token, "") == "<box>[[, , , ]]</box>"
+        )
     yes = a.answer_tokens(a.gold_answer("binary", ROW))
-    assert "".join(a.tokenizer.decode([i]) for i, c in zip(yes.ids, yes.content, strict=True) if c) == "Yes"
-    template = "".join(a.tokenizer.decode([i]) for i, c in zip(yes.ids[:-1], yes.content, strict=False) if not c)
+    assert (
+        "".join(a.tokenizer.decode([i]) for i, c in zip(yes.ids, yes.content, strict=True) if c)
+        == "Yes"
+    )
+    template = "".join(
+        a.tokenizer.decode([i]) for i, c in zip(yes.ids[:-1], yes.content, strict=False) if not c
+    )
     assert template == a.answer_prefix and not yes.content[-1]  # the prefix (LLaVA's space) and EOS
 
 
@@ -62,7 +87,9 @@ def test_template_mask_is_as_documented(adapters, family):
 def test_fast_mediation_equals_the_reference(adapters, family, positions):
     a = adapters[family]
     src, base, layout, items = _pair(a)
-    fast = mediate_pair(a, src, base, layout, items, positions, heads_per_batch=3)  # batches of 3 (a last short one)
+    fast = mediate_pair(
+        a, src, base, layout, items, positions, heads_per_batch=3
+    )  # batches of 3 (a last short one)
     ref = mediate_pair_reference(a, src, base, layout, items, positions)
     for f, r in zip(fast, ref, strict=True):
         assert abs(f["base"] - r["base"]) < 1e-5 and abs(f["source"] - r["source"]) < 1e-5
@@ -89,7 +116,9 @@ def test_patches_change_the_score_and_no_patch_changes_nothing(adapters, family)
         source = {layer: capture.assemble(layer)[0] for layer in range(a.num_layers)}
         with HeadPatch(source, [None], patch_positions(seq, "post_image"))(a):
             none = a.model(input_ids=seq.ids[None].to(dev), pixel_values=base).logits
-    assert float(content_nll(none[:, -len(seq.answer) - 1 :], seq.answer)[0]) == pytest.approx(res["base"], abs=1e-6)
+    assert float(content_nll(none[:, -len(seq.answer) - 1 :], seq.answer)[0]) == pytest.approx(
+        res["base"], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
@@ -109,7 +138,10 @@ def test_every_head_at_every_post_image_position_gives_mf_one(adapters, family):
             b = a.model(input_ids=ids, pixel_values=base).logits
             with HeadPatch(source, [every], patch_positions(seq, "post_image"))(a):
                 p = a.model(input_ids=ids, pixel_values=base).logits
-        nll = {k: float(content_nll(v[:, -len(answer) - 1 :], answer)[0]) for k, v in (("s", s), ("b", b), ("p", p))}
+        nll = {
+            k: float(content_nll(v[:, -len(answer) - 1 :], answer)[0])
+            for k, v in (("s", s), ("b", b), ("p", p))
+        }
         mf = (np.exp(nll["b"]) - np.exp(nll["p"])) / (np.exp(nll["b"]) - np.exp(nll["s"]))
         assert abs(nll["b"] - nll["s"]) > 1e-3 and mf == pytest.approx(1.0, abs=1e-5), nll
 
@@ -145,7 +177,11 @@ def test_zeroing_a_head_changes_its_slice_only(adapters, family, positions):
 
     def capture(intervention=None):
         cap = HeadCapture(range(n))
-        with torch.inference_mode(), (intervention(a, enc) if intervention else HeadCapture([])(a)), cap(a):
+        with (
+            torch.inference_mode(),
+            intervention(a, enc) if intervention else HeadCapture([])(a),
+            cap(a),
+        ):
             a.model(**enc.inputs)
         return {k: cap.assemble(k)[0] for k in range(n)}
 
@@ -170,7 +206,10 @@ def test_head_hooks_are_removed_even_on_error(adapters, family):
     with pytest.raises(RuntimeError), HeadZero([(0, 0), (1, 3)])(a, None):
         raise RuntimeError("forward failed")
     seq = pair_sequence(a, layout, *items[0])
-    with pytest.raises(RuntimeError), HeadPatch({0: torch.zeros(1)}, [(0, 1)], patch_positions(seq, "all"))(a):
+    with (
+        pytest.raises(RuntimeError),
+        HeadPatch({0: torch.zeros(1)}, [(0, 1)], patch_positions(seq, "all"))(a),
+    ):
         raise RuntimeError("forward failed")
     assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules] == before
 
@@ -178,8 +217,14 @@ def test_head_hooks_are_removed_even_on_error(adapters, family):
 def test_mediation_pairs_are_a_seeded_draw():
     pool = [f"s{i:03d}" for i in range(40)]
     pairs = mediation_pairs(pool, 10, seed=0)
-    assert len(pairs) == 10 and set(pairs) <= set(pool) and pairs == mediation_pairs(pool[::-1], 10, seed=0)
-    assert pairs != mediation_pairs(pool, 10, seed=1) and mediation_pairs(pool, 99, 0) == sorted(pool)
+    assert (
+        len(pairs) == 10
+        and set(pairs) <= set(pool)
+        and pairs == mediation_pairs(pool[::-1], 10, seed=0)
+    )
+    assert pairs != mediation_pairs(pool, 10, seed=1) and mediation_pairs(pool, 99, 0) == sorted(
+        pool
+    )
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
@@ -197,14 +242,23 @@ def test_shared_prefix_scoring_equals_one_full_forward_per_sample(adapters, fami
     prompts = [[task_prompt(t, ROW["category"], []) for _ in images] for t in tasks]
     golds = [[a.answer_tokens(a.gold_answer(t, r)) for r in rows] for t in tasks]
     zero = HeadZero([(0, 1), (1, 2)], "post_image")
-    got = Runner(a, batch_size=3, progress=False).score_conditions(images, prompts, golds, [None, zero])
+    got = Runner(a, batch_size=3, progress=False).score_conditions(
+        images, prompts, golds, [None, zero]
+    )
     for c, intervention in enumerate((None, zero)):
         for t in range(len(tasks)):
             for i, im in enumerate(images):
                 enc = a.encode([im], [prompts[t][i]])
                 ids = torch.cat([enc.inputs["input_ids"], torch.tensor([golds[t][i].ids])], 1)
-                with torch.inference_mode(), (intervention(a, enc) if intervention else HeadCapture([])(a)):
-                    inputs = enc.inputs | {"input_ids": ids, "attention_mask": torch.ones_like(ids)} | a.token_inputs(ids)
+                with (
+                    torch.inference_mode(),
+                    intervention(a, enc) if intervention else HeadCapture([])(a),
+                ):
+                    inputs = (
+                        enc.inputs
+                        | {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+                        | a.token_inputs(ids)
+                    )
                     logits = a.model(**inputs).logits
                 ref = float(content_nll(logits, golds[t][i])[0])
                 assert got[c][t][i] == pytest.approx(ref, abs=1e-5), (c, t, i)

@@ -46,12 +46,16 @@ def test_features_are_the_visual_tokens_hidden_states(adapters, family):
     of different tile counts in one left-padded batch); labels are the layout's (view, row, col)."""
     a = adapters[family]
     images = _images()
-    list(stage_features(a, images[:1], TASK))  # transformers adds hooks of its own at a first forward
+    list(
+        stage_features(a, images[:1], TASK)
+    )  # transformers adds hooks of its own at a first forward
     before = _hooks(a)
     (batch,) = list(stage_features(a, images, TASK, batch_size=3))
     assert _hooks(a) == before  # ours are gone
     names = [s.name for s in sites(a)]
-    assert set(batch.features) == set(names) and len(names) == len(a.vision_layers) + 1 + a.num_layers
+    assert (
+        set(batch.features) == set(names) and len(names) == len(a.vision_layers) + 1 + a.num_layers
+    )
     vis_lab, llm_lab = batch.labels["vision"], batch.labels["llm"]
     lo_llm = lo_vis = 0
     for i, im in enumerate(images):
@@ -71,17 +75,26 @@ def test_features_are_the_visual_tokens_hidden_states(adapters, family):
         assert [views[v] for v in llm_lab.view[sl].tolist()] == [t["view"] for t in table]
         for layer in range(a.num_layers):
             got = batch.features[f"llm.{layer}"][sl]
-            if layer == a.num_layers - 1:  # transformers reports the last layer after the final norm
+            if (
+                layer == a.num_layers - 1
+            ):  # transformers reports the last layer after the final norm
                 got = a.language_model.norm(got)
-            torch.testing.assert_close(got, out.hidden_states[layer + 1][0, pos], atol=2e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                got, out.hidden_states[layer + 1][0, pos], atol=2e-4, rtol=1e-4
+            )
         torch.testing.assert_close(batch.features["projector"][sl], proj, atol=1e-5, rtol=1e-5)
         patches = vis.hidden_states[1][:, 1:]
         m = patches.shape[0] * patches.shape[1]
         for layer in range(len(a.vision_layers)):
             ref = vis.hidden_states[layer + 1][:, 1:].reshape(-1, patches.shape[-1])
-            torch.testing.assert_close(batch.features[f"vision.{layer}"][lo_vis : lo_vis + m], ref, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                batch.features[f"vision.{layer}"][lo_vis : lo_vis + m], ref, atol=1e-5, rtol=1e-5
+            )
         g = a.vision_patch_grid
-        assert vis_lab.row[lo_vis : lo_vis + m].tolist() == [p // g for p in range(g * g)] * patches.shape[0]
+        assert (
+            vis_lab.row[lo_vis : lo_vis + m].tolist()
+            == [p // g for p in range(g * g)] * patches.shape[0]
+        )
         lo_llm, lo_vis = lo_llm + n, lo_vis + m
     assert lo_llm == len(llm_lab) and lo_vis == len(vis_lab)
 
@@ -92,7 +105,9 @@ def test_internvl_backbone_patch_is_part_of_its_llm_token(adapters):
     a = adapters["internvl"]
     assert a.vision_merge == 2 and a.vision_patch_grid == 2 * a.grid
     seen = {}
-    handle = a.projector.register_forward_pre_hook(lambda _m, args: seen.__setitem__("x", args[0].detach()))
+    handle = a.projector.register_forward_pre_hook(
+        lambda _m, args: seen.__setitem__("x", args[0].detach())
+    )
     try:
         last = f"vision.{len(a.vision_layers) - 1}"
         (batch,) = list(stage_features(a, _images(((160, 120),)), TASK, site_names=[last]))
@@ -103,7 +118,9 @@ def test_internvl_backbone_patch_is_part_of_its_llm_token(adapters):
     width = vis.shape[1]
     assert merged.shape == (len(llm), 4 * width)
     for t in range(0, len(llm), 7):
-        mine = (lab.view == llm.view[t]) & (lab.row // 2 == llm.row[t]) & (lab.col // 2 == llm.col[t])
+        mine = (
+            (lab.view == llm.view[t]) & (lab.row // 2 == llm.row[t]) & (lab.col // 2 == llm.col[t])
+        )
         expected = vis[mine]
         chunks = merged[t].reshape(4, width)
         assert len(expected) == 4
@@ -113,15 +130,22 @@ def test_internvl_backbone_patch_is_part_of_its_llm_token(adapters):
 
 def test_views_select_the_global_or_the_local_tokens(adapters):
     a = adapters["internvl"]
-    (batch,) = list(stage_features(a, _images(((300, 100),)), TASK, site_names=["projector", "vision.0"]))
+    (batch,) = list(
+        stage_features(a, _images(((300, 100),)), TASK, site_names=["projector", "vision.0"])
+    )
     n_views = len(a.layout(300, 100).views)
     assert n_views > 1
     glob, loc = select_views(batch, "global"), select_views(batch, "local")
     assert glob.features["projector"].shape[0] == a.grid**2 and (glob.labels["llm"].kind == 0).all()
-    assert loc.features["projector"].shape[0] == (n_views - 1) * a.grid**2 and (loc.labels["llm"].kind == 1).all()
+    assert (
+        loc.features["projector"].shape[0] == (n_views - 1) * a.grid**2
+        and (loc.labels["llm"].kind == 1).all()
+    )
     assert glob.features["vision.0"].shape[0] == a.vision_patch_grid**2
     # the global view is last: its tokens are the batch's last
-    torch.testing.assert_close(glob.features["projector"], batch.features["projector"][-(a.grid**2) :])
+    torch.testing.assert_close(
+        glob.features["projector"], batch.features["projector"][-(a.grid**2) :]
+    )
 
 
 # ---- probes on features built to encode position, or nothing ---------------------------------
@@ -210,7 +234,9 @@ def test_lda_from_the_streamed_statistics_equals_a_direct_fit():
     cov = centred.T @ centred / (600 - 4)
     cov += 0.01 * cov.diagonal().mean() * torch.eye(10, dtype=torch.float64)
     W = torch.linalg.solve(cov, means)
-    bias = -0.5 * (means * W).sum(0) + torch.log(torch.tensor([(y == k).float().mean() for k in seen], dtype=torch.float64))
+    bias = -0.5 * (means * W).sum(0) + torch.log(
+        torch.tensor([(y == k).float().mean() for k in seen], dtype=torch.float64)
+    )
     torch.testing.assert_close(got[:-1, seen], W, atol=1e-9, rtol=1e-7)
     torch.testing.assert_close(got[-1, seen], bias, atol=1e-9, rtol=1e-7)
     assert got[-1, 3] == -float("inf")
@@ -266,7 +292,9 @@ def test_shuffled_positions_are_a_fixed_permutation_per_image():
     for i in range(4):
         m = lab.image == i
         pairs = sorted(zip(row[m].tolist(), col[m].tolist(), strict=True))
-        assert pairs == sorted(zip(lab.row[m].tolist(), lab.col[m].tolist(), strict=True))  # a permutation
+        assert pairs == sorted(
+            zip(lab.row[m].tolist(), lab.col[m].tolist(), strict=True)
+        )  # a permutation
         per_image.append((row[m] * GRID + col[m]).tolist())
     assert len({tuple(p) for p in per_image}) == 4  # a different one for each image
     assert not torch.equal(row, lab.row)
@@ -276,24 +304,47 @@ def test_shuffled_positions_are_a_fixed_permutation_per_image():
 def test_fit_and_score_runs_every_site_method_and_control(adapters, family):
     a = adapters[family]
     images = _images(((64, 64), (80, 60), (60, 90), (70, 70)))
-    settings = ProbeSettings(epochs=2, batch_size=2, views="global", minibatch=512, untrained_control=True,
-                             untrained_methods=("lda",))  # fmt: skip
+    settings = ProbeSettings(
+        epochs=2,
+        batch_size=2,
+        views="global",
+        minibatch=512,
+        untrained_control=True,
+        untrained_methods=("lda",),
+    )
     run = fit_and_score(a, images[:3], images[3:], settings)  # 2 train images, 1 validation image
     expected = {s.name for s in sites(a)} | {"control.random"}
     for method in ("ridge", "lda", "sgd"):
         for split, n_images in (("test", 1), ("validation", 1)):
             rows = [r for r in run.summary if r["method"] == method and r["split"] == split]
             assert {r["site"] for r in rows} == expected
-            assert {r["variant"] for r in rows} == {"true", "shuffled"} | ({"untrained"} if method == "lda" else set())
+            assert {r["variant"] for r in rows} == {"true", "shuffled"} | (
+                {"untrained"} if method == "lda" else set()
+            )
             n = {r["site"]: r["n_tokens"] for r in rows if r["variant"] == "true"}
-            assert n["projector"] == n_images * a.grid**2 and n["vision.0"] == n_images * a.vision_patch_grid**2
+            assert (
+                n["projector"] == n_images * a.grid**2
+                and n["vision.0"] == n_images * a.vision_patch_grid**2
+            )
     # the untrained control: the model's sites, no random-feature site (it does not depend on the model)
     untrained = [r for r in run.summary if r["variant"] == "untrained" and r["split"] == "test"]
     assert {r["site"] for r in untrained} == expected - {"control.random"}
     timing = {(t["method"], t["variant"]): t for t in run.timing}
-    assert set(timing) == {("ridge", "true"), ("lda", "true"), ("sgd", "true"), ("lda", "untrained")}
-    assert timing["ridge", "true"]["train_forwards"] == timing["lda", "untrained"]["train_forwards"] == 2
-    assert timing["sgd", "true"]["train_forwards"] == 4 and timing["sgd", "true"]["validation_forwards"] == 1
+    assert set(timing) == {
+        ("ridge", "true"),
+        ("lda", "true"),
+        ("sgd", "true"),
+        ("lda", "untrained"),
+    }
+    assert (
+        timing["ridge", "true"]["train_forwards"]
+        == timing["lda", "untrained"]["train_forwards"]
+        == 2
+    )
+    assert (
+        timing["sgd", "true"]["train_forwards"] == 4
+        and timing["sgd", "true"]["validation_forwards"] == 1
+    )
     assert {c["kind"] for c in run.cells} == {"global"}
     assert paper_scale_forwards() == {"ridge": 60_000, "lda": 60_000, "sgd": 510_000}
 
@@ -305,9 +356,15 @@ def test_test_images_never_share_the_train_images_random_features(adapters):
     chance is 1/8."""
     a = adapters["llava"]
     images = _images(((64, 64),) * 8)
-    settings = ProbeSettings(methods=("ridge",), l2=1e-6, sites=["projector"], batch_size=4, validation_fraction=0)
+    settings = ProbeSettings(
+        methods=("ridge",), l2=1e-6, sites=["projector"], batch_size=4, validation_fraction=0
+    )
     run = fit_and_score(a, images, images, settings)
-    (control,) = [r for r in run.summary if r["site"] == "control.random" and r["variant"] == "true" and r["split"] == "test"]
+    (control,) = [
+        r
+        for r in run.summary
+        if r["site"] == "control.random" and r["variant"] == "true" and r["split"] == "test"
+    ]
     assert control["n_tokens"] == 8 * a.grid**2
     for axis in ("row", "col"):
         assert abs(control[f"acc_{axis}"] - 1 / a.grid) < 0.06, control
@@ -341,11 +398,15 @@ def test_tiles_alone_with_a_batch_without_tiles(adapters):
     a = adapters["internvl"]
     single, wide = _images(((64, 64),))[0], _images(((300, 100),))[0]
     assert len(a.layout(*single.size).views) == 1 and len(a.layout(*wide.size).views) > 1
-    settings = ProbeSettings(views="local", batch_size=1, epochs=1, random_control=False, sites=["projector"])
+    settings = ProbeSettings(
+        views="local", batch_size=1, epochs=1, random_control=False, sites=["projector"]
+    )
     run = fit_and_score(a, [single, wide, wide], [wide], settings)
     tiles = sum(v.n_tokens for v in a.layout(*wide.size).views if v.kind == "local")
     rows = [r for r in run.summary if r["variant"] == "true" and r["split"] == "test"]
-    assert {r["method"] for r in rows} == {"ridge", "lda", "sgd"} and all(r["n_tokens"] == tiles for r in rows)
+    assert {r["method"] for r in rows} == {"ridge", "lda", "sgd"} and all(
+        r["n_tokens"] == tiles for r in rows
+    )
 
 
 # ---- the control that can fail: the same architecture, re-initialised ------------------------
@@ -375,21 +436,37 @@ def test_untrained_model_is_reinitialised_and_reproducible(toys, family):
     u, again, other = untrained_adapter(a, 0), untrained_adapter(a, 0), untrained_adapter(a, 1)
     assert torch.equal(torch.get_rng_state(), state)
     assert type(u.model) is type(a.model) and u.model.config.to_dict() == a.model.config.to_dict()
-    trained, sd, sd2, sd3 = a.model.state_dict(), u.model.state_dict(), again.model.state_dict(), other.model.state_dict()
+    trained, sd, sd2, sd3 = (
+        a.model.state_dict(),
+        u.model.state_dict(),
+        again.model.state_dict(),
+        other.model.state_dict(),
+    )
     assert sd.keys() == trained.keys()
     assert all(torch.equal(sd[k], sd2[k]) for k in sd)
-    matrices = [k for k, v in sd.items() if v.ndim == 2 and ("language_model" in k or "projector" in k)]
+    matrices = [
+        k for k, v in sd.items() if v.ndim == 2 and ("language_model" in k or "projector" in k)
+    ]
     assert len(matrices) > 10
     assert not any(torch.equal(sd[k], trained[k]) for k in matrices)
     assert not any(torch.equal(sd[k], sd3[k]) for k in matrices)
-    assert u.decoder_layers[0] is u.model.model.language_model.layers[0] and u.tokenizer is a.tokenizer
+    assert (
+        u.decoder_layers[0] is u.model.model.language_model.layers[0] and u.tokenizer is a.tokenizer
+    )
     assert not u.model.training
 
 
 def _untrained_rows(adapter, sites):
     train, test = probe_images("generated", "generated", 40, 10, seed=3)
-    settings = ProbeSettings(methods=("lda",), untrained_control=True, random_control=False, shuffled_control=False,
-                             batch_size=10, sites=sites, validation_fraction=0.2)  # fmt: skip
+    settings = ProbeSettings(
+        methods=("lda",),
+        untrained_control=True,
+        random_control=False,
+        shuffled_control=False,
+        batch_size=10,
+        sites=sites,
+        validation_fraction=0.2,
+    )
     run = fit_and_score(adapter, train, test, settings)
     return {(r["variant"], r["site"]): r for r in run.summary if r["split"] == "test"}
 
@@ -416,7 +493,9 @@ def test_untrained_control_decodes_position_from_the_architecture(toys):
     internvl = _untrained_rows(a, ["vision.0", "projector", "llm.3"])
     vis = internvl["untrained", "vision.0"]
     assert abs(vis["acc_mean"] - 1 / a.vision_patch_grid) < 0.03, vis  # 0.096 against 0.083
-    assert internvl["untrained", "llm.3"]["acc_mean"] > 1 / a.grid + 0.04, internvl["untrained", "llm.3"]
+    assert internvl["untrained", "llm.3"]["acc_mean"] > 1 / a.grid + 0.04, internvl[
+        "untrained", "llm.3"
+    ]
     for site in ("vision.0", "projector", "llm.3"):
         assert internvl["true", site]["acc_mean"] > internvl["untrained", site]["acc_mean"] + 0.3
 
@@ -426,7 +505,12 @@ def test_untrained_control_decodes_position_from_the_architecture(toys):
 
 def test_validation_split_is_seeded_disjoint_and_complete():
     fit, val = validation_split(50, 0.2, seed=4)
-    assert len(val) == 10 and len(fit) == 40 and not set(fit) & set(val) and set(fit) | set(val) == set(range(50))
+    assert (
+        len(val) == 10
+        and len(fit) == 40
+        and not set(fit) & set(val)
+        and set(fit) | set(val) == set(range(50))
+    )
     again, other = validation_split(50, 0.2, seed=4), validation_split(50, 0.2, seed=5)
     assert np.array_equal(val, again[1]) and not np.array_equal(val, other[1])
     assert list(val) != list(range(40, 50))  # a random sample, not the last images
@@ -450,7 +534,9 @@ def test_validation_images_are_scored_never_trained_on(adapters, monkeypatch):
     monkeypatch.setattr(run_module, "stage_features", recording)
     a = adapters["llava"]
     train, test = _images(((64, 64),) * 10), _images(((70, 70),) * 2)
-    settings = ProbeSettings(methods=("lda",), sites=["projector"], batch_size=5, validation_fraction=0.3)
+    settings = ProbeSettings(
+        methods=("lda",), sites=["projector"], batch_size=5, validation_fraction=0.3
+    )
     run = fit_and_score(a, train, test, settings)
     fit_pass, val_pass, test_pass = (set(p) for p in passes)
     assert len(passes) == 3 and len(val_pass) == 3 and len(fit_pass) == 7
@@ -460,7 +546,11 @@ def test_validation_images_are_scored_never_trained_on(adapters, monkeypatch):
     assert rows["validation", "projector"]["n_tokens"] == 3 * a.grid**2
     assert rows["test", "projector"]["n_tokens"] == 2 * a.grid**2
     (timing,) = run.timing
-    assert (timing["train_forwards"], timing["validation_forwards"], timing["test_forwards"]) == (7, 3, 2)
+    assert (timing["train_forwards"], timing["validation_forwards"], timing["test_forwards"]) == (
+        7,
+        3,
+        2,
+    )
 
 
 def _labels(n_images: int, per_image: int = 16, grid: int = 4) -> TokenLabels:
@@ -477,13 +567,18 @@ def test_layer_accuracy_carries_a_bootstrap_interval_over_images():
     widths = {}
     for n in (40, 400):
         lab = _labels(n)
-        right = (lab.image % 2 == 0)
-        pred = {"row": torch.where(right, lab.row, (lab.row + 1) % 4), "col": torch.where(right, lab.col, (lab.col + 1) % 4)}
+        right = lab.image % 2 == 0
+        pred = {
+            "row": torch.where(right, lab.row, (lab.row + 1) % 4),
+            "col": torch.where(right, lab.col, (lab.col + 1) % 4),
+        }
         scores = ProbeScores()
         scores.update(Site("s", "llm", 0), lab, pred)
         r = scores.summary_rows(boot)[0]
         assert r["acc_mean"] == pytest.approx(0.5) and r["n_images"] == n
-        assert r["acc_mean_lo"] < 0.5 < r["acc_mean_hi"] and r["acc_both_lo"] < 0.5 < r["acc_both_hi"]
+        assert (
+            r["acc_mean_lo"] < 0.5 < r["acc_mean_hi"] and r["acc_both_lo"] < 0.5 < r["acc_both_hi"]
+        )
         widths[n] = r["acc_mean_hi"] - r["acc_mean_lo"]
         assert widths[n] == pytest.approx(2 * 1.96 * 0.5 / np.sqrt(n), rel=0.25)
     assert widths[400] < 0.4 * widths[40]

@@ -23,21 +23,32 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 # --- parsers ------------------------------------------------------------------------------------
 
-_number = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats().map(repr), st.text("0123456789.-+e", max_size=12))
+_number = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats().map(repr),
+    st.text("0123456789.-+e", max_size=12),
+)
 _numbers = st.lists(_number, min_size=0, max_size=6)
 REPLIES = st.one_of(
     st.text(),
-    st.builds(lambda pre, ns, sep: pre + "[" + sep.join(ns) + "]", st.text(max_size=8), _numbers, st.sampled_from([", ", " ", ","])),
+    st.builds(
+        lambda pre, ns, sep: pre + "[" + sep.join(ns) + "]",
+        st.text(max_size=8),
+        _numbers,
+        st.sampled_from([", ", " ", ","]),
+    ),
     st.builds(lambda ns: "<box>[[" + ", ".join(ns) + "]]</box>", _numbers),
     st.builds(lambda ns: " ".join(ns), _numbers),
-)  # fmt: skip
+)
 
 
 @FAST
 @given(REPLIES, st.floats(min_value=1e-3, max_value=1e4))
 def test_box_parser_never_raises(reply, scale):
     parsed = parse_box_numbers(reply, scale)
-    assert parsed.status in ("ok", "unparsed", "out_of_range") and (parsed.box is None) == (parsed.status != "ok")
+    assert parsed.status in ("ok", "unparsed", "out_of_range") and (parsed.box is None) == (
+        parsed.status != "ok"
+    )
 
 
 @FAST
@@ -69,16 +80,24 @@ def boxes(draw):
 @st.composite
 def views(draw, width, height):
     """A grid over any region around or inside the image, fractional edges included."""
-    x0, y0 = draw(st.floats(-0.5 * width, 0.9 * width)), draw(st.floats(-0.5 * height, 0.9 * height))
+    x0, y0 = (
+        draw(st.floats(-0.5 * width, 0.9 * width)),
+        draw(st.floats(-0.5 * height, 0.9 * height)),
+    )
     x1, y1 = draw(st.floats(x0 + 1, 1.5 * width + 1)), draw(st.floats(y0 + 1, 1.5 * height + 1))
-    return View("image", "global", draw(st.integers(1, 24)), draw(st.integers(1, 24)), (x0, y0, x1, y1), 0)
+    return View(
+        "image", "global", draw(st.integers(1, 24)), draw(st.integers(1, 24)), (x0, y0, x1, y1), 0
+    )
 
 
 def _overlapping_cells(layout, box):
     """Tokens whose cell shares a positive area with the pixel box [x0, x1) x [y0, y1)."""
     x0, y0, x1, y1 = box
-    return {t["token"] for t in layout.token_table()
-            if min(t["x1"], x1) - max(t["x0"], x0) > 0 and min(t["y1"], y1) - max(t["y0"], y0) > 0}  # fmt: skip
+    return {
+        t["token"]
+        for t in layout.token_table()
+        if min(t["x1"], x1) - max(t["x0"], x0) > 0 and min(t["y1"], y1) - max(t["y0"], y0) > 0
+    }
 
 
 def _box_mask(w, h, x0, y0, x1, y1):
@@ -116,7 +135,9 @@ def tiled_layouts(draw):
     views, offset = [], 0
     for k in range(draw(st.integers(1, 3))):
         rows, cols = draw(st.integers(1, 8)), draw(st.integers(1, 8))
-        views.append(View(f"tile_{k}", "local" if k else "global", rows, cols, (0, 0, 60, 40), offset))
+        views.append(
+            View(f"tile_{k}", "local" if k else "global", rows, cols, (0, 0, 60, 40), offset)
+        )
         offset += rows * cols
     return ImageLayout(60, 40, tuple(views))
 
@@ -125,7 +146,13 @@ def tiled_layouts(draw):
 @given(tiled_layouts(), st.integers(0, 2**32 - 1), st.booleans(), boxes())
 def test_a_shuffle_keeps_the_multiset_of_tokens(layout, seed, object_only, box):
     _, _, x0, y0, x1, y1 = box
-    mask = _box_mask(60, 40, min(x0, 59), min(y0, 39), min(max(x1, x0 + 1), 60), min(max(y1, y0 + 1), 40)) if object_only else None
+    mask = (
+        _box_mask(
+            60, 40, min(x0, 59), min(y0, 39), min(max(x1, x0 + 1), 60), min(max(y1, y0 + 1), 40)
+        )
+        if object_only
+        else None
+    )
     targets, sources = shuffle_tokens(layout, mask, np.random.default_rng(seed))
     assert sorted(targets.tolist()) == sorted(sources.tolist())
     for v in layout.views:  # each view on its own
@@ -144,8 +171,14 @@ IDS = st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=8, unique=T
 
 
 def _raw(ids):
-    return pd.DataFrame([{"sample_id": s, "condition": c, "task": t}
-                         for c in ("baseline", "object+0") for t in ("localization", "list") for s in ids])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {"sample_id": s, "condition": c, "task": t}
+            for c in ("baseline", "object+0")
+            for t in ("localization", "list")
+            for s in ids
+        ]
+    )
 
 
 @FAST
@@ -168,9 +201,16 @@ def test_the_gather_rejects_a_condition_that_lost_every_row():
     subset missing a row); the pairs the experiment asked, kept in the shards' attrs, show it."""
     raw = _raw(["only"])
     shard = raw.copy()
-    shard.attrs[EXPECTED] = [[c, t] for c, t in raw[["condition", "task"]].drop_duplicates().to_numpy()]
+    shard.attrs[EXPECTED] = [
+        [c, t] for c, t in raw[["condition", "task"]].drop_duplicates().to_numpy()
+    ]
     pairs = expected_pairs([shard])
-    assert pairs == {("baseline", "localization"), ("baseline", "list"), ("object+0", "localization"), ("object+0", "list")}
+    assert pairs == {
+        ("baseline", "localization"),
+        ("baseline", "list"),
+        ("object+0", "localization"),
+        ("object+0", "list"),
+    }
     check_complete(raw.iloc[1:], ["only"])  # unnoticed without them
     check_complete(raw, ["only"], pairs)
     with pytest.raises(ValueError, match="all 1 samples missing"):
@@ -194,22 +234,31 @@ def test_a_shard_keeps_the_pairs_its_experiment_asked(tmp_path):
         def run(self, job, log=None):
             from vlmloc.experiments.base import run_conditions
 
-            return run_conditions("two", [Condition("c1", {}, tasks=("localization",)), Condition("c2", {})], job)
+            return run_conditions(
+                "two", [Condition("c1", {}, tasks=("localization",)), Condition("c2", {})], job
+            )
 
     job = SimpleNamespace(samples=pd.DataFrame({"sample_id": ["a", "b"]}))
-    job.without = lambda excluded: SimpleNamespace(samples=job.samples.iloc[:1], records=[{"sample_id": "a"}])
+    job.without = lambda excluded: SimpleNamespace(
+        samples=job.samples.iloc[:1], records=[{"sample_id": "a"}]
+    )
     import vlmloc.experiments.base as base
 
     original = base._run_group
     base._run_group = lambda experiment, group, job, log=None: [
-        {"sample_id": "a", "condition": c.name, "task": t} for c in group for t in c.tasks]  # fmt: skip
+        {"sample_id": "a", "condition": c.name, "task": t} for c in group for t in c.tasks
+    ]
     try:
         raw = run_shard(Two(), job)
     finally:
         base._run_group = original
     raw.to_parquet(tmp_path / "shard.parquet")
     back = pd.read_parquet(tmp_path / "shard.parquet")
-    assert expected_pairs([back]) == {("c1", "localization"), ("c2", "localization"), ("c2", "list")}
+    assert expected_pairs([back]) == {
+        ("c1", "localization"),
+        ("c2", "localization"),
+        ("c2", "list"),
+    }
     assert (back["condition"] == EXCLUDED).sum() == 1
 
 
@@ -222,5 +271,7 @@ def test_check_gathered_rejects_a_duplicated_or_missing_item(ids, data):
         check_gathered([*ids, ids[k]], ids, "samples")
     with pytest.raises(ValueError, match="missing"):
         check_gathered(ids[:k] + ids[k + 1 :], ids, "samples")
-    with pytest.raises(ValueError, match="not expected"):  # an id from another subset (a mutant survived without it)
+    with pytest.raises(
+        ValueError, match="not expected"
+    ):  # an id from another subset (a mutant survived without it)
         check_gathered([*ids, "not-a-sample-id"], ids, "samples")

@@ -25,11 +25,23 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module", params=[("llava", "eager"), ("llava", "sdpa"), ("internvl", "eager"), ("internvl", "sdpa"),
-                                        ("qwen2_5_vl", "eager"), ("qwen2_5_vl", "sdpa")], ids=lambda p: "-".join(p))
+@pytest.fixture(
+    scope="module",
+    params=[
+        ("llava", "eager"),
+        ("llava", "sdpa"),
+        ("internvl", "eager"),
+        ("internvl", "sdpa"),
+        ("qwen2_5_vl", "eager"),
+        ("qwen2_5_vl", "sdpa"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 def adapter(request, tiny_dirs):
     family, attn = request.param
-    return load_adapter(family, tiny_dirs[family], dtype="float32", device="cpu", attn_implementation=attn)
+    return load_adapter(
+        family, tiny_dirs[family], dtype="float32", device="cpu", attn_implementation=attn
+    )
 
 
 def test_generate_equals_stock_generate(adapter):
@@ -59,10 +71,24 @@ def test_batched_generation_matches_single(adapter):
     for im, t in zip(ims, TEXTS, strict=True):
         enc = adapter.encode([im], [t])
         with torch.inference_mode():
-            single.append(adapter.model.generate(**enc.inputs, max_new_tokens=1, do_sample=False, output_scores=True, return_dict_in_generate=True).scores[0][0])
+            single.append(
+                adapter.model.generate(
+                    **enc.inputs,
+                    max_new_tokens=1,
+                    do_sample=False,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                ).scores[0][0]
+            )
     enc = adapter.encode(ims, TEXTS)
     with torch.inference_mode():
-        batched = adapter.model.generate(**enc.inputs, max_new_tokens=1, do_sample=False, output_scores=True, return_dict_in_generate=True).scores[0]
+        batched = adapter.model.generate(
+            **enc.inputs,
+            max_new_tokens=1,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+        ).scores[0]
     for i in range(len(ims)):
         torch.testing.assert_close(batched[i], single[i], atol=2e-4, rtol=1e-4)
     # and the runner's batched answers come back in the caller's order
@@ -98,16 +124,26 @@ def test_intervention_sees_each_batch(adapter):
         return contextlib.nullcontext()
 
     ims = _images()
-    Runner(adapter, batch_size=3, progress=False).generate(ims, TEXTS, max_new_tokens=2, intervention=record)
+    Runner(adapter, batch_size=3, progress=False).generate(
+        ims, TEXTS, max_new_tokens=2, intervention=record
+    )
     assert len(calls) == 2 and sum(len(c) for c in calls) == 4
 
 
 QUESTIONS = [
-    ["Please provide the bounding box coordinates of the red circle.", "Is there a dog in the image?",
-     "Is there a blue square in the image?", "Please provide the bounding box of the yellow triangle."],
-    ["List all objects in the image. Choose only from red circle, blue square.", "Is there a cat in the image?",
-     "List all objects.", "Is there a green circle in the image? Answer yes or no."],
-]  # fmt: skip
+    [
+        "Please provide the bounding box coordinates of the red circle.",
+        "Is there a dog in the image?",
+        "Is there a blue square in the image?",
+        "Please provide the bounding box of the yellow triangle.",
+    ],
+    [
+        "List all objects in the image. Choose only from red circle, blue square.",
+        "Is there a cat in the image?",
+        "List all objects.",
+        "Is there a green circle in the image? Answer yes or no.",
+    ],
+]
 
 
 def _first_step_logits(adapter, monkeypatch) -> list[torch.Tensor]:
@@ -129,8 +165,10 @@ def test_shared_prefix_generation_equals_generate(adapter, monkeypatch):
     sizes, question lengths), and the answers are the same as one generate per question."""
     ims = _images()
     runner = Runner(adapter, batch_size=3, progress=False)
-    expected = [Runner(adapter, batch_size=1, progress=False).generate(ims, texts, max_new_tokens=n)
-                for texts, n in zip(QUESTIONS, [8, 5], strict=True)]  # fmt: skip
+    expected = [
+        Runner(adapter, batch_size=1, progress=False).generate(ims, texts, max_new_tokens=n)
+        for texts, n in zip(QUESTIONS, [8, 5], strict=True)
+    ]
     seen = _first_step_logits(adapter, monkeypatch)
     order = []  # the images of each batch, in row order
 
@@ -168,7 +206,9 @@ def test_shared_prefix_generation_equals_generate(adapter, monkeypatch):
     runner.generate_shared(ims, QUESTIONS, [2, 2], intervention=record)
     assert sorted(seen) == [0, 1, 2, 3]
     assert [p for p, _ in phases] == ["prefix", "suffix", "suffix"] * 2
-    assert all(n > 0 for p, n in phases if p == "suffix") and all(n == 0 for p, n in phases if p == "prefix")
+    assert all(n > 0 for p, n in phases if p == "suffix") and all(
+        n == 0 for p, n in phases if p == "prefix"
+    )
 
 
 def test_shared_prefix_generation_applies_the_intervention(adapter, monkeypatch):
@@ -180,7 +220,9 @@ def test_shared_prefix_generation_applies_the_intervention(adapter, monkeypatch)
     value = torch.zeros(adapter.model.config.get_text_config().hidden_size)
     edit = ReplaceVisualTokens([np.arange(adapter.layout(*im.size).n_tokens) for im in ims], value)
     runner = Runner(adapter, batch_size=4, progress=False)
-    expected = [runner.generate(ims, texts, max_new_tokens=6, intervention=edit) for texts in QUESTIONS]
+    expected = [
+        runner.generate(ims, texts, max_new_tokens=6, intervention=edit) for texts in QUESTIONS
+    ]
     seen, order = _first_step_logits(adapter, monkeypatch), []
 
     def ordered_edit(adp, batch):
@@ -198,4 +240,6 @@ def test_shared_prefix_generation_applies_the_intervention(adapter, monkeypatch)
             with torch.inference_mode():
                 stock = adapter.model(**enc.inputs).logits[0, -1]
             torch.testing.assert_close(logits[row], ref, atol=2e-4, rtol=1e-4)
-            assert not torch.allclose(ref, stock, atol=1e-3)  # the ablation changes what the model sees
+            assert not torch.allclose(
+                ref, stock, atol=1e-3
+            )  # the ablation changes what the model sees

@@ -48,7 +48,9 @@ def test_removed_images_are_exact(shapes):
     for ann in coco["annotations"][:25]:
         im = images[ann["image_id"]]
         orig = np.asarray(Image.open(out / "images" / im["file_name"]), dtype=int)
-        rem = np.asarray(Image.open(out / "removed" / removed_image_name(im["id"], ann["id"])), dtype=int)
+        rem = np.asarray(
+            Image.open(out / "removed" / removed_image_name(im["id"], ann["id"])), dtype=int
+        )
         mask = decode_mask(ann["segmentation"])
         assert mask.shape == orig.shape[:2] and mask.sum() == ann["area"]
         assert np.array_equal(orig[~mask], rem[~mask])  # nothing outside the object changes

@@ -24,7 +24,9 @@ from vlmloc.workflow import images_in_image_set
 
 
 def _images(n=7, seed=3):
-    return images_in_image_set({"images": "generated", "n_images": n, "seed": seed}, {"long_side": [120, 240]})
+    return images_in_image_set(
+        {"images": "generated", "n_images": n, "seed": seed}, {"long_side": [120, 240]}
+    )
 
 
 def _plain_stats(adapter, images) -> dict:
@@ -33,7 +35,12 @@ def _plain_stats(adapter, images) -> dict:
         pixels = torch.cat([adapter.pixel_values(im) for im in images])
         feats = adapter.image_features(pixels.to(adapter.device, adapter.model.dtype)).float()
     norms = feats.norm(dim=-1).double()
-    return {"mean": feats.mean(0), "norm_mean": float(norms.mean()), "norm_std": float(norms.std()), "n_tokens": len(feats)}
+    return {
+        "mean": feats.mean(0),
+        "norm_mean": float(norms.mean()),
+        "norm_std": float(norms.std()),
+        "n_tokens": len(feats),
+    }
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
@@ -46,7 +53,10 @@ def test_sharded_mean_embedding_equals_unsharded(adapters, family):
     assert whole["norm_std"] == pytest.approx(ref["norm_std"], rel=1e-6)
     results = {}
     for shards in (1, 2, 3):
-        parts = [embedding_sums(a, images, shard_indices(len(images), k, shards), batch_size=2) for k in range(shards)]
+        parts = [
+            embedding_sums(a, images, shard_indices(len(images), k, shards), batch_size=2)
+            for k in range(shards)
+        ]
         results[shards] = out = combine_embedding_sums(parts[::-1])  # any order of shards
         assert out["n_images"] == 7 and out["n_tokens"] == ref["n_tokens"]
         torch.testing.assert_close(out["mean"], ref["mean"], rtol=1e-5, atol=1e-6)
@@ -121,8 +131,21 @@ def test_a_killed_shard_reruns_alone(workflow_dir):
     (workflow_dir / "small.yaml").write_text(SMALL)
     shard = lambda k: workflow_dir / f"results/shapes/screening/tiny_llava/shard-{k}.parquet"  # noqa: E731
     log = lambda k: workflow_dir / f"logs/screen/shapes/tiny_llava/shard-{k}.log"  # noqa: E731
-    cmd = [sys.executable, "-m", "snakemake", ANSWERS, MEAN, "--cores", "2", "--keep-going", "--configfile", "small.yaml"]
-    proc = subprocess.Popen(cmd, cwd=workflow_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        ANSWERS,
+        MEAN,
+        "--cores",
+        "2",
+        "--keep-going",
+        "--configfile",
+        "small.yaml",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=workflow_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     # once one screening shard is done, SIGKILL the job of another while it runs
     killed, deadline = None, time.monotonic() + 240
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
@@ -143,19 +166,31 @@ def test_a_killed_shard_reruns_alone(workflow_dir):
     # the rerun runs the killed shard and the gather, nothing else
     rerun = run_snakemake(workflow_dir, ANSWERS, MEAN, "--configfile", "small.yaml")
     ran = jobs_run(rerun.stdout + rerun.stderr)
-    assert sorted(ran) == [("gather_screening", "dataset=shapes, model=tiny_llava"),
-                           ("screen_shard", f"dataset=shapes, model=tiny_llava, shard={killed}")], ran  # fmt: skip
+    assert sorted(ran) == [
+        ("gather_screening", "dataset=shapes, model=tiny_llava"),
+        ("screen_shard", f"dataset=shapes, model=tiny_llava, shard={killed}"),
+    ], ran
     answers = pd.read_parquet(workflow_dir / ANSWERS)
     samples = pd.read_parquet(workflow_dir / "results/shapes/samples.parquet")
-    assert sorted(set(answers["sample_id"])) == sorted(samples["sample_id"]) and len(answers) == len(samples) * 6
+    assert (
+        sorted(set(answers["sample_id"])) == sorted(samples["sample_id"])
+        and len(answers) == len(samples) * 6
+    )
 
     # the mean embedding gathered from 2 shards equals the unsharded computation
     from vlmloc.models import load_adapter
 
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    spec = {k: cfg["datasets"]["shapes"][k] for k in ("colours", "shapes", "long_side", "aspect", "min_objects", "max_objects")}
-    images = images_in_image_set({"images": "generated", "n_images": 6, "seed": cfg["mean_embedding"]["seed"]}, spec)
-    adapter = load_adapter("llava", workflow_dir / "resources/models/tiny_llava", dtype="float32", device="cpu")
+    spec = {
+        k: cfg["datasets"]["shapes"][k]
+        for k in ("colours", "shapes", "long_side", "aspect", "min_objects", "max_objects")
+    }
+    images = images_in_image_set(
+        {"images": "generated", "n_images": 6, "seed": cfg["mean_embedding"]["seed"]}, spec
+    )
+    adapter = load_adapter(
+        "llava", workflow_dir / "resources/models/tiny_llava", dtype="float32", device="cpu"
+    )
     ref = visual_embedding_stats(adapter, images, batch_size=16)
     gathered = torch.load(workflow_dir / MEAN, weights_only=True)
     assert gathered["n_images"] == 6 and gathered["n_tokens"] == ref["n_tokens"]
@@ -165,6 +200,11 @@ def test_a_killed_shard_reruns_alone(workflow_dir):
     # a shard written twice (here: shard 0's rows in shard 1's file) fails the gather
     other = (killed + 1) % 3
     shard(other).write_bytes(shard(killed).read_bytes())
-    failed = run_snakemake(workflow_dir, ANSWERS, "--configfile", "small.yaml", "--force", check=False)
+    failed = run_snakemake(
+        workflow_dir, ANSWERS, "--configfile", "small.yaml", "--force", check=False
+    )
     assert failed.returncode != 0
-    assert "repeat a (condition, task, sample)" in (workflow_dir / "logs/gather_screening/shapes/tiny_llava.log").read_text()
+    assert (
+        "repeat a (condition, task, sample)"
+        in (workflow_dir / "logs/gather_screening/shapes/tiny_llava.log").read_text()
+    )

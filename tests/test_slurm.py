@@ -56,11 +56,17 @@ def slurm_partition() -> str:
         reason = "no Slurm client (sinfo, sbatch, squeue) on PATH"
     else:
         try:
-            proc = subprocess.run(["sinfo", "-h", "-o", "%P %a %T"], capture_output=True, text=True, timeout=30)
+            proc = subprocess.run(
+                ["sinfo", "-h", "-o", "%P %a %T"], capture_output=True, text=True, timeout=30
+            )
         except subprocess.TimeoutExpired:
             proc = subprocess.CompletedProcess([], 1, "", "no answer from slurmctld within 30 s")
         rows = [line.split() for line in proc.stdout.splitlines() if line.strip()]
-        up = [r[0].rstrip("*") for r in rows if r[0].endswith("*") and r[1] == "up" and r[2] in ("idle", "mixed", "allocated")]
+        up = [
+            r[0].rstrip("*")
+            for r in rows
+            if r[0].endswith("*") and r[1] == "up" and r[2] in ("idle", "mixed", "allocated")
+        ]
         if proc.returncode != 0:
             reason = f"sinfo failed: {proc.stderr.strip()[-300:]}"
         elif not up:
@@ -78,11 +84,22 @@ def site_overrides(partition: str) -> list[str]:
     """The site settings of profiles/slurm overridden for the test cluster: every partition the
     profile names becomes the cluster's, no account, job states from squeue (accounting off)."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    per_rule = [f"{rule}:slurm_partition={partition}" for rule, res in profile.get("set-resources", {}).items()
-                if "slurm_partition" in res]  # fmt: skip
-    return ["--default-resources", f"slurm_partition={partition}", "--set-resources", *per_rule,
-            "--slurm-no-account", "--slurm-status-command", "squeue",
-            "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
+    per_rule = [
+        f"{rule}:slurm_partition={partition}"
+        for rule, res in profile.get("set-resources", {}).items()
+        if "slurm_partition" in res
+    ]
+    return [
+        "--default-resources",
+        f"slurm_partition={partition}",
+        "--set-resources",
+        *per_rule,
+        "--slurm-no-account",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+    ]
 
 
 def checkpoint_params(folder: Path) -> int:
@@ -111,7 +128,9 @@ def submitted_jobs(text: str) -> dict[str, list[tuple[str, str]]]:
 
 
 def scontrol(job_id: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
     return dict(re.findall(r"(\w+)=(\S+)", out))
 
 
@@ -119,12 +138,30 @@ def test_slurm_run_equals_local_run(tmp_path):
     partition = slurm_partition()
     local_dir, slurm_dir = copy_workflow(tmp_path / "local"), copy_workflow(tmp_path / "slurm")
     # the local reference runs meanwhile: the Slurm run mostly waits for status checks
-    local = subprocess.Popen([sys.executable, "-m", "snakemake", *TARGETS, "--cores", "1", "--configfile", CONFIG],
-                             cwd=local_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    local = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", *TARGETS, "--cores", "1", "--configfile", CONFIG],
+        cwd=local_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     start = time.monotonic()
-    slurm = subprocess.run([sys.executable, "-m", "snakemake", *TARGETS, "--workflow-profile", "profiles/slurm",
-                            "--configfile", CONFIG, *site_overrides(partition)],
-                           cwd=slurm_dir, capture_output=True, text=True)  # fmt: skip
+    slurm = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            *TARGETS,
+            "--workflow-profile",
+            "profiles/slurm",
+            "--configfile",
+            CONFIG,
+            *site_overrides(partition),
+        ],
+        cwd=slurm_dir,
+        capture_output=True,
+        text=True,
+    )
     slurm_wall = time.monotonic() - start
     local_out = local.communicate()[0]
     assert local.returncode == 0, local_out[-4000:]
@@ -134,9 +171,22 @@ def test_slurm_run_equals_local_run(tmp_path):
 
     # model jobs and the data stages went through sbatch; downloads, tables and figures ran here
     jobs = submitted_jobs(out)
-    assert {"make_shapes", "filter_samples", "remove_objects_shard", "gather_removed", "gather_screening",
-            "probing_subset", "gather_mean_embedding", "score_experiment", *MODEL_RULES} <= set(jobs), jobs  # fmt: skip
-    assert len(jobs["screen_shard"]) == 2 and len(jobs["mean_embedding_shard"]) == 2 and len(jobs["run_experiment"]) == 2
+    assert {
+        "make_shapes",
+        "filter_samples",
+        "remove_objects_shard",
+        "gather_removed",
+        "gather_screening",
+        "probing_subset",
+        "gather_mean_embedding",
+        "score_experiment",
+        *MODEL_RULES,
+    } <= set(jobs), jobs
+    assert (
+        len(jobs["screen_shard"]) == 2
+        and len(jobs["mean_embedding_shard"]) == 2
+        and len(jobs["run_experiment"]) == 2
+    )
     assert re.search(r"^localrule figure_baseline_accuracy:", out, re.M)
     assert re.search(r"^localrule table_token_ablation_matched:", out, re.M)
     assert not {r for r in jobs if r.startswith(("figure_", "table_"))}, jobs
@@ -159,13 +209,21 @@ def test_slurm_run_equals_local_run(tmp_path):
         a, b = (d / "results/shapes_voc" / name for d in (local_dir, slurm_dir))
         assert a.read_bytes() == b.read_bytes(), name
     rows = "results/shapes_voc/experiments/token_ablation_matched/toy_llava/rows.parquet"
-    pd.testing.assert_frame_equal(pd.read_parquet(local_dir / rows), pd.read_parquet(slurm_dir / rows))
-    me_local, me_slurm = (torch.load(d / "results/mean_embedding/toy_llava.pt", weights_only=True)
-                          for d in (local_dir, slurm_dir))  # fmt: skip
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(local_dir / rows), pd.read_parquet(slurm_dir / rows)
+    )
+    me_local, me_slurm = (
+        torch.load(d / "results/mean_embedding/toy_llava.pt", weights_only=True)
+        for d in (local_dir, slurm_dir)
+    )
     assert torch.equal(me_local["mean"], me_slurm["mean"]) and me_local["n_images"] == 8
-    table5 = pd.read_csv(slurm_dir / "results/shapes_voc/tables/table5_token_ablation_matched.tsv", sep="\t")
+    table5 = pd.read_csv(
+        slurm_dir / "results/shapes_voc/tables/table5_token_ablation_matched.tsv", sep="\t"
+    )
     assert len(table5) > 0 and (table5.select_dtypes("number").abs().sum().sum() > 0)
-    assert int((slurm_dir / "results/shapes_voc/probing_subset_ids.txt").read_text().count("\n")) > 0
+    assert (
+        int((slurm_dir / "results/shapes_voc/probing_subset_ids.txt").read_text().count("\n")) > 0
+    )
 
 
 def resources_by_job(text: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -181,10 +239,19 @@ def resources_by_job(text: str) -> dict[tuple[str, str], dict[str, str]]:
 
 
 def model_job(res, rule, model, **wildcards) -> dict[str, int]:
-    keys = [k for k in res if k[0] == rule and f"model={model}" in k[1]
-            and all(f"{a}={b}" in k[1] for a, b in wildcards.items())]  # fmt: skip
+    keys = [
+        k
+        for k in res
+        if k[0] == rule
+        and f"model={model}" in k[1]
+        and all(f"{a}={b}" in k[1] for a, b in wildcards.items())
+    ]
     assert keys, (rule, model, wildcards)
-    return {k: int(v) for k, v in res[keys[0]].items() if k in ("mem_mb", "runtime", "cpus_per_task", "gpu")}
+    return {
+        k: int(v)
+        for k, v in res[keys[0]].items()
+        if k in ("mem_mb", "runtime", "cpus_per_task", "gpu")
+    }
 
 
 def test_wall_time_comes_from_the_flop_count(workflow_dir):
@@ -195,14 +262,30 @@ def test_wall_time_comes_from_the_flop_count(workflow_dir):
     def mediation_runtime(overlay):
         (workflow_dir / "more.yaml").write_text(overlay)
         # the target first: --configfile takes every path after it
-        dry = run_snakemake(workflow_dir, "-n", "results/coco/experiments/mediation/llava15_7b/raw/shard-0.parquet",
-                            "--configfile", "config/paper.yaml", "more.yaml")  # fmt: skip
-        return model_job(resources_by_job(dry.stdout + dry.stderr), "run_experiment", "llava15_7b", experiment="mediation")["runtime"]
+        dry = run_snakemake(
+            workflow_dir,
+            "-n",
+            "results/coco/experiments/mediation/llava15_7b/raw/shard-0.parquet",
+            "--configfile",
+            "config/paper.yaml",
+            "more.yaml",
+        )
+        return model_job(
+            resources_by_job(dry.stdout + dry.stderr),
+            "run_experiment",
+            "llava15_7b",
+            experiment="mediation",
+        )["runtime"]
 
     few = mediation_runtime("experiments: {mediation: {n_pairs: 50}}\n")
     many = mediation_runtime("experiments: {mediation: {n_pairs: 4000}}\n")
     settings = {"n_pairs": 4000, "tasks": ["localization", "binary"]}
-    flops = workload.experiment_flops(workload.Geometry.of_paper("llava-1.5-7b"), "mediation", settings, 0) / 4  # 4 shards
+    flops = (
+        workload.experiment_flops(
+            workload.Geometry.of_paper("llava-1.5-7b"), "mediation", settings, 0
+        )
+        / 4
+    )  # 4 shards
     assert many == math.ceil(flops / (989e12 * 0.1) / 60), (many, flops)
     assert few == 15 < many  # 50 pairs take minutes: min_runtime
 
@@ -211,23 +294,37 @@ def test_model_job_resources_follow_model_size(workflow_dir):
     """The paper scope's model jobs: memory, wall time, CPUs and GPUs grow with the model."""
     (workflow_dir / "gpus40.yaml").write_text("job_resources: {gpu_memory_gb: 40}\n")
     # --resources gpu=8: as many GPUs as a cluster; without it, profiles/default caps GPUs at 1
-    for extra, gpus_13b in ((["--resources", "gpu=8"], 1), (["gpus40.yaml", "--resources", "gpu=8"], 2), (["gpus40.yaml"], 1)):
+    for extra, gpus_13b in (
+        (["--resources", "gpu=8"], 1),
+        (["gpus40.yaml", "--resources", "gpu=8"], 2),
+        (["gpus40.yaml"], 1),
+    ):
         dry = run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml", *extra)
         res = resources_by_job(dry.stdout + dry.stderr)
-        for rule, wc in (("screen_shard", {"dataset": "coco"}), ("mean_embedding_shard", {}),
-                         ("run_experiment", {"experiment": "token_ablation"})):  # fmt: skip
-            small, large, internvl = (model_job(res, rule, m, **wc) for m in ("llava15_7b", "llava15_13b", "internvl35_8b"))
+        for rule, wc in (
+            ("screen_shard", {"dataset": "coco"}),
+            ("mean_embedding_shard", {}),
+            ("run_experiment", {"experiment": "token_ablation"}),
+        ):
+            small, large, internvl = (
+                model_job(res, rule, m, **wc)
+                for m in ("llava15_7b", "llava15_13b", "internvl35_8b")
+            )
             # bf16 weights: 7.06B -> 14.1 GB, 13.35B -> 26.7 GB; host RAM = 4 GB + 1.1 x weights
             assert small["mem_mb"] == math.ceil((4 + 1.1 * 7.06 * 2) * 1024)
             assert large["mem_mb"] == math.ceil((4 + 1.1 * 13.35 * 2) * 1024)
             assert small["mem_mb"] < internvl["mem_mb"] < large["mem_mb"]
             if rule == "run_experiment":  # hours of work: the wall time follows the FLOPs
-                assert small["runtime"] < internvl["runtime"] and small["runtime"] < large["runtime"], (small, large, internvl)
+                assert (
+                    small["runtime"] < internvl["runtime"] and small["runtime"] < large["runtime"]
+                ), (small, large, internvl)
             else:  # minutes of work at a tenth of the GPU's peak: the floor
                 assert small["runtime"] >= 15 and large["runtime"] >= small["runtime"]
             # 26.7 GB + 16 GB headroom: one 80 GB GPU, or two of 40 GB; 4 CPUs per GPU
             assert small["gpu"] == 1 and large["gpu"] == gpus_13b
-            assert small["cpus_per_task"] == 4 and large["cpus_per_task"] == 4 * (2 if "gpus40.yaml" in extra else 1)
+            assert small["cpus_per_task"] == 4 and large["cpus_per_task"] == 4 * (
+                2 if "gpus40.yaml" in extra else 1
+            )
         # object removal with LaMa asks for a GPU too; downloads for none
         assert res[next(k for k in res if k[0] == "remove_objects_shard")]["gpu"] == "1"
         assert "gpu" not in res[next(k for k in res if k[0] == "download")]
@@ -244,7 +341,9 @@ def test_slurm_demo_overlay_validates():
     validate(merged, str(ROOT / "workflow/schemas/config.schema.yaml"))
     assert merged["run"]["models"] == ["toy_llava"] and merged["models"]["toy_llava"]["gpus"] == 1
     assert merged["screening"]["shards"] == 2 and merged["mean_embedding"]["shards"] == 2
-    assert merged["job_resources"]["gpu_memory_gb"] == 80  # the rest of job_resources from config.yaml
+    assert (
+        merged["job_resources"]["gpu_memory_gb"] == 80
+    )  # the rest of job_resources from config.yaml
 
 
 def test_job_resources_config_errors_name_the_key(workflow_dir):
@@ -252,29 +351,46 @@ def test_job_resources_config_errors_name_the_key(workflow_dir):
     from snakemake.utils import validate
 
     schema = str(ROOT / "workflow/schemas/config.schema.yaml")
-    for edit, key in ((lambda c: c["job_resources"].update(gpu_mem_gb=40), "gpu_mem_gb"),
-                      (lambda c: c["models"]["llava15_7b"].update(params_b=-7), "params_b"),
-                      (lambda c: c["mean_embedding"].update(shards=0), "shards")):  # fmt: skip
+    for edit, key in (
+        (lambda c: c["job_resources"].update(gpu_mem_gb=40), "gpu_mem_gb"),
+        (lambda c: c["models"]["llava15_7b"].update(params_b=-7), "params_b"),
+        (lambda c: c["mean_embedding"].update(shards=0), "shards"),
+    ):
         cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
         edit(cfg)
         with pytest.raises(WorkflowError, match=key):
             validate(cfg, schema)
     # a hub model needs its size before any job runs (a local checkpoint's is counted)
-    (workflow_dir / "hub.yaml").write_text("run: {models: [mine]}\nmodels: {mine: {family: llava, hub_id: me/mine}}\n")
+    (workflow_dir / "hub.yaml").write_text(
+        "run: {models: [mine]}\nmodels: {mine: {family: llava, hub_id: me/mine}}\n"
+    )
     proc = run_snakemake(workflow_dir, "-n", "--configfile", "hub.yaml", check=False)
-    assert proc.returncode != 0 and "models.mine.params_b: needed for a hub model" in proc.stdout + proc.stderr
+    assert (
+        proc.returncode != 0
+        and "models.mine.params_b: needed for a hub model" in proc.stdout + proc.stderr
+    )
 
 
 def test_every_rule_that_may_ask_for_a_gpu_goes_to_the_gpu_partition():
     """A rule with a `gpu` resource left out of the profile's set-resources would queue on the CPU
     partition (probe_model once did): every such rule of the workflow is listed there."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    gpu_partition = {rule for rule, res in profile["set-resources"].items() if res.get("slurm_partition") == "gpu"}
+    gpu_partition = {
+        rule
+        for rule, res in profile["set-resources"].items()
+        if res.get("slurm_partition") == "gpu"
+    }
     text = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
     with_gpu = set()
     for block in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", text):
         m = re.match(r"(?:rule|checkpoint) (\w+):", block)
         if m and re.search(r"^\s+gpu=", block, re.M):
             with_gpu.add(m[1])
-    assert {"screen_shard", "mean_embedding_shard", "run_experiment", "probe_model", "remove_objects_shard"} <= with_gpu
+    assert {
+        "screen_shard",
+        "mean_embedding_shard",
+        "run_experiment",
+        "probe_model",
+        "remove_objects_shard",
+    } <= with_gpu
     assert with_gpu <= gpu_partition, with_gpu - gpu_partition

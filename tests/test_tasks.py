@@ -16,8 +16,14 @@ CATS = ["dog", "hot dog", "person", "dining table", "red circle", "circle", "cha
 
 
 def test_prompts_are_the_papers():
-    assert task_prompt("localization", "dog", CATS) == "Please provide the bounding box coordinates of the dog."
-    assert task_prompt("list", "dog", ["a", "b c"]) == "List all objects in the image. Choose only from a, b c."
+    assert (
+        task_prompt("localization", "dog", CATS)
+        == "Please provide the bounding box coordinates of the dog."
+    )
+    assert (
+        task_prompt("list", "dog", ["a", "b c"])
+        == "List all objects in the image. Choose only from a, b c."
+    )
     assert task_prompt("binary", "dining table", CATS) == "Is there a dining table in the image?"
     with pytest.raises(ValueError):
         task_prompt("caption", "dog", CATS)
@@ -68,7 +74,12 @@ def test_iou_and_scores():
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
     assert iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
-    assert localization_scores(0.8) == {"success@0.5": 1.0, "success@0.7": 1.0, "success@0.9": 0.0, "loc_score": pytest.approx(2 / 3)}
+    assert localization_scores(0.8) == {
+        "success@0.5": 1.0,
+        "success@0.7": 1.0,
+        "success@0.9": 0.0,
+        "loc_score": pytest.approx(2 / 3),
+    }
     assert localization_scores(0.5)["success@0.5"] == 0.0  # "exceeds": strictly greater
     assert localization_scores(None)["loc_score"] == 0.0
     assert not math.isnan(localization_scores(1.0)["loc_score"])
@@ -106,8 +117,10 @@ def test_yes_no():
 def test_box_number_spans_are_the_parsed_numbers():
     from vlmloc.tasks import box_number_spans, parse_box_numbers
 
-    cases = ((" [0.30, 0.15, 0.70, 0.68]", 1.0, ["0.30", "0.15", "0.70", "0.68"]),
-             ("<box>[[300, 150, 700, 680]]</box>", 1000.0, ["300", "150", "700", "680"]))  # fmt: skip
+    cases = (
+        (" [0.30, 0.15, 0.70, 0.68]", 1.0, ["0.30", "0.15", "0.70", "0.68"]),
+        ("<box>[[300, 150, 700, 680]]</box>", 1000.0, ["300", "150", "700", "680"]),
+    )
     for text, scale, written in cases:
         spans = box_number_spans(text)
         assert [text[a:b] for a, b, _ in spans] == written
@@ -120,7 +133,11 @@ def test_iou_apart_on_one_axis_is_zero_and_a_degenerate_pair_does_not_divide_by_
     axis, the wrong corner in the overlap, a division by an empty union."""
     assert iou((0, 0, 1, 10), (2, 0, 3, 10)) == 0.0  # overlapping rows, separate columns
     assert iou((0, 0, 10, 1), (0, 2, 10, 3)) == 0.0  # overlapping columns, separate rows
-    assert iou((0, 6, 10, 16), (3, 6, 13, 16)) == pytest.approx(70 / 130)  # x1 of one box below y1 of the other
+    assert iou((0, 6, 10, 16), (3, 6, 13, 16)) == pytest.approx(
+        70 / 130
+    )  # x1 of one box below y1 of the other
     assert iou((0, 3, 10, 13), (0, 6, 10, 16)) == pytest.approx(70 / 130)
     assert iou((1, 1, 1, 1), (1, 1, 1, 1)) == 0.0  # no area at all: 0, not ZeroDivisionError
-    assert iou((0, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == 1.0  # a union under one square unit still counts
+    assert (
+        iou((0, 0, 0.5, 0.5), (0, 0, 0.5, 0.5)) == 1.0
+    )  # a union under one square unit still counts

@@ -11,16 +11,41 @@ from vlmloc.toy.data import make_pool
 from vlmloc.toy.evaluate import localization_breakdown, localization_errors, unique_object_queries
 
 # one 200 x 100 image with two objects; the samples ask about object 1
-COCO = {"annotations": [{"id": 1, "image_id": 7, "bbox": [10, 10, 40, 20]}, {"id": 2, "image_id": 7, "bbox": [120, 50, 60, 40]}]}
-SAMPLE = {"image_id": 7, "ann_id": 1, "width": 200, "height": 100, "bbox_x": 10, "bbox_y": 10, "bbox_w": 40, "bbox_h": 20}
+COCO = {
+    "annotations": [
+        {"id": 1, "image_id": 7, "bbox": [10, 10, 40, 20]},
+        {"id": 2, "image_id": 7, "bbox": [120, 50, 60, 40]},
+    ]
+}
+SAMPLE = {
+    "image_id": 7,
+    "ann_id": 1,
+    "width": 200,
+    "height": 100,
+    "bbox_x": 10,
+    "bbox_y": 10,
+    "bbox_w": 40,
+    "bbox_h": 20,
+}
 
 
 def answers(preds, success):
     rows = []
     for i, (box, s) in enumerate(zip(preds, success, strict=True)):
         x1, y1, x2, y2 = box if box is not None else (np.nan,) * 4
-        rows.append({"sample_id": i, "condition": "original", "task": "localization", "status": "ok" if box else "unparsed",
-                     "pred_x1": x1, "pred_y1": y1, "pred_x2": x2, "pred_y2": y2, "success@0.5": s})  # fmt: skip
+        rows.append(
+            {
+                "sample_id": i,
+                "condition": "original",
+                "task": "localization",
+                "status": "ok" if box else "unparsed",
+                "pred_x1": x1,
+                "pred_y1": y1,
+                "pred_x2": x2,
+                "pred_y2": y2,
+                "success@0.5": s,
+            }
+        )
     # rows of other tasks and conditions are ignored
     rows.append({**rows[0], "condition": "removed"})
     rows.append({**rows[0], "task": "list"})
@@ -36,7 +61,13 @@ def test_each_answer_is_put_down_to_its_cause():
     assert err["coord_error"].iloc[0] == pytest.approx(8 / 4 / 200)
     assert err["rel_side"].iloc[0] == pytest.approx(np.sqrt(40 * 20) / 200)
     out = localization_breakdown(err)
-    assert out["share_right_object"] == out["share_other_object"] == out["share_nowhere"] == out["share_unparsed"] == 0.25
+    assert (
+        out["share_right_object"]
+        == out["share_other_object"]
+        == out["share_nowhere"]
+        == out["share_unparsed"]
+        == 0.25
+    )
     assert out["right_object_median_error"] == pytest.approx(0.01)
     assert out["right_object_success@0.5"] == 1.0
     # the object's side is 28 px of 200: the 0.075-0.15 bucket, 1 of 4 answers right
@@ -47,11 +78,24 @@ def test_fit_gap_asks_about_the_training_pool_own_objects(tmp_path):
     """The "train" scenes of scripts/evaluate_toy.py --fit-gap are the pool's scenes, object for object."""
     spec = ShapesSpec()
     build_tiny_llava(tmp_path)
-    pool = make_pool(load_adapter("llava", tmp_path, dtype="float32", device="cpu"), spec, 5, seed=7, progress=False)
+    pool = make_pool(
+        load_adapter("llava", tmp_path, dtype="float32", device="cpu"),
+        spec,
+        5,
+        seed=7,
+        progress=False,
+    )
     _, prompts, truth = unique_object_queries(spec, 7, range(5))
-    expected = [(spec.categories[o["category"]], o["box"], it.size) for it in pool for o in it.objects if o["unique"]]
+    expected = [
+        (spec.categories[o["category"]], o["box"], it.size)
+        for it in pool
+        for o in it.objects
+        if o["unique"]
+    ]
     assert len(expected) == len(truth) > 0
-    for prompt, (box, w, h), (category, pool_box, size) in zip(prompts, truth, expected, strict=True):
+    for prompt, (box, w, h), (category, pool_box, size) in zip(
+        prompts, truth, expected, strict=True
+    ):
         assert category in prompt and box == pool_box and (w, h) == size
     # past the pool: other scenes
     assert unique_object_queries(spec, 7, range(5, 10))[2] != truth

@@ -1,7 +1,6 @@
 """Scientific regression tests on the committed toy models (checkpoints/): the paper's
 qualitative findings must hold on models that really answer."""
 
-
 import numpy as np
 import pytest
 from conftest import ROOT
@@ -14,7 +13,9 @@ from vlmloc.tasks import task_prompt
 from vlmloc.toy.evaluate import MAX_NEW_TOKENS, evaluate, held_out_set, summarize
 
 SPEC = ShapesSpec()
-CHECKPOINTS = [ROOT / "checkpoints" / f"toy_{f}" / "model.safetensors" for f in ("llava", "internvl")]
+CHECKPOINTS = [
+    ROOT / "checkpoints" / f"toy_{f}" / "model.safetensors" for f in ("llava", "internvl")
+]
 TASKS = {"localization": MAX_NEW_TOKENS["localization"]}
 
 
@@ -96,11 +97,30 @@ def test_object_token_ablation_hurts_more_than_random_and_ig(toy, held_out):
     family, adapter, _ = toy
     samples, _, mean_images = held_out
     stats = visual_embedding_stats(adapter, mean_images)
-    settings = {"random": {"seeds": [0, 1, 2]},
-                "integrated_gradients": {"steps": 16, "target": "logit", "importance": "l1", "method": "riemann_trapezoid"}}  # fmt: skip
-    job = ShardJob(adapter, Runner(adapter, batch_size=32, progress=False), samples, SPEC.categories, settings,
-                   {"localization": 40, "list": 48}, stats["mean"], stats, present=None, progress=False)  # fmt: skip
-    rows = score_rows(run_shard(get_experiment("token_ablation_matched"), job), samples, family, SPEC.categories)
+    settings = {
+        "random": {"seeds": [0, 1, 2]},
+        "integrated_gradients": {
+            "steps": 16,
+            "target": "logit",
+            "importance": "l1",
+            "method": "riemann_trapezoid",
+        },
+    }
+    job = ShardJob(
+        adapter,
+        Runner(adapter, batch_size=32, progress=False),
+        samples,
+        SPEC.categories,
+        settings,
+        {"localization": 40, "list": 48},
+        stats["mean"],
+        stats,
+        present=None,
+        progress=False,
+    )
+    rows = score_rows(
+        run_shard(get_experiment("token_ablation_matched"), job), samples, family, SPEC.categories
+    )
     loc = rows[rows["task"] == "localization"].groupby("strategy")["loc_score"].mean()
     base = loc["baseline"]
     drop = {s: base - loc[s] for s in ("object", "random", "ig")}
@@ -129,20 +149,42 @@ def test_knockout_of_the_object_in_every_layer_changes_the_box(toy, held_out):
 
     def logp(keys):
         ko = None if keys is None else AttentionKnockout(layers, keys)
-        return np.array([lp.sum() for lp in runner.score(list(samples["image_path"]), prompts, answers, intervention=ko)])
+        return np.array(
+            [
+                lp.sum()
+                for lp in runner.score(
+                    list(samples["image_path"]), prompts, answers, intervention=ko
+                )
+            ]
+        )
 
     stock = logp(None)
     drop_object = (stock - logp(obj)).mean()
-    drop_random = (stock - logp(random_indices_like(adapter, samples, [len(i) for i in obj], 0))).mean()
-    assert drop_object > 5 and drop_object > 5 * abs(drop_random), (family, drop_object, drop_random)
+    drop_random = (
+        stock - logp(random_indices_like(adapter, samples, [len(i) for i in obj], 0))
+    ).mean()
+    assert drop_object > 5 and drop_object > 5 * abs(drop_random), (
+        family,
+        drop_object,
+        drop_random,
+    )
 
 
 def _toy_job(toy, held_out, settings, mean=None):
     from vlmloc.experiments import ShardJob
 
     _, adapter, _ = toy
-    return ShardJob(adapter, Runner(adapter, batch_size=64, progress=False), held_out[0], SPEC.categories, settings,
-                    {"localization": 40, "list": 48}, mean, present=None, progress=False)  # fmt: skip
+    return ShardJob(
+        adapter,
+        Runner(adapter, batch_size=64, progress=False),
+        held_out[0],
+        SPEC.categories,
+        settings,
+        {"localization": 40, "list": 48},
+        mean,
+        present=None,
+        progress=False,
+    )
 
 
 def test_containerization_moves_the_box_with_the_ring(toy, held_out):
@@ -156,14 +198,24 @@ def test_containerization_moves_the_box_with_the_ring(toy, held_out):
     from vlmloc.scoring import score_rows
 
     family = toy[0]
-    settings = {"paddings": [1, 2], "seeds": [0, 1], "scales": [0, 1, 2], "scale_grid": "global", "tasks": ["localization"]}
+    settings = {
+        "paddings": [1, 2],
+        "seeds": [0, 1],
+        "scales": [0, 1, 2],
+        "scale_grid": "global",
+        "tasks": ["localization"],
+    }
     raw = run_shard(get_experiment("containerization"), _toy_job(toy, held_out, settings))
-    cells = containerization_cells(score_rows(raw, held_out[0], family, SPEC.categories), "success@0.5")
+    cells = containerization_cells(
+        score_rows(raw, held_out[0], family, SPEC.categories), "success@0.5"
+    )
     score = cells.set_index(["padding", "scale"])["mean"]
     growth = cells.drop_duplicates("padding").set_index("padding")["area_ratio"]
     ideal = cells.drop_duplicates("padding").set_index("padding")["ideal_area_ratio"]
     print(family, score.round(1).to_dict(), growth.round(3).to_dict(), ideal.round(2).to_dict())
-    assert score[(0, 0)] > score[(0, 1)] >= score[(0, 2)], family  # the unmodified model fits the true box
+    assert score[(0, 0)] > score[(0, 1)] >= score[(0, 2)], (
+        family
+    )  # the unmodified model fits the true box
     assert growth[0] == 1 and 1.03 < growth[1] < growth[2], (family, growth.to_dict())
     assert ideal[2] > ideal[1] > 2 * growth[2], (family, ideal.to_dict())  # far from containerizing
     assert score[(2, 1)] > score[(0, 1)] and score[(2, 2)] >= score[(0, 2)], family
@@ -176,11 +228,17 @@ def test_object_shuffle_hurts_localization_less_than_a_full_shuffle(toy, held_ou
     from vlmloc.scoring import score_rows
 
     family = toy[0]
-    raw = run_shard(get_experiment("token_shuffle"), _toy_job(toy, held_out, {"modes": ["full", "object"], "seeds": [0]}))
+    raw = run_shard(
+        get_experiment("token_shuffle"),
+        _toy_job(toy, held_out, {"modes": ["full", "object"], "seeds": [0]}),
+    )
     rows = score_rows(raw, held_out[0], family, SPEC.categories)
     loc = rows[rows["task"] == "localization"].groupby("mode")["loc_score"].mean()
     print(family, loc.round(3).to_dict())
-    assert loc["baseline"] - loc["full"] > 2 * max(loc["baseline"] - loc["object"], 0.02), (family, loc.to_dict())
+    assert loc["baseline"] - loc["full"] > 2 * max(loc["baseline"] - loc["object"], 0.02), (
+        family,
+        loc.to_dict(),
+    )
 
 
 # the demo's shape at a smaller size (the full demo: `make demo`)
@@ -217,7 +275,14 @@ def test_demo_baselines_are_not_trivial(toy_demo):
     sub = acc[acc["samples"] == "probing subset"].set_index("model")
     assert set(sub.index) == {"toy_llava", "toy_internvl"}
     assert (sub["n"] >= 10).all() and (sub["loc_score"] > 50).all() and (sub["cls"] > 85).all()
-    _figures_written(toy_demo, *(f"shapes/figures/{f}" for f in ("baseline_accuracy", "localization_examples", "object_removal_examples")), pdf=False)
+    _figures_written(
+        toy_demo,
+        *(
+            f"shapes/figures/{f}"
+            for f in ("baseline_accuracy", "localization_examples", "object_removal_examples")
+        ),
+        pdf=False,
+    )
 
 
 @pytest.mark.slow
@@ -227,9 +292,14 @@ def test_demo_token_ablation_object_tokens_matter_more_than_random_ones(toy_demo
         obj = t[(t["strategy"] == "object") & (t["param"] == 0)].iloc[0]
         rnd = t[(t["strategy"] == "random")].iloc[0]
         assert obj["loc_drop"] < -30 and obj["loc_lo"] <= obj["loc"] <= obj["loc_hi"], (model, obj)
-        assert rnd["loc_drop"] > obj["loc_drop"] / 3 and rnd["token_pct"] >= obj["token_pct"] * 0.5, (model, rnd)
+        assert (
+            rnd["loc_drop"] > obj["loc_drop"] / 3 and rnd["token_pct"] >= obj["token_pct"] * 0.5
+        ), (model, rnd)
     t4 = _tsv(toy_demo, "shapes/tables/table4_random_ablation.tsv")
-    assert set(t4["strategy"]) == {"baseline", "random"} and t4.loc[t4["strategy"] == "random", "loc_std"].notna().all()
+    assert (
+        set(t4["strategy"]) == {"baseline", "random"}
+        and t4.loc[t4["strategy"] == "random", "loc_std"].notna().all()
+    )
     t5 = _tsv(toy_demo, "shapes_voc/tables/table5_token_ablation_matched.tsv")
     assert set(t5["strategy"]) == {"baseline", "object", "ig", "random"} and len(t5) == 8
     _figures_written(toy_demo, "shapes/figures/token_ablation")
@@ -241,8 +311,12 @@ def test_demo_knockout_of_the_object_in_every_layer_removes_localization(toy_dem
     ko = _tsv(toy_demo, "shapes/tables/knockout_layers.tsv")
     for model, t in ko.groupby("model"):
         every = t[t["window"] == t["n_layers"]].set_index("strategy")
-        assert every.loc["object", "loc_drop"].min() < -30 and every.loc["random", "loc_drop"] > -15, (model, every)
-    _figures_written(toy_demo, "shapes/figures/knockout_fig3", "shapes/figures/knockout_fig12", pdf=False)
+        assert (
+            every.loc["object", "loc_drop"].min() < -30 and every.loc["random", "loc_drop"] > -15
+        ), (model, every)
+    _figures_written(
+        toy_demo, "shapes/figures/knockout_fig3", "shapes/figures/knockout_fig12", pdf=False
+    )
 
 
 @pytest.mark.slow
@@ -252,15 +326,24 @@ def test_demo_containerization_shuffling_and_views(toy_demo):
     assert (cells.loc[cells["padding"] > 0, "n_seeds"] == 2).all()
     assert ((cells["lo"] <= cells["mean"]) & (cells["mean"] <= cells["hi"])).all()
     t2 = _tsv(toy_demo, "shapes/tables/table2_token_shuffle.tsv")
-    assert set(zip(t2["model"], t2["mode"], strict=True)) == {(m, x) for m in ("toy_llava", "toy_internvl") for x in ("baseline", "full", "object")}
+    assert set(zip(t2["model"], t2["mode"], strict=True)) == {
+        (m, x) for m in ("toy_llava", "toy_internvl") for x in ("baseline", "full", "object")
+    }
     t3 = _tsv(toy_demo, "shapes_wide/tables/table3_view_ablation.tsv")
     assert set(t3["model"]) == {"toy_internvl"} and (t3["n"] >= 5).all()
     glob = t3[(t3["view"] == "global") & (t3["padding"] == 0)].iloc[0]
     assert glob["loc_drop"] < -20, glob  # the toy InternVL's box comes from the thumbnail
-    assert "toy_llava skipped" in (toy_demo / "logs/tables/view_ablation/shapes_wide.log").read_text()
+    assert (
+        "toy_llava skipped" in (toy_demo / "logs/tables/view_ablation/shapes_wide.log").read_text()
+    )
     sizes = _tsv(toy_demo, "shapes_wide/tables/view_ablation_sizes.tsv")
     assert ((sizes["drop_lo"] <= sizes["drop"]) & (sizes["drop"] <= sizes["drop_hi"])).all()
-    _figures_written(toy_demo, "shapes/figures/containerization_fig1", "shapes/figures/containerization_fig9", "shapes_wide/figures/view_ablation_fig10")
+    _figures_written(
+        toy_demo,
+        "shapes/figures/containerization_fig1",
+        "shapes/figures/containerization_fig9",
+        "shapes_wide/figures/view_ablation_fig10",
+    )
 
 
 @pytest.mark.slow
@@ -268,38 +351,68 @@ def test_demo_probes_decode_position_and_their_controls_stay_at_chance(toy_demo)
     """The toys' tokens carry their position at every site; both controls stay at chance; SGD took
     `epochs` passes, the closed forms one."""
     best = _tsv(toy_demo, "probes/tables/probe_best_layer.tsv").set_index(["model", "method"])
-    assert set(best.index) == {(m, x) for m in ("toy_llava", "toy_internvl") for x in ("ridge", "lda", "sgd")}
+    assert set(best.index) == {
+        (m, x) for m in ("toy_llava", "toy_internvl") for x in ("ridge", "lda", "sgd")
+    }
     layers = _tsv(toy_demo, "probes/tables/probe_layers.tsv")
-    llm = layers[(layers["stage"] == "llm") & (layers["variant"] == "true") & (layers["kind"] == "all")]
+    llm = layers[
+        (layers["stage"] == "llm") & (layers["variant"] == "true") & (layers["kind"] == "all")
+    ]
     for model in ("toy_llava", "toy_internvl"):
-        assert best.loc[(model, "lda"), "acc_projector"] > 0.95 and best.loc[(model, "sgd"), "acc_best_llm"] > 0.7
+        assert (
+            best.loc[(model, "lda"), "acc_projector"] > 0.95
+            and best.loc[(model, "sgd"), "acc_best_llm"] > 0.7
+        )
         # the best layer is the LLM layers' maximum on the VALIDATION images of the per-layer
         # table, reported with its test accuracy
         sgd = llm[(llm["model"] == model) & (llm["method"] == "sgd")]
-        val, test = (sgd[sgd["split"] == s].set_index("layer")["acc_position"] for s in ("validation", "test"))
+        val, test = (
+            sgd[sgd["split"] == s].set_index("layer")["acc_position"]
+            for s in ("validation", "test")
+        )
         b = best.loc[(model, "sgd")]
         assert b["best_layer_chosen_on"] == "validation" and b["best_llm_layer"] == val.idxmax()
         assert b["acc_best_llm"] == test[val.idxmax()] and b["acc_best_llm_validation"] == val.max()
         # the untrained control (LDA only in the demo) beside every method, below the trained model
         assert (best.loc[model, "untrained_method"] == "lda").all()
-        assert best.loc[(model, "lda"), "acc_untrained_projector"] < best.loc[(model, "lda"), "acc_projector"] - 0.3
+        assert (
+            best.loc[(model, "lda"), "acc_untrained_projector"]
+            < best.loc[(model, "lda"), "acc_projector"] - 0.3
+        )
     # CLIP's position embedding is initialised normal: the untrained toy LLaVA decodes position
-    assert best.loc[("toy_llava", "lda"), "acc_untrained_projector"] > best.loc[("toy_llava", "lda"), "chance_llm"] + 0.1
+    assert (
+        best.loc[("toy_llava", "lda"), "acc_untrained_projector"]
+        > best.loc[("toy_llava", "lda"), "chance_llm"] + 0.1
+    )
     # every layer's accuracy with its interval over the test images
     test_rows = llm[llm["split"] == "test"]
-    assert ((test_rows["acc_position_lo"] <= test_rows["acc_position"]) & (test_rows["acc_position"] <= test_rows["acc_position_hi"])).all()
+    assert (
+        (test_rows["acc_position_lo"] <= test_rows["acc_position"])
+        & (test_rows["acc_position"] <= test_rows["acc_position_hi"])
+    ).all()
     # InternVL's thumbnail and tiles apart too, LLaVA's single view only pooled
     assert set(layers.loc[layers["model"] == "toy_internvl", "kind"]) == {"all", "global", "local"}
     assert set(layers.loc[layers["model"] == "toy_llava", "kind"]) == {"all"}
-    assert ((best["acc_random_features"] - best["chance_llm"]).abs() < 0.05).all(), best["acc_random_features"]
+    assert ((best["acc_random_features"] - best["chance_llm"]).abs() < 0.05).all(), best[
+        "acc_random_features"
+    ]
     assert (best["max_shuffled_z"] < 4).all(), best["max_shuffled_z"]
     cost = _tsv(toy_demo, "probes/tables/probe_methods.tsv").set_index(["model", "method"])
     # 48 train images less the 10 held out for validation (validation_fraction 0.2)
     assert (cost.xs("sgd", level="method")["train_forwards"] == 4 * 38).all()
     assert (cost.xs("lda", level="method")["train_forwards"] == 38).all()
     breaks = _tsv(toy_demo, "probes/tables/probe_line_breaks.tsv")
-    assert set(zip(breaks["model"], breaks["kind"], strict=True)) == {("toy_llava", "global"), ("toy_internvl", "global"), ("toy_internvl", "local")}
-    _figures_written(toy_demo, "probes/figures/probes_fig2", "probes/figures/probes_fig11", "probes/figures/probe_methods")
+    assert set(zip(breaks["model"], breaks["kind"], strict=True)) == {
+        ("toy_llava", "global"),
+        ("toy_internvl", "global"),
+        ("toy_internvl", "local"),
+    }
+    _figures_written(
+        toy_demo,
+        "probes/figures/probes_fig2",
+        "probes/figures/probes_fig11",
+        "probes/figures/probe_methods",
+    )
 
 
 @pytest.mark.slow
@@ -309,10 +422,18 @@ def test_demo_mediation_is_sparse_and_head_ablation_has_every_setting(toy_demo):
     assert len(med) == 2 * 2 * 16 and set(med["task"]) == {"localization", "binary"}
     assert (med["n_pairs_total"] == 16).all() and med["mf_mean"].notna().mean() > 0.9
     spars = _tsv(toy_demo, "shapes/tables/mediation_sparsity.tsv")
-    assert set(spars["model"]) == {"toy_llava", "toy_internvl"} and (spars["share_top3"] > 0.3).any()
+    assert (
+        set(spars["model"]) == {"toy_llava", "toy_internvl"} and (spars["share_top3"] > 0.3).any()
+    )
     auc = _tsv(toy_demo, "shapes/tables/head_ablation_auc.tsv")
     assert {"localization", "classification", "lowest", "random"} <= set(auc["setting"])
-    _figures_written(toy_demo, *(f"shapes/figures/{f}" for f in ("mediation_fig4", "mediation_sparsity", "head_ablation_fig5")))
+    _figures_written(
+        toy_demo,
+        *(
+            f"shapes/figures/{f}"
+            for f in ("mediation_fig4", "mediation_sparsity", "head_ablation_fig5")
+        ),
+    )
 
 
 @pytest.mark.slow
@@ -326,15 +447,29 @@ def test_demo_changes_rerun_only_what_they_change(toy_demo):
     from conftest import run_snakemake
 
     wf = toy_demo
-    (wf / "props.yaml").write_text(TOY_DEMO.replace("proportions: [0.0625, 0.125]", "proportions: [0.125]"))
+    (wf / "props.yaml").write_text(
+        TOY_DEMO.replace("proportions: [0.0625, 0.125]", "proportions: [0.125]")
+    )
     dry = run_snakemake(wf, "--configfile", "props.yaml", "-n").stdout
-    assert "experiments/head_ablation/toy_llava/raw/shard-0" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
-    (wf / "gap.yaml").write_text(TOY_DEMO.replace("mediation: {n_pairs: 16}", "mediation: {n_pairs: 16, min_log_gap: 0.5}"))
+    assert (
+        "experiments/head_ablation/toy_llava/raw/shard-0" in dry
+        and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry
+    ), dry
+    (wf / "gap.yaml").write_text(
+        TOY_DEMO.replace("mediation: {n_pairs: 16}", "mediation: {n_pairs: 16, min_log_gap: 0.5}")
+    )
     dry = run_snakemake(wf, "--configfile", "gap.yaml", "-n").stdout
-    assert "rule rank_heads" in dry and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry, dry
+    assert (
+        "rule rank_heads" in dry
+        and "output: results/shapes/experiments/mediation/toy_llava/raw" not in dry
+    ), dry
     (wf / "both.yaml").write_text(TOY_DEMO.replace("epochs: 4}", "epochs: 4, accuracy: acc_both}"))
     plan = run_snakemake(wf, "--configfile", "both.yaml", "-n", "--quiet", "rules").stdout
-    assert "figure_probes_fig2" in plan and "table_probe_best_layer" in plan and "probe_model" not in plan, plan
+    assert (
+        "figure_probes_fig2" in plan
+        and "table_probe_best_layer" in plan
+        and "probe_model" not in plan
+    ), plan
     weights = wf / "checkpoints/toy_llava/model.safetensors"
     before = weights.stat().st_mtime
     later = time.time() + 3600  # newer than the results just made, whenever the checkout was
@@ -343,8 +478,13 @@ def test_demo_changes_rerun_only_what_they_change(toy_demo):
         plan = run_snakemake(wf, "--configfile", "toy.yaml", "-n", "--quiet", "rules").stdout
         assert "screen_shard" in plan, plan
         dry = run_snakemake(wf, "--configfile", "toy.yaml", "-n").stdout
-        assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, dry
-        assert "output: results/probes/toy_llava/summary" in dry and "output: results/probes/toy_internvl/" not in dry, dry
+        assert "screening/toy_llava/shard-" in dry and "screening/toy_internvl/shard-" not in dry, (
+            dry
+        )
+        assert (
+            "output: results/probes/toy_llava/summary" in dry
+            and "output: results/probes/toy_internvl/" not in dry
+        ), dry
     finally:
         os.utime(weights, (before, before))
     record = wf / "checkpoints/toy_internvl/eval.json"
@@ -377,14 +517,27 @@ def _mediation_and_ablation(toy, held_out, tmp_path, ablation="zero"):
     med = {"n_pairs": 24, "seed": 0, "positions": "post_image", "heads_per_batch": 64}
     job = _toy_job(toy, (samples, *held_out[1:]), med)
     job.pool = samples
-    heads = head_scores(run_shard(get_experiment("mediation"), job), 0.25, {"resamples": 200, "level": 0.95, "seed": 0})
+    heads = head_scores(
+        run_shard(get_experiment("mediation"), job),
+        0.25,
+        {"resamples": 200, "level": 0.95, "seed": 0},
+    )
     heads.to_parquet(tmp_path / "heads.parquet")
-    settings = {"settings": ["localization", "lowest", "random"], "proportions": [1 / 16], "random_seeds": [0, 1, 2],
-                "positions": "post_image", "pool": "disjoint", "ablation": ablation, "mean_samples": 16,
-                "pairs": {"n_pairs": 24, "seed": 0}}  # fmt: skip
+    settings = {
+        "settings": ["localization", "lowest", "random"],
+        "proportions": [1 / 16],
+        "random_seeds": [0, 1, 2],
+        "positions": "post_image",
+        "pool": "disjoint",
+        "ablation": ablation,
+        "mean_samples": 16,
+        "pairs": {"n_pairs": 24, "seed": 0},
+    }
     job = _toy_job(toy, (samples, *held_out[1:]), settings)
     job.pool, job.upstream = samples, {"mediation": str(tmp_path / "heads.parquet")}
-    rows = score_rows(run_shard(get_experiment("head_ablation"), job), samples, family, SPEC.categories)
+    rows = score_rows(
+        run_shard(get_experiment("head_ablation"), job), samples, family, SPEC.categories
+    )
     return heads, rows[rows["condition"] != "excluded"]
 
 

@@ -19,14 +19,19 @@ def samples(tmp_path):
 
 
 def _n_views(adapter, samples):
-    return sum(len(adapter.layout(int(w), int(h)).views) for w, h in zip(samples["width"], samples["height"], strict=True))
+    return sum(
+        len(adapter.layout(int(w), int(h)).views)
+        for w, h in zip(samples["width"], samples["height"], strict=True)
+    )
 
 
 @pytest.mark.parametrize("family", ["llava", "internvl"])
 def test_a_job_runs_the_tower_once_per_view_and_gives_the_same_rows(adapters, samples, family):
     a = adapters[family]
     mean = mean_visual_embedding(a, list(samples["image_path"]))
-    experiment = get_experiment("token_ablation")  # baseline, object+p, register, IG, random: 10+ conditions
+    experiment = get_experiment(
+        "token_ablation"
+    )  # baseline, object+p, register, IG, random: 10+ conditions
     plain = run_shard(experiment, _job(a, samples, SETTINGS, mean))
     cache = VisionCache.from_mb(64)
     with cache.installed(a):
@@ -43,15 +48,21 @@ def test_the_bound_holds_and_evicted_views_are_recomputed(adapters, samples, fam
     a = adapters[family]
     images = list(samples["image_path"])
     texts = [["Is there a red circle in the image?"] * len(images)]
-    expected = Runner(a, batch_size=2, progress=False).generate_conditions(images, texts, [3], [None])
+    expected = Runner(a, batch_size=2, progress=False).generate_conditions(
+        images, texts, [3], [None]
+    )
     one_view = VisionCache(1 << 30)
     with one_view.installed(a):
-        Runner(a, batch_size=1, progress=False).generate_conditions(images[:1], [texts[0][:1]], [3], [None])
+        Runner(a, batch_size=1, progress=False).generate_conditions(
+            images[:1], [texts[0][:1]], [3], [None]
+        )
     per_view = one_view.bytes / len(a.layout(160, 120).views)
     cache = VisionCache(int(2.5 * per_view))  # room for two views
     for _ in range(2):
         with cache.installed(a):
-            got = Runner(a, batch_size=2, progress=False).generate_conditions(images, texts, [3], [None])
+            got = Runner(a, batch_size=2, progress=False).generate_conditions(
+                images, texts, [3], [None]
+            )
         assert got == expected
         assert cache.bytes <= cache.max_bytes and len(cache) <= 2
     assert cache.views_computed == 2 * _n_views(a, samples)  # evicted: computed again
@@ -69,7 +80,9 @@ def test_a_hook_on_the_tower_sees_every_run(adapters, samples, family):
     try:
         with cache.installed(a):
             for _ in range(3):
-                Runner(a, batch_size=2, progress=False).generate_conditions(images, texts, [2], [None])
+                Runner(a, batch_size=2, progress=False).generate_conditions(
+                    images, texts, [2], [None]
+                )
     finally:
         handle.remove()
     assert len(seen) == 3 and cache.calls == 0 and len(cache) == 0

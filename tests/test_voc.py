@@ -24,7 +24,9 @@ def test_instances_and_classes(tmp_path):
     _palette_png(obj, root / "SegmentationObject/2007_000032.png")
     _palette_png(cls, root / "SegmentationClass/2007_000032.png")
     coco = convert(root, "trainval")
-    assert coco["images"] == [{"id": 2007000032, "file_name": "2007_000032.jpg", "width": 80, "height": 60}]
+    assert coco["images"] == [
+        {"id": 2007000032, "file_name": "2007_000032.jpg", "width": 80, "height": 60}
+    ]
     names = {c["id"]: c["name"] for c in coco["categories"]}
     got = {names[a["category_id"]]: a for a in coco["annotations"]}
     assert set(got) == {"person", "dining table"}

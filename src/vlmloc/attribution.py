@@ -38,7 +38,9 @@ def gold_answer(adapter: Adapter, task: str, row: dict, present: Sequence[str] =
     return adapter.gold_answer(task, row, present)
 
 
-def target_tokens(adapter: Adapter, prompt: str, gold: GoldAnswer) -> tuple[list[int], torch.Tensor]:
+def target_tokens(
+    adapter: Adapter, prompt: str, gold: GoldAnswer
+) -> tuple[list[int], torch.Tensor]:
     """The teacher-forced sequence (prompt, then the gold answer's tokens as ``answer_tokens``
     writes them for every scoring) and the positions of its CONTENT tokens: the targets."""
     prompt_ids = adapter.tokenizer(prompt, add_special_tokens=True)["input_ids"]
@@ -64,8 +66,14 @@ class AnswerOfVisualTokens:
     """f(visual tokens) for one (image, prompt, gold answer): a batch of visual-token tensors
     (B, n_tokens, hidden) -> (B,) target scores, with everything else of the sequence fixed."""
 
-    def __init__(self, adapter: Adapter, ids: torch.Tensor, positions: list[int], target: str = "logit",
-                 layout: ImageLayout | None = None):  # fmt: skip
+    def __init__(
+        self,
+        adapter: Adapter,
+        ids: torch.Tensor,
+        positions: list[int],
+        target: str = "logit",
+        layout: ImageLayout | None = None,
+    ):
         if target not in TARGETS:
             raise ValueError(f"IG target must be one of {TARGETS}, not {target!r}")
         self.adapter, self.target = adapter, target
@@ -77,19 +85,27 @@ class AnswerOfVisualTokens:
         self.positions = torch.tensor(positions, device=device)
         self.target_ids = ids[self.positions.cpu()].to(device)
         self.keep = len(ids) - (min(positions) - 1)  # logits from the first predicting position on
-        row = ids[None].to(device)  # the sequence's position ids (the adapter's: M-RoPE for Qwen2.5-VL)
-        self.position_ids = adapter.position_ids(row, torch.ones_like(row), [layout] if layout is not None else None)
+        row = ids[None].to(
+            device
+        )  # the sequence's position ids (the adapter's: M-RoPE for Qwen2.5-VL)
+        self.position_ids = adapter.position_ids(
+            row, torch.ones_like(row), [layout] if layout is not None else None
+        )
 
     def __call__(self, visual: torch.Tensor) -> torch.Tensor:
         x = self.embeds.expand(visual.shape[0], -1, -1).clone()
         x[:, self.image_positions] = visual.to(x.dtype)
         pos = self.position_ids.expand(*self.position_ids.shape[:-2], len(x), -1)
-        logits = self.adapter.model(inputs_embeds=x, position_ids=pos, logits_to_keep=self.keep).logits.float()
+        logits = self.adapter.model(
+            inputs_embeds=x, position_ids=pos, logits_to_keep=self.keep
+        ).logits.float()
         rows = self.positions - 1 - (x.shape[1] - self.keep)  # position p is predicted at p - 1
         picked = logits[:, rows]
         if self.target == "logprob":
             picked = torch.log_softmax(picked, dim=-1)
-        return picked.gather(-1, self.target_ids[None, :, None].expand(len(x), -1, 1))[..., 0].sum(-1)
+        return picked.gather(-1, self.target_ids[None, :, None].expand(len(x), -1, 1))[..., 0].sum(
+            -1
+        )
 
 
 @dataclass
@@ -119,10 +135,19 @@ def token_importance(attr: torch.Tensor, how: str = "l1") -> np.ndarray:
     return out.double().cpu().numpy()
 
 
-def integrated_gradients(adapter: Adapter, pixel_values: torch.Tensor, prompt: str, gold: GoldAnswer,
-                         baseline: torch.Tensor, steps: int = 64, target: str = "logit",
-                         importance: str = "l1", method: str = "riemann_trapezoid",
-                         internal_batch_size: int | None = None, layout: ImageLayout | None = None) -> Attribution:  # fmt: skip
+def integrated_gradients(
+    adapter: Adapter,
+    pixel_values: torch.Tensor,
+    prompt: str,
+    gold: GoldAnswer,
+    baseline: torch.Tensor,
+    steps: int = 64,
+    target: str = "logit",
+    importance: str = "l1",
+    method: str = "riemann_trapezoid",
+    internal_batch_size: int | None = None,
+    layout: ImageLayout | None = None,
+) -> Attribution:
     """IG of one sample's gold-answer target w.r.t. its visual tokens at the LLM input.
 
     ``prompt`` is the full chat prompt (``adapter.prompt``), ``pixel_values`` the image's views,
@@ -134,22 +159,42 @@ def integrated_gradients(adapter: Adapter, pixel_values: torch.Tensor, prompt: s
     f = AnswerOfVisualTokens(adapter, ids, positions, target, layout)
     with torch.inference_mode(False), torch.enable_grad(), frozen(adapter.model):
         with torch.no_grad():
-            visual = adapter.image_features(pixel_values.to(adapter.device, adapter.model.dtype))[None]
+            visual = adapter.image_features(pixel_values.to(adapter.device, adapter.model.dtype))[
+                None
+            ]
         base = baseline.to(visual.device, visual.dtype).expand_as(visual).contiguous()
-        attr = IntegratedGradients(f).attribute(
-            visual, baselines=base, n_steps=steps, method=method, internal_batch_size=internal_batch_size or steps
-        )[0].double()
+        attr = (
+            IntegratedGradients(f)
+            .attribute(
+                visual,
+                baselines=base,
+                n_steps=steps,
+                method=method,
+                internal_batch_size=internal_batch_size or steps,
+            )[0]
+            .double()
+        )
         with torch.no_grad():
             fx, fb = f(torch.cat([visual, base])).tolist()
     if method == "riemann_trapezoid":
-        attr = attr * steps / (steps - 1)  # captum's trapezoid weights sum to (n-1)/n (module docstring)
+        attr = (
+            attr * steps / (steps - 1)
+        )  # captum's trapezoid weights sum to (n-1)/n (module docstring)
     delta = float(attr.sum()) - (fx - fb)
     return Attribution(token_importance(attr, importance), delta, fx, fb)
 
 
-def attribute_samples(adapter: Adapter, pixels: Sequence[torch.Tensor], records: Sequence[dict], task: str,
-                      categories: Sequence[str], present: Sequence[Sequence[str]], baseline: torch.Tensor,
-                      progress: bool = True, **ig) -> list[Attribution]:  # fmt: skip
+def attribute_samples(
+    adapter: Adapter,
+    pixels: Sequence[torch.Tensor],
+    records: Sequence[dict],
+    task: str,
+    categories: Sequence[str],
+    present: Sequence[Sequence[str]],
+    baseline: torch.Tensor,
+    progress: bool = True,
+    **ig,
+) -> list[Attribution]:
     """IG for each sample of one task (its prompt as the experiments ask it)."""
     from tqdm import tqdm
 
@@ -158,6 +203,15 @@ def attribute_samples(adapter: Adapter, pixels: Sequence[torch.Tensor], records:
     for px, r, names in tqdm(list(items), desc=f"IG {task}", disable=not progress, mininterval=5):
         layout = adapter.layout(int(r["width"]), int(r["height"]))
         prompt = adapter.prompt(task_prompt(task, r["category"], categories), layout.n_tokens)
-        out.append(integrated_gradients(adapter, px, prompt, gold_answer(adapter, task, r, names), baseline,
-                                        layout=layout, **ig))  # fmt: skip
+        out.append(
+            integrated_gradients(
+                adapter,
+                px,
+                prompt,
+                gold_answer(adapter, task, r, names),
+                baseline,
+                layout=layout,
+                **ig,
+            )
+        )
     return out

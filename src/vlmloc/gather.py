@@ -14,7 +14,9 @@ def check_gathered(found: Iterable, expected: Iterable, what: str) -> None:
     expected = set(expected)
     twice = sorted(k for k, n in counts.items() if n > 1)
     if twice:
-        raise ValueError(f"{what}: {len(twice)} gathered more than once, e.g. {twice[:3]} (a shard written twice?)")
+        raise ValueError(
+            f"{what}: {len(twice)} gathered more than once, e.g. {twice[:3]} (a shard written twice?)"
+        )
     missing = sorted(expected - counts.keys())
     if missing:
         raise ValueError(f"{what}: {len(missing)} missing, e.g. {missing[:3]} (a shard lost?)")

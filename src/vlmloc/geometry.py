@@ -56,11 +56,15 @@ def pad_grid(grid: np.ndarray, padding: int) -> np.ndarray:
 def mask_grids(layout: ImageLayout, mask: np.ndarray, padding: int = 0) -> dict[str, np.ndarray]:
     """Per view name, a (rows, cols) boolean grid of the tokens the mask selects."""
     if mask.shape != (layout.height, layout.width):
-        raise ValueError(f"mask {mask.shape} does not match the image ({layout.height}, {layout.width})")
+        raise ValueError(
+            f"mask {mask.shape} does not match the image ({layout.height}, {layout.width})"
+        )
     return {v.name: pad_grid(_view_grid(v, mask), padding) for v in layout.views}
 
 
-def grids_to_indices(layout: ImageLayout, grids: dict[str, np.ndarray], views: tuple[str, ...] | None = None) -> np.ndarray:
+def grids_to_indices(
+    layout: ImageLayout, grids: dict[str, np.ndarray], views: tuple[str, ...] | None = None
+) -> np.ndarray:
     """Image-token indices (0..n_tokens-1, sequence order) of the selected cells; ``views``
     restricts to some views by name or kind ("global" / "local")."""
     out = []
@@ -71,7 +75,9 @@ def grids_to_indices(layout: ImageLayout, grids: dict[str, np.ndarray], views: t
     return np.concatenate(out) if out else np.zeros(0, dtype=int)
 
 
-def object_token_indices(layout: ImageLayout, mask: np.ndarray, padding: int = 0, views: tuple[str, ...] | None = None) -> np.ndarray:
+def object_token_indices(
+    layout: ImageLayout, mask: np.ndarray, padding: int = 0, views: tuple[str, ...] | None = None
+) -> np.ndarray:
     return grids_to_indices(layout, mask_grids(layout, mask, padding), views)
 
 
@@ -86,20 +92,30 @@ def scale_view(layout: ImageLayout, grid: str = "global") -> View:
     raise ValueError(f"scale grid must be 'global' or 'finest', not {grid!r}")
 
 
-def scaled_box(box: tuple[float, float, float, float], layout: ImageLayout, s: int, grid: str = "global") -> tuple[float, float, float, float]:
+def scaled_box(
+    box: tuple[float, float, float, float], layout: ImageLayout, s: int, grid: str = "global"
+) -> tuple[float, float, float, float]:
     """A box (x1, y1, x2, y2, original-image pixels) grown by ``s`` token layers: ``s`` cells of
     the ``grid`` view on each side (a cell's width left and right, its height above and below),
     clipped to the image. s = 0 clips only."""
     v = scale_view(layout, grid)
     cw, ch = (v.region[2] - v.region[0]) / v.cols, (v.region[3] - v.region[1]) / v.rows
     x1, y1, x2, y2 = box
-    return (max(0.0, x1 - s * cw), max(0.0, y1 - s * ch), min(float(layout.width), x2 + s * cw), min(float(layout.height), y2 + s * ch))
+    return (
+        max(0.0, x1 - s * cw),
+        max(0.0, y1 - s * ch),
+        min(float(layout.width), x2 + s * cw),
+        min(float(layout.height), y2 + s * ch),
+    )
 
 
 def cell_boxes(view: View, grid: np.ndarray) -> list[list[float]]:
     """Pixel boxes [x0, y0, x1, y1] of a view's selected cells (for drawing them)."""
     xs, ys = view.cell_edges()
-    return [[float(xs[c]), float(ys[r]), float(xs[c + 1]), float(ys[r + 1])] for r, c in zip(*np.nonzero(grid), strict=True)]
+    return [
+        [float(xs[c]), float(ys[r]), float(xs[c + 1]), float(ys[r + 1])]
+        for r, c in zip(*np.nonzero(grid), strict=True)
+    ]
 
 
 def image_cells(view: View, width: int, height: int) -> np.ndarray:
@@ -129,8 +145,16 @@ def view_planes(layout: ImageLayout) -> list[list[tuple[View, int, int]]]:
     planes = [[(v, 0, 0)] for v in layout.views if v.kind != "local"]
     local = [v for v in layout.views if v.kind == "local"]
     if local:
-        planes.append([(v, round(v.region[1] / (v.region[3] - v.region[1])) * v.rows,
-                        round(v.region[0] / (v.region[2] - v.region[0])) * v.cols) for v in local])  # fmt: skip
+        planes.append(
+            [
+                (
+                    v,
+                    round(v.region[1] / (v.region[3] - v.region[1])) * v.rows,
+                    round(v.region[0] / (v.region[2] - v.region[0])) * v.cols,
+                )
+                for v in local
+            ]
+        )
     return planes
 
 
@@ -143,7 +167,9 @@ def _stitch(plane: list[tuple[View, int, int]], grids: dict[str, np.ndarray]) ->
     return out
 
 
-def _plane_indices(plane: list[tuple[View, int, int]], rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
+def _plane_indices(
+    plane: list[tuple[View, int, int]], rr: np.ndarray, cc: np.ndarray
+) -> np.ndarray:
     """Token indices of the stitched grid's cells (rr, cc)."""
     out = np.full(len(rr), -1, dtype=int)
     for v, r0, c0 in plane:
@@ -154,8 +180,9 @@ def _plane_indices(plane: list[tuple[View, int, int]], rr: np.ndarray, cc: np.nd
     return out
 
 
-def object_translations(layout: ImageLayout, mask: np.ndarray, padding: int = 1,
-                        others: np.ndarray | None = None) -> tuple[list[tuple[list, np.ndarray, list]], str]:  # fmt: skip
+def object_translations(
+    layout: ImageLayout, mask: np.ndarray, padding: int = 1, others: np.ndarray | None = None
+) -> tuple[list[tuple[list, np.ndarray, list]], str]:
     """Per grid the object covers (``view_planes``: a global view, or InternVL's stitched tiles):
     the plane, the object's cells on it, and every shift that moves those cells to cells that
     cover image pixels only, no cell of the object padded by ``padding`` token layers (padded on
@@ -164,7 +191,11 @@ def object_translations(layout: ImageLayout, mask: np.ndarray, padding: int = 1,
     shift, ([], why)."""
     obj = {v.name: _view_grid(v, mask) for v in layout.views}
     inside = {v.name: image_cells(v, layout.width, layout.height) for v in layout.views}
-    other = {v.name: _view_grid(v, others) for v in layout.views} if others is not None and others.any() else None
+    other = (
+        {v.name: _view_grid(v, others) for v in layout.views}
+        if others is not None and others.any()
+        else None
+    )
     out = []
     for plane in view_planes(layout):
         grid = _stitch(plane, obj)
@@ -176,12 +207,17 @@ def object_translations(layout: ImageLayout, mask: np.ndarray, padding: int = 1,
         shifts = translations(grid, forbidden)
         if not shifts:
             where = plane[0][0].name if len(plane) == 1 else "the tiles"
-            return [], f"no place for the object's {int(grid.sum())} tokens in {where} ({grid.shape[0]}x{grid.shape[1]})"
+            return (
+                [],
+                f"no place for the object's {int(grid.sum())} tokens in {where} ({grid.shape[0]}x{grid.shape[1]})",
+            )
         out.append((plane, grid, shifts))
     return out, ""
 
 
-def draw_translation(choices: list[tuple[list, np.ndarray, list]], rng: np.random.Generator) -> np.ndarray:
+def draw_translation(
+    choices: list[tuple[list, np.ndarray, list]], rng: np.random.Generator
+) -> np.ndarray:
     """The object's tokens moved by one shift per grid, drawn uniformly among the allowed ones
     (``object_translations``); each grid's selection keeps its shape (same relative offsets)."""
     out = []
@@ -192,14 +228,19 @@ def draw_translation(choices: list[tuple[list, np.ndarray, list]], rng: np.rando
     return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=int)
 
 
-def random_outside_indices(layout: ImageLayout, mask: np.ndarray, k: int, rng: np.random.Generator,
-                           padding: int = 1) -> tuple[np.ndarray, str]:  # fmt: skip
+def random_outside_indices(
+    layout: ImageLayout, mask: np.ndarray, k: int, rng: np.random.Generator, padding: int = 1
+) -> tuple[np.ndarray, str]:
     """``k`` distinct tokens drawn uniformly among the tokens that cover image pixels and lie
     outside the object mask padded by ``padding`` token layers (every view). Returns (indices, "")
     or, where fewer than ``k`` tokens are allowed, (empty, why)."""
     grids = mask_grids(layout, mask, padding)
-    allowed = {v.name: image_cells(v, layout.width, layout.height) & ~grids[v.name] for v in layout.views}
+    allowed = {
+        v.name: image_cells(v, layout.width, layout.height) & ~grids[v.name] for v in layout.views
+    }
     pool = grids_to_indices(layout, allowed)
     if len(pool) < k:
-        return np.zeros(0, dtype=int), f"{len(pool)} tokens outside the object (+{padding}), {k} needed"
+        return np.zeros(
+            0, dtype=int
+        ), f"{len(pool)} tokens outside the object (+{padding}), {k} needed"
     return np.sort(rng.choice(pool, size=int(k), replace=False)), ""

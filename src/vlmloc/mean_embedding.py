@@ -23,8 +23,13 @@ def shard_indices(n_images: int, shard: int, shards: int) -> list[int]:
 
 
 @torch.inference_mode()
-def embedding_sums(adapter: Adapter, images: Sequence, indices: Sequence[int], batch_size: int = 16,
-                   progress: bool = False) -> dict:  # fmt: skip
+def embedding_sums(
+    adapter: Adapter,
+    images: Sequence,
+    indices: Sequence[int],
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict:
     """Over the visual tokens of ``images[i]`` for ``i`` in ``indices``: the sum of the embeddings
     at the LLM input and of the tokens' L2 norms and squared norms (float64, so the order in which
     shards are added does not matter at float32 precision), the token count, and which images."""
@@ -35,7 +40,10 @@ def embedding_sums(adapter: Adapter, images: Sequence, indices: Sequence[int], b
     starts = range(0, len(indices), batch_size)
     for start in tqdm(starts, desc="mean embedding", disable=not progress, mininterval=5):
         batch = [images[i] for i in indices[start : start + batch_size]]
-        pixels = [adapter.pixel_values(open_image(im)).to(adapter.device, adapter.model.dtype) for im in batch]
+        pixels = [
+            adapter.pixel_values(open_image(im)).to(adapter.device, adapter.model.dtype)
+            for im in batch
+        ]
         feats = adapter.image_features(pixels).float()  # a list: views of any size (Qwen2.5-VL's)
         part = feats.double().sum(0).cpu()
         total = part if total is None else total + part
@@ -43,8 +51,14 @@ def embedding_sums(adapter: Adapter, images: Sequence, indices: Sequence[int], b
         n_tokens += feats.shape[0]
         norm_sum += float(norms.sum())
         norm_sq_sum += float((norms**2).sum())
-    return {"sum": total, "n_tokens": n_tokens, "norm_sum": norm_sum, "norm_sq_sum": norm_sq_sum,
-            "indices": indices, "n_images": len(images)}  # fmt: skip
+    return {
+        "sum": total,
+        "n_tokens": n_tokens,
+        "norm_sum": norm_sum,
+        "norm_sq_sum": norm_sq_sum,
+        "indices": indices,
+        "n_images": len(images),
+    }
 
 
 def combine_embedding_sums(parts: Sequence[dict]) -> dict:
@@ -54,9 +68,13 @@ def combine_embedding_sums(parts: Sequence[dict]) -> dict:
         raise ValueError("no shards to combine")
     sizes = {p["n_images"] for p in parts}
     if len(sizes) != 1:
-        raise ValueError(f"shards were computed over image sets of different sizes: {sorted(sizes)}")
+        raise ValueError(
+            f"shards were computed over image sets of different sizes: {sorted(sizes)}"
+        )
     n_images = sizes.pop()
-    check_gathered([i for p in parts for i in p["indices"]], range(n_images), "mean-embedding images")
+    check_gathered(
+        [i for p in parts for i in p["indices"]], range(n_images), "mean-embedding images"
+    )
     sums = [p["sum"] for p in parts if p["sum"] is not None]
     n = sum(p["n_tokens"] for p in parts)
     if not n:
@@ -65,5 +83,10 @@ def combine_embedding_sums(parts: Sequence[dict]) -> dict:
     s1 = sum(p["norm_sum"] for p in parts)
     s2 = sum(p["norm_sq_sum"] for p in parts)
     var = max(s2 - s1 * s1 / n, 0.0) / (n - 1) if n > 1 else float("nan")
-    return {"mean": (total / n).float(), "norm_mean": s1 / n, "norm_std": var**0.5,
-            "n_images": n_images, "n_tokens": n}  # fmt: skip
+    return {
+        "mean": (total / n).float(),
+        "norm_mean": s1 / n,
+        "norm_std": var**0.5,
+        "n_images": n_images,
+        "n_tokens": n,
+    }

@@ -76,7 +76,9 @@ class Runner:
     """``pixel_cache`` images given by path keep their preprocessed views (most recent first), so
     several prompts about one image decode and resize it once."""
 
-    def __init__(self, adapter: Adapter, batch_size: int = 8, progress: bool = True, pixel_cache: int = 256):
+    def __init__(
+        self, adapter: Adapter, batch_size: int = 8, progress: bool = True, pixel_cache: int = 256
+    ):
         self.adapter = adapter
         self.batch_size = batch_size
         self.progress = progress
@@ -104,30 +106,46 @@ class Runner:
         """Yield (indices, sizes, pixels) with queries ordered by their number of tokens
         (``texts``, or their lengths)."""
         prepared = [self._pixels(im) for im in images]
-        lengths = [self.adapter.layout(*wh).n_tokens + (t if isinstance(t, int) else len(t))
-                   for (wh, _), t in zip(prepared, texts, strict=True)]  # fmt: skip
+        lengths = [
+            self.adapter.layout(*wh).n_tokens + (t if isinstance(t, int) else len(t))
+            for (wh, _), t in zip(prepared, texts, strict=True)
+        ]
         order = np.argsort(lengths, kind="stable")
         chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for idx in tqdm(chunks, desc=desc, disable=not self.progress, mininterval=5):
             yield idx, [prepared[i][0] for i in idx], [prepared[i][1] for i in idx]
 
     @torch.inference_mode()
-    def generate(self, images: Sequence, texts: Sequence[str], max_new_tokens: int,
-                 intervention: Intervention | None = None, desc: str = "generate") -> list[Answer]:  # fmt: skip
+    def generate(
+        self,
+        images: Sequence,
+        texts: Sequence[str],
+        max_new_tokens: int,
+        intervention: Intervention | None = None,
+        desc: str = "generate",
+    ) -> list[Answer]:
         out: list[str | None] = [None] * len(texts)
         for idx, sizes, pixels in self._batches(images, texts, desc):
             enc = self.adapter.encode(sizes, [texts[i] for i in idx], pixels=pixels)
             enc.query_ids = [int(i) for i in idx]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             with enter(intervention, self.adapter, BatchContext.of(enc)):
-                ids = self.adapter.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+                ids = self.adapter.model.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False
+                )
             new = ids[:, inputs["input_ids"].shape[1] :]
             for i, row in zip(idx, new, strict=True):
                 out[i] = self.decode(row)
         return out  # type: ignore[return-value]
 
-    def generate_shared(self, images: Sequence, texts: Sequence[Sequence[str]], max_new_tokens: Sequence[int],
-                        intervention: Intervention | None = None, desc: str = "generate") -> list[list[Answer]]:  # fmt: skip
+    def generate_shared(
+        self,
+        images: Sequence,
+        texts: Sequence[Sequence[str]],
+        max_new_tokens: Sequence[int],
+        intervention: Intervention | None = None,
+        desc: str = "generate",
+    ) -> list[list[Answer]]:
         """``texts[t][i]`` is the t-th question about ``images[i]``; returns ``answers[t][i]``.
 
         The questions about one image share its prefix (system prompt and visual tokens, most of
@@ -143,8 +161,14 @@ class Runner:
         return self.generate_conditions(images, texts, max_new_tokens, [intervention], desc)[0]
 
     @torch.inference_mode()
-    def generate_conditions(self, images: Sequence, texts: Sequence[Sequence[str]], max_new_tokens: Sequence[int],
-                            interventions: Sequence[Intervention | None], desc: str = "generate") -> list[list[list[Answer]]]:  # fmt: skip
+    def generate_conditions(
+        self,
+        images: Sequence,
+        texts: Sequence[Sequence[str]],
+        max_new_tokens: Sequence[int],
+        interventions: Sequence[Intervention | None],
+        desc: str = "generate",
+    ) -> list[list[list[Answer]]]:
         """``answers[c][t][i]``: the t-th question about ``images[i]`` under ``interventions[c]``.
 
         As ``generate_shared``, and with several interventions one prefix run serves them all:
@@ -155,17 +179,27 @@ class Runner:
         if not texts or not interventions:
             return [[] for _ in interventions]
         shared = len(interventions) > 1
-        if shared and any(getattr(i, "touches_prefix", True) for i in interventions if i is not None):
+        if shared and any(
+            getattr(i, "touches_prefix", True) for i in interventions if i is not None
+        ):
             raise ValueError("conditions that share one prefix run must not touch the prefix")
         out = [[[None] * len(images) for _ in texts] for _ in interventions]
         lengths = [sum(len(t[i]) for t in texts) for i in range(len(images))]
         for idx, sizes, pixels in self._batches(images, lengths, desc):
-            enc = self.adapter.encode(sizes, [texts[0][i] for i in idx], pixels=pixels)  # pixels and layouts
+            enc = self.adapter.encode(
+                sizes, [texts[0][i] for i in idx], pixels=pixels
+            )  # pixels and layouts
             enc.query_ids = [int(i) for i in idx]
-            (prefix_ids, prefix_mask), suffixes = self._split_prefixes(enc.layouts, [[t[i] for i in idx] for t in texts])
-            inputs, prefix = self._run_prefixes(enc, prefix_ids, prefix_mask, None if shared else interventions[0])
+            (prefix_ids, prefix_mask), suffixes = self._split_prefixes(
+                enc.layouts, [[t[i] for i in idx] for t in texts]
+            )
+            inputs, prefix = self._run_prefixes(
+                enc, prefix_ids, prefix_mask, None if shared else interventions[0]
+            )
             n_prefix = prefix.get_seq_length()
-            longest = max(ids.shape[1] + n for (ids, _), n in zip(suffixes, max_new_tokens, strict=True))
+            longest = max(
+                ids.shape[1] + n for (ids, _), n in zip(suffixes, max_new_tokens, strict=True)
+            )
             cache = static_prefix_cache(self.adapter.model, prefix, len(idx), n_prefix + longest)
             del prefix
             for c, intervention in enumerate(interventions):
@@ -175,18 +209,31 @@ class Runner:
                     # the whole sequence's positions (the adapter's: M-RoPE for Qwen2.5-VL); generate
                     # feeds the uncached part and counts on from the last one while it decodes
                     positions = self.adapter.position_ids(full, mask, enc.layouts)
-                    with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
-                        gen = self.adapter.model.generate(input_ids=full, attention_mask=mask, position_ids=positions,
-                                                          past_key_values=cache, max_new_tokens=max_new_tokens[t],
-                                                          do_sample=False)  # fmt: skip
+                    with enter(
+                        intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)
+                    ):
+                        gen = self.adapter.model.generate(
+                            input_ids=full,
+                            attention_mask=mask,
+                            position_ids=positions,
+                            past_key_values=cache,
+                            max_new_tokens=max_new_tokens[t],
+                            do_sample=False,
+                        )
                     rewind(cache, n_prefix)  # back to the prefix for the next question
                     for i, row in zip(idx, gen[:, full.shape[1] :], strict=True):
                         out[c][t][i] = self.decode(row)
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def score_conditions(self, images: Sequence, texts: Sequence[Sequence[str]], answers: Sequence[Sequence[AnswerTokens]],
-                         interventions: Sequence[Intervention | None], desc: str = "score") -> list[list[np.ndarray]]:  # fmt: skip
+    def score_conditions(
+        self,
+        images: Sequence,
+        texts: Sequence[Sequence[str]],
+        answers: Sequence[Sequence[AnswerTokens]],
+        interventions: Sequence[Intervention | None],
+        desc: str = "score",
+    ) -> list[list[np.ndarray]]:
         """``nll[c][t][i]``: the gold answer ``answers[t][i]`` of the t-th question about
         ``images[i]`` under ``interventions[c]``, teacher-forced: the mean negative
         log-probability of its content tokens (``content_nll``). The counterpart of
@@ -195,7 +242,9 @@ class Runner:
         if not texts or not interventions:
             return [[] for _ in interventions]
         shared = len(interventions) > 1
-        if shared and any(getattr(i, "touches_prefix", True) for i in interventions if i is not None):
+        if shared and any(
+            getattr(i, "touches_prefix", True) for i in interventions if i is not None
+        ):
             raise ValueError("conditions that share one prefix run must not touch the prefix")
         out = [[np.full(len(images), np.nan) for _ in texts] for _ in interventions]
         lengths = [sum(len(t[i]) for t in texts) for i in range(len(images))]
@@ -205,18 +254,34 @@ class Runner:
             enc.query_ids = [int(i) for i in idx]
             golds = [[answers[t][i] for i in idx] for t in range(len(texts))]
             (prefix_ids, prefix_mask), suffixes = self._split_prefixes(
-                enc.layouts, [[t[i] for i in idx] for t in texts], [[list(a.ids) for a in g] for g in golds])
-            inputs, cache = self._run_prefixes(enc, prefix_ids, prefix_mask, None if shared else interventions[0])
+                enc.layouts,
+                [[t[i] for i in idx] for t in texts],
+                [[list(a.ids) for a in g] for g in golds],
+            )
+            inputs, cache = self._run_prefixes(
+                enc, prefix_ids, prefix_mask, None if shared else interventions[0]
+            )
             n_prefix = cache.get_seq_length()
             for c, intervention in enumerate(interventions):
                 for t, (ids, mask) in enumerate(suffixes):
                     full = torch.cat([inputs["attention_mask"], mask.to(dev)], 1)
-                    positions = self.adapter.position_ids(torch.cat([inputs["input_ids"], ids.to(dev)], 1), full,
-                                                          enc.layouts, n_prefix)  # fmt: skip
+                    positions = self.adapter.position_ids(
+                        torch.cat([inputs["input_ids"], ids.to(dev)], 1),
+                        full,
+                        enc.layouts,
+                        n_prefix,
+                    )
                     keep = max(len(a) for a in golds[t]) + 1
-                    with enter(intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)):
-                        logits = self.adapter.model(input_ids=ids.to(dev), attention_mask=full, position_ids=positions,
-                                                    past_key_values=cache, logits_to_keep=keep).logits  # fmt: skip
+                    with enter(
+                        intervention, self.adapter, BatchContext.of(enc, "suffix", n_prefix)
+                    ):
+                        logits = self.adapter.model(
+                            input_ids=ids.to(dev),
+                            attention_mask=full,
+                            position_ids=positions,
+                            past_key_values=cache,
+                            logits_to_keep=keep,
+                        ).logits
                     cache.crop(n_prefix - cache.get_seq_length())
                     for row, (i, gold) in enumerate(zip(idx, golds[t], strict=True)):
                         out[c][t][i] = float(content_nll(logits[row : row + 1], gold)[0])
@@ -227,22 +292,34 @@ class Runner:
         phase): the inputs on the device and the key/value cache the questions continue."""
         enc.inputs["input_ids"], enc.inputs["attention_mask"] = prefix_ids, prefix_mask
         enc.inputs.update(self.adapter.token_inputs(prefix_ids))
-        enc.image_positions = [torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids]
+        enc.image_positions = [
+            torch.nonzero(row == self.adapter.image_token_id).flatten() for row in prefix_ids
+        ]
         inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
-        inputs["position_ids"] = self.adapter.position_ids(inputs["input_ids"], inputs["attention_mask"], enc.layouts)
+        inputs["position_ids"] = self.adapter.position_ids(
+            inputs["input_ids"], inputs["attention_mask"], enc.layouts
+        )
         with enter(intervention, self.adapter, BatchContext.of(enc, "prefix")):
             cache = self.adapter.model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
         return inputs, cache
 
-    def _split_prefixes(self, layouts: Sequence, texts: Sequence[Sequence[str]],
-                        answers: Sequence[Sequence[list[int]]] | None = None):  # fmt: skip
+    def _split_prefixes(
+        self,
+        layouts: Sequence,
+        texts: Sequence[Sequence[str]],
+        answers: Sequence[Sequence[list[int]]] | None = None,
+    ):
         """The batch rows' image prefixes, and per question set the tokens that follow them (then
         the gold answer's ids, where given), each left-padded into (ids, mask)."""
         adapter, pad = self.adapter, self.adapter.tokenizer.pad_token_id
         prefixes, suffixes = None, []
         for question in texts:
-            prompts = [adapter.prompt(t, lay.n_tokens) for t, lay in zip(question, layouts, strict=True)]
-            rows = adapter.tokenizer(prompts, add_special_tokens=True)["input_ids"]  # as encode() has them
+            prompts = [
+                adapter.prompt(t, lay.n_tokens) for t, lay in zip(question, layouts, strict=True)
+            ]
+            rows = adapter.tokenizer(prompts, add_special_tokens=True)[
+                "input_ids"
+            ]  # as encode() has them
             cuts = [adapter.image_prefix_length(r) for r in rows]
             heads = [r[:c] for r, c in zip(rows, cuts, strict=True)]
             if prefixes is None:
@@ -250,7 +327,9 @@ class Runner:
             elif heads != prefixes:
                 raise RuntimeError("the questions about one image do not share its image prefix")
             gold = answers[len(suffixes)] if answers is not None else [[] for _ in rows]
-            suffixes.append(pad_rows([r[c:] + a for r, c, a in zip(rows, cuts, gold, strict=True)], pad))
+            suffixes.append(
+                pad_rows([r[c:] + a for r, c, a in zip(rows, cuts, gold, strict=True)], pad)
+            )
         return pad_rows(prefixes, pad), suffixes
 
     def decode(self, token_ids: torch.Tensor) -> Answer:
@@ -267,16 +346,26 @@ class Runner:
         return Answer(tok.decode(ids, skip_special_tokens=False).strip(), truncated=not stopped)
 
     @torch.inference_mode()
-    def score(self, images: Sequence, texts: Sequence[str], answers: Sequence[str],
-              intervention: Intervention | None = None, desc: str = "score") -> list[np.ndarray]:  # fmt: skip
+    def score(
+        self,
+        images: Sequence,
+        texts: Sequence[str],
+        answers: Sequence[str],
+        intervention: Intervention | None = None,
+        desc: str = "score",
+    ) -> list[np.ndarray]:
         """Per-token log-probabilities of each ``answer`` after its prompt (teacher forcing)."""
         out: list[np.ndarray | None] = [None] * len(texts)
         for idx, sizes, pixels in self._batches(images, texts, desc):
-            enc = self.adapter.encode(sizes, [texts[i] for i in idx], answers=[answers[i] for i in idx], pixels=pixels)
+            enc = self.adapter.encode(
+                sizes, [texts[i] for i in idx], answers=[answers[i] for i in idx], pixels=pixels
+            )
             enc.query_ids = [int(i) for i in idx]
             inputs = {k: v.to(self.adapter.device) for k, v in enc.inputs.items()}
             # left padding: positions count from each row's first real token, as in generate()
-            inputs["position_ids"] = self.adapter.position_ids(inputs["input_ids"], inputs["attention_mask"], enc.layouts)
+            inputs["position_ids"] = self.adapter.position_ids(
+                inputs["input_ids"], inputs["attention_mask"], enc.layouts
+            )
             with enter(intervention, self.adapter, BatchContext.of(enc)):
                 logits = self.adapter.model(**inputs).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)

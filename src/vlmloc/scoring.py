@@ -23,9 +23,17 @@ EXCLUDED = "excluded"  # the condition of a sample's row when the experiment can
 def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequence[str]) -> dict:
     """Parse one reply into the tidy columns; never raises (unparsed replies are marked, and so
     are replies cut off at ``max_new_tokens``: ``truncated``, see ``runner.Answer``)."""
-    out = {"truncated": bool(getattr(answer, "truncated", False)),  # a plain str was not cut off
-           "status": "ok", "n_boxes": 0, "pred_x1": np.nan, "pred_y1": np.nan, "pred_x2": np.nan,
-           "pred_y2": np.nan, "iou": np.nan, "identified": np.nan}  # fmt: skip
+    out = {
+        "truncated": bool(getattr(answer, "truncated", False)),  # a plain str was not cut off
+        "status": "ok",
+        "n_boxes": 0,
+        "pred_x1": np.nan,
+        "pred_y1": np.nan,
+        "pred_x2": np.nan,
+        "pred_y2": np.nan,
+        "iou": np.nan,
+        "identified": np.nan,
+    }
     out.update({f"success@{t}": np.nan for t in IOU_THRESHOLDS})
     out["loc_score"] = np.nan
     if task == "localization":
@@ -34,7 +42,12 @@ def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequenc
         value = None
         if parsed.box is not None:
             out["pred_x1"], out["pred_y1"], out["pred_x2"], out["pred_y2"] = parsed.box
-            gt = (row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"])
+            gt = (
+                row["bbox_x"],
+                row["bbox_y"],
+                row["bbox_x"] + row["bbox_w"],
+                row["bbox_y"] + row["bbox_h"],
+            )
             value = iou(parsed.box, gt)
             out["iou"] = value
         out.update(localization_scores(value))  # an unparsed box is a miss
@@ -47,7 +60,9 @@ def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequenc
     return out
 
 
-def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories: Sequence[str]) -> pd.DataFrame:
+def score_rows(
+    raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories: Sequence[str]
+) -> pd.DataFrame:
     """Parse and score raw rows (CPU only: the family's parser, no model)."""
     from .models import ADAPTERS
 
@@ -62,13 +77,19 @@ def score_rows(raw: pd.DataFrame, samples: pd.DataFrame, family: str, categories
         scores = score_answer(parser, row["task"], row["answer"], sample, categories)
         scores.pop("truncated")  # the raw row has it
         scored.append(scores)
-    out = pd.concat([raw.reset_index(drop=True), pd.DataFrame(scored, index=range(len(raw)))], axis=1)
+    out = pd.concat(
+        [raw.reset_index(drop=True), pd.DataFrame(scored, index=range(len(raw)))], axis=1
+    )
     if len(out):
         out.loc[out["condition"] == EXCLUDED, "status"] = "excluded"
     if "size_bucket" in samples:
         out["size_bucket"] = out["sample_id"].map(samples.set_index("sample_id")["size_bucket"])
     return out
-EXPECTED = "expected_conditions"  # a raw shard's attrs: the [condition, task] pairs its experiment asked
+
+
+EXPECTED = (
+    "expected_conditions"  # a raw shard's attrs: the [condition, task] pairs its experiment asked
+)
 
 
 def expected_pairs(shards: Sequence[pd.DataFrame]) -> set[tuple[str, str]] | None:
@@ -78,34 +99,52 @@ def expected_pairs(shards: Sequence[pd.DataFrame]) -> set[tuple[str, str]] | Non
     return {(str(c), str(t)) for pairs in said for c, t in pairs} if said else None
 
 
-def check_complete(raw: pd.DataFrame, sample_ids: Sequence[str], pairs: set[tuple[str, str]] | None = None) -> None:
+def check_complete(
+    raw: pd.DataFrame, sample_ids: Sequence[str], pairs: set[tuple[str, str]] | None = None
+) -> None:
     """The gather step's guard: every (condition, task) has each expected sample exactly once.
     ``pairs``: the (condition, task) pairs asked (``expected_pairs``); without them only the
     pairs that have rows are checked, and a pair that lost every row would go unnoticed."""
     if pairs is not None and len(raw):
         answered = raw[raw["condition"] != EXCLUDED]
-        found = set(zip(answered["condition"].astype(str), answered["task"].astype(str), strict=True))
+        found = set(
+            zip(answered["condition"].astype(str), answered["task"].astype(str), strict=True)
+        )
         if found - pairs:
-            raise ValueError(f"rows of (condition, task) pairs the experiment never asked: {sorted(found - pairs)[:3]}")
+            raise ValueError(
+                f"rows of (condition, task) pairs the experiment never asked: {sorted(found - pairs)[:3]}"
+            )
         kept = set(sample_ids) - set(raw.loc[raw["condition"] == EXCLUDED, "sample_id"])
         lost = sorted(pairs - found)
         if lost and kept:
-            raise ValueError(f"{lost[0][0]}/{lost[0][1]}: all {len(kept)} samples missing ({len(lost)} (condition, task) "
-                             "pairs without a row; a shard lost?)")  # fmt: skip
+            raise ValueError(
+                f"{lost[0][0]}/{lost[0][1]}: all {len(kept)} samples missing ({len(lost)} (condition, task) "
+                "pairs without a row; a shard lost?)"
+            )
     expected = set(sample_ids)
     excluded = set(raw.loc[raw["condition"] == EXCLUDED, "sample_id"])
     both = excluded & set(raw.loc[raw["condition"] != EXCLUDED, "sample_id"])
     if both:
-        raise ValueError(f"{len(both)} samples are both excluded and answered, e.g. {sorted(both)[:3]}")
+        raise ValueError(
+            f"{len(both)} samples are both excluded and answered, e.g. {sorted(both)[:3]}"
+        )
     dup = raw[raw.duplicated(["condition", "task", "sample_id"], keep=False)]
     if len(dup):
         first = dup.iloc[0]
-        raise ValueError(f"{len(dup)} rows repeat a (condition, task, sample): e.g. sample {first['sample_id']!r} "
-                         f"in {first['condition']}/{first['task']} (a shard written twice?)")  # fmt: skip
+        raise ValueError(
+            f"{len(dup)} rows repeat a (condition, task, sample): e.g. sample {first['sample_id']!r} "
+            f"in {first['condition']}/{first['task']} (a shard written twice?)"
+        )
     extra = set(raw["sample_id"]) - expected
     if extra:
-        raise ValueError(f"{len(extra)} samples are not in the probing subset, e.g. {sorted(extra)[:3]}")
-    for (cond, task), ids in raw[raw["condition"] != EXCLUDED].groupby(["condition", "task"])["sample_id"]:
+        raise ValueError(
+            f"{len(extra)} samples are not in the probing subset, e.g. {sorted(extra)[:3]}"
+        )
+    for (cond, task), ids in raw[raw["condition"] != EXCLUDED].groupby(["condition", "task"])[
+        "sample_id"
+    ]:
         missing = expected - excluded - set(ids)
         if missing:
-            raise ValueError(f"{cond}/{task}: {len(missing)} samples missing, e.g. {sorted(missing)[:3]} (a shard lost?)")
+            raise ValueError(
+                f"{cond}/{task}: {len(missing)} samples missing, e.g. {sorted(missing)[:3]} (a shard lost?)"
+            )

@@ -85,7 +85,9 @@ def _outside_functions(node: ast.AST):
             yield from _outside_functions(child)
 
 
-def import_graph(package_dir: str | Path = PACKAGE_DIR, function_level: bool = True) -> dict[str, set[str]]:
+def import_graph(
+    package_dir: str | Path = PACKAGE_DIR, function_level: bool = True
+) -> dict[str, set[str]]:
     """Module -> the vlmloc modules it imports (see ``imports_of``), for every module."""
     known = modules(package_dir)
     return {name: imports_of(name, known, function_level) for name in known}
@@ -104,7 +106,9 @@ def dependencies(module: str, graph) -> set[str]:
     return seen
 
 
-def scoring_sources(root: str | Path | None = None, package_dir: str | Path = PACKAGE_DIR) -> list[str]:
+def scoring_sources(
+    root: str | Path | None = None, package_dir: str | Path = PACKAGE_DIR
+) -> list[str]:
     """The source files of ``vlmloc.scoring`` and of every vlmloc module it imports (at module
     level or inside a function), transitively: sorted POSIX paths relative to ``root`` (default:
     the checkout, two folders above the package, e.g. ``src/vlmloc/scoring.py``)."""

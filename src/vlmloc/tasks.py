@@ -30,7 +30,9 @@ def task_prompt(task: str, category: str, categories: Sequence[str]) -> str:
 # --- boxes -------------------------------------------------------------------------------------
 
 _NUMBER = r"[-+]?\d*\.?\d+"
-_GROUP4 = re.compile(rf"[\[\(]\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*[\]\)]")
+_GROUP4 = re.compile(
+    rf"[\[\(]\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*[\]\)]"
+)
 _LOOSE4 = re.compile(rf"({_NUMBER})\s*[, ]\s*({_NUMBER})\s*[, ]\s*({_NUMBER})\s*[, ]\s*({_NUMBER})")
 _INTERNVL_BOX = re.compile(r"<box>\s*\[\[(.*?)\]\]\s*</box>", re.S)
 
@@ -100,7 +102,12 @@ def localization_scores(iou_value: float | None) -> dict[str, float]:
 
 # --- classification ----------------------------------------------------------------------------
 
-IRREGULAR_PLURALS = {"person": ["people", "persons"], "mouse": ["mice"], "sheep": ["sheep"], "knife": ["knives"]}
+IRREGULAR_PLURALS = {
+    "person": ["people", "persons"],
+    "mouse": ["mice"],
+    "sheep": ["sheep"],
+    "knife": ["knives"],
+}
 
 
 def _name_pattern(name: str) -> re.Pattern:
@@ -118,7 +125,9 @@ def mentions(answer: str, category: str, categories: Sequence[str] = ()) -> bool
     A hit that lies inside a mention of a longer category containing it does not count
     ("dog" inside "hot dog"; "circle" inside "red circle" when asked about "circle").
     """
-    longer = [c for c in categories if c.lower() != category.lower() and category.lower() in c.lower()]
+    longer = [
+        c for c in categories if c.lower() != category.lower() and category.lower() in c.lower()
+    ]
     covered = [(m.start(), m.end()) for c in longer for m in _name_pattern(c).finditer(answer)]
     for m in _name_pattern(category).finditer(answer):
         if not any(s <= m.start() and m.end() <= e for s, e in covered):

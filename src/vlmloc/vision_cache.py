@@ -38,8 +38,11 @@ def _key(view: torch.Tensor) -> bytes:
 
 def _hooked(module: torch.nn.Module) -> bool:
     """Whether a hook other than transformers' own (it records hidden states with hooks) is on it."""
-    return any(not getattr(fn, "__module__", "").startswith("transformers.")
-               for m in module.modules() for fn in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))  # fmt: skip
+    return any(
+        not getattr(fn, "__module__", "").startswith("transformers.")
+        for m in module.modules()
+        for fn in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+    )
 
 
 class VisionCache:
@@ -93,14 +96,22 @@ class VisionCache:
             items: list[dict | None] = [self._store.get(k) for k in keys]
             missing = [i for i, it in enumerate(items) if it is None]
             if missing:
-                out = stock(pixel_values[missing] if len(missing) < len(keys) else pixel_values, **kwargs)
+                out = stock(
+                    pixel_values[missing] if len(missing) < len(keys) else pixel_values, **kwargs
+                )
                 self.calls += 1
                 self.views_computed += len(missing)
                 n_hidden = len(out.hidden_states) if out.hidden_states is not None else 0
                 for row, i in enumerate(missing):
                     # clones: a view of the batch's tensors would keep them all alive
                     item = {"last": out.last_hidden_state[row].clone()}
-                    item.update({j % n_hidden: out.hidden_states[j][row].clone() for j in layers if n_hidden})
+                    item.update(
+                        {
+                            j % n_hidden: out.hidden_states[j][row].clone()
+                            for j in layers
+                            if n_hidden
+                        }
+                    )
                     items[i] = item
                     self._put(keys[i], item, n_hidden)
             self.hits += len(keys) - len(missing)
@@ -109,10 +120,13 @@ class VisionCache:
                     self._store.move_to_end(k)
             hidden = None
             if self._n_hidden:
-                hidden = tuple(torch.stack([it[j] for it in items]) if j in items[0] else None
-                               for j in range(self._n_hidden))  # fmt: skip
-            return BaseModelOutputWithPooling(last_hidden_state=torch.stack([it["last"] for it in items]),
-                                              hidden_states=hidden)  # fmt: skip
+                hidden = tuple(
+                    torch.stack([it[j] for it in items]) if j in items[0] else None
+                    for j in range(self._n_hidden)
+                )
+            return BaseModelOutputWithPooling(
+                last_hidden_state=torch.stack([it["last"] for it in items]), hidden_states=hidden
+            )
 
         tower.forward = forward
         try:

@@ -65,7 +65,9 @@ def read_samples(samples: str | Path, subset_ids: str | Path | None = None) -> p
         ids = Path(subset_ids).read_text().split()
         df = df[df["sample_id"].isin(set(ids))].reset_index(drop=True)
         if len(df) != len(set(ids)):
-            raise ValueError(f"{subset_ids}: {len(set(ids)) - len(df)} sample ids are not in {samples}")
+            raise ValueError(
+                f"{subset_ids}: {len(set(ids)) - len(df)} sample ids are not in {samples}"
+            )
     return df
 
 
@@ -88,7 +90,9 @@ def categories_of(coco: dict, samples: pd.DataFrame) -> tuple[list[str], list[li
     by_image: dict[int, set[int]] = {}
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], set()).add(a["category_id"])
-    present = [[names[c] for c in sorted(by_image.get(int(i), ()))] for i in samples.get("image_id", [])]
+    present = [
+        [names[c] for c in sorted(by_image.get(int(i), ()))] for i in samples.get("image_id", [])
+    ]
     return [c["name"] for c in cats], present
 
 
@@ -100,8 +104,10 @@ def other_objects(coco: dict, samples: pd.DataFrame) -> list[list[dict]] | None:
     by_image: dict[int, list[dict]] = {}
     for a in coco["annotations"]:
         by_image.setdefault(int(a["image_id"]), []).append(a)
-    return [[a["segmentation"] for a in by_image.get(int(i), []) if int(a["id"]) != int(ann)]
-            for i, ann in zip(samples["image_id"], samples["ann_id"], strict=True)]  # fmt: skip
+    return [
+        [a["segmentation"] for a in by_image.get(int(i), []) if int(a["id"]) != int(ann)]
+        for i, ann in zip(samples["image_id"], samples["ann_id"], strict=True)
+    ]
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG")
@@ -115,7 +121,9 @@ def generated_images(n: int, seed: int, shapes_spec: dict | None = None) -> list
 
     from .data.shapes import ShapesSpec, render_scene
 
-    spec = ShapesSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in (shapes_spec or {}).items()})
+    spec = ShapesSpec(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in (shapes_spec or {}).items()}
+    )
     rng = np.random.default_rng(seed)
     return [Image.fromarray(render_scene(rng, spec)[0]) for _ in range(n)]
 
@@ -139,5 +147,7 @@ def images_in_image_set(image_set: dict, shapes_spec: dict | None = None) -> lis
     n = image_set.get("n_images")
     if image_set["images"] == "generated":
         return generated_images(n or 64, image_set["seed"], shapes_spec)
-    files = image_files(image_set["images"], "mean_embedding.images", "the paper uses the ImageNet validation set")
+    files = image_files(
+        image_set["images"], "mean_embedding.images", "the paper uses the ImageNet validation set"
+    )
     return files[:n] if n else files

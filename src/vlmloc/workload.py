@@ -23,34 +23,83 @@ from pathlib import Path
 # query heads x head dim, hidden, vocabulary, heads; vision: linear weights of the tower and
 # projector, layers, width, tokens per view in the tower, visual tokens per view at the LLM.
 PAPER_GEOMETRY = {
-    "llava-1.5-7b": {"linear": 6_476_005_376, "layers": 32, "attention_width": 4096, "hidden": 4096, "vocab": 32064,
-                     "heads": 32, "vision_linear": 322_961_408, "vision_layers": 24, "vision_width": 1024,
-                     "vision_seq": 577, "tokens_per_view": 576, "views": 1},
-    "llava-1.5-13b": {"linear": 12_687_769_600, "layers": 40, "attention_width": 5120, "hidden": 5120, "vocab": 32064,
-                      "heads": 40, "vision_linear": 333_447_168, "vision_layers": 24, "vision_width": 1024,
-                      "vision_seq": 577, "tokens_per_view": 576, "views": 1},
+    "llava-1.5-7b": {
+        "linear": 6_476_005_376,
+        "layers": 32,
+        "attention_width": 4096,
+        "hidden": 4096,
+        "vocab": 32064,
+        "heads": 32,
+        "vision_linear": 322_961_408,
+        "vision_layers": 24,
+        "vision_width": 1024,
+        "vision_seq": 577,
+        "tokens_per_view": 576,
+        "views": 1,
+    },
+    "llava-1.5-13b": {
+        "linear": 12_687_769_600,
+        "layers": 40,
+        "attention_width": 5120,
+        "hidden": 5120,
+        "vocab": 32064,
+        "heads": 40,
+        "vision_linear": 333_447_168,
+        "vision_layers": 24,
+        "vision_width": 1024,
+        "vision_seq": 577,
+        "tokens_per_view": 576,
+        "views": 1,
+    },
     # 7 views: COCO's 4:3 images take the 3 x 2 grid of 6 tiles (max_tiles 6) and the thumbnail
-    "internvl-3.5-8b": {"linear": 6_945_767_424, "layers": 36, "attention_width": 4096, "hidden": 4096, "vocab": 151936,
-                        "heads": 32, "vision_linear": 335_544_320, "vision_layers": 24, "vision_width": 1024,
-                        "vision_seq": 1025, "tokens_per_view": 256, "views": 7},
-}  # fmt: skip
+    "internvl-3.5-8b": {
+        "linear": 6_945_767_424,
+        "layers": 36,
+        "attention_width": 4096,
+        "hidden": 4096,
+        "vocab": 151936,
+        "heads": 32,
+        "vision_linear": 335_544_320,
+        "vision_layers": 24,
+        "vision_width": 1024,
+        "vision_seq": 1025,
+        "tokens_per_view": 256,
+        "views": 7,
+    },
+}
 
 # Typical token counts of the text around the image (chat template, question) and of the
 # replies, per task: the localization reply is a box (4 numbers of up to 3 digits, a token per
 # digit), the list prompt names every COCO category (about 80 x 2.5 tokens).
-TEXT = {"template": 40, "question": {"localization": 30, "list": 230, "binary": 15},
-        "answer": {"localization": 26, "list": 15, "binary": 2}}  # fmt: skip
+TEXT = {
+    "template": 40,
+    "question": {"localization": 30, "list": 230, "binary": 15},
+    "answer": {"localization": 26, "list": 15, "binary": 2},
+}
 
 
-def decoder_flops(linear: int, layers: int, attention_width: int, hidden: int, vocab: int, tokens: float,
-                  past: float = 0.0, logits: int = 1, causal: bool = True) -> float:
+def decoder_flops(
+    linear: int,
+    layers: int,
+    attention_width: int,
+    hidden: int,
+    vocab: int,
+    tokens: float,
+    past: float = 0.0,
+    logits: int = 1,
+    causal: bool = True,
+) -> float:
     """FLOPs of one row's decoder pass over ``tokens`` new tokens after ``past`` cached ones,
     keeping ``logits`` positions' logits: 2 x the linear weights per token; attention's scores
     and weighted values, 2 x width FLOPs each per (query, key) pair per layer, a causal pass
     seeing past + (tokens + 1) / 2 keys per query on average (``causal=False``: every key, as a
     dense kernel computes); the kept logits. The one formula: ``flops.forward_flops`` calls it."""
     keys = past + ((tokens + 1) / 2 if causal else tokens)
-    return 2 * linear * tokens + 4 * attention_width * layers * tokens * keys + 2 * hidden * vocab * logits
+    return (
+        2 * linear * tokens
+        + 4 * attention_width * layers * tokens * keys
+        + 2 * hidden * vocab * logits
+    )
 
 
 def decoder_linear(t: dict) -> tuple[int, int]:
@@ -60,7 +109,10 @@ def decoder_linear(t: dict) -> tuple[int, int]:
     head_dim = t.get("head_dim") or t["hidden_size"] // t["num_attention_heads"]
     kv = t.get("num_key_value_heads") or t["num_attention_heads"]
     attn = t["num_attention_heads"] * head_dim
-    linear = t["num_hidden_layers"] * (t["hidden_size"] * (2 * attn + 2 * kv * head_dim) + 3 * t["hidden_size"] * t["intermediate_size"])
+    linear = t["num_hidden_layers"] * (
+        t["hidden_size"] * (2 * attn + 2 * kv * head_dim)
+        + 3 * t["hidden_size"] * t["intermediate_size"]
+    )
     return linear, attn
 
 
@@ -95,9 +147,23 @@ class Geometry:
         merge = round(1 / cfg.get("downsample_ratio", 1.0)) ** 2
         vw = v["hidden_size"]
         vision_linear = v["num_hidden_layers"] * (4 * vw * vw + 2 * vw * v["intermediate_size"])
-        vision_linear += vw * merge * t["hidden_size"] + t["hidden_size"] ** 2  # the 2-layer projector
-        return cls(linear, t["num_hidden_layers"], attn, t["hidden_size"], t["vocab_size"], t["num_attention_heads"],
-                   vision_linear, v["num_hidden_layers"], vw, patches + 1, patches // merge, views)  # fmt: skip
+        vision_linear += (
+            vw * merge * t["hidden_size"] + t["hidden_size"] ** 2
+        )  # the 2-layer projector
+        return cls(
+            linear,
+            t["num_hidden_layers"],
+            attn,
+            t["hidden_size"],
+            t["vocab_size"],
+            t["num_attention_heads"],
+            vision_linear,
+            v["num_hidden_layers"],
+            vw,
+            patches + 1,
+            patches // merge,
+            views,
+        )
 
     @property
     def visual_tokens(self) -> int:
@@ -109,12 +175,23 @@ class Geometry:
 
     def decoder(self, tokens: float, past: float = 0.0, logits: int = 1) -> float:
         """One row's decoder pass over ``tokens`` after ``past`` (``decoder_flops``)."""
-        return decoder_flops(self.linear, self.layers, self.attention_width, self.hidden, self.vocab, tokens, past, logits)
+        return decoder_flops(
+            self.linear,
+            self.layers,
+            self.attention_width,
+            self.hidden,
+            self.vocab,
+            tokens,
+            past,
+            logits,
+        )
 
     def vision(self) -> float:
         """The tower (non-causal attention) and projector over every view of one image."""
         seq = self.vision_seq
-        per_view = 2 * self.vision_linear * seq + 4 * self.vision_width * self.vision_layers * seq * seq
+        per_view = (
+            2 * self.vision_linear * seq + 4 * self.vision_width * self.vision_layers * seq * seq
+        )
         return per_view * self.views
 
     def suffix(self, task: str) -> float:
@@ -130,7 +207,9 @@ class Geometry:
 
     def generation(self, tasks, prefix_runs: int = 1, conditions: int = 1) -> float:
         """``conditions`` conditions of ``tasks`` over one image whose prefix runs ``prefix_runs`` times."""
-        return prefix_runs * self.decoder(self.prefix) + conditions * sum(self.suffix(t) for t in tasks)
+        return prefix_runs * self.decoder(self.prefix) + conditions * sum(
+            self.suffix(t) for t in tasks
+        )
 
     def integrated_gradients(self, task: str, steps: int) -> float:
         n = self.prefix + TEXT["question"][task] + TEXT["template"] // 2 + TEXT["answer"][task]
@@ -142,7 +221,9 @@ def _steps(ig: dict, task: str) -> int:
     return int(steps[task] if isinstance(steps, dict) else steps)
 
 
-def layer_windows(n_layers: int, sizes, stride: int | None = None, all_layers: bool = True) -> list[tuple[int, int]]:
+def layer_windows(
+    n_layers: int, sizes, stride: int | None = None, all_layers: bool = True
+) -> list[tuple[int, int]]:
     """The knockout's windows: (first, last) layer of every window, each size's windows in
     order, then all layers (``attention_knockout`` runs them; here so that the count is torch-free)."""
     out = []
@@ -168,19 +249,35 @@ def control_windows(n_layers: int, settings: dict) -> set[tuple[int, int]]:
     which = settings.get("control_windows", "fig3")
     all_layers = settings.get("all_layers", True)
     if which == "all":
-        return set(layer_windows(n_layers, window_sizes(settings), settings.get("stride"), all_layers))
+        return set(
+            layer_windows(n_layers, window_sizes(settings), settings.get("stride"), all_layers)
+        )
     if which == "fig3":
-        return set(layer_windows(n_layers, [int(settings["fig3_window"])], settings.get("stride"), all_layers))
+        return set(
+            layer_windows(
+                n_layers, [int(settings["fig3_window"])], settings.get("stride"), all_layers
+            )
+        )
     raise ValueError(f"attention_knockout.control_windows must be 'fig3' or 'all', not {which!r}")
 
 
 def knockout_conditions(layers: int, settings: dict) -> int:
     """Conditions of the knockout experiment: its windows x object masks, the controlled windows
     x control draws, and the baseline."""
-    windows = layer_windows(layers, window_sizes(settings), settings.get("stride"), settings.get("all_layers", True))
+    windows = layer_windows(
+        layers, window_sizes(settings), settings.get("stride"), settings.get("all_layers", True)
+    )
     controls = len(settings.get("random_seeds", [0])) if settings.get("random_control", True) else 0
-    controls += len(settings.get("translated_seeds", [0])) if settings.get("translated_control", True) else 0
-    return len(windows) * len(settings["paddings"]) + len(control_windows(layers, settings)) * controls + 1
+    controls += (
+        len(settings.get("translated_seeds", [0]))
+        if settings.get("translated_control", True)
+        else 0
+    )
+    return (
+        len(windows) * len(settings["paddings"])
+        + len(control_windows(layers, settings)) * controls
+        + 1
+    )
 
 
 def experiment_flops(g: Geometry, experiment: str, s: dict, n_samples: int) -> float:
@@ -192,8 +289,15 @@ def experiment_flops(g: Geometry, experiment: str, s: dict, n_samples: int) -> f
         ig = s["integrated_gradients"]
         k = len(ig.get("k", [1, 4, 8, 16, 32, 48]))
         random = len(s["random"].get("k", [])) * len(s["random"]["seeds"])
-        runs = 1 + len(s["paddings"]) + 1 + random  # baseline, object paddings, register, random draws
-        per = vision + g.generation(both, runs, runs) + k * g.generation(("localization",)) + k * g.generation(("list",))
+        runs = (
+            1 + len(s["paddings"]) + 1 + random
+        )  # baseline, object paddings, register, random draws
+        per = (
+            vision
+            + g.generation(both, runs, runs)
+            + k * g.generation(("localization",))
+            + k * g.generation(("list",))
+        )
         per += sum(g.integrated_gradients(t, _steps(ig, t)) for t in both)
         return n_samples * per
     if experiment == "token_ablation_matched":
@@ -223,7 +327,11 @@ def experiment_flops(g: Geometry, experiment: str, s: dict, n_samples: int) -> f
         curves = sum(len(s.get("random_seeds", [0])) if x == "random" else 1 for x in settings)
         conditions = 1 + curves * len(s["proportions"])
         runs = conditions if s.get("positions", "post_image") == "all" else 1
-        return n_samples * (vision + g.generation(("localization",), runs, conditions) + conditions * g.scored("localization"))
+        return n_samples * (
+            vision
+            + g.generation(("localization",), runs, conditions)
+            + conditions * g.scored("localization")
+        )
     raise ValueError(f"no FLOP count for experiment {experiment!r}")
 
 
@@ -248,10 +356,21 @@ def hours(flops: float, tflops: float, fraction: float = 1.0) -> float:
     return flops / (tflops * 1e12 * fraction) / 3600
 
 
-PAPER_SUBSET = {"coco": 2248, "voc": 1500}  # the paper's COCO probing subset (sec. 2.2); VOC's: an estimate
+PAPER_SUBSET = {
+    "coco": 2248,
+    "voc": 1500,
+}  # the paper's COCO probing subset (sec. 2.2); VOC's: an estimate
 PAPER_ANNOTATIONS = 6403  # COCO annotations after the filters (sec. 2.2)
-EXPERIMENTS = ("token_ablation", "token_ablation_matched", "containerization", "token_shuffle", "view_ablation",
-               "attention_knockout", "mediation", "head_ablation")  # fmt: skip
+EXPERIMENTS = (
+    "token_ablation",
+    "token_ablation_matched",
+    "containerization",
+    "token_shuffle",
+    "view_ablation",
+    "attention_knockout",
+    "mediation",
+    "head_ablation",
+)
 
 
 def overlay(base: dict, over: dict) -> dict:
@@ -269,8 +388,12 @@ def paper_flops(config: dict) -> dict[str, dict[str, float]]:
     exps = config["experiments"]
     for model in config["run"]["models"]:
         g = Geometry.of_paper(config["models"][model]["paper_name"])
-        row = {"screening": screening_flops(g, PAPER_ANNOTATIONS),
-               "mean_embedding": mean_embedding_flops(g, config["mean_embedding"]["n_images"] or 50000)}  # fmt: skip
+        row = {
+            "screening": screening_flops(g, PAPER_ANNOTATIONS),
+            "mean_embedding": mean_embedding_flops(
+                g, config["mean_embedding"]["n_images"] or 50000
+            ),
+        }
         for e in EXPERIMENTS:
             if e == "view_ablation" and g.views == 1:
                 continue  # LLaVA has no local views
@@ -294,8 +417,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--overlay", default="config/paper.yaml")
-    ap.add_argument("--tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100 / H200 SXM: 989)")
-    ap.add_argument("--fraction", type=float, default=0.1, help="fraction of the peak reached (job_resources.floor_fraction)")
+    ap.add_argument(
+        "--tflops",
+        type=float,
+        default=989.0,
+        help="the GPU's dense bf16 peak (H100 / H200 SXM: 989)",
+    )
+    ap.add_argument(
+        "--fraction",
+        type=float,
+        default=0.1,
+        help="fraction of the peak reached (job_resources.floor_fraction)",
+    )
     args = ap.parse_args()
 
     cfg = overlay(yaml.safe_load(open(args.config)), yaml.safe_load(open(args.overlay)))
@@ -308,7 +441,11 @@ def main() -> None:
         cells = []
         for row in table.values():
             f = sum(row.values()) if stage == "total" else row.get(stage)
-            cells.append("—" if f is None else f"{hours(f, args.tflops):.2f} / {hours(f, args.tflops, args.fraction):.1f}")
+            cells.append(
+                "—"
+                if f is None
+                else f"{hours(f, args.tflops):.2f} / {hours(f, args.tflops, args.fraction):.1f}"
+            )
         print(f"| {stage} | " + " | ".join(cells) + " |")
 
 

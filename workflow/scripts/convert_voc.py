@@ -6,5 +6,10 @@ from vlmloc.workflow import logged
 
 with logged(snakemake) as log:
     coco = convert(Path(snakemake.input[0]) / "VOCdevkit" / "VOC2012", split=snakemake.params.split)
-    log.info("VOC %s: %d images, %d instances", snakemake.params.split, len(coco["images"]), len(coco["annotations"]))
+    log.info(
+        "VOC %s: %d images, %d instances",
+        snakemake.params.split,
+        len(coco["images"]),
+        len(coco["annotations"]),
+    )
     write_json(coco, snakemake.output[0])

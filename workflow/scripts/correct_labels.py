@@ -8,7 +8,11 @@ with logged(snakemake) as log:
     if snakemake.params.correction == "coco_rem":
         corrected = load_json(Path(snakemake.input.corrected) / "instances_valrem.json")
         out = apply_label_correction(original, corrected)
-        log.info("COCO-ReM: %d annotations replace COCO's %d", len(out["annotations"]), len(original["annotations"]))
+        log.info(
+            "COCO-ReM: %d annotations replace COCO's %d",
+            len(out["annotations"]),
+            len(original["annotations"]),
+        )
     else:
         out = normalize(original)
     write_json(out, snakemake.output[0])

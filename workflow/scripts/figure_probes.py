@@ -16,7 +16,16 @@ with logged(snakemake) as log:
     if snakemake.rule == "figure_probes_fig2":
         plot_fig2(read("summary"), read("cells"), models, p.figure_method, acc, out.png, out.pdf)
     elif snakemake.rule == "figure_probes_fig11":
-        plot_fig11(read("summary"), read("cells"), models, p.figure_method, acc, dict(p.fig11_layers), out.png, out.pdf)
+        plot_fig11(
+            read("summary"),
+            read("cells"),
+            models,
+            p.figure_method,
+            acc,
+            dict(p.fig11_layers),
+            out.png,
+            out.pdf,
+        )
     elif snakemake.rule == "figure_probe_methods":
         plot_methods(read("summary"), models, list(p.methods), acc, out.png, out.pdf)
     else:

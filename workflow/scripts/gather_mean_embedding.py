@@ -8,5 +8,11 @@ with logged(snakemake) as log:
     stats = combine_embedding_sums([torch.load(f, weights_only=True) for f in snakemake.input])
     stats["image_set"] = dict(snakemake.params.image_set)
     save_torch(stats, snakemake.output[0])
-    log.info("%d images, %d visual tokens from %d shards; token norm %.3f +- %.3f", stats["n_images"],
-             stats["n_tokens"], len(snakemake.input), stats["norm_mean"], stats["norm_std"])  # fmt: skip
+    log.info(
+        "%d images, %d visual tokens from %d shards; token norm %.3f +- %.3f",
+        stats["n_images"],
+        stats["n_tokens"],
+        len(snakemake.input),
+        stats["norm_mean"],
+        stats["norm_std"],
+    )

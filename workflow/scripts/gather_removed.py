@@ -5,7 +5,11 @@ from vlmloc.workflow import logged, write_parquet
 
 with logged(snakemake) as log:
     index = pd.concat([pd.read_parquet(p) for p in snakemake.input.shards], ignore_index=True)
-    check_gathered(index["sample_id"], pd.read_parquet(snakemake.input.samples)["sample_id"], "object-removed images")
+    check_gathered(
+        index["sample_id"],
+        pd.read_parquet(snakemake.input.samples)["sample_id"],
+        "object-removed images",
+    )
     index = index.sort_values("sample_id", kind="stable").reset_index(drop=True)
     write_parquet(index, snakemake.output[0])
     log.info("%d object-removed images from %d shards", len(index), len(snakemake.input.shards))

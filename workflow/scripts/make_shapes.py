@@ -15,4 +15,9 @@ with logged(snakemake) as log:
     )
     out = Path(snakemake.output.annotations).parent
     coco = generate(out, n_images=p["n_images"], seed=p["seed"], spec=spec)
-    log.info("shapes: %d images, %d objects, %d categories", len(coco["images"]), len(coco["annotations"]), len(coco["categories"]))
+    log.info(
+        "shapes: %d images, %d objects, %d categories",
+        len(coco["images"]),
+        len(coco["annotations"]),
+        len(coco["categories"]),
+    )

@@ -12,13 +12,25 @@ with logged(snakemake) as log:
     m = dict(p.model)
     device = resolve_device(p.device)
     adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
-    log.info("%s on %s (%d threads), rule %s", snakemake.wildcards.model, device, snakemake.threads, snakemake.rule)
+    log.info(
+        "%s on %s (%d threads), rule %s",
+        snakemake.wildcards.model,
+        device,
+        snakemake.threads,
+        snakemake.rule,
+    )
 
     images = images_in_image_set(p.image_set, p.shapes_spec)
     shard, shards = int(snakemake.wildcards.shard), p.shards
     indices = shard_indices(len(images), shard, shards)
-    log.info("mean visual embedding, shard %d/%d: %d of %d images (%s)", shard, shards, len(indices),
-             len(images), p.image_set["images"])  # fmt: skip
+    log.info(
+        "mean visual embedding, shard %d/%d: %d of %d images (%s)",
+        shard,
+        shards,
+        len(indices),
+        len(images),
+        p.image_set["images"],
+    )
     sums = embedding_sums(adapter, images, indices, batch_size=p.batch_size, progress=True)
     save_torch(sums, snakemake.output[0])
     log.info("%d visual tokens summed", sums["n_tokens"])

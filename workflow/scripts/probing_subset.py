@@ -15,12 +15,22 @@ with logged(snakemake) as log:
     answers = {m: pd.read_parquet(p) for m, p in zip(models, snakemake.input.answers, strict=True)}
     subset = probing_subset(samples, kept)
     if subset.empty:
-        log.warning("the probing subset is EMPTY: no sample passed every model's hallucination filter "
-                    "(random-weight models identify nothing); downstream outputs will be empty")
+        log.warning(
+            "the probing subset is EMPTY: no sample passed every model's hallucination filter "
+            "(random-weight models identify nothing); downstream outputs will be empty"
+        )
     write_parquet(subset, snakemake.output.subset)
-    with open(snakemake.output.ids, "w") as f:  # what the experiments depend on (compared by checksum)
+    with open(
+        snakemake.output.ids, "w"
+    ) as f:  # what the experiments depend on (compared by checksum)
         f.writelines(f"{i}\n" for i in sorted(subset["sample_id"]))
     write_tsv(counts_table(snakemake.params.kind, samples, kept, subset), snakemake.output.counts)
-    write_tsv(baseline_accuracy(answers, subset, snakemake.params.paper_names), snakemake.output.accuracy)
+    write_tsv(
+        baseline_accuracy(answers, subset, snakemake.params.paper_names), snakemake.output.accuracy
+    )
     write_tsv(false_positive_rates(answers), snakemake.output.fpr)
-    log.info("probing subset: %d samples in %d images", len(subset), subset["image_id"].nunique() if len(subset) else 0)
+    log.info(
+        "probing subset: %d samples in %d images",
+        len(subset),
+        subset["image_id"].nunique() if len(subset) else 0,
+    )

@@ -26,7 +26,13 @@ with logged(snakemake) as log:
     m = dict(p.model)
     device = resolve_device(p.device)
     adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
-    log.info("%s on %s (%d threads), rule %s", snakemake.wildcards.model, device, snakemake.threads, snakemake.rule)
+    log.info(
+        "%s on %s (%d threads), rule %s",
+        snakemake.wildcards.model,
+        device,
+        snakemake.threads,
+        snakemake.rule,
+    )
 
     experiment = get_experiment(p.experiment)
     shard, shards = int(snakemake.wildcards.shard), p.shards
@@ -38,20 +44,46 @@ with logged(snakemake) as log:
     categories, present = categories_of(coco, samples)
     reason = experiment.skip_reason(adapter)
     if reason:
-        log.warning("experiment %s skipped for %s: %s", p.experiment, snakemake.wildcards.model, reason)
+        log.warning(
+            "experiment %s skipped for %s: %s", p.experiment, snakemake.wildcards.model, reason
+        )
         samples = samples.iloc[:0]
-    stats = torch.load(snakemake.input.mean, weights_only=True) if snakemake.input.get("mean") else {}
+    stats = (
+        torch.load(snakemake.input.mean, weights_only=True) if snakemake.input.get("mean") else {}
+    )
     runner = Runner(adapter, batch_size=p.batch_size, pixel_cache=max(256, len(samples)))
-    job = ShardJob(adapter, runner, samples, categories, dict(p.settings), dict(p.max_new_tokens),
-                   mean=stats.get("mean"), embedding_stats=stats, present=present, pool=pool,
-                   others=other_objects(coco, samples),
-                   upstream={k.removeprefix("upstream_"): v for k, v in snakemake.input.items()
-                             if k.startswith("upstream_")})  # fmt: skip
+    job = ShardJob(
+        adapter,
+        runner,
+        samples,
+        categories,
+        dict(p.settings),
+        dict(p.max_new_tokens),
+        mean=stats.get("mean"),
+        embedding_stats=stats,
+        present=present,
+        pool=pool,
+        others=other_objects(coco, samples),
+        upstream={
+            k.removeprefix("upstream_"): v
+            for k, v in snakemake.input.items()
+            if k.startswith("upstream_")
+        },
+    )
     log.info("%s: %d samples (shard %d/%d)", p.experiment, len(samples), shard, shards)
     cache = VisionCache.from_mb(p.vision_cache_mb)
     with cache.installed(adapter):
         raw = run_shard(experiment, job, log)
-    log.info("vision cache: %d tower calls, %d views computed, %d reused (%.0f MiB held)", cache.calls,
-             cache.views_computed, cache.hits, cache.bytes / 2**20)  # fmt: skip
+    log.info(
+        "vision cache: %d tower calls, %d views computed, %d reused (%.0f MiB held)",
+        cache.calls,
+        cache.views_computed,
+        cache.hits,
+        cache.bytes / 2**20,
+    )
     write_parquet(raw if len(raw) else pd.DataFrame(columns=RAW_COLUMNS), snakemake.output[0])
-    log.info("%d raw rows, %d cut off at max_new_tokens", len(raw), int(raw["truncated"].sum()) if len(raw) else 0)
+    log.info(
+        "%d raw rows, %d cut off at max_new_tokens",
+        len(raw),
+        int(raw["truncated"].sum()) if len(raw) else 0,
+    )

@@ -19,5 +19,9 @@ with logged(snakemake) as log:
         scored = score_rows(raw, samples, snakemake.params.family, categories)
         write_parquet(scored, snakemake.output[0])
         loc = scored[scored["task"] == "localization"]
-        log.info("%d rows from %d shards; %d unparsed boxes", len(scored), len(snakemake.input.shards),
-                 int((loc["status"] != "ok").sum()))  # fmt: skip
+        log.info(
+            "%d rows from %d shards; %d unparsed boxes",
+            len(scored),
+            len(snakemake.input.shards),
+            int((loc["status"] != "ok").sum()),
+        )

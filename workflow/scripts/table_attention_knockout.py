@@ -9,4 +9,8 @@ with logged(snakemake) as log:
     table = knockout_table(rows, dict(p.bootstrap))
     write_tsv(table, snakemake.output.layers)
     write_tsv(knockout_summary(table, dict(p.paper_names)), snakemake.output.summary)
-    log.info("knockout: %d conditions over %d models", len(table), table["model"].nunique() if len(table) else 0)
+    log.info(
+        "knockout: %d conditions over %d models",
+        len(table),
+        table["model"].nunique() if len(table) else 0,
+    )

@@ -11,5 +11,12 @@ with logged(snakemake) as log:
         cells.insert(0, "model", model)
         parts.append(cells)
         diag = cells[cells["padding"] == cells["scale"]]
-        log.info("%s: %s", model, ", ".join(f"p=s={int(r.padding)}: {r.mean:.1f} [{r.lo:.1f}, {r.hi:.1f}]" for r in diag.itertuples()))
+        log.info(
+            "%s: %s",
+            model,
+            ", ".join(
+                f"p=s={int(r.padding)}: {r.mean:.1f} [{r.lo:.1f}, {r.hi:.1f}]"
+                for r in diag.itertuples()
+            ),
+        )
     write_tsv(pd.concat(parts, ignore_index=True), snakemake.output[0])

@@ -11,7 +11,19 @@ with logged(snakemake) as log:
     table = table3(rows, dict(p.paper_names), dict(p.bootstrap))
     write_tsv(table, snakemake.output.tsv)
     with open(snakemake.output.md, "w") as fh:
-        fh.write(format_table3(table) if len(table) else "No model with local views ran this experiment.\n")
-    write_tsv(size_drops(rows, dict(p.paper_names), p.figure_padding, dict(p.bootstrap)), snakemake.output.sizes)
+        fh.write(
+            format_table3(table)
+            if len(table)
+            else "No model with local views ran this experiment.\n"
+        )
+    write_tsv(
+        size_drops(rows, dict(p.paper_names), p.figure_padding, dict(p.bootstrap)),
+        snakemake.output.sizes,
+    )
     for model, t in table.groupby("model"):
-        log.info("%s: %d samples with local views, %d single-view excluded", model, t["n"].max(), t["n_excluded"].iloc[0])
+        log.info(
+            "%s: %d samples with local views, %d single-view excluded",
+            model,
+            t["n"].max(),
+            t["n_excluded"].iloc[0],
+        )

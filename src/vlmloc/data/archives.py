@@ -22,11 +22,17 @@ def extract(archive: str | Path, dest: str | Path, members_under: str | None = N
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                names = [n for n in zf.namelist() if not members_under or n.startswith(members_under)]
+                names = [
+                    n for n in zf.namelist() if not members_under or n.startswith(members_under)
+                ]
                 zf.extractall(tmp, members=names)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tf:
-                members = [m for m in tf.getmembers() if not members_under or m.name.startswith(members_under)]
+                members = [
+                    m
+                    for m in tf.getmembers()
+                    if not members_under or m.name.startswith(members_under)
+                ]
                 tf.extractall(tmp, members=members, filter="data")
         else:
             raise ValueError(f"{archive} is neither a zip nor a tar archive")

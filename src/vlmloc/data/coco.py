@@ -29,7 +29,10 @@ def to_compressed_rle(segmentation, height: int, width: int) -> dict:
     else:
         raise ValueError(f"unknown segmentation type: {type(segmentation).__name__}")
     counts = rle["counts"]
-    return {"size": [int(s) for s in rle["size"]], "counts": counts.decode() if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(s) for s in rle["size"]],
+        "counts": counts.decode() if isinstance(counts, bytes) else counts,
+    }
 
 
 def encode_mask(mask: np.ndarray) -> dict:

@@ -83,7 +83,9 @@ def fetch(
             last_error = e
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
             last_error = e
-        log.warning("download %s failed (attempt %d/%d): %s", url, attempt + 1, retries + 1, last_error)
+        log.warning(
+            "download %s failed (attempt %d/%d): %s", url, attempt + 1, retries + 1, last_error
+        )
         time.sleep(backoff * (2**attempt))
     else:
         part.unlink(missing_ok=True)

@@ -17,9 +17,23 @@ import pandas as pd
 from .coco import decode_mask
 
 SAMPLE_COLUMNS = [
-    "sample_id", "image_id", "ann_id", "category_id", "category", "image_path", "width", "height",
-    "bbox_x", "bbox_y", "bbox_w", "bbox_h", "area", "area_fraction", "size_bucket", "mask_rle",
-]  # fmt: skip
+    "sample_id",
+    "image_id",
+    "ann_id",
+    "category_id",
+    "category",
+    "image_path",
+    "width",
+    "height",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+    "area",
+    "area_fraction",
+    "size_bucket",
+    "mask_rle",
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,9 @@ def size_bucket(bbox_w: float, bbox_h: float) -> str:
     return "small" if a < 32**2 else ("medium" if a <= 96**2 else "large")
 
 
-def filter_samples(coco: dict, image_dir: str | Path, settings: FilterSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def filter_samples(
+    coco: dict, image_dir: str | Path, settings: FilterSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (samples, counts): the kept samples and a table of counts after each step."""
     images = {im["id"]: im for im in coco["images"]}
     names = {c["id"]: c["name"] for c in coco["categories"]}
@@ -51,15 +67,27 @@ def filter_samples(coco: dict, image_dir: str | Path, settings: FilterSettings) 
         return a["area"] / float(im["width"] * im["height"])
 
     kept = [a for a in kept if settings.min_area_fraction <= frac(a) <= settings.max_area_fraction]
-    steps.append((f"object size {settings.min_area_fraction:g}..{settings.max_area_fraction:g} of image", kept))
-    kept = [a for a in kept if min(images[a["image_id"]]["width"], images[a["image_id"]]["height"]) >= settings.min_side]
+    steps.append(
+        (
+            f"object size {settings.min_area_fraction:g}..{settings.max_area_fraction:g} of image",
+            kept,
+        )
+    )
+    kept = [
+        a
+        for a in kept
+        if min(images[a["image_id"]]["width"], images[a["image_id"]]["height"]) >= settings.min_side
+    ]
     steps.append((f"min image side >= {settings.min_side}px", kept))
     if settings.unique_category:
         kept = [a for a in kept if instances[(a["image_id"], a["category_id"])] == 1]
         steps.append(("single instance of the category", kept))
 
     counts = pd.DataFrame(
-        [{"step": s, "annotations": len(a), "images": len({x["image_id"] for x in a})} for s, a in steps]
+        [
+            {"step": s, "annotations": len(a), "images": len({x["image_id"] for x in a})}
+            for s, a in steps
+        ]
     )
     rows = []
     for a in kept:

@@ -53,12 +53,16 @@ class LamaInpainter:
     def __init__(self, weights: str | None = None, device: str | None = None):
         if weights:
             if not Path(weights).is_file():
-                raise FileNotFoundError(f"LaMa weights not found at {weights} (config inpainting.lama_weights)")
+                raise FileNotFoundError(
+                    f"LaMa weights not found at {weights} (config inpainting.lama_weights)"
+                )
             os.environ["LAMA_MODEL"] = str(weights)
         import torch
         from simple_lama_inpainting import SimpleLama
 
-        self.model = SimpleLama(device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+        self.model = SimpleLama(
+            device=torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        )
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = self.model(Image.fromarray(image), Image.fromarray(mask.astype(np.uint8) * 255))

@@ -46,7 +46,9 @@ class ShapesSpec:
         for s in self.shapes:
             if s not in SHAPES:
                 raise ValueError(f"unknown shape {s!r}; known: {SHAPES}")
-        object.__setattr__(self, "categories", [f"{c} {s}" for c in self.colours for s in self.shapes])
+        object.__setattr__(
+            self, "categories", [f"{c} {s}" for c in self.colours for s in self.shapes]
+        )
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -132,7 +134,9 @@ def render_scene(rng: np.random.Generator, spec: ShapesSpec, size: tuple[int, in
         base = np.array(COLOURS[colour], dtype=np.float32) + rng.uniform(-15, 15, size=3)
         shade = rng.normal(0, 4, size=(h, w, 1))
         image[mask] = np.clip(base[None] + shade[mask], 0, 255).astype(np.uint8)
-        objects.append({"category": f"{colour} {shape}", "colour": colour, "shape": shape, "mask": mask})
+        objects.append(
+            {"category": f"{colour} {shape}", "colour": colour, "shape": shape, "mask": mask}
+        )
     return image, background, objects
 
 
@@ -148,19 +152,30 @@ def generate(out_dir: str | Path, n_images: int, seed: int, spec: ShapesSpec) ->
         image, background, objects = render_scene(rng, spec)
         h, w = image.shape[:2]
         stem = f"{image_id:06d}"
-        Image.fromarray(image).save(out / "images" / f"{stem}.png", compress_level=1)  # lossless; level 6 took 80% of the time
+        Image.fromarray(image).save(
+            out / "images" / f"{stem}.png", compress_level=1
+        )  # lossless; level 6 took 80% of the time
         images.append({"id": image_id, "file_name": f"{stem}.png", "width": w, "height": h})
         for k, obj in enumerate(objects):
             ann_id = image_id * 10 + k
             removed = image.copy()
             removed[obj["mask"]] = background[obj["mask"]]
-            Image.fromarray(removed).save(out / "removed" / f"{stem}_{ann_id}.png", compress_level=1)
+            Image.fromarray(removed).save(
+                out / "removed" / f"{stem}_{ann_id}.png", compress_level=1
+            )
             rle = encode_mask(obj["mask"])
             area, bbox = rle_area_bbox(rle)
             anns.append(
-                {"id": ann_id, "image_id": image_id, "category_id": cat_ids[obj["category"]],
-                 "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": 0}
-            )  # fmt: skip
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat_ids[obj["category"]],
+                    "segmentation": rle,
+                    "area": area,
+                    "bbox": bbox,
+                    "iscrowd": 0,
+                }
+            )
     coco = {
         "info": {"dataset": "vlmloc synthetic shapes", "seed": seed},
         "images": images,

@@ -15,12 +15,34 @@ from PIL import Image
 from .coco import encode_mask, rle_area_bbox
 
 VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-]  # fmt: skip
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 # Names as they are asked in prompts ("the dining table", not "the diningtable").
-PROMPT_NAMES = {"aeroplane": "airplane", "diningtable": "dining table", "pottedplant": "potted plant", "tvmonitor": "tv monitor"}
+PROMPT_NAMES = {
+    "aeroplane": "airplane",
+    "diningtable": "dining table",
+    "pottedplant": "potted plant",
+    "tvmonitor": "tv monitor",
+}
 
 
 def voc_image_id(stem: str) -> int:
@@ -38,7 +60,9 @@ def convert(voc_root: str | Path, split: str = "trainval") -> dict:
         cls = np.array(Image.open(root / "SegmentationClass" / f"{stem}.png"))
         h, w = obj.shape
         image_id = voc_image_id(stem)
-        images.append({"id": image_id, "file_name": f"{stem}.jpg", "width": int(w), "height": int(h)})
+        images.append(
+            {"id": image_id, "file_name": f"{stem}.jpg", "width": int(w), "height": int(h)}
+        )
         for inst in np.unique(obj):
             if inst in (0, 255):
                 continue
@@ -51,7 +75,14 @@ def convert(voc_root: str | Path, split: str = "trainval") -> dict:
             rle = encode_mask(mask)
             area, bbox = rle_area_bbox(rle)
             anns.append(
-                {"id": image_id * 100 + int(inst), "image_id": image_id, "category_id": category_id,
-                 "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": 0}
-            )  # fmt: skip
+                {
+                    "id": image_id * 100 + int(inst),
+                    "image_id": image_id,
+                    "category_id": category_id,
+                    "segmentation": rle,
+                    "area": area,
+                    "bbox": bbox,
+                    "iscrowd": 0,
+                }
+            )
     return {"images": images, "annotations": anns, "categories": categories}

@@ -7,9 +7,24 @@ summaries, never torch or transformers (about 4 s saved per job). ``get_experime
 
 import importlib
 
-MODULES = ("screening", "token_ablation", "attention_knockout", "containerization", "view_ablation", "mediation",
-           "head_ablation")  # fmt: skip
-_FROM_BASE = ("EXPERIMENTS", "Condition", "Experiment", "ShardJob", "get_experiment", "register", "run_shard")
+MODULES = (
+    "screening",
+    "token_ablation",
+    "attention_knockout",
+    "containerization",
+    "view_ablation",
+    "mediation",
+    "head_ablation",
+)
+_FROM_BASE = (
+    "EXPERIMENTS",
+    "Condition",
+    "Experiment",
+    "ShardJob",
+    "get_experiment",
+    "register",
+    "run_shard",
+)
 __all__ = list(_FROM_BASE)
 
 

@@ -43,7 +43,9 @@ from .token_ablation import object_indices
 TRANSLATED_SALT = 0x7472  # a translated draw's stream differs from the random draw of the same seed
 
 
-def random_controls(adapter, samples, seeds, padding: int = 1) -> dict[int, tuple[list[np.ndarray], list[str]]]:
+def random_controls(
+    adapter, samples, seeds, padding: int = 1
+) -> dict[int, tuple[list[np.ndarray], list[str]]]:
     """Per seed: per sample, as many tokens as its object mask (padding 0) has, drawn outside the
     mask padded by ``padding`` (``random_outside_indices``), and why a sample has none ("" if it has).
     A sample's draw depends on (seed, sample id, count) only, not on its shard."""
@@ -51,25 +53,42 @@ def random_controls(adapter, samples, seeds, padding: int = 1) -> dict[int, tupl
     records = samples.to_dict("records")
     out = {}
     for seed in seeds:
-        draws = [random_outside_indices(adapter.layout(int(r["width"]), int(r["height"])), sample_mask(r), k,
-                                        sample_rng(seed, r["sample_id"], k), padding)
-                 for r, k in zip(records, counts, strict=True)]  # fmt: skip
+        draws = [
+            random_outside_indices(
+                adapter.layout(int(r["width"]), int(r["height"])),
+                sample_mask(r),
+                k,
+                sample_rng(seed, r["sample_id"], k),
+                padding,
+            )
+            for r, k in zip(records, counts, strict=True)
+        ]
         out[int(seed)] = ([d[0] for d in draws], [d[1] for d in draws])
     return out
 
 
-def translated_controls(adapter, samples, seeds, padding: int = 1, others=None) -> dict[int, tuple[list[np.ndarray], list[str]]]:
+def translated_controls(
+    adapter, samples, seeds, padding: int = 1, others=None
+) -> dict[int, tuple[list[np.ndarray], list[str]]]:
     """Per seed: per sample, the object's token mask translated to a background place
     (``object_translations``, ``draw_translation``), and why a sample has none ("" if it has).
     ``others``: per sample, the union mask of its image's other objects (or None: unknown)."""
     records = samples.to_dict("records")
     others = others if others is not None else [None] * len(records)
-    choices = [object_translations(adapter.layout(int(r["width"]), int(r["height"])), sample_mask(r), padding, o)
-               for r, o in zip(records, others, strict=True)]  # fmt: skip
+    choices = [
+        object_translations(
+            adapter.layout(int(r["width"]), int(r["height"])), sample_mask(r), padding, o
+        )
+        for r, o in zip(records, others, strict=True)
+    ]
     out = {}
     for seed in seeds:
-        idx = [draw_translation(c, sample_rng(seed, r["sample_id"], TRANSLATED_SALT)) if not why else np.zeros(0, dtype=int)
-               for r, (c, why) in zip(records, choices, strict=True)]  # fmt: skip
+        idx = [
+            draw_translation(c, sample_rng(seed, r["sample_id"], TRANSLATED_SALT))
+            if not why
+            else np.zeros(0, dtype=int)
+            for r, (c, why) in zip(records, choices, strict=True)
+        ]
         out[int(seed)] = (idx, [why for _, why in choices])
     return out
 
@@ -85,34 +104,62 @@ class AttentionKnockoutExperiment(Experiment):
     def conditions(self, job: ShardJob, log=None) -> Iterator[Condition]:
         s, samples, adapter = job.settings, job.samples, job.adapter
         n = adapter.num_layers
-        masks = {("object", p, None): (object_indices(adapter, samples, p), None) for p in s["paddings"]}
+        masks = {
+            ("object", p, None): (object_indices(adapter, samples, p), None) for p in s["paddings"]
+        }
         outside = int(s.get("random_outside_padding", 1))
         if s.get("random_control", True):
-            for seed, draw in random_controls(adapter, samples, s.get("random_seeds", [0]), outside).items():
+            for seed, draw in random_controls(
+                adapter, samples, s.get("random_seeds", [0]), outside
+            ).items():
                 masks[("random", 0, seed)] = draw
         if s.get("translated_control", True):
             others = job.other_masks()
             if log is not None and job.others is None:
-                log.warning("translated control: the samples name no annotation; other objects are not avoided")
-            for seed, draw in translated_controls(adapter, samples, s.get("translated_seeds", [0]), outside, others).items():
+                log.warning(
+                    "translated control: the samples name no annotation; other objects are not avoided"
+                )
+            for seed, draw in translated_controls(
+                adapter, samples, s.get("translated_seeds", [0]), outside, others
+            ).items():
                 masks[("translated", 0, seed)] = draw
         if log is not None:
             for (strategy, _, seed), (_, why) in masks.items():
                 skipped = Counter(w for w in (why or []) if w)
                 if skipped:
-                    log.info("%s control, seed %s: %d of %d samples skipped (%s)", strategy, seed, sum(skipped.values()),
-                             len(samples), "; ".join(f"{k}: {v}" for k, v in skipped.most_common(5)))  # fmt: skip
+                    log.info(
+                        "%s control, seed %s: %d of %d samples skipped (%s)",
+                        strategy,
+                        seed,
+                        sum(skipped.values()),
+                        len(samples),
+                        "; ".join(f"{k}: {v}" for k, v in skipped.most_common(5)),
+                    )
         yield Condition("baseline", {"strategy": "baseline"})
         controlled = control_windows(n, s)
-        for first, last in layer_windows(n, window_sizes(s), s.get("stride"), s.get("all_layers", True)):
+        for first, last in layer_windows(
+            n, window_sizes(s), s.get("stride"), s.get("all_layers", True)
+        ):
             size = last - first + 1
             where = {"window": size if size < n else n, "layer_first": first, "layer_last": last}
             for (strategy, padding, seed), (keys, why) in masks.items():
                 if strategy != "object" and (first, last) not in controlled:
                     continue
                 if strategy == "object":
-                    params, name = {"strategy": "object", "padding": padding, **where}, f"object{padding:+d}_l{first}-{last}"
+                    params, name = (
+                        {"strategy": "object", "padding": padding, **where},
+                        f"object{padding:+d}_l{first}-{last}",
+                    )
                 else:
-                    params, name = {"strategy": strategy, "padding": padding, "seed": seed, **where}, f"{strategy}_s{seed}_l{first}-{last}"
+                    params, name = (
+                        {"strategy": strategy, "padding": padding, "seed": seed, **where},
+                        f"{strategy}_s{seed}_l{first}-{last}",
+                    )
                 extra = [{"skip_reason": w} for w in why] if why is not None else None
-                yield Condition(name, params, AttentionKnockout(range(first, last + 1), keys), edited=keys, extra=extra)
+                yield Condition(
+                    name,
+                    params,
+                    AttentionKnockout(range(first, last + 1), keys),
+                    edited=keys,
+                    extra=extra,
+                )

@@ -43,12 +43,18 @@ class Condition:
     image: str = "original"
     tasks: tuple[str, ...] = ("localization", "list")
     edited: Sequence[np.ndarray] | None = None  # per sample: the image-token indices it edits
-    extra: Sequence[dict] | None = None  # per sample: more raw columns (e.g. the IG completeness gap)
-    score_gold: bool = False  # also teacher-force the gold answer: column gold_nll (log-perplexity of its content)
+    extra: Sequence[dict] | None = (
+        None  # per sample: more raw columns (e.g. the IG completeness gap)
+    )
+    score_gold: bool = (
+        False  # also teacher-force the gold answer: column gold_nll (log-perplexity of its content)
+    )
 
     def __post_init__(self):
         if self.image not in IMAGES:
-            raise ValueError(f"condition {self.name}: image must be one of {IMAGES}, not {self.image!r}")
+            raise ValueError(
+                f"condition {self.name}: image must be one of {IMAGES}, not {self.image!r}"
+            )
 
 
 @dataclass
@@ -62,12 +68,20 @@ class ShardJob:
     settings: dict  # the experiment's config entry
     max_new_tokens: dict[str, int]
     mean: torch.Tensor | None = None  # the model's mean visual embedding at the LLM input
-    embedding_stats: dict = field(default_factory=dict)  # norm_mean / norm_std over the mean's image set
-    present: list[list[str]] | None = None  # per sample: the categories in its image (dataset order)
+    embedding_stats: dict = field(
+        default_factory=dict
+    )  # norm_mean / norm_std over the mean's image set
+    present: list[list[str]] | None = (
+        None  # per sample: the categories in its image (dataset order)
+    )
     progress: bool = True
     pool: pd.DataFrame | None = None  # the whole probing subset, not only this shard's samples
-    upstream: dict[str, str] = field(default_factory=dict)  # experiment -> its gathered output this one reads
-    others: list[list[dict]] | None = None  # per sample: RLE masks of its image's OTHER annotated objects
+    upstream: dict[str, str] = field(
+        default_factory=dict
+    )  # experiment -> its gathered output this one reads
+    others: list[list[dict]] | None = (
+        None  # per sample: RLE masks of its image's OTHER annotated objects
+    )
 
     def other_masks(self) -> list[np.ndarray | None]:
         """Per sample: the union of its image's other objects (boolean (H, W)), None when unknown."""
@@ -98,9 +112,19 @@ class ShardJob:
     def without(self, sample_ids) -> ShardJob:
         """The same job on the samples not in ``sample_ids``."""
         keep = ~self.samples["sample_id"].isin(set(sample_ids)).to_numpy()
-        present = [p for p, k in zip(self.present, keep, strict=True) if k] if self.present is not None else None
-        others = [o for o, k in zip(self.others, keep, strict=True) if k] if self.others is not None else None
-        return replace(self, samples=self.samples[keep].reset_index(drop=True), present=present, others=others)
+        present = (
+            [p for p, k in zip(self.present, keep, strict=True) if k]
+            if self.present is not None
+            else None
+        )
+        others = (
+            [o for o, k in zip(self.others, keep, strict=True) if k]
+            if self.others is not None
+            else None
+        )
+        return replace(
+            self, samples=self.samples[keep].reset_index(drop=True), present=present, others=others
+        )
 
 
 class Experiment:
@@ -172,8 +196,22 @@ def token_counts(adapter: Adapter, record: dict, edited: np.ndarray | None) -> d
     return out
 
 
-RAW_COLUMNS = ["sample_id", "experiment", "condition", "task", "image", "prompt", "answer", "truncated",
-               "n_tokens", "n_edited", "n_tokens_global", "n_edited_global", "n_tokens_local", "n_edited_local"]  # fmt: skip
+RAW_COLUMNS = [
+    "sample_id",
+    "experiment",
+    "condition",
+    "task",
+    "image",
+    "prompt",
+    "answer",
+    "truncated",
+    "n_tokens",
+    "n_edited",
+    "n_tokens_global",
+    "n_edited_global",
+    "n_tokens_local",
+    "n_edited_local",
+]
 
 
 def run_shard(experiment: Experiment, job: ShardJob, log=None) -> pd.DataFrame:
@@ -183,16 +221,35 @@ def run_shard(experiment: Experiment, job: ShardJob, log=None) -> pd.DataFrame:
     if excluded:
         job = job.without(excluded)
         if log is not None:
-            log.info("%d samples excluded (%s)", len(excluded), "; ".join(sorted(set(excluded.values()))))
+            log.info(
+                "%d samples excluded (%s)", len(excluded), "; ".join(sorted(set(excluded.values())))
+            )
     if not len(job.samples):
-        out = pd.DataFrame(columns=RAW_COLUMNS[:3] + list(experiment.param_columns) + RAW_COLUMNS[3:])
+        out = pd.DataFrame(
+            columns=RAW_COLUMNS[:3] + list(experiment.param_columns) + RAW_COLUMNS[3:]
+        )
     else:
         out = experiment.run(job, log)
     if excluded:
-        rows = [{"sample_id": sid, "experiment": experiment.name, "condition": EXCLUDED, "task": "none",
-                 "image": "original", "prompt": "", "answer": why, "truncated": False} for sid, why in excluded.items()]  # fmt: skip
+        rows = [
+            {
+                "sample_id": sid,
+                "experiment": experiment.name,
+                "condition": EXCLUDED,
+                "task": "none",
+                "image": "original",
+                "prompt": "",
+                "answer": why,
+                "truncated": False,
+            }
+            for sid, why in excluded.items()
+        ]
         attrs = dict(out.attrs)  # concat keeps attrs only when every part has the same
-        out = pd.concat([out, pd.DataFrame(rows).reindex(columns=out.columns)], ignore_index=True) if len(out) else pd.DataFrame(rows).reindex(columns=out.columns)
+        out = (
+            pd.concat([out, pd.DataFrame(rows).reindex(columns=out.columns)], ignore_index=True)
+            if len(out)
+            else pd.DataFrame(rows).reindex(columns=out.columns)
+        )
         out.attrs.update(attrs)
     return out
 
@@ -202,7 +259,9 @@ def shares_prefix(cond: Condition) -> bool:
     return cond.intervention is None or not getattr(cond.intervention, "touches_prefix", True)
 
 
-def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = (), log=None) -> pd.DataFrame:
+def run_conditions(
+    experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = (), log=None
+) -> pd.DataFrame:
     """The loop behind ``run_shard``, for any iterable of conditions. Consecutive conditions that
     leave the prefix alone (a knockout after the image, the baseline) and ask the same tasks
     about the same images share one prefix run per batch (``Runner.generate_conditions``)."""
@@ -216,12 +275,21 @@ def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Se
             rows.extend(_run_group(experiment, group, job, log))
             group.clear()
 
-    expected: list[list[str]] = []  # every (condition, task) the experiment asked: the gather's check
+    expected: list[
+        list[str]
+    ] = []  # every (condition, task) the experiment asked: the gather's check
     for cond in conditions:
         expected.extend([cond.name, t] for t in cond.tasks)
         if cond.image == "removed" and any(pd.isna(r.get("removed_path")) for r in records):
-            raise ValueError(f"condition {cond.name} asks about object-removed images, and some samples have none")
-        same = (cond.image, cond.tasks, cond.score_gold) == (group[0].image, group[0].tasks, group[0].score_gold) if group else False
+            raise ValueError(
+                f"condition {cond.name} asks about object-removed images, and some samples have none"
+            )
+        same = (
+            (cond.image, cond.tasks, cond.score_gold)
+            == (group[0].image, group[0].tasks, group[0].score_gold)
+            if group
+            else False
+        )
         if group and not (shares_prefix(cond) and shares_prefix(group[0]) and same):
             flush()
         group.append(cond)
@@ -234,35 +302,60 @@ def run_conditions(experiment: str, conditions, job: ShardJob, param_columns: Se
     return out
 
 
-def raw_row(experiment: str, cond: Condition, record: dict, task: str, prompt: str, answer, more: dict) -> dict:
+def raw_row(
+    experiment: str, cond: Condition, record: dict, task: str, prompt: str, answer, more: dict
+) -> dict:
     """One raw row: sample, condition and its parameters, task, the answer as generated."""
-    return {"sample_id": record["sample_id"], "experiment": experiment, "condition": cond.name, **cond.params,
-            "task": task, "image": cond.image, "prompt": prompt, "answer": str(answer),
-            "truncated": bool(getattr(answer, "truncated", False)), **more}  # fmt: skip
+    return {
+        "sample_id": record["sample_id"],
+        "experiment": experiment,
+        "condition": cond.name,
+        **cond.params,
+        "task": task,
+        "image": cond.image,
+        "prompt": prompt,
+        "answer": str(answer),
+        "truncated": bool(getattr(answer, "truncated", False)),
+        **more,
+    }
 
 
 def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None) -> list[dict]:
     records, first = job.records, group[0]
     images = [r["image_path"] if first.image == "original" else r["removed_path"] for r in records]
-    prompts = [[task_prompt(t, r["category"], job.categories) for r in records] for t in first.tasks]
+    prompts = [
+        [task_prompt(t, r["category"], job.categories) for r in records] for t in first.tasks
+    ]
     desc = first.name if len(group) == 1 else f"{first.name} +{len(group) - 1} sharing its prefix"
-    answers = job.runner.generate_conditions(images, prompts, [job.max_new_tokens[t] for t in first.tasks],
-                                             [c.intervention for c in group], desc=desc)  # fmt: skip
+    answers = job.runner.generate_conditions(
+        images,
+        prompts,
+        [job.max_new_tokens[t] for t in first.tasks],
+        [c.intervention for c in group],
+        desc=desc,
+    )
     gold = [[[{}] * len(records) for _ in first.tasks] for _ in group]
     if first.score_gold:
-        golds = [[job.adapter.answer_tokens(job.adapter.gold_answer(t, r)) for r in records] for t in first.tasks]
-        nll = job.runner.score_conditions(images, prompts, golds, [c.intervention for c in group], desc=desc)
+        golds = [
+            [job.adapter.answer_tokens(job.adapter.gold_answer(t, r)) for r in records]
+            for t in first.tasks
+        ]
+        nll = job.runner.score_conditions(
+            images, prompts, golds, [c.intervention for c in group], desc=desc
+        )
         gold = [[[{"gold_nll": float(v)} for v in task] for task in cond] for cond in nll]
     rows = []
     for cond, cond_answers, cond_gold in zip(group, answers, gold, strict=True):
         edited = cond.edited if cond.edited is not None else [None] * len(records)
         extra = cond.extra if cond.extra is not None else [{}] * len(records)
         counts = [token_counts(job.adapter, r, e) for r, e in zip(records, edited, strict=True)]
-        for task, task_prompts, task_answers, task_gold in zip(cond.tasks, prompts, cond_answers, cond_gold, strict=True):
-            for r, p, a, c, x, g in zip(records, task_prompts, task_answers, counts, extra, task_gold, strict=True):
+        for task, task_prompts, task_answers, task_gold in zip(
+            cond.tasks, prompts, cond_answers, cond_gold, strict=True
+        ):
+            for r, p, a, c, x, g in zip(
+                records, task_prompts, task_answers, counts, extra, task_gold, strict=True
+            ):
                 rows.append(raw_row(experiment, cond, r, task, p, a, {**c, **x, **g}))
         if log is not None:
             log.info("condition %s: %d samples x %s", cond.name, len(records), "/".join(cond.tasks))
     return rows
-
-

@@ -27,7 +27,9 @@ from .base import Condition, Experiment, ShardJob, register, sample_rng
 _MODES = {"full": 1, "object": 2}  # salts of the shuffle draws
 
 
-def grow_object(layout: ImageLayout, mask: np.ndarray, padding: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def grow_object(
+    layout: ImageLayout, mask: np.ndarray, padding: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(targets, sources): the ring of ``padding`` token layers around the object mask, view by
     view, and for each ring token an object token of the same view drawn uniformly (with
     replacement) whose embedding it gets."""
@@ -44,7 +46,9 @@ def grow_object(layout: ImageLayout, mask: np.ndarray, padding: int, rng: np.ran
     return np.concatenate(targets), np.concatenate(sources)
 
 
-def shuffle_tokens(layout: ImageLayout, mask: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def shuffle_tokens(
+    layout: ImageLayout, mask: np.ndarray | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(targets, sources) of a random permutation of every view's tokens (``mask=None``) or of
     the tokens inside the object mask, each view on its own."""
     grids = mask_grids(layout, mask, 0) if mask is not None else None
@@ -61,7 +65,9 @@ def ring_geometry(layout: ImageLayout, mask: np.ndarray, padding: int, grid: str
     """The object's and the ring's cells on the scale view, in pixels (JSON; for Fig. 9)."""
     v = scale_view(layout, grid)
     inside, grown = mask_grids(layout, mask, 0)[v.name], mask_grids(layout, mask, padding)[v.name]
-    return json.dumps({"view": v.name, "object": cell_boxes(v, inside), "ring": cell_boxes(v, grown & ~inside)})
+    return json.dumps(
+        {"view": v.name, "object": cell_boxes(v, inside), "ring": cell_boxes(v, grown & ~inside)}
+    )
 
 
 def gt_box(record: dict) -> tuple[float, float, float, float]:
@@ -82,18 +88,33 @@ class Containerization(Experiment):
         records, layouts = job.records, job.layouts()
         masks = [sample_mask(r) for r in records]
         grid, tasks = s["scale_grid"], tuple(s["tasks"])
-        boxes = [{f"gt_box_s{k}": list(scaled_box(gt_box(r), lay, int(k), grid)) for k in s["scales"]}
-                 for r, lay in zip(records, layouts, strict=True)]  # fmt: skip
+        boxes = [
+            {f"gt_box_s{k}": list(scaled_box(gt_box(r), lay, int(k), grid)) for k in s["scales"]}
+            for r, lay in zip(records, layouts, strict=True)
+        ]
         yield Condition("baseline", {"padding": 0}, tasks=tasks, extra=boxes)
         for p in s["paddings"]:
-            geometry = [{"ring_geometry": ring_geometry(lay, m, int(p), grid)} for lay, m in zip(layouts, masks, strict=True)]
+            geometry = [
+                {"ring_geometry": ring_geometry(lay, m, int(p), grid)}
+                for lay, m in zip(layouts, masks, strict=True)
+            ]
             for i, seed in enumerate(s["seeds"]):
-                moves = [grow_object(lay, m, int(p), sample_rng(seed, r["sample_id"], int(p)))
-                         for r, lay, m in zip(records, layouts, masks, strict=True)]  # fmt: skip
+                moves = [
+                    grow_object(lay, m, int(p), sample_rng(seed, r["sample_id"], int(p)))
+                    for r, lay, m in zip(records, layouts, masks, strict=True)
+                ]
                 targets, sources = [t for t, _ in moves], [src for _, src in moves]
-                extra = [{**b, **g} for b, g in zip(boxes, geometry, strict=True)] if i == 0 else boxes
-                yield Condition(f"grow{p:+d}_s{seed}", {"padding": int(p), "seed": int(seed)},
-                                CopyVisualTokens(targets, sources), tasks=tasks, edited=targets, extra=extra)  # fmt: skip
+                extra = (
+                    [{**b, **g} for b, g in zip(boxes, geometry, strict=True)] if i == 0 else boxes
+                )
+                yield Condition(
+                    f"grow{p:+d}_s{seed}",
+                    {"padding": int(p), "seed": int(seed)},
+                    CopyVisualTokens(targets, sources),
+                    tasks=tasks,
+                    edited=targets,
+                    extra=extra,
+                )
 
 
 @register
@@ -110,9 +131,18 @@ class TokenShuffle(Experiment):
             if mode not in _MODES:
                 raise ValueError(f"token_shuffle.modes: {mode!r} is not one of {sorted(_MODES)}")
             for seed in s["seeds"]:
-                moves = [shuffle_tokens(lay, sample_mask(r) if mode == "object" else None,
-                                        sample_rng(seed, r["sample_id"], _MODES[mode]))
-                         for r, lay in zip(records, layouts, strict=True)]  # fmt: skip
+                moves = [
+                    shuffle_tokens(
+                        lay,
+                        sample_mask(r) if mode == "object" else None,
+                        sample_rng(seed, r["sample_id"], _MODES[mode]),
+                    )
+                    for r, lay in zip(records, layouts, strict=True)
+                ]
                 targets = [t for t, _ in moves]
-                yield Condition(f"shuffle_{mode}_s{seed}", {"mode": mode, "seed": int(seed)},
-                                CopyVisualTokens(targets, [src for _, src in moves]), edited=targets)  # fmt: skip
+                yield Condition(
+                    f"shuffle_{mode}_s{seed}",
+                    {"mode": mode, "seed": int(seed)},
+                    CopyVisualTokens(targets, [src for _, src in moves]),
+                    edited=targets,
+                )

@@ -25,21 +25,69 @@ from .summary import bootstrap_ci
 
 TASKS = ("localization", "binary")  # binary: the paper's classification task for mediation
 PAIR_COLUMNS = ["task", "sample_id", "nll_base", "nll_src", "log_gap", "kept"]
-HEAD_COLUMNS = ["task", "layer", "head", "mf_mean", "mf_lo", "mf_hi", "mf_avg_ppl",
-                "n_pairs", "n_pairs_total", "n_excluded", "rank"]  # fmt: skip
+HEAD_COLUMNS = [
+    "task",
+    "layer",
+    "head",
+    "mf_mean",
+    "mf_lo",
+    "mf_hi",
+    "mf_avg_ppl",
+    "n_pairs",
+    "n_pairs_total",
+    "n_excluded",
+    "rank",
+]
 TOP_SHARES = (1, 5, 10)  # % of heads
-SPARSITY_COLUMNS = ["model", "paper_name", "task", "n_heads",
-                    *[f"{x}_top{p}pct" for p in TOP_SHARES for x in ("k", "share")],
-                    "share_top3", "share_negative", "n_pairs", "n_pairs_total", "n_excluded"]  # fmt: skip
+SPARSITY_COLUMNS = [
+    "model",
+    "paper_name",
+    "task",
+    "n_heads",
+    *[f"{x}_top{p}pct" for p in TOP_SHARES for x in ("k", "share")],
+    "share_top3",
+    "share_negative",
+    "n_pairs",
+    "n_pairs_total",
+    "n_excluded",
+]
 OVERLAP_KS = (10, 50)
-OVERLAP_COLUMNS = ["model", "paper_name", "k_requested", "k", "n_heads", "shared",
-                   "expected_chance", "paper_shared"]  # fmt: skip
+OVERLAP_COLUMNS = [
+    "model",
+    "paper_name",
+    "k_requested",
+    "k",
+    "n_heads",
+    "shared",
+    "expected_chance",
+    "paper_shared",
+]
 
 SETTING_ORDER = ("baseline", "localization", "classification", "lowest", "random")
-CURVE_COLUMNS = ["model", "paper_name", "setting", "seed", "proportion", "n_heads", "accuracy",
-                 "acc_lo", "acc_hi", "n"]  # fmt: skip
-AUC_COLUMNS = ["model", "paper_name", "setting", "seed", "n_seeds", "auc", "auc_std",
-               "proportion_min", "proportion_max", "n_points"]  # fmt: skip
+CURVE_COLUMNS = [
+    "model",
+    "paper_name",
+    "setting",
+    "seed",
+    "proportion",
+    "n_heads",
+    "accuracy",
+    "acc_lo",
+    "acc_hi",
+    "n",
+]
+AUC_COLUMNS = [
+    "model",
+    "paper_name",
+    "setting",
+    "seed",
+    "n_seeds",
+    "auc",
+    "auc_std",
+    "proportion_min",
+    "proportion_max",
+    "n_points",
+]
 
 
 def _task_order(tasks) -> list[str]:
@@ -67,8 +115,10 @@ def pairs(rows: pd.DataFrame, min_log_gap: float) -> pd.DataFrame:
     missing = rows[~keys.isin(out.dropna().index)]
     if len(missing):
         task, sample, condition = missing[["task", "sample_id", "condition"]].iloc[0]
-        raise ValueError(f"mediation rows: {len(missing)} rows lack their pair's base or source row, "
-                         f"e.g. sample {sample!r}, task {task!r}, condition {condition!r}")  # fmt: skip
+        raise ValueError(
+            f"mediation rows: {len(missing)} rows lack their pair's base or source row, "
+            f"e.g. sample {sample!r}, task {task!r}, condition {condition!r}"
+        )
     out = out.reset_index()
     out["log_gap"] = out["nll_base"] - out["nll_src"]
     out["kept"] = out["log_gap"].abs() >= min_log_gap
@@ -99,8 +149,12 @@ def head_scores(
     total pairs, samples excluded from the experiment, and the rank within the task (1 = highest
     mean MF; ties by layer, head). A task without a kept pair has NaN scores and ``n_pairs`` 0."""
     b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
-    n_excluded = int(rows.loc[rows["condition"] == EXCLUDED, "sample_id"].nunique()) if len(rows) else 0
-    if not len(rows) or not (rows["condition"] != EXCLUDED).any():  # no pair at all (an empty probing subset)
+    n_excluded = (
+        int(rows.loc[rows["condition"] == EXCLUDED, "sample_id"].nunique()) if len(rows) else 0
+    )
+    if (
+        not len(rows) or not (rows["condition"] != EXCLUDED).any()
+    ):  # no pair at all (an empty probing subset)
         return pd.DataFrame(columns=HEAD_COLUMNS).assign(n_excluded=n_excluded)[HEAD_COLUMNS]
     p = pairs(rows, min_log_gap)
     patched = rows[~rows["condition"].isin(["base", "source", EXCLUDED])]
@@ -201,10 +255,18 @@ def mediation_overlap(
         for k_req in OVERLAP_KS:
             k = min(k_req, n)
             top = [set(ranking(heads, t)[:k]) for t in TASKS] if scored else None
-            recs.append({"model": model, "paper_name": name, "k_requested": k_req, "k": k, "n_heads": n,
-                         "shared": len(top[0] & top[1]) if scored else np.nan,
-                         "expected_chance": k * k / n if n else np.nan,
-                         "paper_shared": MEDIATION_OVERLAP.get(name, {}).get(k_req, np.nan)})  # fmt: skip
+            recs.append(
+                {
+                    "model": model,
+                    "paper_name": name,
+                    "k_requested": k_req,
+                    "k": k,
+                    "n_heads": n,
+                    "shared": len(top[0] & top[1]) if scored else np.nan,
+                    "expected_chance": k * k / n if n else np.nan,
+                    "paper_shared": MEDIATION_OVERLAP.get(name, {}).get(k_req, np.nan),
+                }
+            )
     return pd.DataFrame(recs, columns=OVERLAP_COLUMNS)
 
 
@@ -215,9 +277,18 @@ def _curve_points(rows: pd.DataFrame, b: dict) -> pd.DataFrame:
     for (setting, seed, proportion), g in rows.groupby(keys, sort=False):
         score = 100 * g.groupby("sample_id")["loc_score"].mean().astype(float)
         lo, hi = bootstrap_ci(score.to_numpy(), b["resamples"], b["level"], b["seed"])
-        recs.append({"setting": setting, "seed": int(seed), "proportion": float(proportion),
-                     "n_heads": int(g["n_heads"].max()), "accuracy": float(score.mean()),
-                     "acc_lo": lo, "acc_hi": hi, "n": len(score)})  # fmt: skip
+        recs.append(
+            {
+                "setting": setting,
+                "seed": int(seed),
+                "proportion": float(proportion),
+                "n_heads": int(g["n_heads"].max()),
+                "accuracy": float(score.mean()),
+                "acc_lo": lo,
+                "acc_hi": hi,
+                "n": len(score),
+            }
+        )
     return pd.DataFrame(recs, columns=CURVE_COLUMNS[2:])
 
 
@@ -281,11 +352,29 @@ def head_ablation_auc(table: pd.DataFrame) -> pd.DataFrame:
         per_seed = []
         for seed, c in s.groupby("seed"):
             per_seed.append(normalized_auc(c["proportion"], c["accuracy"]))
-            recs.append({"model": model, "paper_name": c["paper_name"].iloc[0], "setting": setting,
-                         "seed": int(seed), "n_seeds": 1, "auc": per_seed[-1], "auc_std": np.nan,
-                         "proportion_min": c["proportion"].min(), "proportion_max": c["proportion"].max(),
-                         "n_points": len(c)})  # fmt: skip
+            recs.append(
+                {
+                    "model": model,
+                    "paper_name": c["paper_name"].iloc[0],
+                    "setting": setting,
+                    "seed": int(seed),
+                    "n_seeds": 1,
+                    "auc": per_seed[-1],
+                    "auc_std": np.nan,
+                    "proportion_min": c["proportion"].min(),
+                    "proportion_max": c["proportion"].max(),
+                    "n_points": len(c),
+                }
+            )
         if setting == "random":
-            recs.append({**recs[-1], "seed": -1, "n_seeds": len(per_seed), "auc": float(np.mean(per_seed)),
-                         "auc_std": float(np.std(per_seed)), "n_points": s["proportion"].nunique()})  # fmt: skip
+            recs.append(
+                {
+                    **recs[-1],
+                    "seed": -1,
+                    "n_seeds": len(per_seed),
+                    "auc": float(np.mean(per_seed)),
+                    "auc_std": float(np.std(per_seed)),
+                    "n_points": s["proportion"].nunique(),
+                }
+            )
     return pd.DataFrame(recs, columns=AUC_COLUMNS)

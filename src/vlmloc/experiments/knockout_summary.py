@@ -13,8 +13,17 @@ import pandas as pd
 from .summary import METRIC, SHORT, STATS, summarize_groups
 
 KNOCKOUT_PARAMS = ["strategy", "padding", "window", "layer_first", "layer_last"]
-KNOCKOUT_COLUMNS = ["model", "condition", *KNOCKOUT_PARAMS, "seeds", "n_layers", "n_edited", "n", "n_skipped",
-                    *[c for c in STATS if "ig_gap" not in c]]  # fmt: skip
+KNOCKOUT_COLUMNS = [
+    "model",
+    "condition",
+    *KNOCKOUT_PARAMS,
+    "seeds",
+    "n_layers",
+    "n_edited",
+    "n",
+    "n_skipped",
+    *[c for c in STATS if "ig_gap" not in c],
+]
 KNOCKOUT_STRATEGIES = ("baseline", "object", "random", "translated")
 
 
@@ -29,7 +38,11 @@ def _paired_drops(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     over samples it never saw, and show a drop that is only the skipped samples' difference."""
     score = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
     per = rows.assign(score=score).groupby(["condition", "task", "sample_id"])["score"].mean()
-    base = per.xs("baseline", level="condition") if "baseline" in per.index.get_level_values(0) else None
+    base = (
+        per.xs("baseline", level="condition")
+        if "baseline" in per.index.get_level_values(0)
+        else None
+    )
     t = t.copy()
     for task, short in SHORT.items():
         drops = {}
@@ -43,7 +56,9 @@ def _paired_drops(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-def knockout_table(rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | None = None) -> pd.DataFrame:
+def knockout_table(
+    rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | None = None
+) -> pd.DataFrame:
     """One row per knockout condition and model: the window, the blocked keys, both tasks'
     accuracy with its 95% bootstrap interval over samples, and the drop from the unmodified
     model on the same samples (``_paired_drops``). A control with several seeds is one row: each sample's score averaged over the seeds
@@ -55,33 +70,67 @@ def knockout_table(rows_per_model: dict[str, pd.DataFrame], bootstrap: dict | No
         if rows.empty:
             continue
         rows = rows.assign(condition=rows["condition"].map(_unseeded))
-        why = rows["skip_reason"].fillna("") if "skip_reason" in rows else pd.Series("", index=rows.index)
+        why = (
+            rows["skip_reason"].fillna("")
+            if "skip_reason" in rows
+            else pd.Series("", index=rows.index)
+        )
         skipped = rows[why != ""].groupby("condition")["sample_id"].nunique()
         params = rows.drop_duplicates("condition").set_index("condition")[KNOCKOUT_PARAMS]
         n_layers = int(rows["layer_last"].max()) + 1
         rows = rows[why == ""]
         t = summarize_groups(rows, ["condition"], bootstrap)
-        lost = [c for c in params.index if c not in set(t.get("condition", []))]  # every sample skipped: no accuracy
-        t = pd.concat([t, pd.DataFrame({"condition": lost, "n": 0})], ignore_index=True) if lost else t
+        lost = [
+            c for c in params.index if c not in set(t.get("condition", []))
+        ]  # every sample skipped: no accuracy
+        t = (
+            pd.concat([t, pd.DataFrame({"condition": lost, "n": 0})], ignore_index=True)
+            if lost
+            else t
+        )
         t = _paired_drops(t.join(params, on="condition"), rows)
-        seeds = rows.groupby("condition")["seed"].nunique() if "seed" in rows else pd.Series(dtype=int)
-        t["seeds"] = t["condition"].map(seeds[seeds > 0]).astype("Int64")  # empty: a condition without seeds
+        seeds = (
+            rows.groupby("condition")["seed"].nunique() if "seed" in rows else pd.Series(dtype=int)
+        )
+        t["seeds"] = (
+            t["condition"].map(seeds[seeds > 0]).astype("Int64")
+        )  # empty: a condition without seeds
         t["n_skipped"] = t["condition"].map(skipped).fillna(0).astype(int)
         t["n_layers"] = n_layers
         t.insert(0, "model", model)
         parts.append(t)
-    return pd.concat(parts, ignore_index=True).reindex(columns=KNOCKOUT_COLUMNS) if parts else pd.DataFrame(columns=KNOCKOUT_COLUMNS)
+    return (
+        pd.concat(parts, ignore_index=True).reindex(columns=KNOCKOUT_COLUMNS)
+        if parts
+        else pd.DataFrame(columns=KNOCKOUT_COLUMNS)
+    )
 
 
-KNOCKOUT_SUMMARY_COLUMNS = ["model", "task", "window", "layers", "drop", "random_drop", "random_drop_std",
-                            "translated_drop", "translated_drop_std", "depth", "n_layers", "paper"]  # fmt: skip
+KNOCKOUT_SUMMARY_COLUMNS = [
+    "model",
+    "task",
+    "window",
+    "layers",
+    "drop",
+    "random_drop",
+    "random_drop_std",
+    "translated_drop",
+    "translated_drop_std",
+    "depth",
+    "n_layers",
+    "paper",
+]
 
 
-def _control_drop(t: pd.DataFrame, strategy: str, first: int, last: int, short: str) -> dict[str, float]:
+def _control_drop(
+    t: pd.DataFrame, strategy: str, first: int, last: int, short: str
+) -> dict[str, float]:
     """A control's drop in the window first..last (mean over seeds) and its std over seeds."""
     c = t[(t["strategy"] == strategy) & (t["layer_first"] == first) & (t["layer_last"] == last)]
-    return {f"{strategy}_drop": c[f"{short}_drop"].iloc[0] if len(c) else np.nan,
-            f"{strategy}_drop_std": c[f"{short}_std"].iloc[0] if len(c) else np.nan}  # fmt: skip
+    return {
+        f"{strategy}_drop": c[f"{short}_drop"].iloc[0] if len(c) else np.nan,
+        f"{strategy}_drop_std": c[f"{short}_std"].iloc[0] if len(c) else np.nan,
+    }
 
 
 def knockout_summary(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
@@ -97,16 +146,30 @@ def knockout_summary(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.Dat
         paper = KNOCKOUT_STATEMENT.get(paper_names.get(model, ""), "")
 
         for task, short in SHORT.items():
-            chosen = [(int(size), w.loc[w[f"{short}_drop"].idxmin()]) for size, w in obj[obj["window"] < n_layers].groupby("window")
-                      if w[f"{short}_drop"].notna().any()]  # fmt: skip
+            chosen = [
+                (int(size), w.loc[w[f"{short}_drop"].idxmin()])
+                for size, w in obj[obj["window"] < n_layers].groupby("window")
+                if w[f"{short}_drop"].notna().any()
+            ]
             every = obj[obj["window"] == n_layers]
             if len(every):
                 chosen.append((n_layers, every.iloc[0]))
             for size, worst in chosen:
                 first, last = worst["layer_first"], worst["layer_last"]
-                rows.append({"model": model, "task": task, "window": size, "layers": f"{int(first)}-{int(last)}",
-                             "drop": worst[f"{short}_drop"],
-                             **_control_drop(t, "random", first, last, short), **_control_drop(t, "translated", first, last, short),
-                             "depth": (first + last) / 2 / max(n_layers - 1, 1) if size < n_layers else np.nan,
-                             "n_layers": n_layers, "paper": paper})  # fmt: skip
+                rows.append(
+                    {
+                        "model": model,
+                        "task": task,
+                        "window": size,
+                        "layers": f"{int(first)}-{int(last)}",
+                        "drop": worst[f"{short}_drop"],
+                        **_control_drop(t, "random", first, last, short),
+                        **_control_drop(t, "translated", first, last, short),
+                        "depth": (first + last) / 2 / max(n_layers - 1, 1)
+                        if size < n_layers
+                        else np.nan,
+                        "n_layers": n_layers,
+                        "paper": paper,
+                    }
+                )
     return pd.DataFrame(rows, columns=KNOCKOUT_SUMMARY_COLUMNS)

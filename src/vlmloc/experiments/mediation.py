@@ -61,8 +61,12 @@ class PairSequence:
         return self.ids[self.prefix :]
 
 
-def pair_sequence(adapter: Adapter, layout: ImageLayout, task_text: str, answer: AnswerTokens) -> PairSequence:
-    prompt = adapter.tokenizer(adapter.prompt(task_text, layout.n_tokens), add_special_tokens=True)["input_ids"]
+def pair_sequence(
+    adapter: Adapter, layout: ImageLayout, task_text: str, answer: AnswerTokens
+) -> PairSequence:
+    prompt = adapter.tokenizer(adapter.prompt(task_text, layout.n_tokens), add_special_tokens=True)[
+        "input_ids"
+    ]
     ids = torch.tensor(list(prompt) + list(answer.ids))
     return PairSequence(ids, adapter.image_prefix_length(prompt), len(prompt), answer)
 
@@ -118,9 +122,16 @@ def _batches(items: Sequence, size: int) -> Iterator[list]:
 
 
 @torch.inference_mode()
-def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: torch.Tensor, layout: ImageLayout,
-                 tasks: Sequence[tuple[str, AnswerTokens]], positions: str = "post_image",
-                 heads_per_batch: int = 64, heads: Sequence[tuple[int, int]] | None = None) -> list[dict]:  # fmt: skip
+def mediate_pair(
+    adapter: Adapter,
+    source_pixels: torch.Tensor,
+    base_pixels: torch.Tensor,
+    layout: ImageLayout,
+    tasks: Sequence[tuple[str, AnswerTokens]],
+    positions: str = "post_image",
+    heads_per_batch: int = 64,
+    heads: Sequence[tuple[int, int]] | None = None,
+) -> list[dict]:
     """Every head's patched score for one pair and each (task text, gold answer) in ``tasks``:
     per task {"base": nll, "source": nll, "patched": (n_heads,) nll} in the order of ``heads``
     (default: every head, layer by layer)."""
@@ -128,26 +139,40 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
     heads = list(heads) if heads is not None else every_head(adapter)
     layers = range(adapter.num_layers)
     seqs = [pair_sequence(adapter, layout, text, answer) for text, answer in tasks]
-    visual = {k: adapter.image_features(px.to(dev, model.dtype)) for k, px in (("source", source_pixels), ("base", base_pixels))}
+    visual = {
+        k: adapter.image_features(px.to(dev, model.dtype))
+        for k, px in (("source", source_pixels), ("base", base_pixels))
+    }
     rows = max(1, min(heads_per_batch, len(heads)))
     out = []
-    if positions == "all":  # the patch reaches into the image prefix: whole sequences, no shared cache
+    if (
+        positions == "all"
+    ):  # the patch reaches into the image prefix: whole sequences, no shared cache
         for seq in seqs:
             where, keep = patch_positions(seq, positions), len(seq.answer) + 1
             pos = sequence_positions(adapter, seq, layout)
             capture = HeadCapture(layers)
             with capture(adapter):
-                src_logits = model(inputs_embeds=embed(adapter, seq.ids, visual["source"]), position_ids=pos,
-                                   logits_to_keep=keep).logits  # fmt: skip
+                src_logits = model(
+                    inputs_embeds=embed(adapter, seq.ids, visual["source"]),
+                    position_ids=pos,
+                    logits_to_keep=keep,
+                ).logits
             source = {layer: capture.assemble(layer)[0] for layer in layers}
             base_x = embed(adapter, seq.ids, visual["base"])
             base_logits = model(inputs_embeds=base_x, position_ids=pos, logits_to_keep=keep).logits
-            result = {"source": float(content_nll(src_logits, seq.answer)[0]), "base": float(content_nll(base_logits, seq.answer)[0])}
+            result = {
+                "source": float(content_nll(src_logits, seq.answer)[0]),
+                "base": float(content_nll(base_logits, seq.answer)[0]),
+            }
             patched = []
             for batch in _batches(heads, rows):
                 with HeadPatch(source, batch, where)(adapter):
-                    logits = model(inputs_embeds=base_x.expand(len(batch), -1, -1), position_ids=_rows(pos, len(batch)),
-                                   logits_to_keep=keep).logits  # fmt: skip
+                    logits = model(
+                        inputs_embeds=base_x.expand(len(batch), -1, -1),
+                        position_ids=_rows(pos, len(batch)),
+                        logits_to_keep=keep,
+                    ).logits
                 patched.append(content_nll(logits, seq.answer))
             out.append(result | {"patched": torch.cat(patched).cpu().numpy()})
         return out
@@ -158,8 +183,12 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
     n_prefix = len(prefix_ids)
     caches, prefix_pos = {}, sequence_positions(adapter, seqs[0], layout)[..., :n_prefix]
     for k in ("source", "base"):
-        caches[k] = model(inputs_embeds=embed(adapter, prefix_ids, visual[k]), position_ids=prefix_pos, use_cache=True,
-                          logits_to_keep=1).past_key_values  # fmt: skip
+        caches[k] = model(
+            inputs_embeds=embed(adapter, prefix_ids, visual[k]),
+            position_ids=prefix_pos,
+            use_cache=True,
+            logits_to_keep=1,
+        ).past_key_values
     expanded = static_prefix_cache(model, caches["base"], rows, max(len(s.ids) for s in seqs))
     for seq in seqs:
         where, keep = patch_positions(seq, positions), len(seq.answer) + 1
@@ -169,22 +198,38 @@ def mediate_pair(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: tor
         pos = sequence_positions(adapter, seq, layout)[..., n_prefix:]
         capture = HeadCapture(layers)
         with capture(adapter):
-            src_logits = model(input_ids=suffix, position_ids=pos, past_key_values=caches["source"], logits_to_keep=keep).logits
+            src_logits = model(
+                input_ids=suffix,
+                position_ids=pos,
+                past_key_values=caches["source"],
+                logits_to_keep=keep,
+            ).logits
         # source outputs over absolute positions; the prefix's are zeros, never read (``where`` is False there)
         _back_to(caches["source"], n_prefix)
         source = {}
         for layer in layers:
             captured = capture.assemble(layer, n_prefix)[0]
-            source[layer] = torch.cat([captured.new_zeros((n_prefix, *captured.shape[1:])), captured])
-        base_logits = model(input_ids=suffix, position_ids=pos, past_key_values=caches["base"], logits_to_keep=keep).logits
+            source[layer] = torch.cat(
+                [captured.new_zeros((n_prefix, *captured.shape[1:])), captured]
+            )
+        base_logits = model(
+            input_ids=suffix, position_ids=pos, past_key_values=caches["base"], logits_to_keep=keep
+        ).logits
         _back_to(caches["base"], n_prefix)
-        result = {"source": float(content_nll(src_logits, seq.answer)[0]), "base": float(content_nll(base_logits, seq.answer)[0])}
+        result = {
+            "source": float(content_nll(src_logits, seq.answer)[0]),
+            "base": float(content_nll(base_logits, seq.answer)[0]),
+        }
         patched = []
         for batch in _batches(heads, rows):
             batch_rows = batch + [None] * (rows - len(batch))  # the cache has ``rows`` rows
             with HeadPatch(source, batch_rows, where, n_prefix)(adapter):
-                logits = model(input_ids=suffix.expand(rows, -1), position_ids=_rows(pos, rows), past_key_values=expanded,
-                               logits_to_keep=keep).logits  # fmt: skip
+                logits = model(
+                    input_ids=suffix.expand(rows, -1),
+                    position_ids=_rows(pos, rows),
+                    past_key_values=expanded,
+                    logits_to_keep=keep,
+                ).logits
             rewind(expanded, n_prefix)
             patched.append(content_nll(logits, seq.answer)[: len(batch)])
         out.append(result | {"patched": torch.cat(patched).cpu().numpy()})
@@ -208,7 +253,9 @@ class Mediation(Experiment):
         return {sid: "not a mediation pair" for sid in job.samples["sample_id"] if sid not in pairs}
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
-        raise NotImplementedError("mediation writes teacher-forced rows (Mediation.run), not generations")
+        raise NotImplementedError(
+            "mediation writes teacher-forced rows (Mediation.run), not generations"
+        )
 
     def run(self, job: ShardJob, log=None) -> pd.DataFrame:
         s, adapter = job.settings, job.adapter
@@ -220,19 +267,68 @@ class Mediation(Experiment):
             prompts = [task_prompt(t, r["category"], job.categories) for t in tasks]
             golds = [adapter.gold_answer(t, r) for t in tasks]
             answers = [adapter.answer_tokens(g) for g in golds]
-            results = mediate_pair(adapter, job.runner.pixels(r["image_path"]), job.runner.pixels(r["removed_path"]),
-                                   layout, list(zip(prompts, answers, strict=True)), positions,
-                                   int(s.get("heads_per_batch", 64)))  # fmt: skip
+            results = mediate_pair(
+                adapter,
+                job.runner.pixels(r["image_path"]),
+                job.runner.pixels(r["removed_path"]),
+                layout,
+                list(zip(prompts, answers, strict=True)),
+                positions,
+                int(s.get("heads_per_batch", 64)),
+            )
             counts = token_counts(adapter, r, None)
-            for task, prompt, gold, answer, res in zip(tasks, prompts, golds, answers, results, strict=True):
-                common = {"sample_id": r["sample_id"], "experiment": self.name, "positions": positions, "task": task,
-                          "prompt": prompt, "answer": gold.text, "truncated": False, "readout": "teacher_forced",
-                          "n_content": int(sum(answer.content)), **counts}  # fmt: skip
-                rows.append(common | {"condition": "base", "layer": -1, "head": -1, "image": "removed", "nll": res["base"]})
-                rows.append(common | {"condition": "source", "layer": -1, "head": -1, "image": "original", "nll": res["source"]})
+            for task, prompt, gold, answer, res in zip(
+                tasks, prompts, golds, answers, results, strict=True
+            ):
+                common = {
+                    "sample_id": r["sample_id"],
+                    "experiment": self.name,
+                    "positions": positions,
+                    "task": task,
+                    "prompt": prompt,
+                    "answer": gold.text,
+                    "truncated": False,
+                    "readout": "teacher_forced",
+                    "n_content": int(sum(answer.content)),
+                    **counts,
+                }
+                rows.append(
+                    common
+                    | {
+                        "condition": "base",
+                        "layer": -1,
+                        "head": -1,
+                        "image": "removed",
+                        "nll": res["base"],
+                    }
+                )
+                rows.append(
+                    common
+                    | {
+                        "condition": "source",
+                        "layer": -1,
+                        "head": -1,
+                        "image": "original",
+                        "nll": res["source"],
+                    }
+                )
                 for (layer, h), nll in zip(heads, res["patched"], strict=True):
-                    rows.append(common | {"condition": f"l{layer}.h{h}", "layer": layer, "head": h, "image": "removed",
-                                          "nll": float(nll)})  # fmt: skip
+                    rows.append(
+                        common
+                        | {
+                            "condition": f"l{layer}.h{h}",
+                            "layer": layer,
+                            "head": h,
+                            "image": "removed",
+                            "nll": float(nll),
+                        }
+                    )
         if log is not None:
-            log.info("mediation: %d pairs x %s x %d heads (positions %s)", len(job.records), "/".join(tasks), len(heads), positions)
+            log.info(
+                "mediation: %d pairs x %s x %d heads (positions %s)",
+                len(job.records),
+                "/".join(tasks),
+                len(heads),
+                positions,
+            )
         return pd.DataFrame(rows)

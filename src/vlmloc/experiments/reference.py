@@ -25,7 +25,9 @@ from .base import ShardJob, raw_row, token_counts
 from .mediation import every_head, pair_sequence, patch_positions
 
 
-def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = ()) -> pd.DataFrame:
+def run_conditions_naive(
+    experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = ()
+) -> pd.DataFrame:
     """The plain reference for ``base.run_conditions``: one ``generate`` per (sample, task), the
     whole prompt each time, no batching and no shared prefix. Same rows (tests:
     test_experiment_layer.py, test_containerization.py; scripts/benchmark_token_ablation.py)."""
@@ -39,17 +41,38 @@ def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_colum
                 enc = adapter.encode([image], [prompt])
                 enc.query_ids = [q]  # the intervention's row: this sample's index in the shard
                 inputs = {k: v.to(adapter.device) for k, v in enc.inputs.items()}
-                with torch.inference_mode(), enter(cond.intervention, adapter, BatchContext.of(enc)):
-                    ids = adapter.model.generate(**inputs, max_new_tokens=job.max_new_tokens[task], do_sample=False)
+                with (
+                    torch.inference_mode(),
+                    enter(cond.intervention, adapter, BatchContext.of(enc)),
+                ):
+                    ids = adapter.model.generate(
+                        **inputs, max_new_tokens=job.max_new_tokens[task], do_sample=False
+                    )
                 answer = job.runner.decode(ids[0, inputs["input_ids"].shape[1] :])
-                rows.append(raw_row(experiment, cond, r, task, prompt, answer, token_counts(adapter, r, edited[q])))
+                rows.append(
+                    raw_row(
+                        experiment,
+                        cond,
+                        r,
+                        task,
+                        prompt,
+                        answer,
+                        token_counts(adapter, r, edited[q]),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
 @torch.inference_mode()
-def mediate_pair_reference(adapter: Adapter, source_pixels: torch.Tensor, base_pixels: torch.Tensor,
-                           layout: ImageLayout, tasks: Sequence[tuple[str, AnswerTokens]],
-                           positions: str = "post_image", heads: Sequence[tuple[int, int]] | None = None) -> list[dict]:  # fmt: skip
+def mediate_pair_reference(
+    adapter: Adapter,
+    source_pixels: torch.Tensor,
+    base_pixels: torch.Tensor,
+    layout: ImageLayout,
+    tasks: Sequence[tuple[str, AnswerTokens]],
+    positions: str = "post_image",
+    heads: Sequence[tuple[int, int]] | None = None,
+) -> list[dict]:
     """The plain reference for ``mediation.mediate_pair``: the stock model's forward on the whole sequence
     (pixels in, its own image merge), once for the source (capturing every head), once for the
     base, and once more for every single head. Same output."""
@@ -62,7 +85,9 @@ def mediate_pair_reference(adapter: Adapter, source_pixels: torch.Tensor, base_p
         where, ids = patch_positions(seq, positions), seq.ids[None].to(dev)
 
         def run(pixels, intervention=None, ids=ids, answer=answer):
-            inputs = adapter.pixel_inputs([pixels.to(dev)], [layout]) | adapter.token_inputs(ids)  # the stock model's own inputs
+            inputs = adapter.pixel_inputs([pixels.to(dev)], [layout]) | adapter.token_inputs(
+                ids
+            )  # the stock model's own inputs
             with enter(intervention, adapter, None):
                 logits = model(input_ids=ids, **inputs).logits
             return float(content_nll(logits[:, -len(answer) - 1 :], answer)[0])

@@ -19,10 +19,23 @@ from ..tasks import IOU_THRESHOLDS
 from .base import IMAGES, Condition, Experiment, ShardJob, register, run_shard
 
 ANSWER_COLUMNS = [
-    "sample_id", "condition", "task", "prompt", "answer", "truncated", "status", "n_boxes",
-    "pred_x1", "pred_y1", "pred_x2", "pred_y2", "iou", *[f"success@{t}" for t in IOU_THRESHOLDS],
-    "loc_score", "identified",
-]  # fmt: skip
+    "sample_id",
+    "condition",
+    "task",
+    "prompt",
+    "answer",
+    "truncated",
+    "status",
+    "n_boxes",
+    "pred_x1",
+    "pred_y1",
+    "pred_x2",
+    "pred_y2",
+    "iou",
+    *[f"success@{t}" for t in IOU_THRESHOLDS],
+    "loc_score",
+    "identified",
+]
 
 
 @register
@@ -34,7 +47,9 @@ class Screening(Experiment):
 
     def conditions(self, job: ShardJob):
         for image in job.settings.get("conditions", IMAGES):
-            yield Condition(image, {}, image=image, tasks=tuple(job.settings.get("tasks", self.tasks)))
+            yield Condition(
+                image, {}, image=image, tasks=tuple(job.settings.get("tasks", self.tasks))
+            )
 
 
 def run_screening(
@@ -52,7 +67,8 @@ def run_screening(
         return pd.DataFrame(columns=ANSWER_COLUMNS)
     df = samples.merge(removed, on="sample_id", how="left")
     settings = {"conditions": list(conditions), "tasks": list(tasks)}
-    job = ShardJob(runner.adapter, runner, df, list(categories), settings, dict(max_new_tokens), progress=False)
+    job = ShardJob(
+        runner.adapter, runner, df, list(categories), settings, dict(max_new_tokens), progress=False
+    )
     raw = run_shard(Screening(), job)
     return score_rows(raw, samples, runner.adapter.family, categories)
-

@@ -41,7 +41,10 @@ def hallucination_filter(answers: pd.DataFrame, query: str = "binary") -> pd.Dat
         return pd.DataFrame(columns=FILTER_COLUMNS)
     orig, rem = identified(answers, "original", query), identified(answers, "removed", query)
     out = pd.DataFrame({"identified_original": orig, "identified_removed": rem.reindex(orig.index)})
-    out["reason"] = [_reason(o, r) for o, r in zip(out["identified_original"], out["identified_removed"], strict=True)]
+    out["reason"] = [
+        _reason(o, r)
+        for o, r in zip(out["identified_original"], out["identified_removed"], strict=True)
+    ]
     out["kept"] = out["reason"] == "kept"
     return out.rename_axis("sample_id").reset_index()[FILTER_COLUMNS]
 
@@ -53,25 +56,56 @@ def probing_subset(samples: pd.DataFrame, kept_per_model: dict[str, pd.DataFrame
     return samples[samples["sample_id"].isin(ids)].reset_index(drop=True)
 
 
-def counts_table(dataset_kind: str, samples: pd.DataFrame, kept_per_model: dict[str, pd.DataFrame], subset: pd.DataFrame) -> pd.DataFrame:
+def counts_table(
+    dataset_kind: str,
+    samples: pd.DataFrame,
+    kept_per_model: dict[str, pd.DataFrame],
+    subset: pd.DataFrame,
+) -> pd.DataFrame:
     image_of = samples.set_index("sample_id")["image_id"]
-    rows = [{"step": "filtered samples", "annotations": len(samples), "images": samples["image_id"].nunique()}]
+    rows = [
+        {
+            "step": "filtered samples",
+            "annotations": len(samples),
+            "images": samples["image_id"].nunique(),
+        }
+    ]
     for model, kept in kept_per_model.items():
         ids = kept.loc[kept["kept"], "sample_id"]
-        rows.append({"step": f"hallucination filter: {model}", "annotations": len(ids), "images": image_of.reindex(ids).nunique(),
-                     "excluded_unknown": int(kept["reason"].str.startswith(UNKNOWN).sum())})  # fmt: skip
-    rows.append({"step": "probing subset (intersection)", "annotations": len(subset), "images": subset["image_id"].nunique()})
+        rows.append(
+            {
+                "step": f"hallucination filter: {model}",
+                "annotations": len(ids),
+                "images": image_of.reindex(ids).nunique(),
+                "excluded_unknown": int(kept["reason"].str.startswith(UNKNOWN).sum()),
+            }
+        )
+    rows.append(
+        {
+            "step": "probing subset (intersection)",
+            "annotations": len(subset),
+            "images": subset["image_id"].nunique(),
+        }
+    )
     out = pd.DataFrame(rows).reindex(columns=["step", "annotations", "images", "excluded_unknown"])
     out["excluded_unknown"] = out["excluded_unknown"].astype("Int64")
     out["paper_annotations"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out["paper_images"] = pd.array([pd.NA] * len(out), dtype="Int64")
-    for row, published in ((0, FILTERED.get(dataset_kind)), (len(out) - 1, PROBING.get(dataset_kind))):
+    for row, published in (
+        (0, FILTERED.get(dataset_kind)),
+        (len(out) - 1, PROBING.get(dataset_kind)),
+    ):
         if published:
-            out.loc[out.index[row], ["paper_annotations", "paper_images"]] = [published["annotations"], published["images"]]
+            out.loc[out.index[row], ["paper_annotations", "paper_images"]] = [
+                published["annotations"],
+                published["images"],
+            ]
     return out
 
 
-def baseline_accuracy(answers_per_model: dict[str, pd.DataFrame], subset: pd.DataFrame, paper_models: dict[str, str]) -> pd.DataFrame:
+def baseline_accuracy(
+    answers_per_model: dict[str, pd.DataFrame], subset: pd.DataFrame, paper_models: dict[str, str]
+) -> pd.DataFrame:
     """Localization score, success at each IoU and list classification, on the probing subset
     and on all filtered samples, next to the paper's Table 1 baseline where the model is one of
     the paper's (``paper_models`` maps our model name to the paper's)."""
@@ -79,14 +113,24 @@ def baseline_accuracy(answers_per_model: dict[str, pd.DataFrame], subset: pd.Dat
     rows = []
     for model, ans in answers_per_model.items():
         orig = ans[ans["condition"] == "original"]
-        for scope, sel in (("probing subset", orig[orig["sample_id"].isin(ids)]), ("all filtered", orig)):
+        for scope, sel in (
+            ("probing subset", orig[orig["sample_id"].isin(ids)]),
+            ("all filtered", orig),
+        ):
             loc, cls = sel[sel["task"] == "localization"], sel[sel["task"] == "list"]
-            row = {"model": model, "samples": scope, "n": len(loc),
-                   "loc_score": 100 * loc["loc_score"].mean() if len(loc) else np.nan,
-                   **{f"success@{t}": 100 * loc[f"success@{t}"].mean() if len(loc) else np.nan for t in IOU_THRESHOLDS},
-                   "cls": 100 * cls["identified"].mean() if len(cls) else np.nan,
-                   "unparsed_boxes": int((loc["status"] != "ok").sum()),
-                   "truncated": int(sel["truncated"].eq(True).sum()) if "truncated" in sel else 0}  # fmt: skip
+            row = {
+                "model": model,
+                "samples": scope,
+                "n": len(loc),
+                "loc_score": 100 * loc["loc_score"].mean() if len(loc) else np.nan,
+                **{
+                    f"success@{t}": 100 * loc[f"success@{t}"].mean() if len(loc) else np.nan
+                    for t in IOU_THRESHOLDS
+                },
+                "cls": 100 * cls["identified"].mean() if len(cls) else np.nan,
+                "unparsed_boxes": int((loc["status"] != "ok").sum()),
+                "truncated": int(sel["truncated"].eq(True).sum()) if "truncated" in sel else 0,
+            }
             paper = TABLE1_BASELINE.get(paper_models.get(model, ""), {})
             row["paper_loc"] = paper.get("loc", np.nan) if scope == "probing subset" else np.nan
             row["paper_cls"] = paper.get("cls", np.nan) if scope == "probing subset" else np.nan

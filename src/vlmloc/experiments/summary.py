@@ -20,14 +20,36 @@ from ..paper import TABLE1, TABLE1_TOKENS, TABLE4, TABLE5
 METRIC = {"localization": "loc_score", "list": "identified"}
 SHORT = {"localization": "loc", "list": "cls"}
 STRATEGY_ORDER = ("baseline", "object", "ig", "random", "register")
-STATS = [f"{t}{x}" for t in SHORT.values() for x in ("", "_lo", "_hi", "_std")] + ["loc_drop", "cls_drop"]
-STRATEGY_COLUMNS = ["strategy", "param", "token_pct", "token_pct_global", "token_pct_local", "n_edited", "n", *STATS,
-                    *[f"{t}_ig_gap_{x}" for t in SHORT.values() for x in ("median", "p90", "n_excluded")]]  # fmt: skip
-TABLE1_COLUMNS = ["model", *STRATEGY_COLUMNS, "paper_token", "paper_loc", "paper_loc_drop", "paper_cls", "paper_cls_drop"]
+STATS = [f"{t}{x}" for t in SHORT.values() for x in ("", "_lo", "_hi", "_std")] + [
+    "loc_drop",
+    "cls_drop",
+]
+STRATEGY_COLUMNS = [
+    "strategy",
+    "param",
+    "token_pct",
+    "token_pct_global",
+    "token_pct_local",
+    "n_edited",
+    "n",
+    *STATS,
+    *[f"{t}_ig_gap_{x}" for t in SHORT.values() for x in ("median", "p90", "n_excluded")],
+]
+TABLE1_COLUMNS = [
+    "model",
+    *STRATEGY_COLUMNS,
+    "paper_token",
+    "paper_loc",
+    "paper_loc_drop",
+    "paper_cls",
+    "paper_cls_drop",
+]
 TABLE5_COLUMNS = ["model", *[c for c in STRATEGY_COLUMNS if c != "param"], "paper_loc", "paper_cls"]
 
 
-def bootstrap_ci(values: np.ndarray, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (same units as ``values``)."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
@@ -50,8 +72,12 @@ def _shares(rows: pd.DataFrame) -> dict[str, float]:
     local = per_sample[per_sample["n_tokens_local"] > 0]
     return {
         "token_pct": float((100 * per_sample["n_edited"] / per_sample["n_tokens"]).mean()),
-        "token_pct_global": float((100 * per_sample["n_edited_global"] / per_sample["n_tokens_global"]).mean()),
-        "token_pct_local": float((100 * local["n_edited_local"] / local["n_tokens_local"]).mean()) if len(local) else np.nan,
+        "token_pct_global": float(
+            (100 * per_sample["n_edited_global"] / per_sample["n_tokens_global"]).mean()
+        ),
+        "token_pct_local": float((100 * local["n_edited_local"] / local["n_tokens_local"]).mean())
+        if len(local)
+        else np.nan,
         "n_edited": float(per_sample["n_edited"].mean()),
     }
 
@@ -61,12 +87,16 @@ def _ig_gap(rows: pd.DataFrame, short: str) -> dict[str, float]:
     gap (NaN) and is left out, and counted."""
     gaps = rows.drop_duplicates("sample_id")["ig_gap"]
     known = gaps.dropna()
-    return {f"{short}_ig_gap_median": float(known.median()) if len(known) else np.nan,
-            f"{short}_ig_gap_p90": float(known.quantile(0.9)) if len(known) else np.nan,
-            f"{short}_ig_gap_n_excluded": int(gaps.isna().sum())}  # fmt: skip
+    return {
+        f"{short}_ig_gap_median": float(known.median()) if len(known) else np.nan,
+        f"{short}_ig_gap_p90": float(known.quantile(0.9)) if len(known) else np.nan,
+        f"{short}_ig_gap_n_excluded": int(gaps.isna().sum()),
+    }
 
 
-def summarize_groups(rows: pd.DataFrame, keys: list[str], bootstrap: dict | None = None) -> pd.DataFrame:
+def summarize_groups(
+    rows: pd.DataFrame, keys: list[str], bootstrap: dict | None = None
+) -> pd.DataFrame:
     """Per group of ``keys``: token shares, samples, and per task accuracy %, its bootstrap
     interval, and the std over seeds (where a group has several)."""
     b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
@@ -74,13 +104,21 @@ def summarize_groups(rows: pd.DataFrame, keys: list[str], bootstrap: dict | None
     rows["score"] = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
     out = []
     for key, g in rows.groupby(keys, dropna=False, sort=False):
-        rec = {**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)), **_shares(g), "n": g["sample_id"].nunique()}
+        rec = {
+            **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+            **_shares(g),
+            "n": g["sample_id"].nunique(),
+        }
         for task, short in SHORT.items():
             t = g[g["task"] == task]
-            per_seed = t.groupby("seed" if "seed" in t and t["seed"].notna().any() else "task")["score"].mean()
+            per_seed = t.groupby("seed" if "seed" in t and t["seed"].notna().any() else "task")[
+                "score"
+            ].mean()
             per_sample = t.groupby("sample_id")["score"].mean()
             rec[short] = float(per_sample.mean()) if len(t) else np.nan
-            rec[f"{short}_lo"], rec[f"{short}_hi"] = bootstrap_ci(per_sample.to_numpy(), b["resamples"], b["level"], b["seed"])
+            rec[f"{short}_lo"], rec[f"{short}_hi"] = bootstrap_ci(
+                per_sample.to_numpy(), b["resamples"], b["level"], b["seed"]
+            )
             rec[f"{short}_std"] = float(per_seed.std(ddof=0)) if len(per_seed) > 1 else np.nan
             if "ig_gap" in t and (t["strategy"] == "ig").any():
                 rec.update(_ig_gap(t, short))
@@ -105,7 +143,12 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
     out = _with_drops(summarize_groups(rows, ["strategy", "param"], bootstrap))
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     out["_o"] = out["strategy"].map(order).fillna(len(order))
-    return out.sort_values(["_o", "param"]).drop(columns="_o").reset_index(drop=True).reindex(columns=STRATEGY_COLUMNS)
+    return (
+        out.sort_values(["_o", "param"])
+        .drop(columns="_o")
+        .reset_index(drop=True)
+        .reindex(columns=STRATEGY_COLUMNS)
+    )
 
 
 def _paper_token(value) -> str:
@@ -116,7 +159,11 @@ def _paper_token(value) -> str:
     return f"{value:g}"
 
 
-def table1(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str], bootstrap: dict | None = None) -> pd.DataFrame:
+def table1(
+    rows_per_model: dict[str, pd.DataFrame],
+    paper_names: dict[str, str],
+    bootstrap: dict | None = None,
+) -> pd.DataFrame:
     """Table 1 (and its Table 4 random rows with the std over seeds), with the paper's values
     beside ours where the model is one of the paper's."""
     parts = []
@@ -127,35 +174,73 @@ def table1(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str],
         t.insert(0, "model", model)
         paper = TABLE1.get(paper_names.get(model, ""), {})
         tokens = TABLE1_TOKENS.get(paper_names.get(model, ""), {})
-        keys = [(s, None if pd.isna(p) or s in ("baseline", "register") else (int(p) if s == "object" else p)) for s, p in zip(t["strategy"], t["param"], strict=True)]
+        keys = [
+            (
+                s,
+                None
+                if pd.isna(p) or s in ("baseline", "register")
+                else (int(p) if s == "object" else p),
+            )
+            for s, p in zip(t["strategy"], t["param"], strict=True)
+        ]
         t["paper_token"] = [_paper_token(tokens.get(k)) for k in keys]
         base = paper.get(("baseline", None), {})
         for short in SHORT.values():
             t[f"paper_{short}"] = [paper.get(k, {}).get(short, np.nan) for k in keys]
             t[f"paper_{short}_drop"] = t[f"paper_{short}"] - base.get(short, np.nan)
         parts.append(t)
-    return pd.concat(parts, ignore_index=True)[TABLE1_COLUMNS] if parts else pd.DataFrame(columns=TABLE1_COLUMNS)
+    return (
+        pd.concat(parts, ignore_index=True)[TABLE1_COLUMNS]
+        if parts
+        else pd.DataFrame(columns=TABLE1_COLUMNS)
+    )
 
 
 def table4(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
     """Table 4: the random rows with the std over seeds, beside the paper's."""
-    cols = ["model", "strategy", "param", "token_pct", "n", "loc", "loc_std", "loc_lo", "loc_hi", "loc_drop",
-            "cls", "cls_std", "cls_lo", "cls_hi", "cls_drop"]  # fmt: skip
+    cols = [
+        "model",
+        "strategy",
+        "param",
+        "token_pct",
+        "n",
+        "loc",
+        "loc_std",
+        "loc_lo",
+        "loc_hi",
+        "loc_drop",
+        "cls",
+        "cls_std",
+        "cls_lo",
+        "cls_hi",
+        "cls_drop",
+    ]
     paper_cols = ["paper_loc", "paper_loc_std", "paper_cls", "paper_cls_std"]
     if table.empty:
         return pd.DataFrame(columns=cols + paper_cols)
     t = table[table["strategy"].isin(["baseline", "random"])].copy()
     t = t[cols]
     for short in SHORT.values():
-        t[f"paper_{short}"] = [TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(short, np.nan) if s == "random"
-                               else TABLE1.get(paper_names.get(m, ""), {}).get(("baseline", None), {}).get(short, np.nan)
-                               for m, s, p in zip(t["model"], t["strategy"], t["param"], strict=True)]  # fmt: skip
-        t[f"paper_{short}_std"] = [TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(f"{short}_std", np.nan)
-                                   for m, p in zip(t["model"], t["param"], strict=True)]  # fmt: skip
+        t[f"paper_{short}"] = [
+            TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(short, np.nan)
+            if s == "random"
+            else TABLE1.get(paper_names.get(m, ""), {})
+            .get(("baseline", None), {})
+            .get(short, np.nan)
+            for m, s, p in zip(t["model"], t["strategy"], t["param"], strict=True)
+        ]
+        t[f"paper_{short}_std"] = [
+            TABLE4.get(p, {}).get(paper_names.get(m, ""), {}).get(f"{short}_std", np.nan)
+            for m, p in zip(t["model"], t["param"], strict=True)
+        ]
     return t.reset_index(drop=True)[cols + paper_cols]
 
 
-def table5(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str], bootstrap: dict | None = None) -> pd.DataFrame:
+def table5(
+    rows_per_model: dict[str, pd.DataFrame],
+    paper_names: dict[str, str],
+    bootstrap: dict | None = None,
+) -> pd.DataFrame:
     """Table 5: baseline, object, and as many IG-ranked or random tokens as the object has."""
     parts = []
     for model, rows in rows_per_model.items():
@@ -168,7 +253,11 @@ def table5(rows_per_model: dict[str, pd.DataFrame], paper_names: dict[str, str],
         for short in SHORT.values():
             t[f"paper_{short}"] = [paper.get(s, {}).get(short, np.nan) for s in t["strategy"]]
         parts.append(t)
-    return pd.concat(parts, ignore_index=True)[TABLE5_COLUMNS] if parts else pd.DataFrame(columns=TABLE5_COLUMNS)
+    return (
+        pd.concat(parts, ignore_index=True)[TABLE5_COLUMNS]
+        if parts
+        else pd.DataFrame(columns=TABLE5_COLUMNS)
+    )
 
 
 def format_table1(table: pd.DataFrame, models: Sequence[str]) -> str:
@@ -178,20 +267,40 @@ def format_table1(table: pd.DataFrame, models: Sequence[str]) -> str:
         return "(no rows)\n"
     head = "| strategy | " + " | ".join(f"{m} token % | {m} loc. | {m} cls." for m in models) + " |"
     lines = [head, "|" + "---|" * (1 + 3 * len(models))]
-    keys = table.drop_duplicates(["strategy", "param"])[["strategy", "param"]].itertuples(index=False)
+    keys = table.drop_duplicates(["strategy", "param"])[["strategy", "param"]].itertuples(
+        index=False
+    )
     for strategy, param in keys:
-        label = strategy if pd.isna(param) else f"{strategy} {param:+g}" if strategy == "object" else f"{strategy} {param:g}%"
+        label = (
+            strategy
+            if pd.isna(param)
+            else f"{strategy} {param:+g}"
+            if strategy == "object"
+            else f"{strategy} {param:g}%"
+        )
         cells = []
         for m in models:
-            r = table[(table["model"] == m) & (table["strategy"] == strategy) & ((table["param"] == param) | (pd.isna(param) & table["param"].isna()))]
+            r = table[
+                (table["model"] == m)
+                & (table["strategy"] == strategy)
+                & ((table["param"] == param) | (pd.isna(param) & table["param"].isna()))
+            ]
             if r.empty:
                 cells += ["", "", ""]
                 continue
             r = r.iloc[0]
-            tok = f"({r['token_pct_global']:.0f},{r['token_pct_local']:.0f})" if not pd.isna(r["token_pct_local"]) else f"{r['token_pct']:.0f}"
+            tok = (
+                f"({r['token_pct_global']:.0f},{r['token_pct_local']:.0f})"
+                if not pd.isna(r["token_pct_local"])
+                else f"{r['token_pct']:.0f}"
+            )
             cells.append(tok)
             for short in ("loc", "cls"):
-                drop = "" if strategy == "baseline" else f" {'↓' if r[f'{short}_drop'] < 0 else '↑'}{abs(r[f'{short}_drop']):.1f}"
+                drop = (
+                    ""
+                    if strategy == "baseline"
+                    else f" {'↓' if r[f'{short}_drop'] < 0 else '↑'}{abs(r[f'{short}_drop']):.1f}"
+                )
                 std = f" ± {r[f'{short}_std']:.1f}" if not pd.isna(r[f"{short}_std"]) else ""
                 cells.append(f"{r[short]:.1f}{std}{drop}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

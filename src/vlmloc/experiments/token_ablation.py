@@ -36,20 +36,29 @@ from .base import (
 )
 
 
-def object_indices(adapter, samples: pd.DataFrame, padding: int = 0, views: tuple[str, ...] | None = None) -> list[np.ndarray]:
+def object_indices(
+    adapter, samples: pd.DataFrame, padding: int = 0, views: tuple[str, ...] | None = None
+) -> list[np.ndarray]:
     """Per sample, the image tokens its object mask covers (any pixel), grown/shrunk by ``padding``."""
     return [
-        object_token_indices(adapter.layout(int(r["width"]), int(r["height"])), sample_mask(r), padding, views)
+        object_token_indices(
+            adapter.layout(int(r["width"]), int(r["height"])), sample_mask(r), padding, views
+        )
         for r in samples.to_dict("records")
     ]
 
 
-def random_indices_like(adapter, samples: pd.DataFrame, counts: Sequence[int], seed: int) -> list[np.ndarray]:
+def random_indices_like(
+    adapter, samples: pd.DataFrame, counts: Sequence[int], seed: int
+) -> list[np.ndarray]:
     """Per sample, as many uniformly drawn image tokens as ``counts`` says (the random control).
     Each sample's draw depends on (seed, sample id, count) only, not on its shard."""
     return [
-        random_token_indices(adapter.layout(int(r["width"]), int(r["height"])).n_tokens, int(k),
-                             sample_rng(seed, r["sample_id"], int(k)))  # fmt: skip
+        random_token_indices(
+            adapter.layout(int(r["width"]), int(r["height"])).n_tokens,
+            int(k),
+            sample_rng(seed, r["sample_id"], int(k)),
+        )
         for r, k in zip(samples.to_dict("records"), counts, strict=True)
     ]
 
@@ -61,8 +70,13 @@ def top_indices(importance: np.ndarray, n: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def register_indices(adapter, pixels: Sequence[torch.Tensor], n_std: float = 2.0, scope: str = "image",
-                     stats: dict | None = None) -> list[np.ndarray]:  # fmt: skip
+def register_indices(
+    adapter,
+    pixels: Sequence[torch.Tensor],
+    n_std: float = 2.0,
+    scope: str = "image",
+    stats: dict | None = None,
+) -> list[np.ndarray]:
     """Per image (its preprocessed views), the visual tokens whose embedding norm (at the LLM
     input) exceeds mean + n_std std: of that image's own tokens (scope "image") or of the mean
     embedding's image set (scope "dataset", from ``stats``: norm_mean, norm_std)."""
@@ -93,10 +107,21 @@ def ig_steps(ig: dict, task: str) -> int:
 def _ig_rankings(job: ShardJob, task: str):
     ig = job.settings["integrated_gradients"]
     pixels = [job.runner.pixels(r["image_path"]) for r in job.records]
-    return attribute_samples(job.adapter, pixels, job.records, task, job.categories, job.present or [[]] * len(pixels),
-                             job.mean, progress=job.progress, steps=ig_steps(ig, task), target=ig["target"],
-                             importance=ig["importance"], method=ig["method"],
-                             internal_batch_size=ig.get("internal_batch_size"))  # fmt: skip
+    return attribute_samples(
+        job.adapter,
+        pixels,
+        job.records,
+        task,
+        job.categories,
+        job.present or [[]] * len(pixels),
+        job.mean,
+        progress=job.progress,
+        steps=ig_steps(ig, task),
+        target=ig["target"],
+        importance=ig["importance"],
+        method=ig["method"],
+        internal_batch_size=ig.get("internal_batch_size"),
+    )
 
 
 @register
@@ -111,22 +136,43 @@ class TokenAblation(Experiment):
         n_tokens = [lay.n_tokens for lay in job.layouts()]
         yield Condition("baseline", {"strategy": "baseline"})
         for p in s["paddings"]:
-            yield ablation(f"object{p:+d}", {"strategy": "object", "padding": p}, object_indices(job.adapter, samples, p), job)
+            yield ablation(
+                f"object{p:+d}",
+                {"strategy": "object", "padding": p},
+                object_indices(job.adapter, samples, p),
+                job,
+            )
         reg = s["register"]
-        pixels = [job.runner.pixels(p) for p in samples["image_path"]]  # preprocessed once, shared with generation
+        pixels = [
+            job.runner.pixels(p) for p in samples["image_path"]
+        ]  # preprocessed once, shared with generation
         idx = register_indices(job.adapter, pixels, reg["n_std"], reg["scope"], job.embedding_stats)
         yield ablation("register", {"strategy": "register"}, idx, job)
         rnd = s["random"]
         for k in rnd["k"]:
             for seed in rnd["seeds"]:
-                idx = random_indices_like(job.adapter, samples, [share_count(n, k) for n in n_tokens], seed)
-                yield ablation(f"random_k{k:g}_s{seed}", {"strategy": "random", "k": k, "seed": seed}, idx, job)
+                idx = random_indices_like(
+                    job.adapter, samples, [share_count(n, k) for n in n_tokens], seed
+                )
+                yield ablation(
+                    f"random_k{k:g}_s{seed}", {"strategy": "random", "k": k, "seed": seed}, idx, job
+                )
         for task in self.tasks:
             attributions = _ig_rankings(job, task)
             gaps = [{"ig_gap": a.relative_gap} for a in attributions]
             for k in s["integrated_gradients"]["k"]:
-                idx = [top_indices(a.importance, share_count(n, k)) for a, n in zip(attributions, n_tokens, strict=True)]
-                yield ablation(f"ig_{task}_k{k:g}", {"strategy": "ig", "k": k}, idx, job, tasks=(task,), extra=gaps)
+                idx = [
+                    top_indices(a.importance, share_count(n, k))
+                    for a, n in zip(attributions, n_tokens, strict=True)
+                ]
+                yield ablation(
+                    f"ig_{task}_k{k:g}",
+                    {"strategy": "ig", "k": k},
+                    idx,
+                    job,
+                    tasks=(task,),
+                    extra=gaps,
+                )
 
 
 @register
@@ -143,20 +189,50 @@ class TokenAblationMatched(Experiment):
         yield Condition("baseline", {"strategy": "baseline"})
         yield ablation("object", {"strategy": "object"}, obj, job)
         for seed in job.settings["random"]["seeds"]:
-            yield ablation(f"random_s{seed}", {"strategy": "random", "seed": seed}, random_indices_like(job.adapter, samples, counts, seed), job)
+            yield ablation(
+                f"random_s{seed}",
+                {"strategy": "random", "seed": seed},
+                random_indices_like(job.adapter, samples, counts, seed),
+                job,
+            )
         for task in self.tasks:
             attributions = _ig_rankings(job, task)
             idx = [top_indices(a.importance, n) for a, n in zip(attributions, counts, strict=True)]
-            yield ablation(f"ig_{task}", {"strategy": "ig"}, idx, job, tasks=(task,),
-                           extra=[{"ig_gap": a.relative_gap} for a in attributions])  # fmt: skip
+            yield ablation(
+                f"ig_{task}",
+                {"strategy": "ig"},
+                idx,
+                job,
+                tasks=(task,),
+                extra=[{"ig_gap": a.relative_gap} for a in attributions],
+            )
 
 
-def run_ablated(runner, samples: pd.DataFrame, categories: Sequence[str], indices: Sequence[np.ndarray] | None,
-                value: torch.Tensor, max_new_tokens: dict[str, int],
-                tasks: Sequence[str] = ("localization", "list")) -> pd.DataFrame:  # fmt: skip
+def run_ablated(
+    runner,
+    samples: pd.DataFrame,
+    categories: Sequence[str],
+    indices: Sequence[np.ndarray] | None,
+    value: torch.Tensor,
+    max_new_tokens: dict[str, int],
+    tasks: Sequence[str] = ("localization", "list"),
+) -> pd.DataFrame:
     """Scored rows of one ablation (``indices=None``: the baseline) on the experiment layer; for
     scripts and tests that need a single condition outside the workflow."""
-    job = ShardJob(runner.adapter, runner, samples, list(categories), {}, dict(max_new_tokens), value, progress=False)
-    cond = Condition("baseline", {}, tasks=tuple(tasks)) if indices is None else ablation("ablated", {}, list(indices), job, tasks=tuple(tasks))
+    job = ShardJob(
+        runner.adapter,
+        runner,
+        samples,
+        list(categories),
+        {},
+        dict(max_new_tokens),
+        value,
+        progress=False,
+    )
+    cond = (
+        Condition("baseline", {}, tasks=tuple(tasks))
+        if indices is None
+        else ablation("ablated", {}, list(indices), job, tasks=tuple(tasks))
+    )
     raw = run_conditions("ad hoc", [cond], job)
     return score_rows(raw, samples, runner.adapter.family, categories)

@@ -31,9 +31,11 @@ class ViewAblation(Experiment):
     def exclude(self, job: ShardJob) -> dict[str, str]:
         if not job.settings.get("multi_view_only", True):
             return {}
-        return {r["sample_id"]: "single view (no local view to ablate)"
-                for r, lay in zip(job.records, job.layouts(), strict=True)
-                if not any(v.kind == "local" for v in lay.views)}  # fmt: skip
+        return {
+            r["sample_id"]: "single view (no local view to ablate)"
+            for r, lay in zip(job.records, job.layouts(), strict=True)
+            if not any(v.kind == "local" for v in lay.views)
+        }
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
         s = job.settings

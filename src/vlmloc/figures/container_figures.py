@@ -45,12 +45,26 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str):
         mean = t.pivot(index="padding", columns="scale", values="mean")
         lo = t.pivot(index="padding", columns="scale", values="lo")
         hi = t.pivot(index="padding", columns="scale", values="hi")
-        im = ax.imshow(mean.to_numpy(), cmap="viridis", gid=f"cells:{model}", vmin=0, vmax=max(1.0, float(np.nanmax(mean.to_numpy()))))
+        im = ax.imshow(
+            mean.to_numpy(),
+            cmap="viridis",
+            gid=f"cells:{model}",
+            vmin=0,
+            vmax=max(1.0, float(np.nanmax(mean.to_numpy()))),
+        )
         for i, p in enumerate(mean.index):
             for j, s in enumerate(mean.columns):
                 v = mean.loc[p, s]
                 colour = "black" if v > 0.6 * im.get_clim()[1] else "white"
-                ax.text(j, i, f"{v:.1f}\n[{lo.loc[p, s]:.0f}, {hi.loc[p, s]:.0f}]", ha="center", va="center", fontsize=8, color=colour)
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.1f}\n[{lo.loc[p, s]:.0f}, {hi.loc[p, s]:.0f}]",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color=colour,
+                )
                 if p == s:
                     ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
         ax.set_xticks(range(len(mean.columns)), [f"+{s}" if s else "0" for s in mean.columns])
@@ -59,9 +73,14 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str):
         ax.set_ylabel("object padding p")
         per_p = t.drop_duplicates("padding").set_index("padding")
         grown = [p for p in per_p.index if p]
-        ax.set_title(f"{model}\npredicted box area x" + ", x".join(f"{per_p.loc[p, 'area_ratio']:.2f}" for p in grown)
-                     + "\n(box grown by p: x" + ", x".join(f"{per_p.loc[p, 'ideal_area_ratio']:.1f}" for p in grown) + ")",
-                     fontsize=8)  # fmt: skip
+        ax.set_title(
+            f"{model}\npredicted box area x"
+            + ", x".join(f"{per_p.loc[p, 'area_ratio']:.2f}" for p in grown)
+            + "\n(box grown by p: x"
+            + ", x".join(f"{per_p.loc[p, 'ideal_area_ratio']:.1f}" for p in grown)
+            + ")",
+            fontsize=8,
+        )
         fig.colorbar(im, ax=ax, fraction=0.046, label=f"{metric} (%)")
     fig.tight_layout()
     return _save(fig, png, pdf)
@@ -69,8 +88,19 @@ def plot_fig1(cells: pd.DataFrame, metric: str, png: str, pdf: str):
 
 def _box(ax, box, colour, style="-", label=None):
     x1, y1, x2, y2 = box
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, ls=style, lw=2.2, label=label,
-                           path_effects=[patheffects.withStroke(linewidth=3.6, foreground="black")]))  # fmt: skip
+    ax.add_patch(
+        Rectangle(
+            (x1, y1),
+            x2 - x1,
+            y2 - y1,
+            fill=False,
+            ec=colour,
+            ls=style,
+            lw=2.2,
+            label=label,
+            path_effects=[patheffects.withStroke(linewidth=3.6, foreground="black")],
+        )
+    )
 
 
 def plot_fig9(examples: pd.DataFrame, png: str, pdf: str):
@@ -81,7 +111,9 @@ def plot_fig9(examples: pd.DataFrame, png: str, pdf: str):
         return _nothing(png, pdf, "no examples")
     paddings = sorted(examples["padding"].unique())
     n = examples.groupby("padding").size().max()
-    fig, axes = plt.subplots(len(paddings), n, figsize=(2.6 * n, 2.6 * len(paddings) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(paddings), n, figsize=(2.6 * n, 2.6 * len(paddings) + 0.6), squeeze=False
+    )
     for ax in axes.ravel():
         ax.set_axis_off()
     for i, p in enumerate(paddings):
@@ -92,10 +124,17 @@ def plot_fig9(examples: pd.DataFrame, png: str, pdf: str):
             geom = json.loads(r["ring_geometry"])
             for key, colour in (("object", "yellow"), ("ring", "lime")):
                 for x0, y0, x1, y1 in geom[key]:
-                    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fc=colour, ec=colour, lw=0.5, alpha=0.3))
+                    ax.add_patch(
+                        Rectangle(
+                            (x0, y0), x1 - x0, y1 - y0, fc=colour, ec=colour, lw=0.5, alpha=0.3
+                        )
+                    )
             _box(ax, r["gt_box_s0"], "white", label="true box")
             _box(ax, r[f"gt_box_s{int(p)}"], "cyan", "--", label="true box grown by p")
-            for prefix, colour, style, label in (("", "red", "-", "predicted, grown object"), ("base_", "darkorange", ":", "predicted, original")):
+            for prefix, colour, style, label in (
+                ("", "red", "-", "predicted, grown object"),
+                ("base_", "darkorange", ":", "predicted, original"),
+            ):
                 box = [r[f"{prefix}pred_{k}"] for k in ("x1", "y1", "x2", "y2")]
                 if not any(pd.isna(box)):
                     _box(ax, box, colour, style, label=label)
@@ -120,7 +159,9 @@ def plot_fig10(drops: pd.DataFrame, png: str, pdf: str):
         return _nothing(png, pdf, "no model with local views ran the view ablation")
     models = list(dict.fromkeys(drops["model"]))
     tasks = [t for t in ("localization", "list") if t in set(drops["task"])]
-    fig, axes = plt.subplots(len(models), len(tasks), figsize=(4.6 * len(tasks), 3.4 * len(models)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(models), len(tasks), figsize=(4.6 * len(tasks), 3.4 * len(models)), squeeze=False
+    )
     buckets = [b for b in ("small", "medium", "large") if b in set(drops["size_bucket"])]
     views = [v for v in ("global", "local", "both") if v in set(drops["view"])]
     width = 0.8 / max(1, len(views))
@@ -130,19 +171,46 @@ def plot_fig10(drops: pd.DataFrame, png: str, pdf: str):
             for k, view in enumerate(views):
                 v = t[t["view"] == view].set_index("size_bucket").reindex(buckets)
                 x = np.arange(len(buckets)) + (k - (len(views) - 1) / 2) * width
-                err = np.vstack([v["drop"] - v["drop_lo"], v["drop_hi"] - v["drop"]]) if "drop_lo" in v else None
-                bars = ax.bar(x, v["drop"], width, yerr=err, capsize=2, error_kw={"lw": 0.8}, color=VIEW_COLOURS[view],
-                              label=f"{view} view{'s' if view == 'both' else ''} ablated")  # fmt: skip
+                err = (
+                    np.vstack([v["drop"] - v["drop_lo"], v["drop_hi"] - v["drop"]])
+                    if "drop_lo" in v
+                    else None
+                )
+                bars = ax.bar(
+                    x,
+                    v["drop"],
+                    width,
+                    yerr=err,
+                    capsize=2,
+                    error_kw={"lw": 0.8},
+                    color=VIEW_COLOURS[view],
+                    label=f"{view} view{'s' if view == 'both' else ''} ablated",
+                )
                 for patch in bars:  # gids: tests read the plotted heights back
                     patch.set_gid(f"drops:{model}:{task}:{view}")
                 if bars.errorbar is not None:
                     bars.errorbar.lines[2][0].set_gid(f"errors:{model}:{task}:{view}")
                 if v["paper_drop"].notna().any():
-                    ax.scatter(x, v["paper_drop"], color="black", marker="_", s=160, lw=2.5, zorder=3, label="paper (text)")
+                    ax.scatter(
+                        x,
+                        v["paper_drop"],
+                        color="black",
+                        marker="_",
+                        s=160,
+                        lw=2.5,
+                        zorder=3,
+                        label="paper (text)",
+                    )
             ax.axhline(0, color="black", lw=0.6)
             info = t.drop_duplicates("size_bucket").set_index("size_bucket").reindex(buckets)
-            ax.set_xticks(range(len(buckets)), [f"{b}\nn={n:.0f}, baseline {s:.0f}%" for b, n, s in zip(buckets, info["n"], info["baseline"], strict=True)],
-                          fontsize=8)  # fmt: skip
+            ax.set_xticks(
+                range(len(buckets)),
+                [
+                    f"{b}\nn={n:.0f}, baseline {s:.0f}%"
+                    for b, n, s in zip(buckets, info["n"], info["baseline"], strict=True)
+                ],
+                fontsize=8,
+            )
             ax.set_ylabel("change from baseline (points)")
             ax.set_title(f"{model}: {'classification' if task == 'list' else task}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
@@ -150,6 +218,8 @@ def plot_fig10(drops: pd.DataFrame, png: str, pdf: str):
     for ax in axes.ravel():
         for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             labels.setdefault(label, h)
-    fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(
+        list(labels.values()), list(labels), loc="lower center", ncol=4, fontsize=8, frameon=False
+    )
     fig.tight_layout(rect=(0, 0.08 if len(models) == 1 else 0.04, 1, 1))
     return _save(fig, png, pdf)

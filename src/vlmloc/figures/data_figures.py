@@ -12,7 +12,9 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
-def object_removal_examples(samples: pd.DataFrame, removed: pd.DataFrame, n: int, out_png: str, seed: int = 0):
+def object_removal_examples(
+    samples: pd.DataFrame, removed: pd.DataFrame, n: int, out_png: str, seed: int = 0
+):
     """Pairs of (original with the target's box, object-removed image) for ``n`` samples."""
     df = samples.merge(removed, on="sample_id")
     pick = df.sample(n=min(n, len(df)), random_state=seed) if len(df) else df
@@ -24,7 +26,12 @@ def object_removal_examples(samples: pd.DataFrame, removed: pd.DataFrame, n: int
             ax.imshow(Image.open(path).convert("RGB"))
             ax.add_patch(
                 plt.Rectangle(
-                    (row["bbox_x"], row["bbox_y"]), row["bbox_w"], row["bbox_h"], fill=False, ec="yellow", lw=1.5
+                    (row["bbox_x"], row["bbox_y"]),
+                    row["bbox_w"],
+                    row["bbox_h"],
+                    fill=False,
+                    ec="yellow",
+                    lw=1.5,
                 )
             )
             ax.set_xticks([])

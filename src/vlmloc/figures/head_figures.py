@@ -110,8 +110,17 @@ def mediation_sparsity_figure(heads_by_model: dict[str, pd.DataFrame]):
             marks.setdefault(top_k(n, p), []).append(p)
         for k, ps in marks.items():
             ax.axvline(k, color="0.5", ls=":", lw=0.8)
-            ax.text(k, 0.98, " top " + ", ".join(f"{p}%" for p in ps), transform=ax.get_xaxis_transform(),
-                    fontsize=7, va="top", ha="right", rotation=90, color="0.3")  # fmt: skip
+            ax.text(
+                k,
+                0.98,
+                " top " + ", ".join(f"{p}%" for p in ps),
+                transform=ax.get_xaxis_transform(),
+                fontsize=7,
+                va="top",
+                ha="right",
+                rotation=90,
+                color="0.3",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         top = ax.get_ylim()[1]

@@ -30,29 +30,75 @@ def _centres(w: pd.DataFrame) -> pd.Series:
 def _panel(ax, t: pd.DataFrame, size: int, paddings=(0,)) -> None:
     base = t[t["strategy"] == "baseline"].iloc[0]
     for short, label, colour in TASKS:
-        ax.axhline(base[short], color=colour, lw=1, ls="--", alpha=0.7, label=f"{label}, unmodified model")
+        ax.axhline(
+            base[short], color=colour, lw=1, ls="--", alpha=0.7, label=f"{label}, unmodified model"
+        )
         for padding, style in zip(paddings, PADDING_STYLES, strict=False):
-            w = t[(t["strategy"] == "object") & (t["padding"] == padding) & (t["window"] == size)].sort_values("layer_first")
+            w = t[
+                (t["strategy"] == "object") & (t["padding"] == padding) & (t["window"] == size)
+            ].sort_values("layer_first")
             name = f"{label}, object" + (f" mask +{int(padding)}" if padding else " mask")
             ax.plot(_centres(w), w[short], color=colour, ls=style, marker="o", ms=3, label=name)
-            ax.fill_between(_centres(w), w[f"{short}_lo"], w[f"{short}_hi"], color=colour, alpha=0.12 if padding == 0 else 0.06, lw=0,
-                            label=f"{label}, object mask: 95% interval" if padding == 0 else None)  # fmt: skip
+            ax.fill_between(
+                _centres(w),
+                w[f"{short}_lo"],
+                w[f"{short}_hi"],
+                color=colour,
+                alpha=0.12 if padding == 0 else 0.06,
+                lw=0,
+                label=f"{label}, object mask: 95% interval" if padding == 0 else None,
+            )
         r = t[(t["strategy"] == "random") & (t["window"] == size)].sort_values("layer_first")
         if len(r):
             seeds = int(r["seeds"].max()) if "seeds" in r else 1
             paired = base[short] + r[f"{short}_drop"]
-            ax.plot(_centres(r), paired, color=colour, ls=":", lw=1.2, label=f"{label}, random control ({seeds} seeds)")
-            spread = r[f"{short}_std"].fillna(0).to_numpy() if f"{short}_std" in r else np.zeros(len(r))
-            ax.fill_between(_centres(r), paired - spread, paired + spread, facecolor="none", edgecolor=colour, hatch="////",
-                            alpha=0.35, lw=0, label=f"{label}, random control: ± std over seeds")  # fmt: skip
+            ax.plot(
+                _centres(r),
+                paired,
+                color=colour,
+                ls=":",
+                lw=1.2,
+                label=f"{label}, random control ({seeds} seeds)",
+            )
+            spread = (
+                r[f"{short}_std"].fillna(0).to_numpy() if f"{short}_std" in r else np.zeros(len(r))
+            )
+            ax.fill_between(
+                _centres(r),
+                paired - spread,
+                paired + spread,
+                facecolor="none",
+                edgecolor=colour,
+                hatch="////",
+                alpha=0.35,
+                lw=0,
+                label=f"{label}, random control: ± std over seeds",
+            )
         m = t[(t["strategy"] == "translated") & (t["window"] == size)].sort_values("layer_first")
         if len(m):
-            ax.plot(_centres(m), base[short] + m[f"{short}_drop"], color=colour, ls="-.", lw=1.2, marker="x", ms=3,
-                    label=f"{label}, translated control")  # fmt: skip
-    windows = t[(t["strategy"] == "object") & (t["window"] == size)].drop_duplicates("layer_first").sort_values("layer_first")
+            ax.plot(
+                _centres(m),
+                base[short] + m[f"{short}_drop"],
+                color=colour,
+                ls="-.",
+                lw=1.2,
+                marker="x",
+                ms=3,
+                label=f"{label}, translated control",
+            )
+    windows = (
+        t[(t["strategy"] == "object") & (t["window"] == size)]
+        .drop_duplicates("layer_first")
+        .sort_values("layer_first")
+    )
     ax.set_xticks(_centres(windows))
-    ax.set_xticklabels([f"{int(a)}" if a == b else f"{int(a)}-{int(b)}" for a, b in zip(windows["layer_first"], windows["layer_last"], strict=True)],
-                       fontsize=7 if len(windows) > 16 else 9)  # fmt: skip
+    ax.set_xticklabels(
+        [
+            f"{int(a)}" if a == b else f"{int(a)}-{int(b)}"
+            for a, b in zip(windows["layer_first"], windows["layer_last"], strict=True)
+        ],
+        fontsize=7 if len(windows) > 16 else 9,
+    )
     ax.set_ylim(-3, 105)
     ax.set_xlabel(f"layers knocked out ({size}-layer windows)" if size > 1 else "layer knocked out")
     ax.set_ylabel("accuracy (%)")
@@ -61,7 +107,14 @@ def _panel(ax, t: pd.DataFrame, size: int, paddings=(0,)) -> None:
 
 def _empty(fig, axes, png, pdf):
     for ax in axes.ravel():
-        ax.text(0.5, 0.5, "no samples in the probing subset", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no samples in the probing subset",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)
@@ -86,12 +139,16 @@ def plot_fig3(table: pd.DataFrame, windows: dict[str, int], png: str, pdf: str):
     """One panel per model: accuracy per window of ``windows[model]`` layers, the object mask
     and both controls; dashed: unmodified. Returns the Figure."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(max(9.0, 5.5 * len(models)), 5.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(models)), figsize=(max(9.0, 5.5 * len(models)), 5.2), squeeze=False
+    )
     if not models:
         return _empty(fig, axes, png, pdf)
     for ax, model in zip(axes[0], models, strict=True):
         _panel(ax, table[table["model"] == model], windows[model])
-        ax.set_title(f"{model}: knockout of the object, {windows[model]}-layer windows", fontsize=10)
+        ax.set_title(
+            f"{model}: knockout of the object, {windows[model]}-layer windows", fontsize=10
+        )
     return _save_with_legend(fig, axes, png, pdf)
 
 
@@ -100,7 +157,12 @@ def plot_fig12(table: pd.DataFrame, windows: dict[str, list[int]], png: str, pdf
     object mask and the mask padded by +1 (dashed), and both controls. Returns the Figure."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
     cols = max((len(windows[m]) for m in models), default=1)
-    fig, axes = plt.subplots(max(1, len(models)), cols, figsize=(max(9.0, 5.5 * cols), 3.6 * max(1, len(models)) + 1.6), squeeze=False)
+    fig, axes = plt.subplots(
+        max(1, len(models)),
+        cols,
+        figsize=(max(9.0, 5.5 * cols), 3.6 * max(1, len(models)) + 1.6),
+        squeeze=False,
+    )
     if not models:
         return _empty(fig, axes, png, pdf)
     for row, model in enumerate(models):

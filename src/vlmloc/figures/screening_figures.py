@@ -12,7 +12,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-METRICS = [("success@0.5", "IoU>0.5"), ("success@0.7", "IoU>0.7"), ("success@0.9", "IoU>0.9"), ("loc_score", "loc. score"), ("cls", "cls. (list)")]
+METRICS = [
+    ("success@0.5", "IoU>0.5"),
+    ("success@0.7", "IoU>0.7"),
+    ("success@0.9", "IoU>0.9"),
+    ("loc_score", "loc. score"),
+    ("cls", "cls. (list)"),
+]
 
 
 def baseline_accuracy(table: pd.DataFrame, out_png, scope: str = "probing subset") -> None:
@@ -32,11 +38,24 @@ def baseline_accuracy(table: pd.DataFrame, out_png, scope: str = "probing subset
         for col, k in (("paper_loc", 3), ("paper_cls", 4)):
             if pd.notna(row.get(col)):
                 ax.plot([i + (k - 2.4) * width, i + (k - 1.6) * width], [row[col]] * 2, "k-", lw=2)
-    ax.set_xticks(x, [f"{m}\n(n={int(n)})" for m, n in zip(models, sel["n"].fillna(0), strict=True)])
+    ax.set_xticks(
+        x, [f"{m}\n(n={int(n)})" for m, n in zip(models, sel["n"].fillna(0), strict=True)]
+    )
     ax.set_ylim(0, 122)  # headroom: the legend sits above the 100% line, not on the bars
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(("baseline on the probing subset" if scope == "probing subset" else "baseline on all filtered samples") + (" (black: paper, Table 1)" if sel[["paper_loc", "paper_cls"]].notna().any().any() else ""))
+    ax.set_title(
+        (
+            "baseline on the probing subset"
+            if scope == "probing subset"
+            else "baseline on all filtered samples"
+        )
+        + (
+            " (black: paper, Table 1)"
+            if sel[["paper_loc", "paper_cls"]].notna().any().any()
+            else ""
+        )
+    )
     ax.legend(fontsize=7, ncol=3, loc="upper right")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
@@ -47,7 +66,9 @@ def baseline_accuracy(table: pd.DataFrame, out_png, scope: str = "probing subset
 COLOURS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00"]
 
 
-def localization_examples(samples: pd.DataFrame, answers: dict[str, pd.DataFrame], n: int, out_png, seed: int = 0) -> None:
+def localization_examples(
+    samples: pd.DataFrame, answers: dict[str, pd.DataFrame], n: int, out_png, seed: int = 0
+) -> None:
     """Ground-truth box (yellow, dashed) and each model's predicted box on ``n`` samples."""
     pick = samples.sample(n=min(n, len(samples)), random_state=seed) if len(samples) else samples
     cols = max(1, len(pick))
@@ -55,18 +76,43 @@ def localization_examples(samples: pd.DataFrame, answers: dict[str, pd.DataFrame
     for j, row in enumerate(pick.to_dict("records")):
         ax = axes[0][j]
         ax.imshow(Image.open(row["image_path"]).convert("RGB"))
-        ax.add_patch(plt.Rectangle((row["bbox_x"], row["bbox_y"]), row["bbox_w"], row["bbox_h"], fill=False, ec="yellow", lw=2, ls="--"))
+        ax.add_patch(
+            plt.Rectangle(
+                (row["bbox_x"], row["bbox_y"]),
+                row["bbox_w"],
+                row["bbox_h"],
+                fill=False,
+                ec="yellow",
+                lw=2,
+                ls="--",
+            )
+        )
         for k, (model, ans) in enumerate(answers.items()):
-            a = ans[(ans["sample_id"] == row["sample_id"]) & (ans["condition"] == "original") & (ans["task"] == "localization")]
+            a = ans[
+                (ans["sample_id"] == row["sample_id"])
+                & (ans["condition"] == "original")
+                & (ans["task"] == "localization")
+            ]
             if len(a) and pd.notna(a.iloc[0]["pred_x1"]):
                 p = a.iloc[0]
-                ax.add_patch(plt.Rectangle((p["pred_x1"], p["pred_y1"]), p["pred_x2"] - p["pred_x1"], p["pred_y2"] - p["pred_y1"],
-                                           fill=False, ec=COLOURS[k % len(COLOURS)], lw=1.5, label=model))  # fmt: skip
+                ax.add_patch(
+                    plt.Rectangle(
+                        (p["pred_x1"], p["pred_y1"]),
+                        p["pred_x2"] - p["pred_x1"],
+                        p["pred_y2"] - p["pred_y1"],
+                        fill=False,
+                        ec=COLOURS[k % len(COLOURS)],
+                        lw=1.5,
+                        label=model,
+                    )
+                )
         ax.set_title(row["category"], fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [plt.Line2D([], [], color="yellow", ls="--", label="ground truth")]
-    handles += [plt.Line2D([], [], color=COLOURS[k % len(COLOURS)], label=m) for k, m in enumerate(answers)]
+    handles += [
+        plt.Line2D([], [], color=COLOURS[k % len(COLOURS)], label=m) for k, m in enumerate(answers)
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(out_png, dpi=110)

@@ -21,7 +21,9 @@ def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str):
     """Per model, accuracy of each task against the share of tokens removed; returns the figure
     (its lines carry gids ``{model}:{task}:{strategy}``)."""
     models = list(dict.fromkeys(table["model"])) if len(table) else []
-    fig, axes = plt.subplots(max(1, len(models)), 2, figsize=(10, 3.3 * max(1, len(models))), squeeze=False)
+    fig, axes = plt.subplots(
+        max(1, len(models)), 2, figsize=(10, 3.3 * max(1, len(models))), squeeze=False
+    )
     for row, model in enumerate(models):
         t = table[table["model"] == model]
         base = t[t["strategy"] == "baseline"]
@@ -34,10 +36,26 @@ def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str):
                 if s.empty:
                     continue
                 err = s[f"{short}_std"] if strategy == "random" else None
-                line = ax.errorbar(s["token_pct"], s[short], yerr=err, color=colour, marker=marker, ms=5, capsize=2,
-                                   lw=1.5, label=name)[0]  # fmt: skip
+                line = ax.errorbar(
+                    s["token_pct"],
+                    s[short],
+                    yerr=err,
+                    color=colour,
+                    marker=marker,
+                    ms=5,
+                    capsize=2,
+                    lw=1.5,
+                    label=name,
+                )[0]
                 line.set_gid(f"{model}:{short}:{strategy}")
-                ax.fill_between(s["token_pct"], s[f"{short}_lo"], s[f"{short}_hi"], color=colour, alpha=0.12, lw=0)
+                ax.fill_between(
+                    s["token_pct"],
+                    s[f"{short}_lo"],
+                    s[f"{short}_hi"],
+                    color=colour,
+                    alpha=0.12,
+                    lw=0,
+                )
                 if s["paper_" + short].notna().any() and strategy in ("ig", "random"):
                     ax.plot(s["param"], s["paper_" + short], color=colour, ls=":", lw=1)
             ax.set_title(f"{model}: {label}")
@@ -50,9 +68,19 @@ def plot_token_ablation(table: pd.DataFrame, png: str, pdf: str):
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     else:
         for ax in axes[0]:
-            ax.text(0.5, 0.5, "no samples in the probing subset", ha="center", va="center", transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no samples in the probing subset",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
             ax.set_axis_off()
-    fig.suptitle("Token ablation: shaded = 95% bootstrap interval over samples; dotted = paper (where given)", fontsize=9)
+    fig.suptitle(
+        "Token ablation: shaded = 95% bootstrap interval over samples; dotted = paper (where given)",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)

@@ -20,13 +20,26 @@ def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
         for ax in (ax1, ax2):
             ax.axvline(end, color="grey", lw=0.8, ls="--")
         # x in data, y in axes fraction: the label stays at the top whatever the log scale does
-        ax1.text(end, 0.98, "vision stage | ", ha="right", va="top", fontsize=8, color="grey", transform=ax1.get_xaxis_transform())
+        ax1.text(
+            end,
+            0.98,
+            "vision stage | ",
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="grey",
+            transform=ax1.get_xaxis_transform(),
+        )
     ax1.set_yscale("log")
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss")
     ax1.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.9))  # below the stage label
     ev = history.dropna(subset=["loc_score"]) if "loc_score" in history else history.iloc[:0]
-    for col, label in (("success@0.5", "loc. success @ IoU 0.5"), ("loc_score", "loc. score"), ("cls_list", "classification (list)")):
+    for col, label in (
+        ("success@0.5", "loc. success @ IoU 0.5"),
+        ("loc_score", "loc. score"),
+        ("cls_list", "classification (list)"),
+    ):
         if col in ev:
             ax2.plot(ev["step"], 100 * ev[col], marker="o", label=label)
     ax2.set_ylim(0, 100)

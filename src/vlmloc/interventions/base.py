@@ -45,7 +45,9 @@ class BatchContext:
     @classmethod
     def of(cls, encoded: Encoded, phase: str = "full", past_length: int = 0) -> BatchContext:
         rows = encoded.query_ids or list(range(len(encoded.layouts)))
-        return cls(list(rows), encoded.image_positions, encoded.layouts, phase, past_length, encoded)
+        return cls(
+            list(rows), encoded.image_positions, encoded.layouts, phase, past_length, encoded
+        )
 
 
 Intervention = Callable[[Adapter, BatchContext], contextlib.AbstractContextManager]

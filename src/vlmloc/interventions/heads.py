@@ -36,7 +36,10 @@ def _call_offsets(adapter: Adapter, layers: Sequence[int], state: dict):
 
         return record
 
-    return [adapter.attention(layer).register_forward_pre_hook(hook(layer), with_kwargs=True) for layer in layers]
+    return [
+        adapter.attention(layer).register_forward_pre_hook(hook(layer), with_kwargs=True)
+        for layer in layers
+    ]
 
 
 @contextlib.contextmanager
@@ -73,7 +76,9 @@ class HeadCapture:
 
         def make(layer, state):
             def fn(value):
-                self.store.setdefault(layer, []).append((state[layer], _as_heads(value, n_heads).detach().clone()))
+                self.store.setdefault(layer, []).append(
+                    (state[layer], _as_heads(value, n_heads).detach().clone())
+                )
 
             return fn
 
@@ -86,7 +91,9 @@ class HeadCapture:
         expected = start
         for start, t in parts:
             if start != expected:
-                raise ValueError(f"layer {layer}: captured calls leave positions {expected}..{start - 1} out")
+                raise ValueError(
+                    f"layer {layer}: captured calls leave positions {expected}..{start - 1} out"
+                )
             expected += t.shape[1]
         return torch.cat([t for _, t in parts], 1)
 
@@ -97,10 +104,18 @@ class HeadPatch:
     the absolute positions where ``where`` is True, with ``source[layer]`` (positions, heads,
     head_dim) from the source run. Rows share one sequence (one pair): the same positions."""
 
-    def __init__(self, source: dict[int, torch.Tensor], heads: Sequence, where: torch.Tensor,
-                 prefix_length: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        source: dict[int, torch.Tensor],
+        heads: Sequence,
+        where: torch.Tensor,
+        prefix_length: int | None = None,
+    ):
         self.source = source
-        self.rows = [[] if h is None else [tuple(h)] if isinstance(h[0], int) else [tuple(x) for x in h] for h in heads]
+        self.rows = [
+            [] if h is None else [tuple(h)] if isinstance(h[0], int) else [tuple(x) for x in h]
+            for h in heads
+        ]
         self.where = where.bool()
         # with the image prefix's length known, a patch after it leaves the prefix alone
         self.touches_prefix = prefix_length is None or bool(self.where[:prefix_length].any())
@@ -108,8 +123,10 @@ class HeadPatch:
 
     def __call__(self, adapter: Adapter, batch: BatchContext | Encoded | None = None):
         n_heads = adapter.num_heads
-        by_layer = {layer: [(r, h) for r, row in enumerate(self.rows) for lay, h in row if lay == layer]
-                    for layer in self.layers}  # fmt: skip
+        by_layer = {
+            layer: [(r, h) for r, row in enumerate(self.rows) for lay, h in row if lay == layer]
+            for layer in self.layers
+        }
 
         def make(layer, state):
             def fn(value):
@@ -136,10 +153,16 @@ class HeadZero:
     the prefix must be rerun: ``touches_prefix``) or "post_image" (the rest of the prompt and the
     answer; the clean prefix can be shared)."""
 
-    def __init__(self, heads: Sequence[tuple[int, int]], positions: str = "all",
-                 means: dict[tuple[int, int], torch.Tensor] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        heads: Sequence[tuple[int, int]],
+        positions: str = "all",
+        means: dict[tuple[int, int], torch.Tensor] | None = None,
+    ):
         if positions not in ("all", "post_image"):
-            raise ValueError(f"head ablation positions must be 'all' or 'post_image', not {positions!r}")
+            raise ValueError(
+                f"head ablation positions must be 'all' or 'post_image', not {positions!r}"
+            )
         self.heads = sorted({(int(layer), int(h)) for layer, h in heads})
         self.positions, self.means = positions, means
         if means is not None and any(h not in means for h in self.heads):
@@ -155,7 +178,11 @@ class HeadZero:
         if self.positions == "post_image" and batch is None:
             raise ValueError("post_image head ablation needs the batch (where the image ends)")
         n_heads = adapter.num_heads
-        image_end = None if self.positions == "all" else torch.tensor([int(p[-1]) for p in batch.image_positions])
+        image_end = (
+            None
+            if self.positions == "all"
+            else torch.tensor([int(p[-1]) for p in batch.image_positions])
+        )
         by_layer = {layer: [h for lay, h in self.heads if lay == layer] for layer in self.layers}
 
         def make(layer, state):
@@ -167,7 +194,11 @@ class HeadZero:
                     past, q = state[layer], value.shape[1]
                     where = ((past + torch.arange(q))[None, :] > image_end[:, None]).to(out.device)
                 for h in by_layer[layer]:
-                    fill = 0.0 if self.means is None else self.means[(layer, h)].to(out.device, out.dtype)
+                    fill = (
+                        0.0
+                        if self.means is None
+                        else self.means[(layer, h)].to(out.device, out.dtype)
+                    )
                     out[:, :, h] = torch.where(where[..., None], fill, out[:, :, h])
                 return out.view_as(value)
 

@@ -27,7 +27,9 @@ from ..models.base import Adapter, Encoded
 from .base import BatchContext
 
 
-def knockout_mask(mask: torch.Tensor | None, block: torch.Tensor, past: int, implementation: str) -> torch.Tensor:
+def knockout_mask(
+    mask: torch.Tensor | None, block: torch.Tensor, past: int, implementation: str
+) -> torch.Tensor:
     """``mask`` as the attention module got it, with the (B, 1, q, K) pairs in ``block`` removed."""
     b, _, q, k = block.shape
     if mask is None:  # sdpa without padding: causal over the cache and the new tokens
@@ -35,7 +37,9 @@ def knockout_mask(mask: torch.Tensor | None, block: torch.Tensor, past: int, imp
         queries = past + torch.arange(q, device=block.device)
         mask = (keys[None, :] <= queries[:, None])[None, None].expand(b, 1, q, k)
         if implementation == "eager":
-            mask = torch.zeros(mask.shape, dtype=torch.float32, device=block.device).masked_fill(~mask, torch.finfo(torch.float32).min)
+            mask = torch.zeros(mask.shape, dtype=torch.float32, device=block.device).masked_fill(
+                ~mask, torch.finfo(torch.float32).min
+            )
     if mask.dtype == torch.bool:  # True = may attend
         return mask & ~block
     return mask.masked_fill(block, torch.finfo(mask.dtype).min)
@@ -65,7 +69,9 @@ class AttentionKnockout:
         # every blocked key is a visual token, so it lies within the first max(image_end) + 1 positions
         prefix_blocked = torch.zeros(len(image_end), int(image_end.max()) + 1, dtype=torch.bool)
         for row, (pos, q) in enumerate(zip(batch.image_positions, batch.rows, strict=True)):
-            prefix_blocked[row, pos[torch.as_tensor(np.asarray(self.keys[q], dtype=np.int64))].cpu()] = True
+            prefix_blocked[
+                row, pos[torch.as_tensor(np.asarray(self.keys[q], dtype=np.int64))].cpu()
+            ] = True
 
         def hook(module, args, kwargs):
             hidden = kwargs["hidden_states"]
@@ -78,11 +84,16 @@ class AttentionKnockout:
             width = min(k, prefix_blocked.shape[1])
             key_blocked[:, :width] = prefix_blocked[:, :width]
             after_image = (past + torch.arange(q))[None, :] > image_end[:, None]
-            block = (after_image[:, None, :, None] & key_blocked[:, None, None, :]).to(hidden.device)
+            block = (after_image[:, None, :, None] & key_blocked[:, None, None, :]).to(
+                hidden.device
+            )
             kwargs["attention_mask"] = knockout_mask(mask, block, past, implementation)
             return args, kwargs
 
-        handles = [adapter.attention(layer).register_forward_pre_hook(hook, with_kwargs=True) for layer in self.layers]
+        handles = [
+            adapter.attention(layer).register_forward_pre_hook(hook, with_kwargs=True)
+            for layer in self.layers
+        ]
         try:
             yield
         finally:

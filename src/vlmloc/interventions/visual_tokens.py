@@ -49,13 +49,17 @@ class VisualTokenEdit:
         def edit(output):
             flat = output.reshape(-1, output.shape[-1])
             if flat.shape[0] != sum(sizes):
-                raise RuntimeError(f"projector produced {flat.shape[0]} tokens, the batch has {sum(sizes)}")
+                raise RuntimeError(
+                    f"projector produced {flat.shape[0]} tokens, the batch has {sum(sizes)}"
+                )
             parts = list(torch.split(flat, sizes))
             for k, (qid, lay) in enumerate(zip(query_ids, batch.layouts, strict=True)):
                 parts[k] = self.edit_query(qid, parts[k], lay)
             return torch.cat(parts).reshape(output.shape)
 
-        with hooked(adapter, {"projector": edit}):  # the adapter's projector site: its tokens in sequence order
+        with hooked(
+            adapter, {"projector": edit}
+        ):  # the adapter's projector site: its tokens in sequence order
             yield
 
 
@@ -68,7 +72,9 @@ class ReplaceVisualTokens(VisualTokenEdit):
         self.value = value
 
     def edit_query(self, query_id, tokens, layout):
-        idx = torch.as_tensor(np.asarray(self.indices[query_id], dtype=np.int64), device=tokens.device)
+        idx = torch.as_tensor(
+            np.asarray(self.indices[query_id], dtype=np.int64), device=tokens.device
+        )
         if idx.numel() == 0:
             return tokens
         out = tokens.clone()
@@ -93,10 +99,14 @@ class CopyVisualTokens(VisualTokenEdit):
         self.targets, self.sources = targets, sources
 
     def edit_query(self, query_id, tokens, layout):
-        dst = torch.as_tensor(np.asarray(self.targets[query_id], dtype=np.int64), device=tokens.device)
+        dst = torch.as_tensor(
+            np.asarray(self.targets[query_id], dtype=np.int64), device=tokens.device
+        )
         if dst.numel() == 0:
             return tokens
-        src = torch.as_tensor(np.asarray(self.sources[query_id], dtype=np.int64), device=tokens.device)
+        src = torch.as_tensor(
+            np.asarray(self.sources[query_id], dtype=np.int64), device=tokens.device
+        )
         out = tokens.clone()
         out[dst] = tokens[src]
         return out
@@ -111,11 +121,15 @@ def mean_visual_embedding(adapter: Adapter, images: Sequence, batch_size: int = 
     return visual_embedding_stats(adapter, images, batch_size)["mean"]
 
 
-def visual_embedding_stats(adapter: Adapter, images: Sequence, batch_size: int = 16, progress: bool = False) -> dict:
+def visual_embedding_stats(
+    adapter: Adapter, images: Sequence, batch_size: int = 16, progress: bool = False
+) -> dict:
     """Over every visual token of ``images`` at the LLM input: the mean embedding, and the mean
     and std of the tokens' L2 norms (the dataset-wide register-token threshold): the workflow's
     sharded computation (``mean_embedding``) with the whole set as one shard, the same numbers."""
-    sums = embedding_sums(adapter, images, range(len(images)), batch_size=batch_size, progress=progress)
+    sums = embedding_sums(
+        adapter, images, range(len(images)), batch_size=batch_size, progress=progress
+    )
     return combine_embedding_sums([sums])
 
 

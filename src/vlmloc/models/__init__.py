@@ -7,8 +7,11 @@ from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
 from .qwen2_5_vl import Qwen2_5_VLAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"llava": LlavaAdapter, "internvl": InternVLAdapter,
-                                      "qwen2_5_vl": Qwen2_5_VLAdapter}  # fmt: skip
+ADAPTERS: dict[str, type[Adapter]] = {
+    "llava": LlavaAdapter,
+    "internvl": InternVLAdapter,
+    "qwen2_5_vl": Qwen2_5_VLAdapter,
+}
 
 
 def load_adapter(family: str, path, **kw) -> Adapter:

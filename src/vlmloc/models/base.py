@@ -83,13 +83,24 @@ class ImageLayout:
             for r in range(v.rows):
                 for c in range(v.cols):
                     rows.append(
-                        {"token": v.offset + r * v.cols + c, "view": v.name, "kind": v.kind, "row": r, "col": c,
-                         "x0": xs[c], "y0": ys[r], "x1": xs[c + 1], "y1": ys[r + 1]}
-                    )  # fmt: skip
+                        {
+                            "token": v.offset + r * v.cols + c,
+                            "view": v.name,
+                            "kind": v.kind,
+                            "row": r,
+                            "col": c,
+                            "x0": xs[c],
+                            "y0": ys[r],
+                            "x1": xs[c + 1],
+                            "y1": ys[r + 1],
+                        }
+                    )
         return rows
 
 
-def pad_rows(rows: Sequence[Sequence[int]], pad: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(
+    rows: Sequence[Sequence[int]], pad: int, left: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token rows of different lengths -> (ids, attention mask), padded on the left (rows end
     together, as generation needs) or on the right."""
     width = max(map(len, rows), default=0)
@@ -106,10 +117,14 @@ class Encoded:
     """A batch ready for the model, with where each row's visual tokens sit in the sequence."""
 
     inputs: dict[str, torch.Tensor]
-    image_positions: list[torch.Tensor]  # per row: sequence positions of its visual tokens, in order
+    image_positions: list[
+        torch.Tensor
+    ]  # per row: sequence positions of its visual tokens, in order
     layouts: list[ImageLayout]
     prompt_lengths: list[int] = field(default_factory=list)
-    query_ids: list[int] = field(default_factory=list)  # each row's index in the runner's caller list
+    query_ids: list[int] = field(
+        default_factory=list
+    )  # each row's index in the runner's caller list
 
 
 @dataclass(frozen=True)
@@ -199,14 +214,18 @@ class Adapter(ABC):
 
         return Geometry.of_checkpoint(folder, 1)
 
-    def __init__(self, model, tokenizer, preprocessor: dict, system_prompt: str | None = None, **options):
+    def __init__(
+        self, model, tokenizer, preprocessor: dict, system_prompt: str | None = None, **options
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
         if system_prompt is not None:
             self.system_prompt = system_prompt
         self.options = options
-        self.image_mean = np.array(preprocessor.get("image_mean", [0.5, 0.5, 0.5]), dtype=np.float32)
+        self.image_mean = np.array(
+            preprocessor.get("image_mean", [0.5, 0.5, 0.5]), dtype=np.float32
+        )
         self.image_std = np.array(preprocessor.get("image_std", [0.5, 0.5, 0.5]), dtype=np.float32)
 
     # ---- loading -----------------------------------------------------------------------------
@@ -219,8 +238,14 @@ class Adapter(ABC):
         return getattr(transformers, cls.model_class_name)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str = "float32", device: str = "cpu",
-                        attn_implementation: str = "sdpa", **options) -> Adapter:  # fmt: skip
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        dtype: str = "float32",
+        device: str = "cpu",
+        attn_implementation: str = "sdpa",
+        **options,
+    ) -> Adapter:
         from transformers import AutoTokenizer
 
         path = Path(path)
@@ -233,7 +258,10 @@ class Adapter(ABC):
         preprocessor = json.loads((path / "preprocessor_config.json").read_text())
         saved = path / "vlmloc_adapter.json"  # options a trained checkpoint was trained with
         if saved.exists():
-            options = {**json.loads(saved.read_text()), **{k: v for k, v in options.items() if v is not None}}
+            options = {
+                **json.loads(saved.read_text()),
+                **{k: v for k, v in options.items() if v is not None},
+            }
         return cls(model, tokenizer, preprocessor, **options)
 
     @classmethod
@@ -263,7 +291,9 @@ class Adapter(ABC):
         """All views of one image, normalised: (n_views, 3, S, S)."""
         return torch.stack([self.to_tensor(v) for v in self.views(image)])
 
-    def pixel_inputs(self, pixels: Sequence[torch.Tensor], layouts: Sequence[ImageLayout]) -> dict[str, torch.Tensor]:
+    def pixel_inputs(
+        self, pixels: Sequence[torch.Tensor], layouts: Sequence[ImageLayout]
+    ) -> dict[str, torch.Tensor]:
         """The model's image inputs for a batch of images (``pixel_values`` of each, in order):
         here their views concatenated, since every view has one size."""
         return {"pixel_values": torch.cat(list(pixels)).to(self.model.dtype)}
@@ -272,8 +302,13 @@ class Adapter(ABC):
         """Inputs the model needs per token besides the ids and the mask (none here)."""
         return {}
 
-    def position_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layouts: Sequence[ImageLayout],
-                     past_length: int = 0) -> torch.Tensor:  # fmt: skip
+    def position_ids(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        layouts: Sequence[ImageLayout],
+        past_length: int = 0,
+    ) -> torch.Tensor:
         """Position ids of the tokens ``past_length:`` of (batch, tokens) ``input_ids``, the whole
         sequence given (a prefix already cached and what continues it, padding anywhere): 1-D
         positions that count real tokens only, as the stock ``generate`` does with left padding.
@@ -326,7 +361,12 @@ class Adapter(ABC):
         """
         prefix = self.answer_prefix
         if task == "localization":
-            box = (row["bbox_x"], row["bbox_y"], row["bbox_x"] + row["bbox_w"], row["bbox_y"] + row["bbox_h"])
+            box = (
+                row["bbox_x"],
+                row["bbox_y"],
+                row["bbox_x"] + row["bbox_w"],
+                row["bbox_y"] + row["bbox_h"],
+            )
             text = prefix + self.format_box(box, int(row["width"]), int(row["height"]))
             spans = tuple((s, e) for s, e, _ in box_number_spans(text))
             if len(spans) != 4:
@@ -344,21 +384,32 @@ class Adapter(ABC):
                 text += name
             return GoldAnswer(text, spans)
         if task == "binary":
-            return GoldAnswer(prefix + self.yes_word, ((len(prefix), len(prefix) + len(self.yes_word)),))
+            return GoldAnswer(
+                prefix + self.yes_word, ((len(prefix), len(prefix) + len(self.yes_word)),)
+            )
         raise ValueError(f"no gold answer for task {task!r}")
 
     def answer_tokens(self, gold: GoldAnswer) -> AnswerTokens:
         """The gold reply's tokens as generation writes them after the prompt: the text tokenized
         on its own (no BOS), then EOS; content = tokens overlapping a content span."""
         enc = self.tokenizer(gold.text, add_special_tokens=False, return_offsets_mapping=True)
-        content = [b > a and any(a < e and b > s for s, e in gold.spans) for a, b in enc["offset_mapping"]]
+        content = [
+            b > a and any(a < e and b > s for s, e in gold.spans) for a, b in enc["offset_mapping"]
+        ]
         if not any(content):
             raise ValueError(f"no token of {gold.text!r} covers its content")
-        return AnswerTokens(tuple(enc["input_ids"]) + (self.tokenizer.eos_token_id,), tuple(content) + (False,))
+        return AnswerTokens(
+            tuple(enc["input_ids"]) + (self.tokenizer.eos_token_id,), tuple(content) + (False,)
+        )
 
     # ---- batching ----------------------------------------------------------------------------
-    def encode(self, images: list, task_texts: list[str], answers: list[str] | None = None,
-               pixels: list[torch.Tensor] | None = None) -> Encoded:  # fmt: skip
+    def encode(
+        self,
+        images: list,
+        task_texts: list[str],
+        answers: list[str] | None = None,
+        pixels: list[torch.Tensor] | None = None,
+    ) -> Encoded:
         """Tokenize a batch (left padding) with its pixel values; ``answers`` are appended
         after the prompt for teacher-forced scoring. ``pixels`` (from ``pixel_values``) spares
         preprocessing an image again; ``images`` may then be just their (width, height)."""
@@ -367,7 +418,9 @@ class Adapter(ABC):
         texts = [self.prompt(t, lay.n_tokens) for t, lay in zip(task_texts, layouts, strict=True)]
         prompt_lengths = []
         if answers is not None:  # only scoring needs where the answer starts
-            prompt_lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+            prompt_lengths = [
+                len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+            ]
             texts = [t + a for t, a in zip(texts, answers, strict=True)]
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
         if pixels is None:
@@ -376,10 +429,18 @@ class Adapter(ABC):
         positions = [torch.nonzero(row == self.image_token_id).flatten() for row in ids]
         for p, lay in zip(positions, layouts, strict=True):
             if len(p) != lay.n_tokens:
-                raise RuntimeError(f"{len(p)} image tokens in the prompt, layout expects {lay.n_tokens}")
-        inputs = {"input_ids": ids, "attention_mask": batch["attention_mask"], **self.pixel_inputs(pixels, layouts),
-                  **self.token_inputs(ids)}  # fmt: skip
-        return Encoded(inputs=inputs, image_positions=positions, layouts=layouts, prompt_lengths=prompt_lengths)
+                raise RuntimeError(
+                    f"{len(p)} image tokens in the prompt, layout expects {lay.n_tokens}"
+                )
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": batch["attention_mask"],
+            **self.pixel_inputs(pixels, layouts),
+            **self.token_inputs(ids),
+        }
+        return Encoded(
+            inputs=inputs, image_positions=positions, layouts=layouts, prompt_lengths=prompt_lengths
+        )
 
     def image_features(self, pixel_values: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Visual token embeddings at the LLM input (after the projector), flattened to

@@ -17,9 +17,7 @@ from PIL import Image
 from ..tasks import ParsedBox, parse_box_numbers
 from .base import Adapter, ImageLayout, View
 
-INTERNVL_SYSTEM = (
-    "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
-)
+INTERNVL_SYSTEM = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 _BOX = re.compile(r"<box>\s*\[\[(.*?)\]\]\s*</box>", re.S)
 
 
@@ -34,7 +32,9 @@ def target_ratios(min_num: int, max_num: int) -> list[tuple[int, int]]:
     return sorted(ratios, key=lambda r: r[0] * r[1])
 
 
-def closest_tile_grid(width: int, height: int, tile: int, min_num: int = 1, max_num: int = 6) -> tuple[int, int]:
+def closest_tile_grid(
+    width: int, height: int, tile: int, min_num: int = 1, max_num: int = 6
+) -> tuple[int, int]:
     """(cols, rows) as InternVL's find_closest_aspect_ratio picks them (ties -> more tiles if the
     image is large enough)."""
     aspect = width / height
@@ -56,7 +56,9 @@ class InternVLAdapter(Adapter):
 
     @classmethod
     def makes_local_views(cls, options: dict) -> bool:
-        return int(options.get("max_tiles", 6)) > 1  # the paper's 6 unless the config says otherwise
+        return (
+            int(options.get("max_tiles", 6)) > 1
+        )  # the paper's 6 unless the config says otherwise
 
     @classmethod
     def flops_geometry(cls, folder, options: dict):
@@ -99,11 +101,22 @@ class InternVLAdapter(Adapter):
         cols, rows = closest_tile_grid(width, height, self.tile, 1, self.max_tiles)
         g, views = self.grid, []
         if cols * rows == 1:
-            return ImageLayout(width, height, (View("global", "global", g, g, (0, 0, width, height), 0),))
+            return ImageLayout(
+                width, height, (View("global", "global", g, g, (0, 0, width, height), 0),)
+            )
         tw, th = width / cols, height / rows
         for k in range(cols * rows):
             r, c = divmod(k, cols)
-            views.append(View(f"tile_{k}", "local", g, g, (c * tw, r * th, (c + 1) * tw, (r + 1) * th), k * g * g))
+            views.append(
+                View(
+                    f"tile_{k}",
+                    "local",
+                    g,
+                    g,
+                    (c * tw, r * th, (c + 1) * tw, (r + 1) * th),
+                    k * g * g,
+                )
+            )
         views.append(View("global", "global", g, g, (0, 0, width, height), cols * rows * g * g))
         return ImageLayout(width, height, tuple(views))
 
@@ -113,14 +126,19 @@ class InternVLAdapter(Adapter):
         cols, rows = closest_tile_grid(w, h, self.tile, 1, self.max_tiles)
         t = self.tile
         resized = image.resize((cols * t, rows * t), Image.BICUBIC)
-        views = [resized.crop(((k % cols) * t, (k // cols) * t, (k % cols + 1) * t, (k // cols + 1) * t)) for k in range(cols * rows)]
+        views = [
+            resized.crop(((k % cols) * t, (k // cols) * t, (k % cols + 1) * t, (k // cols + 1) * t))
+            for k in range(cols * rows)
+        ]
         if len(views) > 1:
             views.append(image.resize((t, t), Image.BICUBIC))
         return views
 
     def prompt(self, task_text: str, n_image_tokens: int) -> str:
         image = "<img>" + "<IMG_CONTEXT>" * n_image_tokens + "</img>"
-        system = f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n" if self.system_prompt else ""
+        system = (
+            f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n" if self.system_prompt else ""
+        )
         return f"{system}<|im_start|>user\n{image}\n{task_text}<|im_end|>\n<|im_start|>assistant\n"
 
     def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:
@@ -128,7 +146,16 @@ class InternVLAdapter(Adapter):
         if parsed.box is None:
             return parsed
         x1, y1, x2, y2 = parsed.box
-        return ParsedBox((x1 / self.box_scale * width, y1 / self.box_scale * height, x2 / self.box_scale * width, y2 / self.box_scale * height), parsed.status, parsed.n_boxes)
+        return ParsedBox(
+            (
+                x1 / self.box_scale * width,
+                y1 / self.box_scale * height,
+                x2 / self.box_scale * width,
+                y2 / self.box_scale * height,
+            ),
+            parsed.status,
+            parsed.n_boxes,
+        )
 
     def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
         return (0.0, 0.0, float(width), float(height))
@@ -136,5 +163,10 @@ class InternVLAdapter(Adapter):
     def format_box(self, box, width: int, height: int) -> str:
         x1, y1, x2, y2 = box
         k = self.box_scale
-        vals = [round(x1 / width * k), round(y1 / height * k), round(x2 / width * k), round(y2 / height * k)]
+        vals = [
+            round(x1 / width * k),
+            round(y1 / height * k),
+            round(x2 / width * k),
+            round(y2 / height * k),
+        ]
         return "<box>[[" + ", ".join(str(int(v)) for v in vals) + "]]</box>"

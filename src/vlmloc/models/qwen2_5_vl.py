@@ -36,7 +36,9 @@ from PIL import Image
 from ..tasks import ParsedBox, parse_box_numbers
 from .base import Adapter, ImageLayout, LazyModule, Site, View
 
-torch = LazyModule("torch")  # on first use: the workflow reads this class while planning, without torch
+torch = LazyModule(
+    "torch"
+)  # on first use: the workflow reads this class while planning, without torch
 
 QWEN_SYSTEM = "You are a helpful assistant."
 # the processor's defaults, as Qwen2.5-VL-7B-Instruct's preprocessor_config.json has them
@@ -44,13 +46,20 @@ MIN_PIXELS, MAX_PIXELS = 56 * 56, 28 * 28 * 16384
 _BBOX = re.compile(r'"bbox_2d"\s*:\s*\[(.*?)\]', re.S)
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = MIN_PIXELS,
-                 max_pixels: int = MAX_PIXELS) -> tuple[int, int]:  # fmt: skip
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = 28,
+    min_pixels: int = MIN_PIXELS,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[int, int]:
     """(height, width) the processor resizes an image to: multiples of ``factor`` closest to the
     image's sides, scaled to keep the pixel count within min .. max (transformers' Qwen2-VL
     ``smart_resize``, which tests/test_qwen2_5_vl.py compares against)."""
     if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}")
+        raise ValueError(
+            f"absolute aspect ratio must be smaller than 200, got {max(height, width) / min(height, width)}"
+        )
     h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt((height * width) / max_pixels)
@@ -58,7 +67,10 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = MI
         w_bar = max(factor, math.floor(width / beta / factor) * factor)
     elif h_bar * w_bar < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
-        h_bar, w_bar = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+        h_bar, w_bar = (
+            math.ceil(height * beta / factor) * factor,
+            math.ceil(width * beta / factor) * factor,
+        )
     return h_bar, w_bar
 
 
@@ -100,13 +112,17 @@ class Qwen2_5_VLAdapter(Adapter):
 
     def resized(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the image as the model sees it (and writes its boxes in)."""
-        h, w = smart_resize(height, width, self.patch_size * self.merge_size, self.min_pixels, self.max_pixels)
+        h, w = smart_resize(
+            height, width, self.patch_size * self.merge_size, self.min_pixels, self.max_pixels
+        )
         return w, h
 
     def layout(self, width: int, height: int) -> ImageLayout:
         w, h = self.resized(width, height)
         cell = self.patch_size * self.merge_size
-        view = View("image", "global", h // cell, w // cell, (0.0, 0.0, float(width), float(height)), 0)
+        view = View(
+            "image", "global", h // cell, w // cell, (0.0, 0.0, float(width), float(height)), 0
+        )
         return ImageLayout(width, height, (view,))
 
     def views(self, image: Image.Image) -> list[Image.Image]:
@@ -124,14 +140,19 @@ class Qwen2_5_VLAdapter(Adapter):
         p, m, t = self.patch_size, self.merge_size, self.temporal_patch_size
         c, height, width = pixels.shape[-3:]
         gh, gw = height // p, width // p
-        x = pixels.reshape(c, gh // m, m, p, gw // m, m, p).permute(1, 4, 2, 5, 0, 3, 6)  # (gh, gw, mh, mw, C, ph, pw)
+        x = pixels.reshape(c, gh // m, m, p, gw // m, m, p).permute(
+            1, 4, 2, 5, 0, 3, 6
+        )  # (gh, gw, mh, mw, C, ph, pw)
         x = x[:, :, :, :, :, None].expand(*x.shape[:5], t, p, p)
         return x.reshape(gh * gw, c * t * p * p), (1, gh, gw)
 
     def pixel_inputs(self, pixels: Sequence[torch.Tensor], layouts=None) -> dict[str, torch.Tensor]:
         parts, grids = zip(*(self.patches(px) for px in pixels), strict=True)
         flat = torch.cat(parts).to(self.model.dtype)
-        return {"pixel_values": flat, "image_grid_thw": torch.tensor(grids, dtype=torch.long, device=flat.device)}
+        return {
+            "pixel_values": flat,
+            "image_grid_thw": torch.tensor(grids, dtype=torch.long, device=flat.device),
+        }
 
     def token_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """``mm_token_type_ids`` (1 at image tokens), from which the stock model builds M-RoPE."""
@@ -139,30 +160,43 @@ class Qwen2_5_VLAdapter(Adapter):
 
     def image_grid_thw(self, layouts: Sequence[ImageLayout], device=None) -> torch.Tensor:
         m = self.merge_size
-        return torch.tensor([[1, v.rows * m, v.cols * m] for lay in layouts for v in lay.views], dtype=torch.long,
-                            device=device)  # fmt: skip
+        return torch.tensor(
+            [[1, v.rows * m, v.cols * m] for lay in layouts for v in lay.views],
+            dtype=torch.long,
+            device=device,
+        )
 
     def image_features(self, pixel_values) -> torch.Tensor:
         """``pixel_values``: one image's (1, 3, H', W'), several of one size (n, 3, H', W'), or a list."""
         if isinstance(pixel_values, torch.Tensor):
             pixel_values = list(pixel_values.split(1))
         inputs = self.pixel_inputs(pixel_values)
-        out = self.model.model.get_image_features(pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
+        out = self.model.model.get_image_features(
+            pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]
+        )
         return torch.cat(list(out.pooler_output))
 
     # ---- positions (M-RoPE) ---------------------------------------------------------------------
-    def position_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layouts: Sequence[ImageLayout],
-                     past_length: int = 0) -> torch.Tensor:  # fmt: skip
+    def position_ids(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        layouts: Sequence[ImageLayout],
+        past_length: int = 0,
+    ) -> torch.Tensor:
         """(4, batch, tokens - past_length): the 1-D text positions (what generate puts first,
         for the causal mask), then the model's own ``get_rope_index`` (temporal, height, width)
         over the real tokens of the whole sequence. A suffix after a cached prefix thus continues
         at the prefix's largest position + 1, as generate continues with ``rope_deltas``."""
         if layouts is None:
-            raise ValueError("Qwen2.5-VL's positions depend on each image's grid: the layouts are needed")
+            raise ValueError(
+                "Qwen2.5-VL's positions depend on each image's grid: the layouts are needed"
+            )
         grid = self.image_grid_thw(layouts, input_ids.device)
         mm = self.token_inputs(input_ids)["mm_token_type_ids"]
-        rope, _ = self.model.model.get_rope_index(input_ids, mm_token_type_ids=mm, image_grid_thw=grid,
-                                                  attention_mask=attention_mask)  # fmt: skip
+        rope, _ = self.model.model.get_rope_index(
+            input_ids, mm_token_type_ids=mm, image_grid_thw=grid, attention_mask=attention_mask
+        )
         text = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
         return torch.cat([text[None].to(rope), rope])[..., past_length:]
 
@@ -173,7 +207,9 @@ class Qwen2_5_VLAdapter(Adapter):
 
     def prompt(self, task_text: str, n_image_tokens: int) -> str:
         image = "<|vision_start|>" + "<|image_pad|>" * n_image_tokens + "<|vision_end|>"
-        system = f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n" if self.system_prompt else ""
+        system = (
+            f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n" if self.system_prompt else ""
+        )
         return f"{system}<|im_start|>user\n{image}{task_text}<|im_end|>\n<|im_start|>assistant\n"
 
     def parse_box(self, answer: str, width: int, height: int) -> ParsedBox:
@@ -203,7 +239,12 @@ class Qwen2_5_VLAdapter(Adapter):
         label): integer pixels of the resized image."""
         rw, rh = self.resized(int(width), int(height))
         x1, y1, x2, y2 = box
-        vals = [round(x1 * rw / width), round(y1 * rh / height), round(x2 * rw / width), round(y2 * rh / height)]
+        vals = [
+            round(x1 * rw / width),
+            round(y1 * rh / height),
+            round(x2 * rw / width),
+            round(y2 * rh / height),
+        ]
         return '```json\n[\n\t{"bbox_2d": [' + ", ".join(str(int(v)) for v in vals) + "]}\n]\n```"
 
     # ---- structure (for interventions) -----------------------------------------------------------
@@ -213,7 +254,9 @@ class Qwen2_5_VLAdapter(Adapter):
 
     @property
     def projector(self):
-        return self.vision_tower.merger  # its output is in the tower's window order (see projector_site)
+        return (
+            self.vision_tower.merger
+        )  # its output is in the tower's window order (see projector_site)
 
     def projector_site(self) -> Site:
         """The tower's ``pooler_output``: the merger's tokens put back into row-major order."""
@@ -221,11 +264,15 @@ class Qwen2_5_VLAdapter(Adapter):
 
     @property
     def vision_layers(self):
-        return self.vision_tower.blocks  # Qwen2_5_VLVisionBlock x 32, windowed but for fullatt_block_indexes
+        return (
+            self.vision_tower.blocks
+        )  # Qwen2_5_VLVisionBlock x 32, windowed but for fullatt_block_indexes
 
     @property
     def vision_patch_grid(self) -> int:
-        raise NotImplementedError("Qwen2.5-VL has no fixed grid: each image's is in its layout (x vision_merge)")
+        raise NotImplementedError(
+            "Qwen2.5-VL has no fixed grid: each image's is in its layout (x vision_merge)"
+        )
 
     @property
     def vision_merge(self) -> int:
@@ -238,7 +285,9 @@ class Qwen2_5_VLAdapter(Adapter):
 
         cfg = self.model.config.vision_config
         grid = self.image_grid_thw(layouts)
-        window, _ = get_vision_window_index(grid, cfg.spatial_merge_size, cfg.window_size, cfg.patch_size)
+        window, _ = get_vision_window_index(
+            grid, cfg.spatial_merge_size, cfg.window_size, cfg.patch_size
+        )
         m = self.merge_size
         units = value.reshape(-1, m * m, value.shape[-1])[torch.argsort(window).to(value.device)]
         out, start = [], 0
@@ -266,7 +315,23 @@ class Qwen2_5_VLAdapter(Adapter):
         patches = (h // patch) * (w // patch)
         vw, hidden = v["hidden_size"], t["hidden_size"]
         blocks = v.get("depth", v.get("num_hidden_layers"))
-        vision_linear = blocks * (4 * vw * vw + 3 * vw * v["intermediate_size"])  # qkv + proj, gated MLP
-        vision_linear += (merge * merge * vw) ** 2 + merge * merge * vw * v.get("out_hidden_size", hidden)  # merger
-        return Geometry(linear, t["num_hidden_layers"], attn, hidden, t["vocab_size"], t["num_attention_heads"],
-                        vision_linear, blocks, vw, patches, patches // (merge * merge), 1)  # fmt: skip
+        vision_linear = blocks * (
+            4 * vw * vw + 3 * vw * v["intermediate_size"]
+        )  # qkv + proj, gated MLP
+        vision_linear += (merge * merge * vw) ** 2 + merge * merge * vw * v.get(
+            "out_hidden_size", hidden
+        )  # merger
+        return Geometry(
+            linear,
+            t["num_hidden_layers"],
+            attn,
+            hidden,
+            t["vocab_size"],
+            t["num_attention_heads"],
+            vision_linear,
+            blocks,
+            vw,
+            patches,
+            patches // (merge * merge),
+            1,
+        )

@@ -8,9 +8,31 @@ Imported lazily, like ``vlmloc.experiments``: the table and figure jobs import `
 import importlib
 
 _FROM = {
-    "features": ("STAGES", "Site", "StageBatch", "TokenLabels", "select_views", "sites", "stage_features"),
-    "linear": ("ProbeScores", "SGDProbes", "StreamingRidge", "probe_targets", "random_control", "shuffled_positions"),
-    "run": ("METHODS", "ProbeRun", "ProbeSettings", "fit_and_score", "untrained_adapter", "validation_split"),
+    "features": (
+        "STAGES",
+        "Site",
+        "StageBatch",
+        "TokenLabels",
+        "select_views",
+        "sites",
+        "stage_features",
+    ),
+    "linear": (
+        "ProbeScores",
+        "SGDProbes",
+        "StreamingRidge",
+        "probe_targets",
+        "random_control",
+        "shuffled_positions",
+    ),
+    "run": (
+        "METHODS",
+        "ProbeRun",
+        "ProbeSettings",
+        "fit_and_score",
+        "untrained_adapter",
+        "validation_split",
+    ),
     "summary": ("paper_scale_forwards",),
     "images": ("probe_images",),
 }

@@ -89,12 +89,23 @@ class TokenLabels:
         return len(self.row)
 
     def select(self, keep: torch.Tensor) -> TokenLabels:
-        return TokenLabels(self.image[keep], self.view[keep], self.kind[keep], self.row[keep], self.col[keep],
-                           self.rows, self.cols)  # fmt: skip
+        return TokenLabels(
+            self.image[keep],
+            self.view[keep],
+            self.kind[keep],
+            self.row[keep],
+            self.col[keep],
+            self.rows,
+            self.cols,
+        )
 
 
-def grid_labels(layouts: Sequence[ImageLayout], image_ids: Sequence[int], refine: int = 1,
-                grid: tuple[int, int] | None = None) -> TokenLabels:  # fmt: skip
+def grid_labels(
+    layouts: Sequence[ImageLayout],
+    image_ids: Sequence[int],
+    refine: int = 1,
+    grid: tuple[int, int] | None = None,
+) -> TokenLabels:
     """Labels of the visual tokens of ``layouts`` (image after image, view after view, row-major),
     on each view's grid refined ``refine`` times along each axis (the backbone's patch grid).
     Every view has one grid shape, the classes per axis; or, for a family whose grid follows the
@@ -115,7 +126,9 @@ def grid_labels(layouts: Sequence[ImageLayout], image_ids: Sequence[int], refine
     if grid is not None:
         rows, cols = grid[0] * refine, grid[1] * refine
         if any(r > rows or c > cols for r, c in shapes):
-            raise ValueError(f"a view's grid {sorted(shapes)[-1]} exceeds the probes' classes ({rows}, {cols})")
+            raise ValueError(
+                f"a view's grid {sorted(shapes)[-1]} exceeds the probes' classes ({rows}, {cols})"
+            )
     elif len(shapes) != 1:
         raise ValueError(f"probes need one grid shape for every view, got {sorted(shapes)}")
     else:
@@ -161,7 +174,9 @@ def prefix_inputs(adapter: Adapter, layouts: Sequence[ImageLayout], task_text: s
     positions = [torch.nonzero(row == adapter.image_token_id).flatten() for row in ids]
     for p, lay in zip(positions, layouts, strict=True):
         if len(p) != lay.n_tokens:
-            raise RuntimeError(f"{len(p)} image tokens in the prompt, layout expects {lay.n_tokens}")
+            raise RuntimeError(
+                f"{len(p)} image tokens in the prompt, layout expects {lay.n_tokens}"
+            )
     return ids, mask, positions
 
 
@@ -187,9 +202,15 @@ def capture(adapter: Adapter, wanted: Sequence[Site], store: dict[str, torch.Ten
 
 
 @torch.inference_mode()
-def stage_features(adapter: Adapter, images: Sequence, task_text: str, batch_size: int = 8,
-                   site_names: Iterable[str] | None = None, pixels=None,
-                   grid: tuple[int, int] | None = None) -> Iterator[StageBatch]:  # fmt: skip
+def stage_features(
+    adapter: Adapter,
+    images: Sequence,
+    task_text: str,
+    batch_size: int = 8,
+    site_names: Iterable[str] | None = None,
+    pixels=None,
+    grid: tuple[int, int] | None = None,
+) -> Iterator[StageBatch]:
     """Per batch of ``images`` (PIL images or paths), the visual tokens' hidden states at every
     site (or ``site_names``), from one forward pass of the image prefix of the adapter's prompt
     with ``task_text``. ``pixels(i)`` may give image i's (width, height) and preprocessed views
@@ -208,25 +229,37 @@ def stage_features(adapter: Adapter, images: Sequence, task_text: str, batch_siz
         layouts = [adapter.layout(*wh) for wh, _ in prepared]
         ids, mask, positions = prefix_inputs(adapter, layouts, task_text)
         dev = adapter.device
-        inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev),
-                  **adapter.pixel_inputs([p.to(dev) for _, p in prepared], layouts)}  # fmt: skip
-        inputs["position_ids"] = adapter.position_ids(inputs["input_ids"], inputs["attention_mask"], layouts)
+        inputs = {
+            "input_ids": ids.to(dev),
+            "attention_mask": mask.to(dev),
+            **adapter.pixel_inputs([p.to(dev) for _, p in prepared], layouts),
+        }
+        inputs["position_ids"] = adapter.position_ids(
+            inputs["input_ids"], inputs["attention_mask"], layouts
+        )
         raw: dict[str, torch.Tensor] = {}
         with capture(adapter, wanted, raw):
             adapter.model(**inputs, use_cache=False, logits_to_keep=1)
         feats = {}
         for name, s in by_name.items():
             x = raw[name]
-            if s.stage == "vision":  # each view's patches row-major (LLaVA's, InternVL's: CLS dropped)
+            if (
+                s.stage == "vision"
+            ):  # each view's patches row-major (LLaVA's, InternVL's: CLS dropped)
                 feats[name] = adapter.vision_tokens(x, layouts)
             elif s.stage == "projector":  # (views or images, tokens, width), sequence order
                 feats[name] = x.reshape(-1, x.shape[-1])
             else:  # (batch, sequence, width): the visual tokens' positions, row after row
                 feats[name] = torch.cat([x[b, p.to(x.device)] for b, p in enumerate(positions)])
-        labels = {"llm": grid_labels(layouts, ids_, grid=grid), "vision": grid_labels(layouts, ids_, refine, grid)}
+        labels = {
+            "llm": grid_labels(layouts, ids_, grid=grid),
+            "vision": grid_labels(layouts, ids_, refine, grid),
+        }
         for name, x in feats.items():
             if x.shape[0] != len(labels[by_name[name].grid]):
-                raise RuntimeError(f"{name}: {x.shape[0]} tokens, labels for {len(labels[by_name[name].grid])}")
+                raise RuntimeError(
+                    f"{name}: {x.shape[0]} tokens, labels for {len(labels[by_name[name].grid])}"
+                )
         yield StageBatch(ids_, feats, labels, dict(by_name))
 
 
@@ -240,7 +273,9 @@ def select_views(batch: StageBatch, views: str = "all") -> StageBatch:
         raise ValueError(f"views must be one of {list(VIEW_KINDS)}, got {views!r}")
     if views == "all":
         return batch
-    keep = {g: torch.isin(lab.kind, torch.tensor(VIEW_KINDS[views])) for g, lab in batch.labels.items()}
+    keep = {
+        g: torch.isin(lab.kind, torch.tensor(VIEW_KINDS[views])) for g, lab in batch.labels.items()
+    }
     labels = {g: lab.select(keep[g]) for g, lab in batch.labels.items()}
     feats = {n: x[keep[batch.sites[n].grid].to(x.device)] for n, x in batch.features.items()}
     return StageBatch(batch.image_ids, feats, labels, batch.sites)

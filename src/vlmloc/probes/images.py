@@ -12,8 +12,9 @@ from ..workflow import generated_images, image_files
 GENERATED = "generated"
 
 
-def probe_images(train: str, test: str, n_train: int, n_test: int, seed: int,
-                 shapes_spec: dict | None = None) -> tuple[list, list]:  # fmt: skip
+def probe_images(
+    train: str, test: str, n_train: int, n_test: int, seed: int, shapes_spec: dict | None = None
+) -> tuple[list, list]:
     """(train images, test images), never sharing an image.
 
     ``generated``: shapes scenes in memory, the train set from ``seed`` and the test set from
@@ -23,19 +24,27 @@ def probe_images(train: str, test: str, n_train: int, n_test: int, seed: int,
     name the same folder, the test images are drawn from those not drawn for training.
     """
     if GENERATED in (train, test) and train != test:
-        raise ValueError("probes.train_images and probes.test_images: both `generated` or both folders")
+        raise ValueError(
+            "probes.train_images and probes.test_images: both `generated` or both folders"
+        )
     if train == GENERATED:
-        return generated_images(n_train, seed, shapes_spec), generated_images(n_test, seed + 1, shapes_spec)
+        return generated_images(n_train, seed, shapes_spec), generated_images(
+            n_test, seed + 1, shapes_spec
+        )
     rng = np.random.default_rng(seed)
     train_files = image_files(train, "probes.train_images")
     if n_train > len(train_files):
-        raise ValueError(f"probes.n_train: {n_train} images asked, {len(train_files)} under {train}")
+        raise ValueError(
+            f"probes.n_train: {n_train} images asked, {len(train_files)} under {train}"
+        )
     order = rng.permutation(len(train_files))
     picked = [train_files[i] for i in sorted(order[:n_train])]
     if Path(test).resolve() == Path(train).resolve():
         rest = [train_files[i] for i in order[n_train:]]
         if n_test > len(rest):
-            raise ValueError(f"probes.n_test: {n_test} images asked, {len(rest)} left under {test} after the train images")
+            raise ValueError(
+                f"probes.n_test: {n_test} images asked, {len(rest)} left under {test} after the train images"
+            )
         return picked, sorted(rest[:n_test])
     test_files = image_files(test, "probes.test_images")
     if n_test > len(test_files):

@@ -52,7 +52,9 @@ def shuffled_positions(labels: TokenLabels, seed: int) -> tuple[torch.Tensor, to
     return row, col
 
 
-def probe_targets(labels: TokenLabels, shuffled_control: bool = False, seed: int = 0) -> dict[str, tuple[torch.Tensor, int]]:
+def probe_targets(
+    labels: TokenLabels, shuffled_control: bool = False, seed: int = 0
+) -> dict[str, tuple[torch.Tensor, int]]:
     """Head name -> (class per token, number of classes)."""
     out = {"row": (labels.row, labels.rows), "col": (labels.col, labels.cols)}
     if shuffled_control:
@@ -61,7 +63,9 @@ def probe_targets(labels: TokenLabels, shuffled_control: bool = False, seed: int
     return out
 
 
-def random_control(batch: StageBatch, dim: int, seed: int = 0, name: str = "control.random") -> StageBatch:
+def random_control(
+    batch: StageBatch, dim: int, seed: int = 0, name: str = "control.random"
+) -> StageBatch:
     """A copy of ``batch`` with a site of standard-normal features of width ``dim`` at the LLM grid's tokens, drawn
     from (seed, image index): fixed per image, independent of position."""
     lab = batch.labels["llm"]
@@ -72,7 +76,9 @@ def random_control(batch: StageBatch, dim: int, seed: int = 0, name: str = "cont
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(image))
         feats[idx] = torch.randn(len(idx), dim, generator=g)
     features = {**batch.features, name: feats.to(device)}
-    return StageBatch(batch.image_ids, features, batch.labels, {**batch.sites, name: Site(name, "control", 0)})
+    return StageBatch(
+        batch.image_ids, features, batch.labels, {**batch.sites, name: Site(name, "control", 0)}
+    )
 
 
 class StreamingRidge:
@@ -90,9 +96,17 @@ class StreamingRidge:
         self.count: dict[str, int] = {}
         self.weights: dict[str, dict[str, torch.Tensor]] = {}
 
-    def update(self, site: str, X: torch.Tensor, targets: dict[str, tuple[torch.Tensor, int]]) -> None:
+    def update(
+        self, site: str, X: torch.Tensor, targets: dict[str, tuple[torch.Tensor, int]]
+    ) -> None:
         dev = self.device if self.device is not None else X.device
-        Xb = torch.cat([X.to(dev, self.compute_dtype), torch.ones(len(X), 1, device=dev, dtype=self.compute_dtype)], 1)
+        Xb = torch.cat(
+            [
+                X.to(dev, self.compute_dtype),
+                torch.ones(len(X), 1, device=dev, dtype=self.compute_dtype),
+            ],
+            1,
+        )
         if site not in self.gram:
             d = Xb.shape[1]
             self.gram[site] = torch.zeros(d, d, dtype=torch.float64, device=dev)
@@ -103,7 +117,9 @@ class StreamingRidge:
             # X^T onehot(y): per class, the sum of its tokens' features (k columns, cheap next to X^T X)
             part = Xb.T @ torch.nn.functional.one_hot(y.to(dev), k).to(self.compute_dtype)
             if head not in self.cross[site]:
-                self.cross[site][head] = torch.zeros(Xb.shape[1], k, dtype=torch.float64, device=dev)
+                self.cross[site][head] = torch.zeros(
+                    Xb.shape[1], k, dtype=torch.float64, device=dev
+                )
             self.cross[site][head] += part.double()
         self.count[site] += len(X)
 
@@ -170,11 +186,15 @@ class StreamingRidge:
                 cov = within / max(n - k, 1)
                 cov.diagonal().add_(l2 * float(cov.diagonal().mean()))
                 W = torch.linalg.solve(cov, means)
-                bias = -0.5 * (means * W).sum(0) + torch.log(counts / n)  # -inf for a class never seen
+                bias = -0.5 * (means * W).sum(0) + torch.log(
+                    counts / n
+                )  # -inf for a class never seen
                 self.weights[site][head] = torch.cat([W, bias[None]], 0)
         return self.weights
 
-    def predict(self, site: str, X: torch.Tensor, weights: dict | None = None) -> dict[str, torch.Tensor]:
+    def predict(
+        self, site: str, X: torch.Tensor, weights: dict | None = None
+    ) -> dict[str, torch.Tensor]:
         """Predicted class per head, with ``weights`` (as ``solve`` / ``solve_lda`` return them;
         default: the last solved)."""
         out = {}
@@ -192,8 +212,15 @@ class SGDProbes:
     hidden states have a few dimensions hundreds of times larger than the rest). Each streamed
     batch is cut into ``minibatch`` tokens per step, in a random order."""
 
-    def __init__(self, lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
-                 minibatch: int = 4096, seed: int = 0, device=None):  # fmt: skip
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        minibatch: int = 4096,
+        seed: int = 0,
+        device=None,
+    ):
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be adam or sgd, got {optimizer!r}")
         self.lr, self.optimizer, self.weight_decay = lr, optimizer, weight_decay
@@ -207,23 +234,34 @@ class SGDProbes:
 
     def _prepare(self, site: str, X: torch.Tensor) -> torch.Tensor:
         dev = self.device if self.device is not None else X.device
-        X = X.to(dev, torch.float32, copy=True)  # a copy: features from inference mode may enter autograd
+        X = X.to(
+            dev, torch.float32, copy=True
+        )  # a copy: features from inference mode may enter autograd
         if site not in self.norm:
-            self.norm[site] = (X.mean(0), X.std(0).clamp(min=1e-6) if len(X) > 1 else torch.ones_like(X[0]))
+            self.norm[site] = (
+                X.mean(0),
+                X.std(0).clamp(min=1e-6) if len(X) > 1 else torch.ones_like(X[0]),
+            )
         mean, std = self.norm[site]
         return (X - mean) / std
 
     def _heads(self, site: str, width: int, targets: dict[str, tuple[torch.Tensor, int]], device):
         if site not in self.heads:
             torch.manual_seed(self.seed)
-            heads = torch.nn.ModuleDict({h.replace("~", "__"): torch.nn.Linear(width, k) for h, (_, k) in targets.items()})
+            heads = torch.nn.ModuleDict(
+                {h.replace("~", "__"): torch.nn.Linear(width, k) for h, (_, k) in targets.items()}
+            )
             heads.to(device)
             self.heads[site] = heads
             opt = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
-            self.optimizers[site] = opt(heads.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            self.optimizers[site] = opt(
+                heads.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
         return self.heads[site]
 
-    def partial_fit(self, site: str, X: torch.Tensor, targets: dict[str, tuple[torch.Tensor, int]]) -> float:
+    def partial_fit(
+        self, site: str, X: torch.Tensor, targets: dict[str, tuple[torch.Tensor, int]]
+    ) -> float:
         """Steps over one streamed batch; returns its mean loss (summed over heads)."""
         with torch.inference_mode(False), torch.enable_grad():
             X = self._prepare(site, X)
@@ -234,7 +272,10 @@ class SGDProbes:
             total, n = 0.0, 0
             for s in range(0, len(X), self.minibatch):
                 idx = order[s : s + self.minibatch]
-                loss = sum(torch.nn.functional.cross_entropy(heads[h](X[idx]), y[idx]) for h, y in ys.items())
+                loss = sum(
+                    torch.nn.functional.cross_entropy(heads[h](X[idx]), y[idx])
+                    for h, y in ys.items()
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -248,7 +289,9 @@ class SGDProbes:
         with torch.inference_mode(False):
             mean, std = self.norm[site]
             Xn = (X.to(mean.device, torch.float32) - mean) / std
-            return {h.replace("__", "~"): head(Xn).argmax(1) for h, head in self.heads[site].items()}
+            return {
+                h.replace("__", "~"): head(Xn).argmax(1) for h, head in self.heads[site].items()
+            }
 
 
 @dataclass
@@ -265,7 +308,9 @@ class _Cells:
             self.first = int(image.min())
         idx = image - self.first
         if int(idx.min()) < 0:
-            raise ValueError("a split's images are scored in order: image ids below the first one seen")
+            raise ValueError(
+                "a split's images are scored in order: image ids below the first one seen"
+            )
         need = int(idx.max()) + 1
         if need > len(self.images):  # grow geometrically
             grown = torch.zeros(max(need, 2 * len(self.images)), 4, dtype=torch.long)
@@ -290,7 +335,11 @@ class ProbeScores:
             pr, pc = predictions[f"row{suffix}"].cpu(), predictions[f"col{suffix}"].cpu()
             key = (site.name, v)
             if key not in self.cells:
-                self.cells[key] = _Cells(labels.rows, labels.cols, torch.zeros(2, labels.rows, labels.cols, 4, dtype=torch.long))
+                self.cells[key] = _Cells(
+                    labels.rows,
+                    labels.cols,
+                    torch.zeros(2, labels.rows, labels.cols, 4, dtype=torch.long),
+                )
             cells = self.cells[key].counts
             row_ok, col_ok = (pr == labels.row).long(), (pc == labels.col).long()
             flat = (labels.kind * labels.rows + labels.row) * labels.cols + labels.col
@@ -310,9 +359,21 @@ class ProbeScores:
                     for col in range(c.cols):
                         n, ro, co, bo = c.counts[k, r, col].tolist()
                         if n:
-                            out.append({"site": name, "stage": s.stage, "layer": s.layer, "variant": variant,
-                                        "kind": kind, "row": r, "col": col, "n": n, "acc_row": ro / n,
-                                        "acc_col": co / n, "acc_both": bo / n})  # fmt: skip
+                            out.append(
+                                {
+                                    "site": name,
+                                    "stage": s.stage,
+                                    "layer": s.layer,
+                                    "variant": variant,
+                                    "kind": kind,
+                                    "row": r,
+                                    "col": col,
+                                    "n": n,
+                                    "acc_row": ro / n,
+                                    "acc_col": co / n,
+                                    "acc_both": bo / n,
+                                }
+                            )
         return out
 
     def summary_rows(self, bootstrap: dict | None = None) -> list[dict]:
@@ -323,7 +384,9 @@ class ProbeScores:
         b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
         # every key resamples the same images: those any key saw (its own rows elsewhere are zeros)
         first = min((c.first for c in self.cells.values() if len(c.images)), default=0)
-        last = max((c.first + len(c.images) for c in self.cells.values() if len(c.images)), default=0)
+        last = max(
+            (c.first + len(c.images) for c in self.cells.values() if len(c.images)), default=0
+        )
         per_key = {}
         for key, c in self.cells.items():
             full = torch.zeros(last - first, 4, dtype=torch.long)
@@ -343,10 +406,22 @@ class ProbeScores:
             s = self.sites[name]
             n, ro, co, bo = c.counts.sum((0, 1, 2)).tolist()
             acc_row, acc_col = ro / n, co / n
-            rec = {"site": name, "stage": s.stage, "layer": s.layer, "variant": variant, "n_tokens": n,
-                   "n_images": int((c.images[:, 0] > 0).sum()), "grid_rows": c.rows, "grid_cols": c.cols, "acc_row": acc_row,
-                   "acc_col": acc_col, "acc_mean": (acc_row + acc_col) / 2, "acc_both": bo / n,
-                   "chance_row": 1 / c.rows, "chance_col": 1 / c.cols}  # fmt: skip
+            rec = {
+                "site": name,
+                "stage": s.stage,
+                "layer": s.layer,
+                "variant": variant,
+                "n_tokens": n,
+                "n_images": int((c.images[:, 0] > 0).sum()),
+                "grid_rows": c.rows,
+                "grid_cols": c.cols,
+                "acc_row": acc_row,
+                "acc_col": acc_col,
+                "acc_mean": (acc_row + acc_col) / 2,
+                "acc_both": bo / n,
+                "chance_row": 1 / c.rows,
+                "chance_col": 1 / c.cols,
+            }
             per = per_key[name, variant][seen] if weights is not None else None
             for acc, ok in (("acc_mean", None), ("acc_both", 3)):
                 if per is None:
@@ -355,6 +430,8 @@ class ProbeScores:
                 hits = (per[:, 1] + per[:, 2]) / 2 if ok is None else per[:, ok]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     boot = (weights @ hits) / (weights @ per[:, 0])
-                rec[f"{acc}_lo"], rec[f"{acc}_hi"] = (float(q) for q in np.nanquantile(boot, [alpha, 1 - alpha]))
+                rec[f"{acc}_lo"], rec[f"{acc}_hi"] = (
+                    float(q) for q in np.nanquantile(boot, [alpha, 1 - alpha])
+                )
             out.append(rec)
         return out

@@ -34,7 +34,9 @@ from .features import TokenLabels, grid_labels
 
 @dataclass
 class StoredFeatures:
-    features: dict[str, torch.Tensor]  # site -> (tokens of every image, width), CPU, the model's dtype
+    features: dict[
+        str, torch.Tensor
+    ]  # site -> (tokens of every image, width), CPU, the model's dtype
     labels: dict[str, TokenLabels]  # grid ("vision", "llm") -> one label per token
 
     @property
@@ -44,11 +46,15 @@ class StoredFeatures:
 
 def _cat_labels(parts: list[TokenLabels]) -> TokenLabels:
     cat = lambda key: torch.cat([getattr(p, key) for p in parts])  # noqa: E731
-    return TokenLabels(cat("image"), cat("view"), cat("kind"), cat("row"), cat("col"), parts[0].rows, parts[0].cols)
+    return TokenLabels(
+        cat("image"), cat("view"), cat("kind"), cat("row"), cat("col"), parts[0].rows, parts[0].cols
+    )
 
 
 @torch.inference_mode()
-def features_of_one_image(adapter: Adapter, image, task_text: str) -> tuple[dict[str, torch.Tensor], ImageLayout]:
+def features_of_one_image(
+    adapter: Adapter, image, task_text: str
+) -> tuple[dict[str, torch.Tensor], ImageLayout]:
     """Every site's features of one PIL image, from the stock model run on the full prompt, and
     the image's layout."""
     enc = adapter.encode([image], [task_text])
@@ -66,7 +72,9 @@ def features_of_one_image(adapter: Adapter, image, task_text: str) -> tuple[dict
     vis = adapter.vision_tower(pixel_values=inputs["pixel_values"], output_hidden_states=True)
     feats = {}
     for layer in range(len(adapter.vision_layers)):  # hidden_states[0] is the embedding
-        h = vis.hidden_states[layer + 1][:, adapter.vision_prefix_tokens :]  # (views, patches, width), CLS dropped
+        h = vis.hidden_states[layer + 1][
+            :, adapter.vision_prefix_tokens :
+        ]  # (views, patches, width), CLS dropped
         feats[f"vision.{layer}"] = h.reshape(-1, h.shape[-1])
     feats["projector"] = adapter.image_features(inputs["pixel_values"])
     pos = enc.image_positions[0].to(adapter.device)
@@ -86,8 +94,10 @@ def store_features(adapter: Adapter, images: Sequence, task_text: str) -> Stored
             per_site.setdefault(name, []).append(x)
         labels["llm"].append(grid_labels([layout], [i]))
         labels["vision"].append(grid_labels([layout], [i], refine=adapter.vision_merge))
-    stored = StoredFeatures({n: torch.cat(xs) for n, xs in per_site.items()},
-                            {g: _cat_labels(p) for g, p in labels.items()})  # fmt: skip
+    stored = StoredFeatures(
+        {n: torch.cat(xs) for n, xs in per_site.items()},
+        {g: _cat_labels(p) for g, p in labels.items()},
+    )
     for name, x in stored.features.items():
         n = len(stored.labels[_grid(name)])
         if len(x) != n:
@@ -143,12 +153,19 @@ class ReferenceRun:
     summary: list[dict]  # per method and site: acc_row, acc_col, n_tokens (test)
     stored_bytes: dict[str, int]  # "train", "test": features held in memory
     widths: dict[str, int]  # site -> feature width
-    seconds: dict[str, float] = field(default_factory=dict)  # "features" (forwards), "fit", "predict"
+    seconds: dict[str, float] = field(
+        default_factory=dict
+    )  # "features" (forwards), "fit", "predict"
 
 
-def reference_fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequence,
-                            methods: Sequence[str] = ("lda",), task_text: str = "Describe the image.",
-                            l2: float = 1e-3) -> ReferenceRun:  # fmt: skip
+def reference_fit_and_score(
+    adapter: Adapter,
+    train_images: Sequence,
+    test_images: Sequence,
+    methods: Sequence[str] = ("lda",),
+    task_text: str = "Describe the image.",
+    l2: float = 1e-3,
+) -> ReferenceRun:
     """Per method and site, the test accuracy of row and column probes fitted on the stored
     train features (the numbers ``fit_and_score`` reports as variant "true")."""
     t0 = time.perf_counter()

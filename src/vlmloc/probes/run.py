@@ -35,7 +35,9 @@ METHODS = ("ridge", "lda", "sgd")  # ridge and lda: one pass, the same statistic
 @dataclass
 class ProbeSettings:
     task_text: str = "Describe the image."  # the neutral task text after the image (does not reach the visual tokens)
-    views: str = "all"  # which views' tokens are probed: all | global | local (LLaVA: one global view)
+    views: str = (
+        "all"  # which views' tokens are probed: all | global | local (LLaVA: one global view)
+    )
     methods: tuple[str, ...] = METHODS
     epochs: int = 10  # SGD passes over the train images
     batch_size: int = 8  # images per forward pass
@@ -51,7 +53,9 @@ class ProbeSettings:
     untrained_seed: int = 0  # the re-initialised model's seed
     untrained_methods: tuple[str, ...] | None = None  # None = methods
     validation_fraction: float = 0.2  # of the train images, held out to choose the best layer
-    bootstrap: dict | None = None  # resamples, level, seed of the intervals over images (ProbeScores.summary_rows)
+    bootstrap: dict | None = (
+        None  # resamples, level, seed of the intervals over images (ProbeScores.summary_rows)
+    )
     seed: int = 0
     progress: bool = False  # tqdm bars over the batches of each pass
 
@@ -61,22 +65,42 @@ class ProbeSettings:
         method that does not run (``epochs`` and ``sgd`` without SGD, ``l2`` and ``ridge_dtype``
         without a closed form) may be left out and keep their defaults."""
         sgd, controls = cfg.get("sgd", {}), cfg.get("controls", {})
-        optional = {"epochs": cfg.get("epochs"), "l2": cfg.get("l2"), "ridge_dtype": cfg.get("ridge_dtype"),
-                    "lr": sgd.get("lr"), "optimizer": sgd.get("optimizer"), "minibatch": sgd.get("minibatch")}  # fmt: skip
+        optional = {
+            "epochs": cfg.get("epochs"),
+            "l2": cfg.get("l2"),
+            "ridge_dtype": cfg.get("ridge_dtype"),
+            "lr": sgd.get("lr"),
+            "optimizer": sgd.get("optimizer"),
+            "minibatch": sgd.get("minibatch"),
+        }
         untrained_methods = controls.get("untrained_methods")
-        return cls(task_text=cfg["task_text"], views=cfg["views"], methods=tuple(cfg["methods"]), batch_size=batch_size,
-                   random_control=controls.get("random", True), shuffled_control=controls.get("shuffled", True),
-                   untrained_control=controls.get("untrained", True), untrained_seed=controls.get("untrained_seed", 0),
-                   untrained_methods=tuple(untrained_methods) if untrained_methods else None,
-                   validation_fraction=cfg.get("validation_fraction", 0.2), bootstrap=cfg.get("bootstrap"),
-                   seed=cfg["seed"], progress=progress, **{k: v for k, v in optional.items() if v is not None})  # fmt: skip
+        return cls(
+            task_text=cfg["task_text"],
+            views=cfg["views"],
+            methods=tuple(cfg["methods"]),
+            batch_size=batch_size,
+            random_control=controls.get("random", True),
+            shuffled_control=controls.get("shuffled", True),
+            untrained_control=controls.get("untrained", True),
+            untrained_seed=controls.get("untrained_seed", 0),
+            untrained_methods=tuple(untrained_methods) if untrained_methods else None,
+            validation_fraction=cfg.get("validation_fraction", 0.2),
+            bootstrap=cfg.get("bootstrap"),
+            seed=cfg["seed"],
+            progress=progress,
+            **{k: v for k, v in optional.items() if v is not None},
+        )
 
 
 @dataclass
 class ProbeRun:
-    summary: list[dict]  # per method, site, variant, split (test / validation): accuracies (ProbeScores.summary_rows)
+    summary: list[
+        dict
+    ]  # per method, site, variant, split (test / validation): accuracies (ProbeScores.summary_rows)
     cells: list[dict]  # per method, site, variant, grid cell (test images)
-    timing: list[dict] = field(default_factory=list)  # per method and model (trained / untrained): passes and seconds
+    timing: list[dict] = field(
+        default_factory=list
+    )  # per method and model (trained / untrained): passes and seconds
 
 
 def validation_split(n_train: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +111,9 @@ def validation_split(n_train: int, fraction: float, seed: int) -> tuple[np.ndarr
         raise ValueError(f"probes.validation_fraction must be in [0, 1), got {fraction}")
     n_val = max(1, round(fraction * n_train)) if fraction > 0 else 0
     if n_train - n_val < 1:
-        raise ValueError(f"probes.validation_fraction {fraction} of {n_train} train images leaves none to train on")
+        raise ValueError(
+            f"probes.validation_fraction {fraction} of {n_train} train images leaves none to train on"
+        )
     order = np.random.default_rng([seed, 7]).permutation(n_train)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
@@ -105,7 +131,13 @@ def untrained_adapter(adapter: Adapter, seed: int) -> Adapter:
         fresh = type(model)._from_config(model.config, dtype=model.dtype)
     fresh.eval()
     system_prompt = adapter.__dict__.get("system_prompt")
-    return type(adapter)(fresh, adapter.tokenizer, adapter.preprocessor, system_prompt=system_prompt, **adapter.options)
+    return type(adapter)(
+        fresh,
+        adapter.tokenizer,
+        adapter.preprocessor,
+        system_prompt=system_prompt,
+        **adapter.options,
+    )
 
 
 def _sync(adapter):
@@ -122,7 +154,9 @@ def _stream(adapter, images, settings, order=None, first: int = 0, grid=None):
     imgs = [images[i] for i in order]
     width = adapter.model.config.text_config.hidden_size
     index = torch.from_numpy(order).long() + first
-    for batch in stage_features(adapter, imgs, settings.task_text, settings.batch_size, settings.sites, grid=grid):
+    for batch in stage_features(
+        adapter, imgs, settings.task_text, settings.batch_size, settings.sites, grid=grid
+    ):
         for lab in batch.labels.values():
             lab.image = index[lab.image]
         batch.image_ids = [int(index[i]) for i in batch.image_ids]
@@ -151,8 +185,12 @@ def _bar(images, settings, desc):
     return lambda it: tqdm(it, total=total, desc=desc, disable=not settings.progress, mininterval=5)
 
 
-def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequence,
-                  settings: ProbeSettings | None = None) -> ProbeRun:  # fmt: skip
+def fit_and_score(
+    adapter: Adapter,
+    train_images: Sequence,
+    test_images: Sequence,
+    settings: ProbeSettings | None = None,
+) -> ProbeRun:
     """Probes of every site trained on the train images less the validation ones, scored on the
     validation and the test images; with ``untrained_control``, the same again on the
     re-initialised model (``untrained_methods``, no random-feature or shuffled control: those do
@@ -162,33 +200,51 @@ def fit_and_score(adapter: Adapter, train_images: Sequence, test_images: Sequenc
     if unknown:
         raise ValueError(f"unknown probe methods {sorted(unknown)}; known: {METHODS}")
     if settings.views == "local" and not adapter.has_local_views:
-        raise ValueError(f"probes.views: local, but the {adapter.family} model has no local views (tiles)")
+        raise ValueError(
+            f"probes.views: local, but the {adapter.family} model has no local views (tiles)"
+        )
     fit, val = validation_split(len(train_images), settings.validation_fraction, settings.seed)
-    splits = {"fit": [train_images[i] for i in fit], "validation": [train_images[i] for i in val],
-              "test": list(test_images)}  # fmt: skip
+    splits = {
+        "fit": [train_images[i] for i in fit],
+        "validation": [train_images[i] for i in val],
+        "test": list(test_images),
+    }
     # a family whose grid follows the image's size: one set of classes, the largest grid's
-    grid = largest_grid(adapter, [*train_images, *test_images]) if adapter.dynamic_resolution else None
+    grid = (
+        largest_grid(adapter, [*train_images, *test_images]) if adapter.dynamic_resolution else None
+    )
     run = _probe(adapter, splits, settings, "true", grid)
     if settings.untrained_control:
         untrained = untrained_adapter(adapter, settings.untrained_seed)
-        plain = replace(settings, methods=settings.untrained_methods or settings.methods, random_control=False,
-                        shuffled_control=False)  # fmt: skip
+        plain = replace(
+            settings,
+            methods=settings.untrained_methods or settings.methods,
+            random_control=False,
+            shuffled_control=False,
+        )
         other = _probe(untrained, splits, plain, "untrained", grid)
         del untrained
         if adapter.device.type == "cuda":
             torch.cuda.empty_cache()
-        run = ProbeRun(run.summary + other.summary, run.cells + other.cells, run.timing + other.timing)
+        run = ProbeRun(
+            run.summary + other.summary, run.cells + other.cells, run.timing + other.timing
+        )
     return run
 
 
-def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, variant: str, grid=None) -> ProbeRun:
+def _probe(
+    adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, variant: str, grid=None
+) -> ProbeRun:
     """One model's probes: trained on ``splits["fit"]``, scored on the validation and test
     images; the true-position heads' rows get ``variant``."""
     train_images = splits["fit"]
     closed = [m for m in ("ridge", "lda") if m in settings.methods]
     ridge = StreamingRidge(getattr(torch, settings.ridge_dtype)) if closed else None
-    sgd = (SGDProbes(settings.lr, settings.optimizer, minibatch=settings.minibatch, seed=settings.seed)
-           if "sgd" in settings.methods else None)  # fmt: skip
+    sgd = (
+        SGDProbes(settings.lr, settings.optimizer, minibatch=settings.minibatch, seed=settings.seed)
+        if "sgd" in settings.methods
+        else None
+    )
     epochs = settings.epochs if sgd is not None else 1
     seconds = {"forward": [], "stats": 0.0, "ridge": 0.0, "lda": 0.0, "sgd": 0.0}
     rng = np.random.default_rng(settings.seed)
@@ -196,9 +252,14 @@ def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, v
         order = rng.permutation(len(train_images)) if epoch else np.arange(len(train_images))
         t_pass = 0.0
         bar = _bar(train_images, settings, f"probes: train pass {epoch + 1}/{epochs}")
-        for batch, dt in bar(_timed(adapter, _stream(adapter, train_images, settings, order, grid=grid))):
+        for batch, dt in bar(
+            _timed(adapter, _stream(adapter, train_images, settings, order, grid=grid))
+        ):
             t_pass += dt
-            per_grid = {g: probe_targets(lab, settings.shuffled_control, settings.seed) for g, lab in batch.labels.items()}
+            per_grid = {
+                g: probe_targets(lab, settings.shuffled_control, settings.seed)
+                for g, lab in batch.labels.items()
+            }
             for name, X in batch.features.items():
                 if not len(X):  # views "local" and a batch without tiles
                     continue
@@ -229,7 +290,9 @@ def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, v
     for split in ("validation", "test"):
         images = splits[split]
         bar = _bar(images, settings, f"probes: {split} pass")
-        for batch, dt in bar(_timed(adapter, _stream(adapter, images, settings, first=first[split], grid=grid))):
+        for batch, dt in bar(
+            _timed(adapter, _stream(adapter, images, settings, first=first[split], grid=grid))
+        ):
             t_split[split] += dt
             for name, X in batch.features.items():
                 if not len(X):
@@ -246,11 +309,25 @@ def _probe(adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, v
     for method in probes:
         passes = epochs if method == "sgd" else 1
         for split in ("validation", "test"):
-            summary += [{"method": method, **tagged(r, split=split)} for r in scores[method, split].summary_rows(settings.bootstrap)]
+            summary += [
+                {"method": method, **tagged(r, split=split)}
+                for r in scores[method, split].summary_rows(settings.bootstrap)
+            ]
         cells += [{"method": method, **tagged(r)} for r in scores[method, "test"].cell_rows()]
         forward = float(sum(seconds["forward"][:passes]))
-        timing.append({"method": method, "variant": variant, "train_passes": passes, "train_forwards": passes * n_train,
-                       "validation_forwards": len(splits["validation"]), "test_forwards": len(splits["test"]),
-                       "forward_s": forward, "probe_s": seconds[method], "train_s": forward + seconds[method],
-                       "validation_forward_s": t_split["validation"], "test_forward_s": t_split["test"]})  # fmt: skip
+        timing.append(
+            {
+                "method": method,
+                "variant": variant,
+                "train_passes": passes,
+                "train_forwards": passes * n_train,
+                "validation_forwards": len(splits["validation"]),
+                "test_forwards": len(splits["test"]),
+                "forward_s": forward,
+                "probe_s": seconds[method],
+                "train_s": forward + seconds[method],
+                "validation_forward_s": t_split["validation"],
+                "test_forward_s": t_split["test"],
+            }
+        )
     return ProbeRun(summary, cells, timing)

@@ -13,7 +13,9 @@ from .evaluate import evaluate, held_out_set, summarize
 from .train import ToyConfig, train
 
 
-def run(cfg: ToyConfig, out: str, eval_images: int = 60, eval_seed: int = 1000, progress: bool = True):
+def run(
+    cfg: ToyConfig, out: str, eval_images: int = 60, eval_seed: int = 1000, progress: bool = True
+):
     spec = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes))
     with tempfile.TemporaryDirectory() as tmp:
         samples, removed = held_out_set(tmp, spec, eval_images, eval_seed)

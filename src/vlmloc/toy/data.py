@@ -32,7 +32,9 @@ def pool_scene(spec: ShapesSpec, seed: int, i: int):
     return render_scene(np.random.default_rng([seed, i]), spec)
 
 
-def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: bool = True) -> list[PoolImage]:
+def make_pool(
+    adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: bool = True
+) -> list[PoolImage]:
     """``n`` rendered scenes; image i is ``pool_scene(spec, seed, i)``."""
     cat_index = {c: k for k, c in enumerate(spec.categories)}
     pool = []
@@ -51,8 +53,19 @@ def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: b
         table = sorted(layout.token_table(), key=lambda d: d["token"])
         region = {v.name: v.region for v in layout.views}
         frame = np.array([region[d["view"]] for d in table], np.float32)
-        fx0, fy0, fw, fh = frame[:, 0], frame[:, 1], frame[:, 2] - frame[:, 0], frame[:, 3] - frame[:, 1]
-        xy = np.stack([[((d["x0"] + d["x1"]) / 2) for d in table] - fx0, [((d["y0"] + d["y1"]) / 2) for d in table] - fy0], 1)
+        fx0, fy0, fw, fh = (
+            frame[:, 0],
+            frame[:, 1],
+            frame[:, 2] - frame[:, 0],
+            frame[:, 3] - frame[:, 1],
+        )
+        xy = np.stack(
+            [
+                [((d["x0"] + d["x1"]) / 2) for d in table] - fx0,
+                [((d["y0"] + d["y1"]) / 2) for d in table] - fy0,
+            ],
+            1,
+        )
         xy = xy / np.stack([fw, fh], 1)
         boxes = np.full((layout.n_tokens, 4), np.nan, np.float32)
         objs, cells_of = [], []
@@ -61,21 +74,51 @@ def make_pool(adapter: Adapter, spec: ShapesSpec, n: int, seed: int, progress: b
             on = grids_to_indices(layout, mask_grids(layout, o["mask"]))
             labels[on, k] = 1
             ys, xs = np.nonzero(o["mask"])
-            objs.append({"category": k, "box": (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
-                         "unique": counts[o["category"]] == 1})  # fmt: skip
+            objs.append(
+                {
+                    "category": k,
+                    "box": (
+                        float(xs.min()),
+                        float(ys.min()),
+                        float(xs.max() + 1),
+                        float(ys.max() + 1),
+                    ),
+                    "unique": counts[o["category"]] == 1,
+                }
+            )
             cells_of.append(on)
         # a cell with several objects gets the box of its lowest category, the class it is trained to name
         for j in sorted(range(len(objs)), key=lambda j: -objs[j]["category"]):
             t = cells_of[j]
             bx1, by1, bx2, by2 = objs[j]["box"]
-            boxes[t] = np.clip(np.stack([(bx1 - fx0[t]) / fw[t], (by1 - fy0[t]) / fh[t], (bx2 - fx0[t]) / fw[t], (by2 - fy0[t]) / fh[t]], 1), 0, 1)
+            boxes[t] = np.clip(
+                np.stack(
+                    [
+                        (bx1 - fx0[t]) / fw[t],
+                        (by1 - fy0[t]) / fh[t],
+                        (bx2 - fx0[t]) / fw[t],
+                        (by2 - fy0[t]) / fh[t],
+                    ],
+                    1,
+                ),
+                0,
+                1,
+            )
         views = np.stack([np.asarray(v) for v in adapter.views(pil)])
-        pool.append(PoolImage(views, layout.n_tokens, (w, h), objs, labels, xy.astype(np.float32), boxes))
+        pool.append(
+            PoolImage(views, layout.n_tokens, (w, h), objs, labels, xy.astype(np.float32), boxes)
+        )
     return pool
 
 
-def questions(adapter: Adapter, item: PoolImage, categories: list[str], rng: np.random.Generator,
-              n: int = 4, max_localization: int = 2) -> list[tuple[str, str]]:  # fmt: skip
+def questions(
+    adapter: Adapter,
+    item: PoolImage,
+    categories: list[str],
+    rng: np.random.Generator,
+    n: int = 4,
+    max_localization: int = 2,
+) -> list[tuple[str, str]]:
     """``n`` (prompt text, answer text) pairs for one image: up to ``max_localization``
     localization questions (distinct uniquely-present objects; the hardest task gets the most
     practice), the category list, and yes/no queries (present or absent category, 50/50)."""
@@ -85,7 +128,12 @@ def questions(adapter: Adapter, item: PoolImage, categories: list[str], rng: np.
     unique = [o for o in item.objects if o["unique"]]
     for k in rng.permutation(len(unique))[:max_localization]:
         o = unique[int(k)]
-        out.append((task_prompt("localization", categories[o["category"]], categories), adapter.format_box(o["box"], w, h)))
+        out.append(
+            (
+                task_prompt("localization", categories[o["category"]], categories),
+                adapter.format_box(o["box"], w, h),
+            )
+        )
     out.append((task_prompt("list", "", categories), ", ".join(categories[k] for k in present)))
     for _ in range(n - len(out)):
         if rng.random() < 0.5:

@@ -51,7 +51,9 @@ class ToyConfig:
     vision_steps: int = 0  # first stage: vision tower + projector on the auxiliary loss alone
     vision_batch_images: int = 48
     vision_lr: float = 2e-3
-    vision_lr_scale: float = 0.0  # stage 2: the tower's lr relative to the rest; 0 freezes it (as LLaVA does)
+    vision_lr_scale: float = (
+        0.0  # stage 2: the tower's lr relative to the rest; 0 freezes it (as LLaVA does)
+    )
     batch_images: int = 12
     questions_per_image: int = 4
     localization_questions: int = 2  # at most this many of them (distinct unique objects)
@@ -60,13 +62,29 @@ class ToyConfig:
     weight_decay: float = 0.01
     aux_weight: float = 1.0
     box_weight: float = 5.0
-    number_weight: float = 0.0  # stage 2: the box coordinates regressed from the LLM's hidden states (0: off)
+    number_weight: float = (
+        0.0  # stage 2: the box coordinates regressed from the LLM's hidden states (0: off)
+    )
     pool_images: int = 12000
     image_size: int = 192
     patch_size: int = 24
     max_tiles: int = 6
-    vision: dict = field(default_factory=lambda: {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4})
-    text: dict = field(default_factory=lambda: {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4})
+    vision: dict = field(
+        default_factory=lambda: {
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+        }
+    )
+    text: dict = field(
+        default_factory=lambda: {
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+        }
+    )
     vocab_size: int = 512
     colours: tuple = ("red", "green", "blue", "yellow")
     shapes: tuple = ("circle", "square", "triangle")
@@ -84,7 +102,12 @@ def corpus(categories: list[str], n: int = 64) -> list[str]:
     """Texts the tokenizer is trained on: every prompt and typical answers."""
     texts = [LOCALIZATION_PROMPT.format(category=c) for c in categories]
     texts += [BINARY_PROMPT.format(category=c) for c in categories]
-    texts += [LIST_PROMPT.format(categories=", ".join(categories)), ", ".join(categories), "Yes", "No"]
+    texts += [
+        LIST_PROMPT.format(categories=", ".join(categories)),
+        ", ".join(categories),
+        "Yes",
+        "No",
+    ]
     return texts * n
 
 
@@ -99,7 +122,9 @@ class AnswerBatch:
     suffix_ids: torch.Tensor  # (questions, Ls), right-padded
     suffix_att: torch.Tensor
     labels: torch.Tensor  # (questions, Ls): answer tokens, -100 elsewhere
-    numbers: torch.Tensor  # (questions, Ls): on a box coordinate's tokens its value in 0..1, NaN elsewhere
+    numbers: (
+        torch.Tensor
+    )  # (questions, Ls): on a box coordinate's tokens its value in 0..1, NaN elsewhere
     image_of: torch.Tensor  # (questions,): the image each question is about
     pixel_values: torch.Tensor
     targets: dict
@@ -137,14 +162,19 @@ class Batcher:
         nearly all different."""
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
         spans = [(a, b, v / self.adapter.box_scale) for a, b, v in box_number_spans(text)]
-        values = [next((v for a, b, v in spans if a <= s < e <= b), math.nan) for s, e in enc["offset_mapping"]]
+        values = [
+            next((v for a, b, v in spans if a <= s < e <= b), math.nan)
+            for s, e in enc["offset_mapping"]
+        ]
         return enc["input_ids"], values
 
     def __call__(self, n_images: int, n_questions: int = 4, n_localization: int = 2) -> AnswerBatch:
         items = self.sample(n_images)
         prefixes, suffixes, labels, numbers, image_of = [], [], [], [], []
         for j, item in enumerate(items):
-            for prompt_text, answer in questions(self.adapter, item, self.categories, self.rng, n_questions, n_localization):
+            for prompt_text, answer in questions(
+                self.adapter, item, self.categories, self.rng, n_questions, n_localization
+            ):
                 p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
                 a, num = self.answer_tokens(self.adapter.answer_prefix + answer)
                 a, num = a + [self.eos], num + [math.nan]
@@ -165,19 +195,33 @@ class Batcher:
         num = torch.full(suffix_ids.shape, math.nan)
         for r, (lb, nb) in enumerate(zip(labels, numbers, strict=True)):
             lab[r, : len(lb)], num[r, : len(nb)] = torch.tensor(lb), torch.tensor(nb)
-        return AnswerBatch(prefix_ids, prefix_att, suffix_ids, suffix_att, lab, num, torch.tensor(image_of), *self.images(items))
+        return AnswerBatch(
+            prefix_ids,
+            prefix_att,
+            suffix_ids,
+            suffix_att,
+            lab,
+            num,
+            torch.tensor(image_of),
+            *self.images(items),
+        )
 
     def sample(self, n_images: int) -> list[PoolImage]:
         return [self.pool[i] for i in self.rng.choice(len(self.pool), size=n_images, replace=False)]
 
     def images(self, items: list[PoolImage]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Pixel values of every view, and the per-visual-token targets of the auxiliary loss."""
-        views = torch.from_numpy(np.concatenate([it.views for it in items])).permute(0, 3, 1, 2).float() / 255
+        views = (
+            torch.from_numpy(np.concatenate([it.views for it in items])).permute(0, 3, 1, 2).float()
+            / 255
+        )
         pixel_values = (views - self.mean) / self.std
         # per token: the first category its cell shows, or "background" (last class)
         labels = np.concatenate([it.token_labels for it in items])
         targets = {
-            "category": torch.from_numpy(np.where(labels.any(1), labels.argmax(1), labels.shape[1])),
+            "category": torch.from_numpy(
+                np.where(labels.any(1), labels.argmax(1), labels.shape[1])
+            ),
             "xy": torch.from_numpy(np.concatenate([it.token_xy for it in items])),
             "box": torch.from_numpy(np.concatenate([it.token_box for it in items])),
         }
@@ -193,10 +237,16 @@ def aux_head(adapter, n_categories: int) -> torch.nn.Linear:
 def aux_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(category logits, cell xy in 0..1, box in 0..1) of ``aux_head``'s output."""
     n_cls = out.shape[-1] - 6
-    return out[..., :n_cls], torch.sigmoid(out[..., n_cls : n_cls + 2]), torch.sigmoid(out[..., n_cls + 2 :])
+    return (
+        out[..., :n_cls],
+        torch.sigmoid(out[..., n_cls : n_cls + 2]),
+        torch.sigmoid(out[..., n_cls + 2 :]),
+    )
 
 
-def aux_loss(head, feats: torch.Tensor, targets: dict, position_weight: float = 10.0, box_weight: float = 5.0) -> torch.Tensor:
+def aux_loss(
+    head, feats: torch.Tensor, targets: dict, position_weight: float = 10.0, box_weight: float = 5.0
+) -> torch.Tensor:
     """Per visual token: which category its cell shows (or background), where the cell lies, and
     (on object cells) the object's box, both in the frame of the token's view (see ``make_pool``)."""
     logits, xy, box = aux_outputs(head(feats))
@@ -219,7 +269,9 @@ def _positions(att: torch.Tensor, start: torch.Tensor | int = 0) -> torch.Tensor
     return (start + att.cumsum(-1) - 1).clamp(min=0)
 
 
-def answer_hidden(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def answer_hidden(
+    adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The LLM's last hidden states over each question's sequence, with the sequence's labels and
     number targets aligned to them.
 
@@ -230,31 +282,54 @@ def answer_hidden(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix
     lm, embed = adapter.language_model, adapter.model.get_input_embeddings()
     image_token = adapter.image_token_id
     if share_prefix:
-        prefix = embed(batch.prefix_ids).masked_scatter((batch.prefix_ids == image_token)[..., None], feats.to(embed.weight.dtype))
-        cache = lm(inputs_embeds=prefix, attention_mask=batch.prefix_att, position_ids=_positions(batch.prefix_att),
-                   use_cache=True).past_key_values  # fmt: skip
-        cache.reorder_cache(batch.image_of)  # one copy of its image's cache per question (differentiable)
+        prefix = embed(batch.prefix_ids).masked_scatter(
+            (batch.prefix_ids == image_token)[..., None], feats.to(embed.weight.dtype)
+        )
+        cache = lm(
+            inputs_embeds=prefix,
+            attention_mask=batch.prefix_att,
+            position_ids=_positions(batch.prefix_att),
+            use_cache=True,
+        ).past_key_values
+        cache.reorder_cache(
+            batch.image_of
+        )  # one copy of its image's cache per question (differentiable)
         rows, lp = batch.prefix_att[batch.image_of], batch.prefix_ids.shape[1]
-        hidden = lm(inputs_embeds=embed(batch.suffix_ids), attention_mask=torch.cat([rows, batch.suffix_att], 1),
-                    position_ids=_positions(batch.suffix_att, rows.sum(1, keepdim=True)), past_key_values=cache,
-                    cache_position=torch.arange(lp, lp + batch.suffix_ids.shape[1]), use_cache=True).last_hidden_state  # fmt: skip
+        hidden = lm(
+            inputs_embeds=embed(batch.suffix_ids),
+            attention_mask=torch.cat([rows, batch.suffix_att], 1),
+            position_ids=_positions(batch.suffix_att, rows.sum(1, keepdim=True)),
+            past_key_values=cache,
+            cache_position=torch.arange(lp, lp + batch.suffix_ids.shape[1]),
+            use_cache=True,
+        ).last_hidden_state
         labels, numbers = batch.labels, batch.numbers
     else:
         ids, att, labels = batch.full_sequences()
         per_question = feats.split([int(n) for n in (batch.prefix_ids == image_token).sum(1)])
-        embeds = embed(ids).masked_scatter((ids == image_token)[..., None], torch.cat([per_question[j] for j in batch.image_of]))
-        hidden = lm(inputs_embeds=embeds, attention_mask=att, position_ids=_positions(att)).last_hidden_state
-        numbers = torch.cat([torch.full(batch.prefix_ids[batch.image_of].shape, math.nan), batch.numbers], 1)
+        embeds = embed(ids).masked_scatter(
+            (ids == image_token)[..., None], torch.cat([per_question[j] for j in batch.image_of])
+        )
+        hidden = lm(
+            inputs_embeds=embeds, attention_mask=att, position_ids=_positions(att)
+        ).last_hidden_state
+        numbers = torch.cat(
+            [torch.full(batch.prefix_ids[batch.image_of].shape, math.nan), batch.numbers], 1
+        )
     return hidden, labels, numbers
 
 
 def token_loss(adapter, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy on the answer tokens."""
     logits = adapter.model.lm_head(hidden[:, :-1])
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
 
 
-def answer_loss(adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
+def answer_loss(
+    adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True
+) -> torch.Tensor:
     """Next-token cross-entropy on the answer tokens (``answer_hidden``'s ``share_prefix``)."""
     hidden, labels, _ = answer_hidden(adapter, batch, feats, share_prefix)
     return token_loss(adapter, hidden, labels)
@@ -271,16 +346,28 @@ def number_loss(head: torch.nn.Linear, hidden: torch.Tensor, numbers: torch.Tens
     return F.l1_loss(torch.sigmoid(head(hidden[:, :-1][on_number])[:, 0]), target[on_number])
 
 
-def train_step(adapter, head, batch: AnswerBatch, box_weight: float = 5.0, share_prefix: bool = True,
-               number_head: torch.nn.Linear | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def train_step(
+    adapter,
+    head,
+    batch: AnswerBatch,
+    box_weight: float = 5.0,
+    share_prefix: bool = True,
+    number_head: torch.nn.Linear | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(answer cross-entropy, auxiliary loss, number loss: 0 without ``number_head``)."""
     feats = adapter.image_features(batch.pixel_values)  # each image once
     hidden, labels, numbers = answer_hidden(adapter, batch, feats, share_prefix)
     num = number_loss(number_head, hidden, numbers) if number_head is not None else torch.zeros(())
-    return token_loss(adapter, hidden, labels), aux_loss(head, feats, batch.targets, box_weight=box_weight), num
+    return (
+        token_loss(adapter, hidden, labels),
+        aux_loss(head, feats, batch.targets, box_weight=box_weight),
+        num,
+    )
 
 
-def vision_step(cfg: ToyConfig, adapter, head, batcher: Batcher, opt, params: list, step: int) -> float:
+def vision_step(
+    cfg: ToyConfig, adapter, head, batcher: Batcher, opt, params: list, step: int
+) -> float:
     """One stage-1 step: the tower and projector on the auxiliary loss alone; returns the loss."""
     for g in opt.param_groups:
         g["lr"] = cosine_lr(step, cfg.vision_steps, cfg.vision_lr, cfg.warmup)
@@ -297,16 +384,30 @@ def report(history: list[dict], row: dict, progress: bool) -> None:
     history.append(row)
     log.info("%s", row)
     if progress:
-        print(json.dumps({k: v if isinstance(v, str) else round(float(v), 4) for k, v in row.items()}), flush=True)
+        print(
+            json.dumps(
+                {k: v if isinstance(v, str) else round(float(v), 4) for k, v in row.items()}
+            ),
+            flush=True,
+        )
 
 
 def build_untrained(cfg: ToyConfig, out_dir: Path):
     """The randomly initialised model of ``cfg`` (a pure function of its seed), saved and loaded."""
     shutil.rmtree(out_dir, ignore_errors=True)
     cats = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes)).categories
-    BUILDERS[cfg.family](out_dir, seed=cfg.seed, image_size=cfg.image_size, patch_size=cfg.patch_size, vision=cfg.vision,
-                         text=cfg.text, corpus=corpus(cats), vocab_size=cfg.vocab_size, system_prompt="",
-                         **cfg.family_options)  # fmt: skip
+    BUILDERS[cfg.family](
+        out_dir,
+        seed=cfg.seed,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        vision=cfg.vision,
+        text=cfg.text,
+        corpus=corpus(cats),
+        vocab_size=cfg.vocab_size,
+        system_prompt="",
+        **cfg.family_options,
+    )
     return load_adapter(cfg.family, out_dir, dtype="float32", device="cpu", max_tiles=cfg.max_tiles)
 
 
@@ -325,10 +426,18 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     adapter = build_untrained(cfg, init)
     model = adapter.model
     head = aux_head(adapter, len(cats))
-    number_head = torch.nn.Linear(adapter.model.config.text_config.hidden_size, 1) if cfg.number_weight > 0 else None
+    number_head = (
+        torch.nn.Linear(adapter.model.config.text_config.hidden_size, 1)
+        if cfg.number_weight > 0
+        else None
+    )
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
     batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
-    params = list(model.parameters()) + list(head.parameters()) + (list(number_head.parameters()) if number_head else [])
+    params = (
+        list(model.parameters())
+        + list(head.parameters())
+        + (list(number_head.parameters()) if number_head else [])
+    )
 
     history, t0 = [], time.perf_counter()
     model.train()
@@ -340,8 +449,14 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         for step in range(cfg.vision_steps):
             running.append(vision_step(cfg, adapter, head, batcher, opt, params, step))
             if (step + 1) % 50 == 0 or step + 1 == cfg.vision_steps:
-                row = {"stage": "vision", "step": step + 1, "seconds": time.perf_counter() - t0, "lm_loss": np.nan,
-                       "aux_loss": float(np.mean(running)), "lr": opt.param_groups[0]["lr"]}  # fmt: skip
+                row = {
+                    "stage": "vision",
+                    "step": step + 1,
+                    "seconds": time.perf_counter() - t0,
+                    "lm_loss": np.nan,
+                    "aux_loss": float(np.mean(running)),
+                    "lr": opt.param_groups[0]["lr"],
+                }
                 running = []
                 report(history, row, progress)
 
@@ -361,7 +476,9 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         for g in opt.param_groups:
             g["lr"] = g["scale"] * cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
         batch = batcher(cfg.batch_images, cfg.questions_per_image, cfg.localization_questions)
-        lm_loss, aux, num = train_step(adapter, head, batch, cfg.box_weight, number_head=number_head)
+        lm_loss, aux, num = train_step(
+            adapter, head, batch, cfg.box_weight, number_head=number_head
+        )
         loss = lm_loss + cfg.aux_weight * aux + cfg.number_weight * num
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -371,8 +488,15 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
             lm, aux_mean, num_mean = np.mean(running, axis=0)
             running = []
-            row = {"stage": "answers", "step": cfg.vision_steps + step + 1, "seconds": time.perf_counter() - t0,
-                   "lm_loss": lm, "aux_loss": aux_mean, "number_loss": num_mean, "lr": opt.param_groups[0]["lr"]}  # fmt: skip
+            row = {
+                "stage": "answers",
+                "step": cfg.vision_steps + step + 1,
+                "seconds": time.perf_counter() - t0,
+                "lm_loss": lm,
+                "aux_loss": aux_mean,
+                "number_loss": num_mean,
+                "lr": opt.param_groups[0]["lr"],
+            }
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 model.eval()
                 row.update(held_out(adapter))
