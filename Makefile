@@ -35,6 +35,7 @@ lint: install-test
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 	$(VENV)/bin/ruff check src tests workflow/scripts scripts
+	$(VENV)/bin/ruff format --check src tests workflow/scripts scripts
 
 # mutation testing of the pure logic ([tool.mutmut] in pyproject.toml; docs/testing.md): slow, not in CI
 mutate: install-test
