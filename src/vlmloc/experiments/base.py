@@ -263,10 +263,11 @@ def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None)
 
 def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = ()) -> pd.DataFrame:
     """The plain reference for ``run_conditions``: one ``generate`` per (sample, task), the whole
-    prompt each time, no batching and no shared prefix. Same rows; kept to check the fast path
-    against (tests, scripts/benchmark_token_ablation.py)."""
+    prompt each time, no batching and no shared prefix; with ``score_gold``, one more forward of
+    the whole prompt and gold answer. Same rows; kept to check the fast path against (tests,
+    scripts/benchmark.py)."""
     from ..interventions.base import BatchContext, enter
-    from ..runner import _open
+    from ..runner import _open, content_nll
 
     rows, adapter = [], job.adapter
     for cond in conditions:
@@ -281,7 +282,15 @@ def run_conditions_naive(experiment: str, conditions, job: ShardJob, param_colum
                 with torch.inference_mode(), enter(cond.intervention, adapter, BatchContext.of(enc)):
                     ids = adapter.model.generate(**inputs, max_new_tokens=job.max_new_tokens[task], do_sample=False)
                 answer = job.runner.decode(ids[0, inputs["input_ids"].shape[1] :])
-                rows.append(raw_row(experiment, cond, r, task, prompt, answer, token_counts(adapter, r, edited[q])))
+                more = token_counts(adapter, r, edited[q])
+                if cond.score_gold:
+                    gold = adapter.answer_tokens(adapter.gold_answer(task, r))
+                    full = torch.cat([inputs["input_ids"], torch.tensor([gold.ids], device=adapter.device)], 1)
+                    with torch.inference_mode(), enter(cond.intervention, adapter, BatchContext.of(enc)):
+                        logits = adapter.model(input_ids=full, attention_mask=torch.ones_like(full),
+                                               pixel_values=inputs["pixel_values"], logits_to_keep=len(gold) + 1).logits  # fmt: skip
+                    more["gold_nll"] = float(content_nll(logits, gold)[0])
+                rows.append(raw_row(experiment, cond, r, task, prompt, answer, more))
     return pd.DataFrame(rows)
 
 
