@@ -7,11 +7,12 @@ the fraction of this machine's matrix-multiply rate the fast path reaches, and w
 The model is a tiny random-weight one with the REAL token geometry (``vlmloc.models.tiny``):
 LLaVA at 336 px, patch 14 -> 24 x 24 = 576 visual tokens; InternVL with 448 px tiles, patch 14 ->
 256 tokens per view (``--max-tiles`` tiles and the thumbnail for a wide image); an LLM ``--hidden``
-wide (heads of 128 dims; InternVL: grouped-query attention, half as many key-value heads),
+wide (heads of ``--head-dim`` 128; InternVL: grouped-query attention, half as many key-value heads),
 ``--layers`` deep, MLP ``--mlp`` x hidden, so that its matrix products are large enough for the
 machine's rate to mean something. The vision tower is small (``--vision-hidden``): its FLOPs are
-counted, and they are a small share. The samples are shapes scenes on disk with their exact
-object-removed images.
+counted, and they are a small share. The samples are wide shapes scenes (the demo's
+``shapes_wide``: InternVL gives each 2 tiles + the thumbnail, 768 visual tokens) on disk, with their
+exact object-removed images.
 
 Per experiment, from ONE run (the naive reference first, then the fast path, after a warm-up):
 
@@ -81,6 +82,8 @@ EXPERIMENTS = ("screening", "token_ablation", "containerization", "token_shuffle
                "attention_knockout", "mediation", "head_ablation", "probes")  # fmt: skip
 GEOMETRY = {"llava": {"image_size": 336, "patch_size": 14}, "internvl": {"image_size": 448, "patch_size": 14}}
 MAX_NEW = {"localization": 24, "list": 24, "binary": 4}
+# wide scenes (the demo's shapes_wide): InternVL tiles them, 2 tiles + the thumbnail = 768 visual tokens
+WIDE = {"long_side": (340, 480), "aspect": (0.55, 0.64)}
 # each experiment's settings (its config entry, cut down), and how many of its conditions run
 SETTINGS = {
     "screening": {"conditions": ["original", "removed"], "tasks": ["localization", "list", "binary"]},
@@ -88,7 +91,8 @@ SETTINGS = {
                          "tasks": ["localization"]},
     "token_shuffle": {"modes": ["full", "object"], "seeds": [0, 1]},
     "view_ablation": {"views": ["global", "local"], "paddings": [0, 1], "multi_view_only": False},
-    # Fig. 3's windows of 2 layers and all layers, object mask and mask +1, one random control
+    # Fig. 3's windows (half the layers each; ``Bench.settings``) and all layers, the object mask and
+    # mask +1, one random control
     "attention_knockout": {"fig3_window": 2, "fig12_windows": [], "stride": None, "all_layers": True,
                            "paddings": [0, 1], "random_control": True, "random_seeds": [0],
                            "random_outside_padding": 1, "translated_control": False, "control_windows": "fig3"},
@@ -124,7 +128,7 @@ def matmul_rate(n: int, k: int, m: int, dtype: torch.dtype, device: str, seconds
 
 
 def build_model(family: str, folder: Path, args) -> Path:
-    heads = args.hidden // 128
+    heads = args.hidden // args.head_dim
     text = {"hidden_size": args.hidden, "intermediate_size": int(args.mlp * args.hidden),
             "num_hidden_layers": args.layers, "num_attention_heads": heads}  # fmt: skip
     vision = {"hidden_size": args.vision_hidden, "intermediate_size": 2 * args.vision_hidden, "num_hidden_layers": 2,
@@ -340,7 +344,7 @@ class Result:
 class Bench:
     def __init__(self, family: str, args, tmp: Path):
         self.family, self.args = family, args
-        self.spec = ShapesSpec()
+        self.spec = ShapesSpec(**WIDE)
         self.samples = samples_on_disk(tmp, args.n, self.spec)
         self.path = build_model(family, tmp / family, args)
         self.adapter = load_adapter(family, self.path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
@@ -386,7 +390,7 @@ class Bench:
         return conds[: FIRST[name]] if name in FIRST else conds
 
     def generating(self, name: str) -> Result:
-        job = self.job(SETTINGS.get(name), **self.upstream(name))
+        job = self.job(self.settings(name), **self.upstream(name))
         conditions = self.conditions(name, job)
         naive, t_naive = timed(self.args.device, run_conditions_naive, name, conditions, job)
         job = dataclasses.replace(job, runner=Runner(self.adapter, batch_size=self.args.batch_size, progress=False))
@@ -414,6 +418,12 @@ class Bench:
         with cache.installed(self.adapter), profile.active():
             out, seconds = timed(self.args.device, fn, *args)
         return out, seconds, profile, (before + self.rate()) / 2
+
+    def settings(self, name: str) -> dict:
+        s = dict(SETTINGS.get(name, {}))
+        if name == "attention_knockout":  # 3 windows: each half of the layers, and all of them
+            s["fig3_window"] = max(1, self.adapter.num_layers // 2)
+        return s
 
     def upstream(self, name: str) -> dict:
         """Head ablation reads a mediation ranking: a seeded random one (the order does not change the cost)."""
@@ -459,7 +469,7 @@ class Bench:
 
     def probes(self) -> Result:
         a, n = self.adapter, self.args.n
-        train, test = probe_images("generated", "generated", n, max(1, n // 2), seed=0)
+        train, test = probe_images("generated", "generated", n, max(1, n // 2), seed=0, shapes_spec=WIDE)
         settings = ProbeSettings(methods=("lda",), random_control=False, shuffled_control=False, validation_fraction=0.0,
                                  batch_size=self.args.batch_size)  # fmt: skip
         features_of_one_image(a, train[0], settings.task_text)  # warm-up of the reference's path
@@ -501,8 +511,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--hidden", type=int, default=1024, help="LLM width (heads of 128 dims)")
+    ap.add_argument("--hidden", type=int, default=1024, help="LLM width")
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--head-dim", type=int, default=128, help="dims per attention head (hidden / head-dim heads)")
     ap.add_argument("--mlp", type=float, default=2.75, help="MLP width / hidden (LLaVA-1.5-7B: 11008 / 4096)")
     ap.add_argument("--vision-hidden", type=int, default=64)
     ap.add_argument("--max-tiles", type=int, default=2, help="InternVL: tiles of a wide image (and the thumbnail)")
