@@ -355,7 +355,8 @@ class Bench:
     def __init__(self, family: str, args, tmp: Path):
         self.family, self.args = family, args
         self.spec = ShapesSpec(**WIDE)
-        self.samples = samples_on_disk(tmp, args.n, self.spec)
+        self.pool = samples_on_disk(tmp, max(args.n, args.pairs), self.spec)  # mediation's pairs: its first --pairs
+        self.samples = self.pool.head(args.n)
         self.path = Path(args.model_dir) if args.model_dir else build_model(family, tmp / family, args)
         self.adapter = load_adapter(family, self.path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
         self.geometry = Geometry.of_checkpoint(self.path)
@@ -422,12 +423,13 @@ class Bench:
         return Result(name, self.family, shape, t_naive, t_fast, same_text, flops, rate, profile.shares(t_fast), notes,
                       agree)  # fmt: skip
 
-    def fast(self, fn, *args, vision_cache: bool = True):
-        """``fn(*args)`` timed as the model job runs it (inside the vision cache), with the profile
-        and the matrix-multiply rate measured just before and just after."""
+    def fast(self, fn, *args):
+        """``fn(*args)`` timed as the model job runs it (inside the vision cache, 2048 MiB as the
+        config's default), with the profile and the matrix-multiply rate measured just before and
+        just after."""
         before = self.rate()
         profile = Profile(self.adapter)
-        cache = VisionCache.from_mb(2048 if vision_cache else 0)
+        cache = VisionCache.from_mb(2048)
         with cache.installed(self.adapter), profile.active():
             out, seconds = timed(self.args.device, fn, *args)
         return out, seconds, profile, (before + self.rate()) / 2
@@ -452,7 +454,7 @@ class Bench:
 
     def mediation(self) -> Result:
         a, s = self.adapter, SETTINGS["mediation"]
-        records = self.samples.head(self.args.pairs).to_dict("records")
+        records = self.pool.head(self.args.pairs).to_dict("records")
         runner = Runner(a, progress=False)
         pairs = []
         for r in records:
