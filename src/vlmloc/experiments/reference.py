@@ -1,6 +1,6 @@
 """Plain references for the experiment layer's fast paths: each does the same computation the
 simple way (no batching, no shared image prefix, the stock model's own forward), kept to check
-the fast path against (tests) and to time it (``scripts/benchmark_*.py``). Slow on purpose; the
+the fast path against (tests) and to time it (``scripts/benchmark.py``). Slow on purpose; the
 workflow never runs them. The probes' reference is ``probes.reference``.
 
 - ``run_conditions_naive``: ``base.run_conditions`` as one ``generate`` per sample and task;
@@ -29,8 +29,9 @@ def run_conditions_naive(
     experiment: str, conditions, job: ShardJob, param_columns: Sequence[str] = ()
 ) -> pd.DataFrame:
     """The plain reference for ``base.run_conditions``: one ``generate`` per (sample, task), the
-    whole prompt each time, no batching and no shared prefix. Same rows (tests:
-    test_experiment_layer.py, test_containerization.py; scripts/benchmark_token_ablation.py)."""
+    whole prompt each time, no batching and no shared prefix; with ``score_gold``, one more
+    forward of the whole prompt and gold answer. Same rows (tests: test_experiment_layer.py,
+    test_containerization.py; scripts/benchmark.py)."""
     rows, adapter = [], job.adapter
     for cond in conditions:
         edited = cond.edited if cond.edited is not None else [None] * len(job.samples)
@@ -49,17 +50,26 @@ def run_conditions_naive(
                         **inputs, max_new_tokens=job.max_new_tokens[task], do_sample=False
                     )
                 answer = job.runner.decode(ids[0, inputs["input_ids"].shape[1] :])
-                rows.append(
-                    raw_row(
-                        experiment,
-                        cond,
-                        r,
-                        task,
-                        prompt,
-                        answer,
-                        token_counts(adapter, r, edited[q]),
-                    )
-                )
+                more = token_counts(adapter, r, edited[q])
+                if cond.score_gold:
+                    gold = adapter.answer_tokens(adapter.gold_answer(task, r))
+                    gold_ids = torch.tensor([gold.ids], device=adapter.device)
+                    full = torch.cat([inputs["input_ids"], gold_ids], 1)
+                    images = {
+                        k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")
+                    }
+                    with (
+                        torch.inference_mode(),
+                        enter(cond.intervention, adapter, BatchContext.of(enc)),
+                    ):
+                        logits = adapter.model(
+                            input_ids=full,
+                            attention_mask=torch.ones_like(full),
+                            logits_to_keep=len(gold) + 1,
+                            **images,
+                        ).logits
+                    more["gold_nll"] = float(content_nll(logits, gold)[0])
+                rows.append(raw_row(experiment, cond, r, task, prompt, answer, more))
     return pd.DataFrame(rows)
 
 

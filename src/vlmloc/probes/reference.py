@@ -1,6 +1,6 @@
 """A plain reference for the closed-form positional probes of ``run.fit_and_score``: kept in the
 code to check the fast path's numbers (tests/test_probe_reference.py) and its speed-up
-(scripts/benchmark_probes.py). Slow and memory-hungry on purpose; not for real runs.
+(scripts/benchmark.py --experiment probes). Slow and memory-hungry on purpose; not for real runs.
 
 What differs from the fast path, on purpose:
 
