@@ -21,7 +21,7 @@ Per experiment, from ONE run (the naive reference first, then the fast path, aft
   or the largest |difference| of the scores (mediation's nll, head ablation's gold nll, the
   probes' accuracies). The references: ``experiments.base.run_conditions_naive`` (one
   ``generate`` per sample, condition and task, the whole prompt each time) for the generating
-  experiments, ``experiments.mediation.mediate_pair_reference`` (one full forward per head) and
+  experiments, ``experiments.reference.mediate_pair_reference`` (one full forward per head) and
   ``probes.reference.reference_fit_and_score`` (one image at a time, features stored);
 - the floor fraction: the FLOPs the fast path cannot skip (``vlmloc.workload``'s yardstick with
   this run's real token counts: the vision tower once per view, each image prefix once per run of
@@ -70,11 +70,11 @@ from vlmloc.experiments.base import (
     Condition,
     ShardJob,
     run_conditions,
-    run_conditions_naive,
     share_count,
     shares_prefix,
 )
-from vlmloc.experiments.mediation import mediate_pair, mediate_pair_reference, pair_sequence
+from vlmloc.experiments.mediation import mediate_pair, pair_sequence
+from vlmloc.experiments.reference import mediate_pair_reference, run_conditions_naive
 from vlmloc.experiments.token_ablation import ablation, object_indices, random_indices_like
 from vlmloc.interventions import mean_visual_embedding
 from vlmloc.models import load_adapter
@@ -86,8 +86,17 @@ from vlmloc.tasks import task_prompt
 from vlmloc.vision_cache import VisionCache
 from vlmloc.workload import Geometry
 
-EXPERIMENTS = ("screening", "token_ablation", "containerization", "token_shuffle", "view_ablation",
-               "attention_knockout", "mediation", "head_ablation", "probes")  # fmt: skip
+EXPERIMENTS = (
+    "screening",
+    "token_ablation",
+    "containerization",
+    "token_shuffle",
+    "view_ablation",
+    "attention_knockout",
+    "mediation",
+    "head_ablation",
+    "probes",
+)
 GEOMETRY = {
     "llava": {"image_size": 336, "patch_size": 14},
     "internvl": {"image_size": 448, "patch_size": 14},
@@ -97,20 +106,48 @@ MAX_NEW = {"localization": 24, "list": 24, "binary": 4}
 WIDE = {"long_side": (340, 480), "aspect": (0.55, 0.64)}
 # each experiment's settings (its config entry, cut down), and how many of its conditions run
 SETTINGS = {
-    "screening": {"conditions": ["original", "removed"], "tasks": ["localization", "list", "binary"]},
-    "containerization": {"paddings": [1, 2], "seeds": [0, 1], "scales": [0, 1, 2], "scale_grid": "global",
-                         "tasks": ["localization"]},
+    "screening": {
+        "conditions": ["original", "removed"],
+        "tasks": ["localization", "list", "binary"],
+    },
+    "containerization": {
+        "paddings": [1, 2],
+        "seeds": [0, 1],
+        "scales": [0, 1, 2],
+        "scale_grid": "global",
+        "tasks": ["localization"],
+    },
     "token_shuffle": {"modes": ["full", "object"], "seeds": [0, 1]},
     "view_ablation": {"views": ["global", "local"], "paddings": [0, 1], "multi_view_only": False},
     # Fig. 3's windows (half the layers each; ``Bench.settings``) and all layers, the object mask and
     # mask +1, one random control
-    "attention_knockout": {"fig3_window": 2, "fig12_windows": [], "stride": None, "all_layers": True,
-                           "paddings": [0, 1], "random_control": True, "random_seeds": [0],
-                           "random_outside_padding": 1, "translated_control": False, "control_windows": "fig3"},
-    "mediation": {"tasks": ["localization", "binary"], "positions": "post_image", "heads_per_batch": 64},
-    "head_ablation": {"settings": ["localization", "random"], "random_seeds": [0], "proportions": [0.125, 0.25],
-                      "lowest_task": "localization", "positions": "post_image", "pool": "same", "ablation": "zero"},
-}  # fmt: skip
+    "attention_knockout": {
+        "fig3_window": 2,
+        "fig12_windows": [],
+        "stride": None,
+        "all_layers": True,
+        "paddings": [0, 1],
+        "random_control": True,
+        "random_seeds": [0],
+        "random_outside_padding": 1,
+        "translated_control": False,
+        "control_windows": "fig3",
+    },
+    "mediation": {
+        "tasks": ["localization", "binary"],
+        "positions": "post_image",
+        "heads_per_batch": 64,
+    },
+    "head_ablation": {
+        "settings": ["localization", "random"],
+        "random_seeds": [0],
+        "proportions": [0.125, 0.25],
+        "lowest_task": "localization",
+        "positions": "post_image",
+        "pool": "same",
+        "ablation": "zero",
+    },
+}
 FIRST = {"containerization": 4, "token_shuffle": 4, "view_ablation": 4}
 PROBE_TOLERANCE = 0.01  # one flipped token in 100 (the features agree up to float noise)
 SCORE_TOLERANCE = 1e-4  # nll (float32; the tests ask 1e-5 of the tiny models)
@@ -146,10 +183,18 @@ def matmul_rate(
 
 def build_model(family: str, folder: Path, args) -> Path:
     heads = args.hidden // args.head_dim
-    text = {"hidden_size": args.hidden, "intermediate_size": int(args.mlp * args.hidden),
-            "num_hidden_layers": args.layers, "num_attention_heads": heads}  # fmt: skip
-    vision = {"hidden_size": args.vision_hidden, "intermediate_size": 2 * args.vision_hidden, "num_hidden_layers": 2,
-              "num_attention_heads": 2}  # fmt: skip
+    text = {
+        "hidden_size": args.hidden,
+        "intermediate_size": int(args.mlp * args.hidden),
+        "num_hidden_layers": args.layers,
+        "num_attention_heads": heads,
+    }
+    vision = {
+        "hidden_size": args.vision_hidden,
+        "intermediate_size": 2 * args.vision_hidden,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    }
     extra = {"max_tiles": args.max_tiles} if family == "internvl" else {}
     return BUILDERS[family](folder, seed=0, text=text, vision=vision, **GEOMETRY[family], **extra)
 
@@ -167,10 +212,22 @@ def samples_on_disk(root: Path, n: int, spec: ShapesSpec, seed: int = 0) -> pd.D
         Image.fromarray(image).save(path)
         Image.fromarray(removed).save(removed_path)
         ys, xs = np.nonzero(mask)
-        rows.append({"sample_id": f"b{k}", "image_id": k, "category": objects[0]["category"], "image_path": str(path),
-                     "removed_path": str(removed_path), "width": image.shape[1], "height": image.shape[0],
-                     "bbox_x": float(xs.min()), "bbox_y": float(ys.min()), "bbox_w": float(xs.max() + 1 - xs.min()),
-                     "bbox_h": float(ys.max() + 1 - ys.min()), "mask_rle": encode_mask(mask)["counts"]})  # fmt: skip
+        rows.append(
+            {
+                "sample_id": f"b{k}",
+                "image_id": k,
+                "category": objects[0]["category"],
+                "image_path": str(path),
+                "removed_path": str(removed_path),
+                "width": image.shape[1],
+                "height": image.shape[0],
+                "bbox_x": float(xs.min()),
+                "bbox_y": float(ys.min()),
+                "bbox_w": float(xs.max() + 1 - xs.min()),
+                "bbox_h": float(ys.max() + 1 - ys.min()),
+                "mask_rle": encode_mask(mask)["counts"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -216,8 +273,10 @@ class Profile:
             return out
 
         lm = self.adapter.language_model
-        handles = [lm.register_forward_pre_hook(self._pre, with_kwargs=True),
-                   lm.register_forward_hook(self._post, with_kwargs=True)]  # fmt: skip
+        handles = [
+            lm.register_forward_pre_hook(self._pre, with_kwargs=True),
+            lm.register_forward_hook(self._post, with_kwargs=True),
+        ]
         inner.get_image_features = timed
         try:
             yield self
@@ -363,14 +422,18 @@ class Result:
     def floor(self) -> float:
         return self.flops / (self.fast_s * self.rate)
 
-    HEADER = ("| experiment | family | samples×conditions×tasks | naive s | fast s | ratio | same answers | "
-              "necessary GFLOP | matmul GFLOP/s | floor fraction | vision / prefill / decode / other |")  # fmt: skip
+    HEADER = (
+        "| experiment | family | samples×conditions×tasks | naive s | fast s | ratio | same answers | "
+        "necessary GFLOP | matmul GFLOP/s | floor fraction | vision / prefill / decode / other |"
+    )
 
     def row(self) -> str:
         s = self.shares
-        return (f"| {self.experiment} | {self.family} | {self.shape} | {self.naive_s:.1f} | {self.fast_s:.1f} | "
-                f"×{self.naive_s / self.fast_s:.1f} | {self.same} | {self.flops / 1e9:,.0f} | {self.rate / 1e9:.1f} | "
-                f"{self.floor:.2f} | {s['vision']:.2f} / {s['prefill']:.2f} / {s['decode']:.2f} / {s['other']:.2f} |")  # fmt: skip
+        return (
+            f"| {self.experiment} | {self.family} | {self.shape} | {self.naive_s:.1f} | {self.fast_s:.1f} | "
+            f"×{self.naive_s / self.fast_s:.1f} | {self.same} | {self.flops / 1e9:,.0f} | {self.rate / 1e9:.1f} | "
+            f"{self.floor:.2f} | {s['vision']:.2f} / {s['prefill']:.2f} / {s['decode']:.2f} / {s['other']:.2f} |"
+        )
 
 
 class Bench:
@@ -396,15 +459,26 @@ class Bench:
         self.prefix_tokens = int(np.mean([self.flops.split(r, "x")[0] for r in self.job().records]))
         text = a.model.config.text_config
         self.dims = (self.prefix_tokens, text.hidden_size, text.intermediate_size)
-        print(f"{family} ({args.model_dir or 'tiny, random weights'}): {np.mean(tokens):.0f} visual tokens per image on "
-              f"average ({min(tokens)}-{max(tokens)}), LLM {text.hidden_size} wide x {a.num_layers} layers, {a.num_heads} heads ({a.num_kv_heads} kv) of "
-              f"{a.head_dim}, MLP {self.dims[2]}; {self.geometry.linear / 1e6:.1f} M decoder weights; {args.n} samples; "
-              f"{torch.get_num_threads()} threads, {args.device}, {args.dtype}")  # fmt: skip
+        print(
+            f"{family} ({args.model_dir or 'tiny, random weights'}): {np.mean(tokens):.0f} visual tokens per image on "
+            f"average ({min(tokens)}-{max(tokens)}), LLM {text.hidden_size} wide x {a.num_layers} layers, {a.num_heads} heads ({a.num_kv_heads} kv) of "
+            f"{a.head_dim}, MLP {self.dims[2]}; {self.geometry.linear / 1e6:.1f} M decoder weights; {args.n} samples; "
+            f"{torch.get_num_threads()} threads, {args.device}, {args.dtype}"
+        )
 
     def job(self, settings: dict | None = None, **kw) -> ShardJob:
         a = self.adapter
-        return ShardJob(a, Runner(a, batch_size=self.args.batch_size, progress=False), self.samples,
-                        self.spec.categories, dict(settings or {}), dict(MAX_NEW), self.mean, progress=False, **kw)  # fmt: skip
+        return ShardJob(
+            a,
+            Runner(a, batch_size=self.args.batch_size, progress=False),
+            self.samples,
+            self.spec.categories,
+            dict(settings or {}),
+            dict(MAX_NEW),
+            self.mean,
+            progress=False,
+            **kw,
+        )
 
     def rate(self) -> float:
         n, k, m = self.dims
@@ -421,11 +495,17 @@ class Bench:
         if name == "token_ablation":  # Table 1's baseline, object, object +1 and 16% random (no IG)
             a, s = self.adapter, self.samples
             n_tokens = [lay.n_tokens for lay in job.layouts()]
-            return [Condition("baseline", {"strategy": "baseline"}),
-                    ablation("object+0", {"strategy": "object"}, object_indices(a, s, 0), job),
-                    ablation("object+1", {"strategy": "object"}, object_indices(a, s, 1), job),
-                    ablation("random_k16", {"strategy": "random"},
-                             random_indices_like(a, s, [share_count(n, 16) for n in n_tokens], 0), job)]  # fmt: skip
+            return [
+                Condition("baseline", {"strategy": "baseline"}),
+                ablation("object+0", {"strategy": "object"}, object_indices(a, s, 0), job),
+                ablation("object+1", {"strategy": "object"}, object_indices(a, s, 1), job),
+                ablation(
+                    "random_k16",
+                    {"strategy": "random"},
+                    random_indices_like(a, s, [share_count(n, 16) for n in n_tokens], 0),
+                    job,
+                ),
+            ]
         conds = list(get_experiment(name).conditions(job))
         return conds[: FIRST[name]] if name in FIRST else conds
 
@@ -453,11 +533,24 @@ class Bench:
         tasks = sorted({len(c.tasks) for c in conditions})
         shape = f"{len(self.samples)}×{len(conditions)}×{'/'.join(map(str, tasks))}"
         flops = self.flops.generation(job, conditions, fast)
-        notes = [f"conditions: {', '.join(c.name for c in conditions)}",
-                 f"answers cut off at max_new_tokens: {fast['truncated'].mean():.0%}",
-                 f"LLM tokens: prefill {profile.tokens['prefill']:,}, decode {profile.tokens['decode']:,}"]  # fmt: skip
-        return Result(name, self.family, shape, t_naive, t_fast, same_text, flops, rate, profile.shares(t_fast), notes,
-                      agree)  # fmt: skip
+        notes = [
+            f"conditions: {', '.join(c.name for c in conditions)}",
+            f"answers cut off at max_new_tokens: {fast['truncated'].mean():.0%}",
+            f"LLM tokens: prefill {profile.tokens['prefill']:,}, decode {profile.tokens['decode']:,}",
+        ]
+        return Result(
+            name,
+            self.family,
+            shape,
+            t_naive,
+            t_fast,
+            same_text,
+            flops,
+            rate,
+            profile.shares(t_fast),
+            notes,
+            agree,
+        )
 
     def fast(self, fn, *args):
         """``fn(*args)`` timed as the model job runs it (inside the vision cache, 2048 MiB as the
@@ -481,9 +574,14 @@ class Bench:
         if name != "head_ablation":
             return {}
         a, rng = self.adapter, np.random.default_rng(0)
-        heads = pd.DataFrame([{"task": t, "layer": layer, "head": h, "mf_mean": rng.normal()}
-                              for t in ("localization", "binary") for layer in range(a.num_layers)
-                              for h in range(a.num_heads)])  # fmt: skip
+        heads = pd.DataFrame(
+            [
+                {"task": t, "layer": layer, "head": h, "mf_mean": rng.normal()}
+                for t in ("localization", "binary")
+                for layer in range(a.num_layers)
+                for h in range(a.num_heads)
+            ]
+        )
         path = self.tmp / "heads.parquet"
         heads.to_parquet(path)
         return {"upstream": {"mediation": str(path)}}
@@ -499,8 +597,14 @@ class Bench:
                 (task_prompt(t, r["category"], self.spec.categories), g)
                 for t, g in zip(s["tasks"], golds, strict=True)
             ]
-            pairs.append((runner.pixels(r["image_path"]), runner.pixels(r["removed_path"]),
-                          a.layout(int(r["width"]), int(r["height"])), items))  # fmt: skip
+            pairs.append(
+                (
+                    runner.pixels(r["image_path"]),
+                    runner.pixels(r["removed_path"]),
+                    a.layout(int(r["width"]), int(r["height"])),
+                    items,
+                )
+            )
 
         def naive():
             return [
@@ -509,20 +613,42 @@ class Bench:
             ]
 
         def fast():
-            return [mediate_pair(a, src, base, layout, items, s["positions"], s["heads_per_batch"])
-                    for src, base, layout, items in pairs]  # fmt: skip
+            return [
+                mediate_pair(a, src, base, layout, items, s["positions"], s["heads_per_batch"])
+                for src, base, layout, items in pairs
+            ]
 
         ref, t_naive = timed(self.args.device, naive)
         got, t_fast, profile, rate = self.fast(fast)
-        diff = max(max(abs(f["base"] - r["base"]), abs(f["source"] - r["source"]), np.abs(f["patched"] - r["patched"]).max())
-                   for fp, rp in zip(got, ref, strict=True) for f, r in zip(fp, rp, strict=True))  # fmt: skip
+        diff = max(
+            max(
+                abs(f["base"] - r["base"]),
+                abs(f["source"] - r["source"]),
+                np.abs(f["patched"] - r["patched"]).max(),
+            )
+            for fp, rp in zip(got, ref, strict=True)
+            for f, r in zip(fp, rp, strict=True)
+        )
         n_heads = a.num_layers * a.num_heads
         flops = self.flops.mediation(records, s["tasks"], n_heads)
         shape = f"{len(records)}×{2 + n_heads}×{len(s['tasks'])}"
-        notes = [f"pairs x (source, base and {n_heads} patched heads) x tasks, teacher-forced; "
-                 f"heads per batch {s['heads_per_batch']}, positions {s['positions']}"]  # fmt: skip
-        return Result("mediation", self.family, shape, t_naive, t_fast, f"nll max diff {diff:.0e}", flops, rate,
-                      profile.shares(t_fast), notes, bool(diff <= SCORE_TOLERANCE))  # fmt: skip
+        notes = [
+            f"pairs x (source, base and {n_heads} patched heads) x tasks, teacher-forced; "
+            f"heads per batch {s['heads_per_batch']}, positions {s['positions']}"
+        ]
+        return Result(
+            "mediation",
+            self.family,
+            shape,
+            t_naive,
+            t_fast,
+            f"nll max diff {diff:.0e}",
+            flops,
+            rate,
+            profile.shares(t_fast),
+            notes,
+            bool(diff <= SCORE_TOLERANCE),
+        )
 
     def probes(self) -> Result:
         a, n = self.adapter, self.args.n
@@ -530,11 +656,24 @@ class Bench:
             "generated", "generated", n, max(1, n // 4), seed=0, shapes_spec=WIDE
         )
         method = self.args.probe_method
-        settings = ProbeSettings(methods=(method,), random_control=False, shuffled_control=False, validation_fraction=0.0,
-                                 batch_size=self.args.batch_size)  # fmt: skip
+        settings = ProbeSettings(
+            methods=(method,),
+            random_control=False,
+            shuffled_control=False,
+            validation_fraction=0.0,
+            batch_size=self.args.batch_size,
+        )
         features_of_one_image(a, train[0], settings.task_text)  # warm-up of the reference's path
-        ref, t_naive = timed(self.args.device, reference_fit_and_score, a, train, test, (method,), settings.task_text,
-                             settings.l2)  # fmt: skip
+        ref, t_naive = timed(
+            self.args.device,
+            reference_fit_and_score,
+            a,
+            train,
+            test,
+            (method,),
+            settings.task_text,
+            settings.l2,
+        )
         got, t_fast, profile, rate = self.fast(fit_and_score, a, train, test, settings)
         rows = {
             r["site"]: r for r in got.summary if r["variant"] == "true" and r["split"] == "test"
@@ -550,14 +689,27 @@ class Bench:
         )
         flops = self.flops.probes([*train, *test], settings.task_text)
         (timing,) = got.timing
-        notes = [f"{len(train)} train + {len(test)} test images, {method}, {len(rows)} sites; "
-                 f"{'agree' if diff <= PROBE_TOLERANCE else 'DISAGREE'} within {PROBE_TOLERANCE}",
-                 f"fast: forwards {timing['forward_s'] + timing['test_forward_s']:.1f} s, statistics {timing['probe_s']:.1f} s; "
-                 f"reference: forwards {ref.seconds['features']:.1f} s, fits {ref.seconds['fit'] + ref.seconds['predict']:.1f} s",
-                 f"memory: the reference stored {ref.stored_bytes['train'] / 2**20:.1f} MiB of train features"]  # fmt: skip
+        notes = [
+            f"{len(train)} train + {len(test)} test images, {method}, {len(rows)} sites; "
+            f"{'agree' if diff <= PROBE_TOLERANCE else 'DISAGREE'} within {PROBE_TOLERANCE}",
+            f"fast: forwards {timing['forward_s'] + timing['test_forward_s']:.1f} s, statistics {timing['probe_s']:.1f} s; "
+            f"reference: forwards {ref.seconds['features']:.1f} s, fits {ref.seconds['fit'] + ref.seconds['predict']:.1f} s",
+            f"memory: the reference stored {ref.stored_bytes['train'] / 2**20:.1f} MiB of train features",
+        ]
         shape = f"{len(train) + len(test)}×1×1"
-        return Result("probes", self.family, shape, t_naive, t_fast, f"accuracy max diff {diff:.3f}", flops, rate,
-                      profile.shares(t_fast), notes, bool(diff <= PROBE_TOLERANCE))  # fmt: skip
+        return Result(
+            "probes",
+            self.family,
+            shape,
+            t_naive,
+            t_fast,
+            f"accuracy max diff {diff:.3f}",
+            flops,
+            rate,
+            profile.shares(t_fast),
+            notes,
+            bool(diff <= PROBE_TOLERANCE),
+        )
 
     def run(self, name: str) -> Result | None:
         if name == "view_ablation" and not self.adapter.has_local_views:

@@ -282,19 +282,30 @@ def test_fast_path_equals_the_naive_reference(adapters, samples, family):
 def test_naive_reference_scores_the_gold_answer(adapters, samples, family):
     """``score_gold`` conditions (head ablation): the naive reference's gold nll (one whole forward)
     equals the shared-prefix scoring's, with and without heads zeroed after the image."""
-    from vlmloc.experiments.base import Condition, run_conditions, run_conditions_naive
+    from vlmloc.experiments.base import Condition, run_conditions
+    from vlmloc.experiments.reference import run_conditions_naive
     from vlmloc.interventions import HeadZero
 
     a = adapters[family]
     job = _job(a, samples, {})
-    conds = [Condition("baseline", {}, tasks=("localization",), score_gold=True),
-             Condition("zeroed", {}, HeadZero([(0, 0), (1, 1)], "post_image"), tasks=("localization",), score_gold=True)]  # fmt: skip
+    conds = [
+        Condition("baseline", {}, tasks=("localization",), score_gold=True),
+        Condition(
+            "zeroed",
+            {},
+            HeadZero([(0, 0), (1, 1)], "post_image"),
+            tasks=("localization",),
+            score_gold=True,
+        ),
+    ]
     key = ["condition", "task", "sample_id"]
     fast = run_conditions("t", conds, job).sort_values(key).reset_index(drop=True)
     naive = run_conditions_naive("t", conds, job).sort_values(key).reset_index(drop=True)
     assert list(fast["answer"]) == list(naive["answer"])
     np.testing.assert_allclose(naive["gold_nll"], fast["gold_nll"], atol=1e-5)
-    base, zeroed = (naive.loc[naive["condition"] == c, "gold_nll"].to_numpy() for c in ("baseline", "zeroed"))
+    base, zeroed = (
+        naive.loc[naive["condition"] == c, "gold_nll"].to_numpy() for c in ("baseline", "zeroed")
+    )
     assert np.abs(base - zeroed).max() > 1e-4  # the ablation changes the score: the test can fail
 
 
