@@ -245,3 +245,35 @@ def test_conda_envs_pin_what_constraints_pins(env):
             assert version == pins[name], (env, p, pins[name])
     if env != "inpainting":  # LaMa's env keeps the older stack simple-lama-inpainting pins
         assert named and all("==" in p for p in named), named
+
+
+def _schema_keys(node) -> set[str]:
+    """Every property name anywhere in a JSON schema."""
+    names: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in (node.get("properties") or {}).items():
+            names |= {key} | _schema_keys(value)
+        for key in ("patternProperties", "definitions", "$defs"):
+            for value in (node.get(key) or {}).values():
+                names |= _schema_keys(value)
+        for key in ("additionalProperties", "items", "then", "else"):
+            if isinstance(node.get(key), dict):
+                names |= _schema_keys(node[key])
+        for key in ("oneOf", "anyOf", "allOf"):
+            for value in node.get(key) or []:
+                names |= _schema_keys(value)
+    return names
+
+
+def test_every_schema_key_is_documented():
+    """docs/configuration.md names every key of the schema (in a table's backticks or a heading):
+    a key added to the schema without a line there fails here, so the page cannot drift."""
+    import re
+
+    doc = (ROOT / "docs/configuration.md").read_text()
+    words = set()
+    for text in re.findall(r"`([^`]+)`", doc) + re.findall(r"^#+ (.*)$", doc, re.M):
+        words |= {w for w in re.split(r"[^A-Za-z0-9_]+", text) if w}
+    keys = _schema_keys(yaml.safe_load(open(SCHEMA).read()))
+    assert len(keys) > 100
+    assert keys <= words, sorted(keys - words)
