@@ -3,7 +3,6 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ sys.path.insert(
     0, str(Path(workflow.main_snakefile).parent / "src")
 )  # vlmloc's torch-free parts, before any install
 from vlmloc import workload
+from vlmloc.workflow import resources as model_resources
 from vlmloc.sources import scoring_sources
 
 # Fails before any job, naming the offending key; also fills in schema defaults.
@@ -231,42 +231,11 @@ MODEL_JOB_RULES = (
     "run_experiment",
     "probe_model",
 )
-BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
-
-
-def safetensors_params(folder):
-    """Parameters in a local checkpoint's safetensors files, read from their headers (no weights)."""
-    total = 0
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
-        total += sum(
-            math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__"
-        )
-    return total
-
-
-def model_params_b(name):
-    """Billions of parameters: `params_b`, else counted in a local checkpoint (tiny: ~0)."""
-    m = MODELS[name]
-    if "params_b" in m:
-        return m["params_b"]
-    if "tiny" in m:
-        return 0.001
-    return safetensors_params(m["path"]) / 1e9
 
 
 def model_gpus(name):
-    """GPUs of a model job: the model's `gpus` if set (0 for the CPU-sized toys, so their jobs run
-    side by side), else as many GPUs of `job_resources.gpu_memory_gb` as its weights in its dtype
-    plus `gpu_headroom_gb` need; 0 for tiny models and `device: cpu`."""
-    m = MODELS[name]
-    if "tiny" in m or m["device"] == "cpu":
-        return 0
-    if "gpus" in m:
-        return m["gpus"]
-    weights_gb = model_params_b(name) * BYTES_PER_PARAM[m["dtype"]]
-    return math.ceil((weights_gb + JOB["gpu_headroom_gb"]) / JOB["gpu_memory_gb"])
+    """GPUs of a model job (vlmloc.workflow.resources.gpus)."""
+    return model_resources.gpus(MODELS[name], JOB)
 
 
 def adapter_class(name):
@@ -291,18 +260,6 @@ def model_geometry(name):
     return adapter_class(name).flops_geometry(folder, m)  # its config keys, its views
 
 
-def expected_count(path, fallback):
-    """Rows of a results file once it exists (a parquet's metadata, a text file's lines), else the fallback."""
-    f = Path(path)
-    if not f.exists():
-        return fallback
-    if f.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_metadata(f).num_rows
-    return sum(1 for line in f.read_text().splitlines() if line.strip())
-
-
 # before a dataset's probing subset exists: the paper's 2,248 on COCO (sec. 2.2); VOC's is not
 # published (an estimate); a shapes set keeps about 70% of its images
 EXPECTED_SUBSET = {"coco": 2248, "voc": 1500}
@@ -311,7 +268,7 @@ EXPECTED_SUBSET = {"coco": 2248, "voc": 1500}
 def expected_samples(dataset):
     d = DATASETS[dataset]
     guess = EXPECTED_SUBSET.get(d["kind"], math.ceil(0.7 * d.get("n_images", 100)))
-    return expected_count(f"results/{dataset}/probing_subset_ids.txt", guess)
+    return model_resources.expected_count(f"results/{dataset}/probing_subset_ids.txt", guess)
 
 
 def model_job_flops(rule_name, name, wildcards):
@@ -322,7 +279,9 @@ def model_job_flops(rule_name, name, wildcards):
     if rule_name == "screen_shard":
         d = DATASETS[wildcards.dataset]
         guess = {"coco": 6403}.get(d["kind"], math.ceil(2.3 * d.get("n_images", 100)))
-        n = expected_count(f"results/{wildcards.dataset}/samples.parquet", guess)
+        n = model_resources.expected_count(
+            f"results/{wildcards.dataset}/samples.parquet", guess
+        )
         return workload.screening_flops(g, n) / config["screening"]["shards"]
     if rule_name == "mean_embedding_shard":
         e = config["mean_embedding"]
@@ -348,33 +307,10 @@ def model_job_flops(rule_name, name, wildcards):
 
 def model_job_resources(rule_name, name, wildcards, attempt=1):
     """mem_mb, runtime (minutes), cpus_per_task, gpu and threads of one job of `rule_name` on model
-    `name`. Host memory holds the weights while they load (twice them on a CPU job, which also
-    computes there) plus `host_memory_gb`. Wall time: the job's necessary FLOPs
-    (`model_job_flops`) at `floor_fraction` of the job's rate (`gpu_tflops` per GPU, or
-    `cpu_tflops`), times the model's `time_factor`, at least `min_runtime`. A retried job
-    (attempt 2, 3, ...) gets that many times the memory and time."""
-    m, gpus = MODELS[name], model_gpus(name)
-    params_b = model_params_b(name)
-    weights_gb = params_b * BYTES_PER_PARAM[m["dtype"]]
-    host_gb = JOB["host_memory_gb"] + weights_gb * (1.1 if gpus else 2.0)
+    `name`: vlmloc.workflow.resources.model_job_resources with the job's necessary FLOPs
+    (`model_job_flops`) and `job_resources`."""
     flops = model_job_flops(rule_name, name, wildcards)
-    runtime = JOB["min_runtime"]
-    if flops is not None:
-        # one GPU's rate: a model split over several GPUs runs its layers on one at a time
-        rate = (
-            (JOB["gpu_tflops"] if gpus else JOB["cpu_tflops"])
-            * 1e12
-            * JOB["floor_fraction"]
-        )
-        runtime = max(runtime, math.ceil(flops / rate / 60 * m.get("time_factor", 1)))
-    cpus = gpus * JOB["cpus_per_gpu"] if gpus else 1
-    return {
-        "mem_mb": math.ceil(host_gb * 1024) * attempt,
-        "runtime": runtime * attempt,
-        "cpus_per_task": cpus,
-        "gpu": gpus,
-        "threads": cpus,
-    }
+    return model_resources.model_job_resources(MODELS[name], JOB, flops, attempt)
 
 
 def model_job(rule_name, key):

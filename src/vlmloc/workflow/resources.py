@@ -1,0 +1,80 @@
+"""What a model job asks an executor for (memory, wall time, CPUs, GPUs), from the model's size
+and the job's necessary FLOPs: the pure logic behind the workflow's model-job resources
+(workflow/rules/common.smk calls it with the config's values). Torch-free."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def safetensors_params(folder: str | Path) -> int:
+    """Parameters in a local checkpoint's safetensors files, read from their headers (no weights)."""
+    total = 0
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    return total
+
+
+def params_b(model: dict) -> float:
+    """Billions of parameters: `params_b`, else counted in a local checkpoint (tiny: ~0)."""
+    if "params_b" in model:
+        return model["params_b"]
+    if "tiny" in model:
+        return 0.001
+    return safetensors_params(model["path"]) / 1e9
+
+
+def gpus(model: dict, job: dict) -> int:
+    """GPUs of a model job: the model's `gpus` if set (0 for the CPU-sized toys, so their jobs run
+    side by side), else as many GPUs of `job["gpu_memory_gb"]` as its weights in its dtype plus
+    `gpu_headroom_gb` need; 0 for tiny models and `device: cpu`."""
+    if "tiny" in model or model.get("device") == "cpu":
+        return 0
+    if "gpus" in model:
+        return model["gpus"]
+    weights_gb = params_b(model) * BYTES_PER_PARAM[model["dtype"]]
+    return math.ceil((weights_gb + job["gpu_headroom_gb"]) / job["gpu_memory_gb"])
+
+
+def expected_count(path: str | Path, fallback: int) -> int:
+    """Rows of a results file once it exists (a parquet's metadata, a text file's lines), else the fallback."""
+    f = Path(path)
+    if not f.exists():
+        return fallback
+    if f.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(f).num_rows
+    return sum(1 for line in f.read_text().splitlines() if line.strip())
+
+
+def model_job_resources(model: dict, job: dict, flops: float | None, attempt: int = 1) -> dict:
+    """mem_mb, runtime (minutes), cpus_per_task, gpu and threads of one model job. Host memory
+    holds the weights while they load (twice them on a CPU job, which also computes there) plus
+    `host_memory_gb`. Wall time: the job's necessary FLOPs at `floor_fraction` of the job's rate
+    (`gpu_tflops` per GPU, or `cpu_tflops`), times the model's `time_factor`, at least
+    `min_runtime`; None FLOPs (no geometry yet): `min_runtime`. A retried job (attempt 2, 3,
+    ...) gets that many times the memory and time."""
+    n_gpus = gpus(model, job)
+    weights_gb = params_b(model) * BYTES_PER_PARAM[model["dtype"]]
+    host_gb = job["host_memory_gb"] + weights_gb * (1.1 if n_gpus else 2.0)
+    runtime = job["min_runtime"]
+    if flops is not None:
+        # one GPU's rate: a model split over several GPUs runs its layers on one at a time
+        rate = (job["gpu_tflops"] if n_gpus else job["cpu_tflops"]) * 1e12 * job["floor_fraction"]
+        runtime = max(runtime, math.ceil(flops / rate / 60 * model.get("time_factor", 1)))
+    cpus = n_gpus * job["cpus_per_gpu"] if n_gpus else 1
+    return {
+        "mem_mb": math.ceil(host_gb * 1024) * attempt,
+        "runtime": runtime * attempt,
+        "cpus_per_task": cpus,
+        "gpu": n_gpus,
+        "threads": cpus,
+    }
