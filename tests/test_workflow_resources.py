@@ -1,5 +1,5 @@
 """vlmloc.workflow.resources: what a model job asks for, from the model's size and its FLOPs
-(the pure logic behind common.smk's model-job resources; no Snakemake needed)."""
+(the pure logic behind resources.smk's model-job resources; no Snakemake needed)."""
 
 import json
 import struct

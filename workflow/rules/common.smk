@@ -1,4 +1,5 @@
-# Shared helpers: config validation, cross-key checks, path lookups per dataset kind.
+# Shared helpers: config validation, cross-key checks, path and setting lookups per dataset,
+# model and experiment. The model jobs' resources: resources.smk; the default target: targets.smk.
 import json
 import math
 import os
@@ -121,17 +122,6 @@ def exact_removed_dir(wildcards):
     return f"resources/shapes/{wildcards.dataset}/removed"
 
 
-def data_targets(dataset):
-    return [
-        f"results/{dataset}/samples.parquet",
-        f"results/{dataset}/tables/filter_counts.tsv",
-        f"results/{dataset}/removed.parquet",
-        f"results/{dataset}/figures/object_removal_examples.png",
-        f"results/{dataset}/figures/object_removal_examples.pdf",
-    ]
-
-
-# ---- models -------------------------------------------------------------------------------------
 MODELS = config["models"]
 
 
@@ -213,31 +203,6 @@ def model_source(wildcards):
     return {"hub_id": m["hub_id"], "revision": m["revision"], "family": m["family"]}
 
 
-def model_settings(name):
-    """Everything about a model that changes its answers (rerun triggers via params)."""
-    m = MODELS[name]
-    keys = ("family", "dtype", "attn_implementation", "max_tiles", "system_prompt")
-    out = {k: m[k] for k in keys if k in m}
-    out["path"] = model_dir(name)
-    return out
-
-
-# ---- model-job resources (any executor; profiles/slurm submits them as sbatch options) ----------
-JOB = config["job_resources"]
-# the rules that run a model (their wall time comes from their FLOPs: model_job_flops)
-MODEL_JOB_RULES = (
-    "screen_shard",
-    "mean_embedding_shard",
-    "run_experiment",
-    "probe_model",
-)
-
-
-def model_gpus(name):
-    """GPUs of a model job (vlmloc.workflow.resources.gpus)."""
-    return model_resources.gpus(MODELS[name], JOB)
-
-
 def adapter_class(name):
     """The adapter class of a model's family, asked what the workflow decides per family (local
     views, the FLOP count's dimensions) with no model loaded; importing it imports no torch.
@@ -247,99 +212,13 @@ def adapter_class(name):
     return ADAPTERS[MODELS[name]["family"]]
 
 
-def model_geometry(name):
-    """What the FLOP count of a model's jobs needs: the published dimensions of a paper model, or a
-    local checkpoint's config.json; None when neither is there yet (a tiny model not yet built).
-    """
+def model_settings(name):
+    """Everything about a model that changes its answers (rerun triggers via params)."""
     m = MODELS[name]
-    if m.get("paper_name"):
-        return workload.Geometry.of_paper(m["paper_name"])
-    folder = Path(model_dir(name))
-    if not (folder / "config.json").exists():
-        return None
-    return adapter_class(name).flops_geometry(folder, m)  # its config keys, its views
-
-
-# before a dataset's probing subset exists: the paper's 2,248 on COCO (sec. 2.2); VOC's is not
-# published (an estimate); a shapes set keeps about 70% of its images
-EXPECTED_SUBSET = {"coco": 2248, "voc": 1500}
-
-
-def expected_samples(dataset):
-    d = DATASETS[dataset]
-    guess = EXPECTED_SUBSET.get(d["kind"], math.ceil(0.7 * d.get("n_images", 100)))
-    return model_resources.expected_count(f"results/{dataset}/probing_subset_ids.txt", guess)
-
-
-def model_job_flops(rule_name, name, wildcards):
-    """The necessary FLOPs of one model job (vlmloc.workload), or None without a geometry."""
-    g = model_geometry(name)
-    if g is None:
-        return None
-    if rule_name == "screen_shard":
-        d = DATASETS[wildcards.dataset]
-        guess = {"coco": 6403}.get(d["kind"], math.ceil(2.3 * d.get("n_images", 100)))
-        n = model_resources.expected_count(
-            f"results/{wildcards.dataset}/samples.parquet", guess
-        )
-        return workload.screening_flops(g, n) / config["screening"]["shards"]
-    if rule_name == "mean_embedding_shard":
-        e = config["mean_embedding"]
-        n = (
-            e["n_images"] or 50000
-        )  # null: every image of the folder (the paper: ImageNet val)
-        return workload.mean_embedding_flops(g, n) / e["shards"]
-    if rule_name == "probe_model":
-        p = config["probes"]
-        passes = (
-            p["epochs"] if "sgd" in p["methods"] else 0
-        ) + 2  # SGD's epochs, the closed forms, the untrained control
-        return workload.probe_flops(g, p["n_train"], p["n_test"], passes)
-    e = wildcards.experiment
-    settings = experiment_settings(e, name)
-    n = expected_samples(wildcards.dataset)
-    if e == "head_ablation" and settings["pool"] == "disjoint":
-        n -= settings["pairs"]["n_pairs"]
-    return (
-        workload.experiment_flops(g, e, settings, max(n, 1)) / EXPERIMENTS[e]["shards"]
-    )
-
-
-def model_job_resources(rule_name, name, wildcards, attempt=1):
-    """mem_mb, runtime (minutes), cpus_per_task, gpu and threads of one job of `rule_name` on model
-    `name`: vlmloc.workflow.resources.model_job_resources with the job's necessary FLOPs
-    (`model_job_flops`) and `job_resources`."""
-    flops = model_job_flops(rule_name, name, wildcards)
-    return model_resources.model_job_resources(MODELS[name], JOB, flops, attempt)
-
-
-def model_job(rule_name, key):
-    """One resource of `rule_name`'s model job (mem_mb, runtime, cpus_per_task, gpu) or its threads,
-    as a function of the job's wildcards (and attempt)."""
-    if key == "threads":
-        return lambda w: model_job_resources(rule_name, w.model, w)[key]
-    return lambda w, attempt: model_job_resources(rule_name, w.model, w, attempt)[key]
-
-
-def model_job_resource_set(rule_name):
-    """Every model rule's `resources:` (written once: `resources: **model_job_resource_set(rule)`);
-    any executor reads them, profiles/slurm turns them into --mem, --time, --cpus-per-task, --gpus.
-    """
-    return {
-        key: model_job(rule_name, key)
-        for key in ("mem_mb", "runtime", "cpus_per_task", "gpu")
-    }
-
-
-def model_job_params():
-    """The params that every model job passes to its script: the model's loading settings,
-    its device, batch size and vision cache."""
-    return {
-        "model": lambda w: model_settings(w.model),
-        "device": lambda w: MODELS[w.model]["device"],
-        "batch_size": lambda w: MODELS[w.model]["batch_size"],
-        "vision_cache_mb": lambda w: MODELS[w.model]["vision_cache_mb"],
-    }
+    keys = ("family", "dtype", "attn_implementation", "max_tiles", "system_prompt")
+    out = {k: m[k] for k in keys if k in m}
+    out["path"] = model_dir(name)
+    return out
 
 
 def screening_settings():
@@ -350,20 +229,6 @@ def screening_settings():
     }
 
 
-def screening_targets(dataset):
-    return [
-        f"results/{dataset}/probing_subset.parquet",
-        f"results/{dataset}/tables/screening_counts.tsv",
-        f"results/{dataset}/tables/baseline_accuracy.tsv",
-        f"results/{dataset}/tables/false_positive_rates.tsv",
-        f"results/{dataset}/figures/baseline_accuracy.png",
-        f"results/{dataset}/figures/baseline_accuracy.pdf",
-        f"results/{dataset}/figures/localization_examples.png",
-        f"results/{dataset}/figures/localization_examples.pdf",
-    ]
-
-
-# ---- experiments --------------------------------------------------------------------------------
 EXPERIMENTS = config.get("experiments", {})
 # experiments whose ablations replace tokens with the model's mean visual embedding
 USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched", "view_ablation"}
@@ -520,59 +385,6 @@ def experiment_rows(experiment):
     )
 
 
-def experiment_targets(dataset):
-    targets = []
-    if dataset in experiment_datasets("token_ablation"):
-        targets += [
-            f"results/{dataset}/tables/table1_token_ablation.tsv",
-            f"results/{dataset}/tables/table4_random_ablation.tsv",
-            f"results/{dataset}/figures/token_ablation.png",
-            f"results/{dataset}/figures/token_ablation.pdf",
-        ]
-    if dataset in experiment_datasets("token_ablation_matched"):
-        targets += [f"results/{dataset}/tables/table5_token_ablation_matched.tsv"]
-    if dataset in experiment_datasets("containerization"):
-        targets += [
-            f"results/{dataset}/figures/containerization_{f}.{ext}"
-            for f in ("fig1", "fig9")
-            for ext in ("png", "pdf")
-        ]
-    if dataset in experiment_datasets("token_shuffle"):
-        targets += [f"results/{dataset}/tables/table2_token_shuffle.tsv"]
-    if dataset in experiment_datasets("view_ablation"):
-        targets += [
-            f"results/{dataset}/tables/table3_view_ablation.tsv",
-            f"results/{dataset}/figures/view_ablation_fig10.png",
-            f"results/{dataset}/figures/view_ablation_fig10.pdf",
-        ]
-    if dataset in experiment_datasets("mediation"):
-        targets += [
-            f"results/{dataset}/tables/mediation_{t}.tsv"
-            for t in ("heads", "sparsity", "overlap")
-        ] + [
-            f"results/{dataset}/figures/mediation_{f}.{ext}"
-            for f in ("fig4", "sparsity")
-            for ext in ("png", "pdf")
-        ]
-    if dataset in experiment_datasets("head_ablation"):
-        targets += [
-            f"results/{dataset}/tables/head_ablation_{t}.tsv" for t in ("curves", "auc")
-        ] + [
-            f"results/{dataset}/figures/head_ablation_fig5.{ext}"
-            for ext in ("png", "pdf")
-        ]
-    if dataset in experiment_datasets("attention_knockout"):
-        targets += [
-            f"results/{dataset}/tables/knockout_summary.tsv",
-            f"results/{dataset}/figures/knockout_fig3.png",
-            f"results/{dataset}/figures/knockout_fig3.pdf",
-            f"results/{dataset}/figures/knockout_fig12.png",
-            f"results/{dataset}/figures/knockout_fig12.pdf",
-        ]
-    return targets
-
-
-# ---- positional probes (paper sec. 3.2) -------------------------------------------------------------
 PROBES = config["probes"]
 # probe settings that only change tables and figures (not passed to the model job)
 PROBE_PRESENTATION_KEYS = {"enabled", "accuracy", "figure_method", "fig11_layers"}
@@ -692,41 +504,6 @@ def probe_presentation(*keys):
     }
 
 
-def probe_targets():
-    if not probe_models():
-        return []
-    tables = ["probe_layers", "probe_best_layer", "probe_methods", "probe_line_breaks"]
-    figures = ["probes_fig2", "probes_fig11", "probe_methods"]
-    return [f"results/probes/tables/{t}.tsv" for t in tables] + [
-        f"results/probes/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")
-    ]
-
-
-def all_targets():
-    targets = []
-    for name in config["run"]["datasets"]:
-        targets += data_targets(name)
-        if config["run"]["models"]:
-            targets += screening_targets(name)
-            targets += experiment_targets(name)
-    return targets + probe_targets()
-
-
-# Downloads (compute nodes often have no internet) and the rules that only draw tables and
-# figures from small files run where Snakemake runs; under profiles/slurm everything else is a job.
-LOCAL_RULES = ("all", "download", "prepare_model")
-LOCAL_RULE_PREFIXES = ("table_", "figure_")
-
-
-def local_rules():
-    return [
-        r.name
-        for r in workflow.rules
-        if r.name in LOCAL_RULES or r.name.startswith(LOCAL_RULE_PREFIXES)
-    ]
-
-
-# say once, when the workflow is read, which models skip which experiment and why
 for _name in sorted(NEEDS_LOCAL_VIEWS & set(EXPERIMENTS)):
     for _m, _why in skipped_models(_name).items():
         logger.info(f"{_name}: {_m} skipped ({_why})")
