@@ -380,11 +380,16 @@ def test_every_rule_that_may_ask_for_a_gpu_goes_to_the_gpu_partition():
         for rule, res in profile["set-resources"].items()
         if res.get("slurm_partition") == "gpu"
     }
-    text = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
     with_gpu = set()
-    for block in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", text):
+    blocks = [
+        b
+        for p in (ROOT / "workflow/rules").glob("*.smk")
+        for b in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", p.read_text())
+    ]
+    for block in blocks:
         m = re.match(r"(?:rule|checkpoint) (\w+):", block)
-        if m and re.search(r"^\s+gpu=", block, re.M):
+        # a gpu resource of its own, or the model jobs' set (resources.smk: it has `gpu`)
+        if m and re.search(r"^\s+gpu=|\*\*model_job_resource_set\(", block, re.M):
             with_gpu.add(m[1])
     assert {
         "screen_shard",
