@@ -169,3 +169,33 @@ def test_scoring_sources_follow_a_new_import(tmp_path):
     assert "src/vlmloc/other.py" not in scoring_sources(tmp_path, pkg)
     scoring.write_text(scoring.read_text() + "\n\ndef f():\n    from . import other\n")
     assert {"src/vlmloc/other.py", "src/vlmloc/helper.py"} <= set(scoring_sources(tmp_path, pkg))
+
+
+def test_every_import_of_the_package_names_a_module_that_exists():
+    """Each ``from .x import ...`` / ``import vlmloc.x`` names a module or package of the source
+    tree (a module turned into a package keeps its relative imports only if they gain a dot:
+    ``vlmloc.workflow``'s ``from .data`` once pointed at a ``vlmloc.workflow.data`` that is not
+    there, and only a workflow run found it)."""
+    import ast
+
+    root = SRC.parent
+
+    def exists(name: str) -> bool:
+        path = root.joinpath(*name.split("."))
+        return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+    missing = []
+    for file in sorted(SRC.rglob("*.py")):
+        parts = list(file.relative_to(root).with_suffix("").parts)
+        package = parts[:-1]  # a module's package; an __init__'s is its own folder
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - (node.level - 1)]
+                names.append(".".join(base + ([node.module] if node.module else [])))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "vlmloc":
+                names.append(node.module)
+            elif isinstance(node, ast.Import):
+                names += [a.name for a in node.names if a.name.split(".")[0] == "vlmloc"]
+            missing += [f"{file.relative_to(root)}: {n}" for n in names if not exists(n)]
+    assert not missing, missing

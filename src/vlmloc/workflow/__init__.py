@@ -119,7 +119,7 @@ def generated_images(n: int, seed: int, shapes_spec: dict | None = None) -> list
     import numpy as np
     from PIL import Image
 
-    from .data.shapes import ShapesSpec, render_scene
+    from ..data.shapes import ShapesSpec, render_scene
 
     spec = ShapesSpec(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in (shapes_spec or {}).items()}
