@@ -1,24 +1,14 @@
 # Rule mean_embedding_shard: sums over the visual tokens (at the LLM input) of one shard of the
 # mean visual embedding's image set; gather_mean_embedding adds the shards up.
-import torch
 
 from vlmloc.mean_embedding import embedding_sums, shard_indices
-from vlmloc.models import load_adapter
-from vlmloc.workflow import images_in_image_set, logged, resolve_device, save_torch
+from vlmloc.models import load_job_adapter
+from vlmloc.workflow import images_in_image_set, logged, save_torch
 
 with logged(snakemake) as log:
-    torch.set_num_threads(snakemake.threads)
     p = snakemake.params
-    m = dict(p.model)
-    device = resolve_device(p.device)
-    adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
-    log.info(
-        "%s on %s (%d threads), rule %s",
-        snakemake.wildcards.model,
-        device,
-        snakemake.threads,
-        snakemake.rule,
-    )
+    adapter = load_job_adapter(p.model, p.device, snakemake.threads)
+    log.info("%s on %s (%d threads)", snakemake.wildcards.model, adapter.device, snakemake.threads)
 
     images = images_in_image_set(p.image_set, p.shapes_spec)
     shard, shards = int(snakemake.wildcards.shard), p.shards

@@ -1,25 +1,15 @@
 # Rule probe_model: the positional probes of every site of one model (and of its re-initialised
 # twin, the untrained control): summary, per-cell and timing rows.
 import pandas as pd
-import torch
 
-from vlmloc.models import load_adapter
+from vlmloc.models import load_job_adapter
 from vlmloc.probes import ProbeSettings, fit_and_score, probe_images
-from vlmloc.workflow import logged, resolve_device, write_parquet
+from vlmloc.workflow import logged, write_parquet
 
 with logged(snakemake) as log:
-    torch.set_num_threads(snakemake.threads)
     p = snakemake.params
-    m = dict(p.model)
-    device = resolve_device(p.device)
-    adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
-    log.info(
-        "%s on %s (%d threads), rule %s",
-        snakemake.wildcards.model,
-        device,
-        snakemake.threads,
-        snakemake.rule,
-    )
+    adapter = load_job_adapter(p.model, p.device, snakemake.threads)
+    log.info("%s on %s (%d threads)", snakemake.wildcards.model, adapter.device, snakemake.threads)
 
     s = dict(p.settings)
     train, test = probe_images(

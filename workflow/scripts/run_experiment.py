@@ -8,7 +8,7 @@ from vlmloc.data.coco import load_json
 from vlmloc.data.inpainting import shard_of
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
 from vlmloc.experiments.base import RAW_COLUMNS
-from vlmloc.models import load_adapter
+from vlmloc.models import load_job_adapter
 from vlmloc.runner import Runner
 from vlmloc.vision_cache import VisionCache
 from vlmloc.workflow import (
@@ -16,23 +16,13 @@ from vlmloc.workflow import (
     logged,
     other_objects,
     read_samples,
-    resolve_device,
     write_parquet,
 )
 
 with logged(snakemake) as log:
-    torch.set_num_threads(snakemake.threads)
     p = snakemake.params
-    m = dict(p.model)
-    device = resolve_device(p.device)
-    adapter = load_adapter(m.pop("family"), m.pop("path"), device=device, **m)
-    log.info(
-        "%s on %s (%d threads), rule %s",
-        snakemake.wildcards.model,
-        device,
-        snakemake.threads,
-        snakemake.rule,
-    )
+    adapter = load_job_adapter(p.model, p.device, snakemake.threads)
+    log.info("%s on %s (%d threads)", snakemake.wildcards.model, adapter.device, snakemake.threads)
 
     experiment = get_experiment(p.experiment)
     shard, shards = int(snakemake.wildcards.shard), p.shards
