@@ -62,6 +62,13 @@ class ToyConfig:
     weight_decay: float = 0.01
     aux_weight: float = 1.0
     box_weight: float = 5.0
+    # what the auxiliary loss teaches each visual token (stage 1 and 2): its cell's category and,
+    # by default, the cell's position and the object's box. ("category",) alone leaves the LLM to
+    # find the box from WHICH tokens show the object: the container toy (docs/toy-models.md)
+    aux_targets: tuple = ("category", "xy", "box")
+    # False: the vision tower's position embeddings are zero and frozen, so a visual token cannot
+    # know where its patch lies (the tower is then permutation-equivariant over patches)
+    vision_position_embeddings: bool = True
     number_weight: float = (
         0.0  # stage 2: the box coordinates regressed from the LLM's hidden states (0: off)
     )
@@ -244,16 +251,29 @@ def aux_outputs(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     )
 
 
+AUX_TARGETS = ("category", "xy", "box")
+
+
 def aux_loss(
-    head, feats: torch.Tensor, targets: dict, position_weight: float = 10.0, box_weight: float = 5.0
+    head,
+    feats: torch.Tensor,
+    targets: dict,
+    position_weight: float = 10.0,
+    box_weight: float = 5.0,
+    use: tuple = AUX_TARGETS,
 ) -> torch.Tensor:
     """Per visual token: which category its cell shows (or background), where the cell lies, and
-    (on object cells) the object's box, both in the frame of the token's view (see ``make_pool``)."""
+    (on object cells) the object's box, both in the frame of the token's view (see ``make_pool``).
+    ``use`` names the terms that count (the others are not computed)."""
+    unknown = set(use) - set(AUX_TARGETS)
+    if unknown or "category" not in use:
+        raise ValueError(f"aux_targets must hold 'category' and only {AUX_TARGETS}, got {use}")
     logits, xy, box = aux_outputs(head(feats))
     loss = F.cross_entropy(logits, targets["category"])
-    loss = loss + position_weight * F.mse_loss(xy, targets["xy"])
+    if "xy" in use:
+        loss = loss + position_weight * F.mse_loss(xy, targets["xy"])
     on_object = ~torch.isnan(targets["box"][:, 0])
-    if on_object.any():
+    if "box" in use and on_object.any():
         loss = loss + box_weight * F.l1_loss(box[on_object], targets["box"][on_object].clamp(0, 1))
     return loss
 
@@ -353,6 +373,7 @@ def train_step(
     box_weight: float = 5.0,
     share_prefix: bool = True,
     number_head: torch.nn.Linear | None = None,
+    aux_targets: tuple = AUX_TARGETS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(answer cross-entropy, auxiliary loss, number loss: 0 without ``number_head``)."""
     feats = adapter.image_features(batch.pixel_values)  # each image once
@@ -360,7 +381,7 @@ def train_step(
     num = number_loss(number_head, hidden, numbers) if number_head is not None else torch.zeros(())
     return (
         token_loss(adapter, hidden, labels),
-        aux_loss(head, feats, batch.targets, box_weight=box_weight),
+        aux_loss(head, feats, batch.targets, box_weight=box_weight, use=aux_targets),
         num,
     )
 
@@ -372,7 +393,13 @@ def vision_step(
     for g in opt.param_groups:
         g["lr"] = cosine_lr(step, cfg.vision_steps, cfg.vision_lr, cfg.warmup)
     pixel_values, targets = batcher.images(batcher.sample(cfg.vision_batch_images))
-    loss = aux_loss(head, adapter.image_features(pixel_values), targets, box_weight=cfg.box_weight)
+    loss = aux_loss(
+        head,
+        adapter.image_features(pixel_values),
+        targets,
+        box_weight=cfg.box_weight,
+        use=tuple(cfg.aux_targets),
+    )
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -408,7 +435,32 @@ def build_untrained(cfg: ToyConfig, out_dir: Path):
         system_prompt="",
         **cfg.family_options,
     )
-    return load_adapter(cfg.family, out_dir, dtype="float32", device="cpu", max_tiles=cfg.max_tiles)
+    adapter = load_adapter(
+        cfg.family, out_dir, dtype="float32", device="cpu", max_tiles=cfg.max_tiles
+    )
+    if not cfg.vision_position_embeddings:
+        without_position_embeddings(adapter.vision_tower)
+    return adapter
+
+
+def without_position_embeddings(tower: torch.nn.Module) -> int:
+    """Zero and freeze every position embedding of a vision tower (CLIP's ``position_embedding``,
+    InternViT's ``position_embeddings``); returns how many were found (an error if none: a
+    tower whose embeddings this misses would keep knowing where each patch lies)."""
+    found = 0
+    for name, module in tower.named_modules():
+        if name.endswith("position_embedding") and isinstance(module, torch.nn.Embedding):
+            module.weight.data.zero_()
+            module.weight.requires_grad_(False)
+            found += 1
+    for name, param in tower.named_parameters():
+        if name.endswith("position_embeddings"):
+            param.data.zero_()
+            param.requires_grad_(False)
+            found += 1
+    if not found:
+        raise ValueError("no position embedding found in the vision tower")
+    return found
 
 
 def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) -> pd.DataFrame:
@@ -477,7 +529,12 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
             g["lr"] = g["scale"] * cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
         batch = batcher(cfg.batch_images, cfg.questions_per_image, cfg.localization_questions)
         lm_loss, aux, num = train_step(
-            adapter, head, batch, cfg.box_weight, number_head=number_head
+            adapter,
+            head,
+            batch,
+            cfg.box_weight,
+            number_head=number_head,
+            aux_targets=tuple(cfg.aux_targets),
         )
         loss = lm_loss + cfg.aux_weight * aux + cfg.number_weight * num
         opt.zero_grad(set_to_none=True)
