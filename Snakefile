@@ -26,6 +26,7 @@ include: "workflow/rules/heads.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/mechanisms.smk"
 
 
 rule all:

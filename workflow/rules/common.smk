@@ -15,30 +15,14 @@ sys.path.insert(
 )  # vlmloc's torch-free parts, before any install
 from vlmloc import workload
 from vlmloc.workflow import resources as model_resources
+from vlmloc.workflow.checks import check_config
 from vlmloc.sources import scoring_sources
 
 # Fails before any job, naming the offending key; also fills in schema defaults.
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 
-def _check_config():
-    errors = []
-    for name in config["run"]["datasets"]:
-        if name not in config["datasets"]:
-            errors.append(
-                f"run.datasets: {name!r} is not defined under datasets ({sorted(config['datasets'])})"
-            )
-    for name, d in config["datasets"].items():
-        if d["kind"] == "shapes" and d["min_objects"] > d["max_objects"]:
-            errors.append(f"datasets.{name}.min_objects > datasets.{name}.max_objects")
-    f = config["filter"]
-    if f["min_area_fraction"] >= f["max_area_fraction"]:
-        errors.append("filter.min_area_fraction must be below filter.max_area_fraction")
-    if errors:
-        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
-
-
-_check_config()
+check_config(config)  # cross-key checks (vlmloc.workflow.checks), each naming its key
 
 DATASETS = config["datasets"]
 DOWNLOADS = config["downloads"]["files"]
@@ -123,29 +107,6 @@ def exact_removed_dir(wildcards):
 
 
 MODELS = config["models"]
-
-
-def _check_models():
-    errors = [
-        f"run.models: {m!r} is not defined under models ({sorted(MODELS)})"
-        for m in config["run"]["models"]
-        if m not in MODELS
-    ]
-    errors += [
-        f"models.{m}.path: {MODELS[m]['path']!r} does not exist"
-        for m in config["run"]["models"]
-        if m in MODELS and "path" in MODELS[m] and not os.path.isdir(MODELS[m]["path"])
-    ]
-    errors += [
-        f"models.{m}.params_b: needed for a hub model (it sizes the jobs' memory, GPUs and time)"
-        for m in config["run"]["models"]
-        if m in MODELS and "hub_id" in MODELS[m] and "params_b" not in MODELS[m]
-    ]
-    if errors:
-        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
-
-
-_check_models()
 
 
 wildcard_constraints:
@@ -240,50 +201,6 @@ PRESENTATION_KEYS = {"metric", "examples", "figure_padding", "min_log_gap"}
 # rescores every experiment and reruns no model job). Read from vlmloc.scoring's imports
 # (vlmloc.sources, with ast: nothing imported), so it cannot drift from the code.
 PARSER_CODE = scoring_sources(Path(workflow.main_snakefile).parent)
-
-
-def _check_experiments():
-    errors = []
-    for name, e in EXPERIMENTS.items():
-        for d in e.get("datasets", []):
-            if d not in DATASETS:
-                errors.append(
-                    f"experiments.{name}.datasets: {d!r} is not defined under datasets"
-                )
-        # an unknown name here would silently run the experiment's defaults
-        for m in e.get("models", {}):
-            if m not in MODELS:
-                errors.append(
-                    f"experiments.{name}.models: {m!r} is not defined under models"
-                )
-    ha, med = EXPERIMENTS.get("head_ablation"), EXPERIMENTS.get("mediation", {})
-    if ha:  # its rankings come from the mediation's tasks
-        needs = {"localization": "localization", "classification": "binary"}
-        wanted = [needs[s] for s in ha["settings"] if s in needs]
-        wanted += [ha["lowest_task"]] if "lowest" in ha["settings"] else []
-        for task in dict.fromkeys(wanted):
-            if task not in med.get("tasks", []):
-                errors.append(
-                    f"experiments.head_ablation.settings: ranks heads by the {task!r} MF, "
-                    f"which experiments.mediation.tasks leaves out"
-                )
-    for d in EXPERIMENTS.get("head_ablation", {}).get("datasets", []):
-        if d not in EXPERIMENTS.get("mediation", {}).get("datasets", []):
-            errors.append(
-                f"experiments.head_ablation.datasets: {d!r} is not a mediation dataset (its heads are ranked there)"
-            )
-    me = config["mean_embedding"]
-    if me["images"] == "generated":
-        like = me["generated_like"]
-        if DATASETS.get(like, {}).get("kind") != "shapes":
-            errors.append(
-                f"mean_embedding.generated_like: {like!r} is not a shapes dataset"
-            )
-    if errors:
-        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
-
-
-_check_experiments()
 
 
 wildcard_constraints:
@@ -390,57 +307,6 @@ PROBES = config["probes"]
 PROBE_PRESENTATION_KEYS = {"enabled", "accuracy", "figure_method", "fig11_layers"}
 
 
-def _check_probes():
-    errors = []
-    if PROBES["figure_method"] not in PROBES["methods"]:
-        errors.append(
-            f"probes.figure_method: {PROBES['figure_method']!r} is not one of probes.methods {PROBES['methods']}"
-        )
-    untrained_methods = PROBES["controls"].get("untrained_methods") or []
-    errors += [
-        f"probes.controls.untrained_methods: {m!r} is not one of probes.methods {PROBES['methods']}"
-        for m in untrained_methods
-        if m not in PROBES["methods"]
-    ]
-    generated = [PROBES[k] == "generated" for k in ("train_images", "test_images")]
-    if any(generated) and not all(generated):
-        errors.append(
-            "probes.train_images and probes.test_images: both `generated` or both folders"
-        )
-    if (
-        all(generated)
-        and DATASETS.get(PROBES["generated_like"], {}).get("kind") != "shapes"
-    ):
-        errors.append(
-            f"probes.generated_like: {PROBES['generated_like']!r} is not a shapes dataset"
-        )
-    errors += [
-        f"probes.fig11_layers: {m!r} is not defined under models"
-        for m in PROBES["fig11_layers"]
-        if m not in MODELS
-    ]
-    for m, layers in PROBES["fig11_layers"].items():
-        n = local_llm_layers(m) if m in MODELS else None
-        if n is not None and max(layers) >= n:
-            errors.append(
-                f"probes.fig11_layers.{m}: layer {max(layers)} outside 0..{n - 1}"
-            )
-    if errors:
-        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
-
-
-def local_llm_layers(name):
-    """The LLM's layer count of a local checkpoint (config.json), None otherwise (a hub model's
-    is known once downloaded: its figure job checks then)."""
-    cfg = Path(MODELS[name].get("path", "")) / "config.json"
-    if "path" not in MODELS[name] or not cfg.exists():
-        return None
-    return json.loads(cfg.read_text()).get("text_config", {}).get("num_hidden_layers")
-
-
-_check_probes()
-
-
 def probe_settings():
     """What the probe job's rows depend on (the image source, counts, methods, and the settings
     of the methods that run), so that nothing else reruns a job of hours."""
@@ -509,3 +375,25 @@ for _name in sorted(NEEDS_LOCAL_VIEWS & set(EXPERIMENTS)):
         logger.info(f"{_name}: {_m} skipped ({_why})")
 for _m, _why in probe_skipped().items():
     logger.info(f"probes (views: local): {_m} skipped ({_why})")
+
+
+# ---- known mechanisms (config/mechanisms.yaml; rules in mechanisms.smk) ----------------------------
+
+MECHANISMS = config.get("mechanisms") or {}
+
+
+def mechanism_tables():
+    d = MECHANISMS["dataset"]
+    return {
+        "cells": f"results/{d}/tables/containerization_cells.tsv",
+        "shuffle": f"results/{d}/tables/table2_token_shuffle.tsv",
+        "best": "results/probes/tables/probe_best_layer.tsv",
+    }
+
+
+def mechanism_params():
+    """Everything the verdicts depend on: the two toys, the rules' thresholds, the paddings."""
+    keys = ("content", "container", "probe_method", "probe_tolerance", "shuffle_ratio")
+    out = {k: MECHANISMS[k] for k in keys}
+    out["paddings"] = EXPERIMENTS["containerization"]["paddings"]
+    return out

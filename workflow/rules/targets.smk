@@ -96,6 +96,20 @@ def probe_targets():
     ]
 
 
+# ---- known mechanisms (config/mechanisms.yaml) ------------------------------------------------------
+
+
+def mechanism_targets():
+    if not config.get("mechanisms"):
+        return []
+    return [
+        "results/mechanisms/tables/mechanism_verdicts.tsv",
+        "results/mechanisms/tables/mechanism_verdicts.md",
+        "results/mechanisms/figures/mechanisms.png",
+        "results/mechanisms/figures/mechanisms.pdf",
+    ]
+
+
 def all_targets():
     targets = []
     for name in config["run"]["datasets"]:
@@ -103,7 +117,7 @@ def all_targets():
         if config["run"]["models"]:
             targets += screening_targets(name)
             targets += experiment_targets(name)
-    return targets + probe_targets()
+    return targets + probe_targets() + mechanism_targets()
 
 
 # Downloads (compute nodes often have no internet) and the rules that only draw tables and
