@@ -12,15 +12,15 @@
 # Everything lives in $VLMLOC_SLURM_DIR (default /tmp/vlmloc-slurm): slurm.conf, gres.conf, its own
 # munge key and socket, state, logs and pid files. The one change outside it is a link
 # /etc/slurm/slurm.conf -> that slurm.conf (only where no real one exists; `stop` removes it),
-# because the Snakemake job steps do not pass SLURM_CONF on (see link_default_config). One partition
-# ($VLMLOC_SLURM_PARTITION, default "debug") holds this node with all its CPUs and
-# $VLMLOC_SLURM_GPUS (default 2) fake GPUs (character devices like /dev/null), so jobs that ask
-# for `--gpus` are scheduled as on a GPU cluster (they find no CUDA device and run on the CPU). Accounting is off, so Snakemake
+# because the Snakemake job steps do not pass SLURM_CONF on (see link_default_config). The node,
+# with all its CPUs and $VLMLOC_SLURM_GPUS (default 2) fake GPUs (character devices like
+# /dev/null), is in two partitions named as in profiles/slurm/partitions.yaml: `gpu` (the default)
+# and `cpu`, so the profile's partition choice is tested as written. Jobs that ask for `--gpus`
+# are scheduled as on a GPU cluster (they find no CUDA device and run on the CPU). Accounting is off, so Snakemake
 # reads job states with squeue (MinJobAge=600 keeps finished jobs visible to it).
 set -euo pipefail
 
 DIR=${VLMLOC_SLURM_DIR:-/tmp/vlmloc-slurm}
-PARTITION=${VLMLOC_SLURM_PARTITION:-debug}
 GPUS=${VLMLOC_SLURM_GPUS:-2}
 CONF=$DIR/slurm.conf
 DEFAULT_CONF=/etc/slurm/slurm.conf
@@ -52,7 +52,7 @@ write_config() {
     # the node offers its memory minus 1 GB for the system (memory is not a consumable here)
     mem_mb=$(($(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 1024))
     cat >"$CONF" <<EOF
-# written by scripts/slurm_local_cluster.sh: one node, one partition, no accounting
+# written by scripts/slurm_local_cluster.sh: one node, two partitions, no accounting
 ClusterName=vlmloc
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
@@ -81,7 +81,8 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 GresTypes=gpu
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb${gres} State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=cpu Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
 EOF
     # Slurm drops GPUs without device files: each fake GPU is a character device like /dev/null
     if ((GPUS > 0)); then
@@ -155,7 +156,7 @@ start() {
         tail -n 5 "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" >&2 || true
         exit 4
     fi
-    say "up: partition $PARTITION on $NODE ($(nproc) CPUs, $GPUS GPUs declared); export SLURM_CONF=$CONF"
+    say "up: partitions gpu and cpu on $NODE ($(nproc) CPUs, $GPUS GPUs declared); export SLURM_CONF=$CONF"
 }
 
 stop_daemons() {

@@ -1,7 +1,7 @@
 """The cluster path: profiles/slurm on a real Slurm, and model-job resources from model sizes.
 
-``test_slurm_run_equals_local_run`` needs a running Slurm cluster whose default partition this
-machine can submit to (CI starts a single-node one with ``scripts/slurm_local_cluster.sh start``).
+``test_slurm_run_equals_local_run`` needs a running Slurm cluster with the partitions of
+profiles/slurm/partitions.yaml (`cpu`, `gpu`) that this machine can submit to (CI starts a single-node one with ``scripts/slurm_local_cluster.sh start``).
 Without one it is skipped with the reason; with ``VLMLOC_SLURM=required`` (CI) it fails instead.
 """
 
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -47,11 +48,15 @@ TABLES = [
 MODEL_RULES = ("screen_shard", "mean_embedding_shard", "run_experiment")
 
 
-def slurm_partition() -> str:
-    """The default partition of a reachable Slurm cluster; otherwise skip (or fail when Slurm is
-    required) with the reason."""
+PARTITIONS = yaml.safe_load((ROOT / "profiles/slurm/partitions.yaml").read_text())["partitions"]
+
+
+def slurm_partitions() -> set[str]:
+    """The up partitions of a reachable Slurm cluster, which must include every partition of
+    profiles/slurm/partitions.yaml (the test runs the profile's partition choice as written);
+    otherwise skip (or fail when Slurm is required) with the reason."""
     hint = "start one as root with `scripts/slurm_local_cluster.sh start` (installs slurm-wlm and munge with apt)"
-    reason, partition = None, None
+    reason, up = None, set()
     if not (shutil.which("sinfo") and shutil.which("sbatch") and shutil.which("squeue")):
         reason = "no Slurm client (sinfo, sbatch, squeue) on PATH"
     else:
@@ -62,44 +67,34 @@ def slurm_partition() -> str:
         except subprocess.TimeoutExpired:
             proc = subprocess.CompletedProcess([], 1, "", "no answer from slurmctld within 30 s")
         rows = [line.split() for line in proc.stdout.splitlines() if line.strip()]
-        up = [
+        up = {
             r[0].rstrip("*")
             for r in rows
-            if r[0].endswith("*") and r[1] == "up" and r[2] in ("idle", "mixed", "allocated")
-        ]
+            if r[1] == "up" and r[2] in ("idle", "mixed", "allocated")
+        }
         if proc.returncode != 0:
             reason = f"sinfo failed: {proc.stderr.strip()[-300:]}"
-        elif not up:
-            reason = f"no default partition with a node up: {proc.stdout.strip()!r}"
-        else:
-            partition = up[0]
+        elif not set(PARTITIONS) <= up:
+            reason = (
+                f"partitions {sorted(set(PARTITIONS) - up)} of profiles/slurm/partitions.yaml "
+                f"are not up: {proc.stdout.strip()!r}"
+            )
     if reason:
         if SLURM_REQUIRED:
             pytest.fail(f"VLMLOC_SLURM=required but {reason}")
         pytest.skip(f"{reason}; {hint}")
-    return partition
+    return up
 
 
-def site_overrides(partition: str) -> list[str]:
-    """The site settings of profiles/slurm overridden for the test cluster: every partition the
-    profile names becomes the cluster's, no account, job states from squeue (accounting off)."""
-    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    per_rule = [
-        f"{rule}:slurm_partition={partition}"
-        for rule, res in profile.get("set-resources", {}).items()
-        if "slurm_partition" in res
-    ]
-    return [
-        "--default-resources",
-        f"slurm_partition={partition}",
-        "--set-resources",
-        *per_rule,
-        "--slurm-no-account",
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "5",
-    ]
+# the site settings of profiles/slurm overridden for the test cluster: no account, job states
+# from squeue (accounting is off); the partitions are the profile's own
+SITE_OVERRIDES = [
+    "--slurm-no-account",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+]
 
 
 def checkpoint_params(folder: Path) -> int:
@@ -135,7 +130,7 @@ def scontrol(job_id: str) -> dict[str, str]:
 
 
 def test_slurm_run_equals_local_run(tmp_path):
-    partition = slurm_partition()
+    slurm_partitions()
     local_dir, slurm_dir = copy_workflow(tmp_path / "local"), copy_workflow(tmp_path / "slurm")
     # the local reference runs meanwhile: the Slurm run mostly waits for status checks
     local = subprocess.Popen(
@@ -156,7 +151,7 @@ def test_slurm_run_equals_local_run(tmp_path):
             "profiles/slurm",
             "--configfile",
             CONFIG,
-            *site_overrides(partition),
+            *SITE_OVERRIDES,
         ],
         cwd=slurm_dir,
         capture_output=True,
@@ -198,7 +193,11 @@ def test_slurm_run_equals_local_run(tmp_path):
         for wildcards, slurm_id in jobs[rule]:
             job = scontrol(slurm_id)
             assert job["JobState"] == "COMPLETED", (rule, wildcards, job["JobState"])
-            assert job["Partition"] == partition
+            assert job["Partition"] == "gpu", (rule, job["Partition"])  # it asked for a GPU
+    # every other job asked for none and went to the partition without GPUs
+    for rule, submitted in jobs.items():
+        for wildcards, slurm_id in submitted if rule not in MODEL_RULES else []:
+            assert scontrol(slurm_id)["Partition"] == "cpu", (rule, wildcards)
             assert job["MinMemoryNode"] == f"{mem_mb}M", (rule, job["MinMemoryNode"])
             assert job["TimeLimit"] == "00:15:00", (rule, job["TimeLimit"])  # min_runtime for a toy
             assert job.get("TresPerJob") == "gres:gpu:1", (rule, job.get("TresPerJob"))  # --gpus=1
@@ -371,31 +370,36 @@ def test_job_resources_config_errors_name_the_key(workflow_dir):
     )
 
 
-def test_every_rule_that_may_ask_for_a_gpu_goes_to_the_gpu_partition():
-    """A rule with a `gpu` resource left out of the profile's set-resources would queue on the CPU
-    partition (probe_model once did): every such rule of the workflow is listed there."""
+class FakeJob:
+    """What the Slurm plugin's partition choice reads of a job: its name, threads, resources."""
+
+    def __init__(self, name: str, **resources):
+        self.name, self.threads = name, resources.pop("threads", 1)
+        self.resources = SimpleNamespace(**resources)
+        self.resources.get = lambda key, default=None: resources.get(key, default)
+
+
+def test_the_partition_follows_the_jobs_gpu_resource():
+    """The profile lists no rule: the plugin sends each job to a partition of
+    profiles/slurm/partitions.yaml by the job's own `gpu` resource (a rule that once had to be
+    listed by hand, probe_model, was left out and would have queued its GPU jobs on the CPU
+    partition). The real Slurm run above checks it with `scontrol show job`."""
+    from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
+
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    gpu_partition = {
-        rule
-        for rule, res in profile["set-resources"].items()
-        if res.get("slurm_partition") == "gpu"
-    }
-    with_gpu = set()
-    blocks = [
-        b
-        for p in (ROOT / "workflow/rules").glob("*.smk")
-        for b in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", p.read_text())
-    ]
-    for block in blocks:
-        m = re.match(r"(?:rule|checkpoint) (\w+):", block)
-        # a gpu resource of its own, or the model jobs' set (resources.smk: it has `gpu`)
-        if m and re.search(r"^\s+gpu=|\*\*model_job_resource_set\(", block, re.M):
-            with_gpu.add(m[1])
-    assert {
-        "screen_shard",
-        "mean_embedding_shard",
-        "run_experiment",
-        "probe_model",
-        "remove_objects_shard",
-    } <= with_gpu
-    assert with_gpu <= gpu_partition, with_gpu - gpu_partition
+    assert profile["slurm-partition-config"] == "profiles/slurm/partitions.yaml"
+    text = (ROOT / "profiles/slurm/config.yaml").read_text()
+    assert "slurm_partition" not in text and "set-resources" not in profile
+    partitions = read_partition_file(ROOT / profile["slurm-partition-config"])
+    log = SimpleNamespace(info=lambda *a: None, debug=lambda *a: None, warning=lambda *a: None)
+    for gpu, mem_mb, runtime, expected in [
+        (1, 30_000, 600, "gpu"),  # a 7B model job
+        (2, 60_000, 2000, "gpu"),
+        (0, 5_000, 15, "cpu"),  # a toy's model job (`gpus: 0`), a data stage
+        (0, 1_000, 10, "cpu"),
+    ]:
+        job = FakeJob("run_experiment", gpu=gpu, mem_mb=mem_mb, runtime=runtime, cpus_per_task=4)
+        assert get_best_partition(partitions, job, log) == expected, (gpu, mem_mb)
+    # more GPUs than a partition's nodes have: no partition fits (the plugin falls back to the
+    # cluster's default and Slurm refuses the job, rather than queueing it on the CPU partition)
+    assert get_best_partition(partitions, FakeJob("x", gpu=9), log) is None
