@@ -17,7 +17,15 @@ from conftest import ROOT, copy_workflow, run_snakemake
 
 from vlmloc.experiments.mechanisms_summary import verdicts
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # the container toy is committed only once it meets its quality bars; until then this test
+    # cannot run (docs/toy-models.md#toys-with-a-known-mechanism has the training runs so far)
+    pytest.mark.skipif(
+        not (ROOT / "checkpoints/toy_llava_container/model.safetensors").exists(),
+        reason="no checkpoints/toy_llava_container: no training run has met its quality bars yet",
+    ),
+]
 
 CONFIGS = ["--configfile", "config/mechanisms.yaml", str(ROOT / ".test/mechanisms.yaml")]
 

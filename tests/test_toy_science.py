@@ -492,6 +492,47 @@ def test_demo_changes_rerun_only_what_they_change(toy_demo):
     assert "Nothing to be done" in run_snakemake(wf, "--configfile", "toy.yaml", "-n").stdout
 
 
+@pytest.mark.slow
+def test_demo_mechanism_rules_read_the_experiments_tables(toy_demo):
+    """The known-mechanism comparison's rules (config/mechanisms.yaml) on the demo's outputs, with
+    the two demo toys standing in for content and container (both read their boxes from token
+    content): its table and figure are made without rerunning any experiment, its values are the
+    experiments' own, and the container-side predictions fail, as they must for such a pair."""
+    from conftest import run_snakemake
+
+    from vlmloc.experiments.mechanisms_summary import verdicts
+
+    wf = toy_demo
+    (wf / "mech.yaml").write_text(
+        "mechanisms: {content: toy_llava, container: toy_internvl, dataset: shapes}\n"
+    )
+    targets = [
+        "results/mechanisms/tables/mechanism_verdicts.tsv",
+        "results/mechanisms/figures/mechanisms.png",
+    ]
+    plan = run_snakemake(
+        wf, *targets, "--configfile", "toy.yaml", "mech.yaml", "-n", "--quiet", "rules"
+    ).stdout
+    assert (
+        "table_mechanisms" in plan and "run_experiment" not in plan and "probe_model" not in plan
+    ), plan
+    run_snakemake(wf, *targets, "--configfile", "toy.yaml", "mech.yaml")
+    t = _tsv(wf, "mechanisms/tables/mechanism_verdicts.tsv")
+    expected = verdicts(
+        _tsv(wf, "shapes/tables/containerization_cells.tsv"),
+        _tsv(wf, "shapes/tables/table2_token_shuffle.tsv"),
+        _tsv(wf, "probes/tables/probe_best_layer.tsv"),
+        "toy_llava",
+        "toy_internvl",
+        paddings=[1, 2],
+    )
+    assert t["value"].round(6).tolist() == expected["value"].round(6).tolist()
+    v = t.set_index(["verdict", "role"])
+    assert not v.loc[("containerizes", "container"), "holds"]  # neither toy containerizes
+    assert v.loc[("projector_probe", "container"), "holds"]  # both carry position at the projector
+    _figures_written(wf, "mechanisms/figures/mechanisms")
+
+
 @pytest.mark.parametrize("toy", ["toy_llava", "toy_internvl"])
 def test_committed_checkpoints_are_what_the_config_trains(toy):
     """`snakemake resources/trained/<toy>` with config.yaml retrains the committed checkpoint:
