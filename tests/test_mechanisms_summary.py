@@ -116,4 +116,4 @@ def test_markdown_has_a_row_per_verdict(tables):
     md = format_verdicts(t)
     assert md.count("\n") == len(t) + 2
     assert "| containerizes | container (container) | 47.0 | yes | yes | yes |" in md
-    assert "×5.0" in md
+    assert "×5.00" in md

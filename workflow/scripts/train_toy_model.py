@@ -9,5 +9,6 @@ with logged(snakemake) as log:
     cfg = ToyConfig(**snakemake.params.config)
     out = Path(snakemake.output[0])
     history = run(cfg, out, progress=False)
-    training_curves(history, out / "training_curves.png", title=snakemake.wildcards.toy)
+    aux = ", ".join({"xy": "cell"}.get(t, t) for t in cfg.aux_targets)
+    training_curves(history, out / "training_curves.png", title=snakemake.wildcards.toy, aux=aux)
     log.info("trained %s: %s", snakemake.wildcards.toy, history.iloc[-1].to_dict())

@@ -136,7 +136,7 @@ def format_verdicts(table: pd.DataFrame) -> str:
     for r in table.itertuples():
         value = f"{r.value:.3f}" if r.verdict == "projector_probe" else f"{r.value:.1f}"
         if r.role == "ratio":
-            value = f"×{r.value:.1f}"
+            value = f"×{r.value:.2f}"
 
         def yn(x):
             return (

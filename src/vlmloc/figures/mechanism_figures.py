@@ -73,7 +73,7 @@ def plot_mechanisms(
         )
     ratio = verdicts[(verdicts["verdict"] == "full_shuffle_cost") & (verdicts["role"] == "ratio")]
     subtitle = (
-        f"\nfull shuffle: container / content = ×{float(ratio['value'].iloc[0]):.1f}"
+        f"\nfull shuffle: container / content = ×{float(ratio['value'].iloc[0]):.2f}"
         if len(ratio)
         else ""
     )
@@ -116,7 +116,7 @@ def plot_mechanisms(
         + ", ".join(f"{r} {gaps[r]:+.2f}" for r in roles if r in gaps),
         fontsize=8,
     )
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left")
     fig.tight_layout()
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)

@@ -9,10 +9,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def training_curves(history: pd.DataFrame, out_png, title: str = "") -> None:
+def training_curves(
+    history: pd.DataFrame, out_png, title: str = "", aux: str = "category, cell, box"
+) -> None:
+    """Training losses and held-out accuracy; ``aux``: what the auxiliary loss taught."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax1.plot(history["step"], history["lm_loss"], label="answer tokens (CE)")
-    ax1.plot(history["step"], history["aux_loss"], label="visual tokens (aux: category, cell, box)")
+    ax1.plot(history["step"], history["aux_loss"], label=f"visual tokens (aux: {aux})")
     if "number_loss" in history and (history["number_loss"] > 0).any():
         ax1.plot(history["step"], history["number_loss"], label="box coordinates from the LLM (L1)")
     if "stage" in history and (history["stage"] == "vision").any():
