@@ -83,12 +83,12 @@ def test_thresholds_decide(tables):
     # another probe method reads its own rows: LDA's content projector is far below its best layer
     lda = best[best["method"] == "lda"]
     lda = pd.concat([lda, pd.DataFrame([best_of("container", 0.9, 0.91, "lda")])])
-    t = verdicts(cells, shuffle, lda, "content", "container", PADDINGS, method="lda")
+    t = verdicts(cells, shuffle, lda, "content", "container", PADDINGS, probe_method="lda")
     assert t.query("verdict == 'projector_probe' and role == 'content'")[
         "value"
     ].item() == pytest.approx(0.8)
     with pytest.raises(ValueError, match="best-layer rows"):
-        verdicts(cells, shuffle, best, "content", "container", PADDINGS, method="ridge")
+        verdicts(cells, shuffle, best, "content", "container", PADDINGS, probe_method="ridge")
 
 
 def test_containerizes_needs_every_padding():

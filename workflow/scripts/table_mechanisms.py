@@ -4,18 +4,9 @@ from vlmloc.experiments.mechanisms_summary import format_verdicts, verdicts
 from vlmloc.workflow import logged, write_tsv
 
 with logged(snakemake) as log:
-    s, i = dict(snakemake.params.settings), snakemake.input
-    table = verdicts(
-        pd.read_csv(i.cells, sep="\t"),
-        pd.read_csv(i.shuffle, sep="\t"),
-        pd.read_csv(i.best, sep="\t"),
-        content=s["content"],
-        container=s["container"],
-        paddings=list(s["paddings"]),
-        method=s["probe_method"],
-        probe_tolerance=s["probe_tolerance"],
-        shuffle_ratio=s["shuffle_ratio"],
-    )
+    i = snakemake.input
+    tables = [pd.read_csv(f, sep="\t") for f in (i.cells, i.shuffle, i.best)]
+    table = verdicts(*tables, **snakemake.params.settings)
     write_tsv(table, snakemake.output.tsv)
     with open(snakemake.output.md, "w") as fh:
         fh.write(format_verdicts(table))

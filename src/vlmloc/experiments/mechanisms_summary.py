@@ -77,11 +77,12 @@ def verdicts(
     content: str,
     container: str,
     paddings: list[int],
-    method: str = "sgd",
+    probe_method: str = "sgd",
     probe_tolerance: float = 0.05,
     shuffle_ratio: float = 2.0,
 ) -> pd.DataFrame:
-    """The verdict table: one row per (verdict, toy), and the comparison's row."""
+    """The verdict table: one row per (verdict, toy), and the comparison's row. The keyword
+    arguments are the workflow's `mechanisms:` settings (`mechanism_params()` in common.smk)."""
     rows = []
 
     def add(verdict, model, role, value, holds, predicted):
@@ -102,7 +103,7 @@ def verdicts(
         column = 1 if role == "content" else 2
         margin = min(fig1_margins(cells, model, paddings).values())
         add("containerizes", model, role, margin, margin > 0, RULES["containerizes"][column])
-        proj, llm, gap = probe_gap(best, model, method)
+        proj, llm, gap = probe_gap(best, model, probe_method)
         add(
             "projector_probe",
             model,

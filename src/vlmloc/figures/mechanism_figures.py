@@ -23,10 +23,14 @@ def plot_mechanisms(
     content: str,
     container: str,
     paddings: list[int],
-    method: str,
+    probe_method: str,
     png: str,
     pdf: str,
+    **_rules,
 ):
+    """The keyword arguments are the workflow's `mechanisms:` settings, as `verdicts` takes them
+    (the rules' thresholds are in ``verdicts``, not drawn)."""
+    method = probe_method
     roles = {"content": content, "container": container}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
 
