@@ -15,6 +15,7 @@ sys.path.insert(
 )  # vlmloc's torch-free parts, before any install
 from vlmloc import workload
 from vlmloc.workflow import resources as model_resources
+from vlmloc.workflow import settings as job_settings
 from vlmloc.workflow.checks import check_config
 from vlmloc.sources import scoring_sources
 
@@ -195,8 +196,6 @@ EXPERIMENTS = config.get("experiments", {})
 USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched", "view_ablation"}
 # experiments that need local views (tiles); whether a model makes them, its adapter class says
 NEEDS_LOCAL_VIEWS = {"view_ablation"}
-# experiment settings that only change tables and figures (not passed to the model jobs)
-PRESENTATION_KEYS = {"metric", "examples", "figure_padding", "min_log_gap"}
 # the code that parses and scores answers: the scoring rule reruns when it changes (a parser fix
 # rescores every experiment and reruns no model job). Read from vlmloc.scoring's imports
 # (vlmloc.sources, with ast: nothing imported), so it cannot drift from the code.
@@ -212,20 +211,8 @@ def parser_code():
 
 
 def experiment_settings(name, model=None):
-    """The experiment's config entry, minus where it runs (datasets, shards), with the model's
-    own settings (`models.<model>`) over it."""
-    e = EXPERIMENTS[name]
-    skip = {"datasets", "shards", "models", *PRESENTATION_KEYS}
-    out = {k: v for k, v in e.items() if k not in skip}
-    out.update(e.get("models", {}).get(model, {}))
-    # head ablation leaves out the mediation pairs, or takes its mean outputs from them
-    if name == "head_ablation" and (
-        out["pool"] == "disjoint" or out["ablation"] == "mean"
-    ):
-        out["pairs"] = {k: EXPERIMENTS["mediation"][k] for k in ("n_pairs", "seed")}
-    if name == "head_ablation" and out["ablation"] == "zero":
-        out.pop("mean_samples")
-    return out
+    """The experiment's config entry as its model jobs get it (vlmloc.workflow.settings)."""
+    return job_settings.experiment_settings(EXPERIMENTS, name, model)
 
 
 def upstream_input(wildcards):

@@ -1,0 +1,25 @@
+"""What a model job of an experiment is given: the experiment's config entry with the model's own
+settings over it (workflow/rules/common.smk passes it as the job's ``settings`` param, so a
+change to it reruns exactly the jobs it concerns). Torch-free."""
+
+from __future__ import annotations
+
+# experiment settings that only change tables and figures (not passed to the model jobs)
+PRESENTATION_KEYS = frozenset({"metric", "examples", "figure_padding", "min_log_gap"})
+
+
+def experiment_settings(experiments: dict, name: str, model: str | None = None) -> dict:
+    """``experiments[name]`` minus where it runs (datasets, shards) and its presentation keys,
+    with ``models.<model>`` over it: a nested setting (``integrated_gradients``) is merged key by
+    key, so the model sets only what differs."""
+    e = experiments[name]
+    skip = {"datasets", "shards", "models", *PRESENTATION_KEYS}
+    out = {k: v for k, v in e.items() if k not in skip}
+    for key, value in e.get("models", {}).get(model, {}).items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) else value
+    # head ablation leaves out the mediation pairs, or takes its mean outputs from them
+    if name == "head_ablation" and (out["pool"] == "disjoint" or out["ablation"] == "mean"):
+        out["pairs"] = {k: experiments["mediation"][k] for k in ("n_pairs", "seed")}
+    if name == "head_ablation" and out["ablation"] == "zero":
+        out.pop("mean_samples")
+    return out
