@@ -37,7 +37,7 @@ CANDIDATES = {
     ],
     "list": [("riemann_trapezoid", 12), ("gausslegendre", 6), ("gausslegendre", 8)],
 }
-FRACTIONS = (0.04, 0.08, 0.16, 0.32)
+FRACTIONS = (0.01, 0.04, 0.08, 0.16, 0.32, 0.48)  # the demo's k
 
 
 def main() -> None:
@@ -48,7 +48,20 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--dataset", default="shapes")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--steps",
+        nargs="*",
+        metavar="TASK:N",
+        help="trapezoid step counts to compare instead of the default candidates, e.g. "
+        "localization:16 list:6",
+    )
     args = ap.parse_args()
+    candidates = CANDIDATES
+    if args.steps:
+        candidates = {task: [] for task in CANDIDATES}
+        for item in args.steps:
+            task, n = item.split(":")
+            candidates[task].append(("riemann_trapezoid", int(n)))
     torch.set_num_threads(args.threads)
     adapter = load_adapter(args.family, f"checkpoints/toy_{args.family}")
     d = f"results/{args.dataset}"
@@ -60,8 +73,10 @@ def main() -> None:
     runner = Runner(adapter, progress=False)
     pixels = [runner.pixels(p) for p in samples["image_path"]]
     records = samples.to_dict("records")
-    for task, candidates in CANDIDATES.items():
+    for task, candidates in candidates.items():
         runs = {}
+        if not candidates:
+            continue
         for method, s in [REFERENCE[task], *candidates]:
             t0 = time.perf_counter()
             runs[method, s] = attribute_samples(

@@ -97,8 +97,8 @@ class AnswerOfVisualTokens:
         x[:, self.image_positions] = visual.to(x.dtype)
         pos = self.position_ids.expand(*self.position_ids.shape[:-2], len(x), -1)
         logits = self.adapter.model(
-            inputs_embeds=x, position_ids=pos, logits_to_keep=self.keep
-        ).logits.float()
+            inputs_embeds=x, position_ids=pos, logits_to_keep=self.keep, use_cache=False
+        ).logits.float()  # no key/value cache: nothing continues from this pass
         rows = self.positions - 1 - (x.shape[1] - self.keep)  # position p is predicted at p - 1
         picked = logits[:, rows]
         if self.target == "logprob":
