@@ -56,12 +56,12 @@ def main() -> None:
         "localization:16 list:6",
     )
     args = ap.parse_args()
-    candidates = CANDIDATES
+    compared = CANDIDATES
     if args.steps:
-        candidates = {task: [] for task in CANDIDATES}
+        compared = {task: [] for task in CANDIDATES}
         for item in args.steps:
             task, n = item.split(":")
-            candidates[task].append(("riemann_trapezoid", int(n)))
+            compared[task].append(("riemann_trapezoid", int(n)))
     torch.set_num_threads(args.threads)
     adapter = load_adapter(args.family, f"checkpoints/toy_{args.family}")
     d = f"results/{args.dataset}"
@@ -73,7 +73,7 @@ def main() -> None:
     runner = Runner(adapter, progress=False)
     pixels = [runner.pixels(p) for p in samples["image_path"]]
     records = samples.to_dict("records")
-    for task, candidates in candidates.items():
+    for task, candidates in compared.items():
         runs = {}
         if not candidates:
             continue
