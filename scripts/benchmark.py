@@ -71,9 +71,9 @@ from vlmloc.experiments.base import (
     ShardJob,
     run_conditions,
     share_count,
-    shares_prefix,
 )
-from vlmloc.experiments.mediation import mediate_pair, pair_sequence
+from vlmloc.experiments.mediation import mediate_pair
+from vlmloc.experiments.necessary_flops import Flops
 from vlmloc.experiments.reference import mediate_pair_reference, run_conditions_naive
 from vlmloc.experiments.token_ablation import ablation, object_indices, random_indices_like
 from vlmloc.interventions import mean_visual_embedding
@@ -297,108 +297,6 @@ def timed(device, fn, *args, **kw):
     out = fn(*args, **kw)
     sync(device)
     return out, time.perf_counter() - t0
-
-
-# ---- necessary FLOPs ----------------------------------------------------------------------------------
-
-
-class Flops:
-    """The yardstick of ``vlmloc.workload`` (``Geometry.decoder``, ``Geometry.vision``) on this
-    run's real token counts."""
-
-    def __init__(self, adapter, geometry: Geometry, categories):
-        self.adapter, self.g, self.categories = adapter, geometry, categories
-
-    def layout(self, r):
-        return self.adapter.layout(int(r["width"]), int(r["height"]))
-
-    def vision(self, r) -> float:
-        return dataclasses.replace(self.g, views=len(self.layout(r).views)).vision()
-
-    def split(self, r, text: str) -> tuple[int, int]:
-        """(image prefix, the question's tokens after it) of one prompt, as the runner splits it."""
-        ids = self.adapter.tokenizer(
-            self.adapter.prompt(text, self.layout(r).n_tokens), add_special_tokens=True
-        )["input_ids"]
-        cut = self.adapter.image_prefix_length(ids)
-        return cut, len(ids) - cut
-
-    def decoded(self, answer: str, truncated: bool, max_new: int) -> int:
-        """Decode steps behind one answer: the question's pass gives the first token, each step
-        one more, the last one EOS (none after a cut-off answer)."""
-        if truncated:
-            return max_new - 1
-        return min(
-            len(self.adapter.tokenizer(answer, add_special_tokens=False)["input_ids"]), max_new - 1
-        )
-
-    def generation(self, job: ShardJob, conditions, rows: pd.DataFrame) -> float:
-        """Conditions run by ``run_conditions``: every image's views once; its prefix once per run
-        of consecutive conditions that share it (as ``run_conditions`` groups them), else once per
-        condition; each condition's questions, generated tokens and teacher-forced gold answers."""
-        records = {r["sample_id"]: r for r in job.records}
-        runs, group = 0, []  # prefix runs: the groups of ``run_conditions``
-        for cond in conditions:
-            key = lambda c: (c.image, c.tasks, c.score_gold)  # noqa: E731
-            if group and not (
-                shares_prefix(cond) and shares_prefix(group[0]) and key(cond) == key(group[0])
-            ):
-                runs, group = runs + 1, []
-            group.append(cond)
-            if not shares_prefix(cond):
-                runs, group = runs + 1, []
-        runs += bool(group)
-        images = {c.image for c in conditions}
-        flops = sum(self.vision(r) for r in records.values()) * len(images)
-        prompt = {}
-        for r in records.values():
-            prefix, _ = self.split(r, task_prompt("localization", r["category"], self.categories))
-            flops += runs * self.g.decoder(prefix)
-        for row in rows.to_dict("records"):
-            r = records[row["sample_id"]]
-            key = (row["sample_id"], row["task"])
-            if key not in prompt:
-                prompt[key] = self.split(
-                    r, task_prompt(row["task"], r["category"], self.categories)
-                )
-            prefix, question = prompt[key]
-            flops += self.g.decoder(question, prefix)
-            steps = self.decoded(
-                row["answer"], bool(row["truncated"]), job.max_new_tokens[row["task"]]
-            )
-            flops += sum(self.g.decoder(1, prefix + question + i) for i in range(steps))
-            if "gold_nll" in row and not pd.isna(row.get("gold_nll")):
-                gold = self.adapter.answer_tokens(self.adapter.gold_answer(row["task"], r))
-                flops += self.g.decoder(question + len(gold), prefix, logits=len(gold) + 1)
-        return flops
-
-    def mediation(self, records, tasks, n_heads: int) -> float:
-        """Per pair: both images' views and prefixes once; per task, the question and gold answer
-        once for the source, once for the base and once per patched head."""
-        flops = 0.0
-        for r in records:
-            layout = self.layout(r)
-            flops += 2 * self.vision(r)
-            for k, task in enumerate(tasks):
-                gold = self.adapter.answer_tokens(self.adapter.gold_answer(task, r))
-                seq = pair_sequence(
-                    self.adapter, layout, task_prompt(task, r["category"], self.categories), gold
-                )
-                if k == 0:
-                    flops += 2 * self.g.decoder(seq.prefix)
-                flops += (2 + n_heads) * self.g.decoder(
-                    len(seq.ids) - seq.prefix, seq.prefix, logits=len(gold) + 1
-                )
-        return flops
-
-    def probes(self, images, task_text: str) -> float:
-        """Per image: its views and its image prefix once (the features at the visual tokens do not
-        depend on the text after them)."""
-        flops = 0.0
-        for im in images:
-            r = {"width": im.size[0], "height": im.size[1]}
-            flops += self.vision(r) + self.g.decoder(self.split(r, task_text)[0])
-        return flops
 
 
 # ---- the experiments -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 
 After a run (``make demo``), for every experiment job of the toys that has a benchmark file
 (``benchmarks/experiments/...``): the FLOPs it could not skip, counted as ``scripts/benchmark.py``
-counts them (``vlmloc.workload``'s yardstick on the job's REAL token counts: each image's views
+counts them (``vlmloc.experiments.necessary_flops``: ``vlmloc.workload``'s yardstick on the job's REAL token counts: each image's views
 once, each image prefix once per condition that reruns it, each question, each decoded token
 read back from the raw answers, each teacher-forced gold answer, and integrated gradients' steps
 as three passes of the whole sequence), over the job's wall time and this machine's
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +25,7 @@ import torch
 import yaml
 
 from vlmloc.data.coco import load_json
+from vlmloc.experiments.necessary_flops import Flops
 from vlmloc.experiments.token_ablation import ig_steps
 from vlmloc.models import load_adapter
 from vlmloc.tasks import TASKS, task_prompt
@@ -37,17 +36,6 @@ from vlmloc.workload import Geometry
 # shares the prefix: its conditions act after the image (one prefix run per batch of samples)
 SHARED_PREFIX = {"attention_knockout", "head_ablation"}
 IG_EXPERIMENTS = {"token_ablation", "token_ablation_matched"}
-
-
-def benchmark_module():
-    """scripts/benchmark.py's ``Flops`` (the yardstick on real token counts)."""
-    spec = importlib.util.spec_from_file_location(
-        "vlmloc_benchmark", Path(__file__).with_name("benchmark.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def matmul_rate(hidden: int, mlp: int, rows: int = 4096, repeats: int = 20) -> float:
@@ -92,9 +80,9 @@ def job_flops(flops, config, experiment, model, rows, records, max_new) -> float
             gold = flops.adapter.answer_tokens(flops.adapter.gold_answer(row["task"], r))
             total += flops.g.decoder(question + len(gold), prefix, logits=len(gold) + 1)
     if experiment in IG_EXPERIMENTS:
+        ig = experiment_settings(config["experiments"], experiment, model)["integrated_gradients"]
         for task in ("localization", "list"):
-            ig = experiment_settings(config["experiments"], experiment, model)
-            steps = ig_steps(ig["integrated_gradients"], task)
+            steps = ig_steps(ig, task)
             for sid in dict.fromkeys(rows["sample_id"]):
                 r = by_id[sid]
                 prefix, question = flops.split(
@@ -116,7 +104,6 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
-    Flops = benchmark_module().Flops
     max_new = config["screening"]["max_new_tokens"]
     print(
         "| model | job | shard | necessary GFLOP | wall s | GFLOP/s | floor fraction |\n"
