@@ -264,3 +264,43 @@ def test_number_targets_sit_on_the_box_digits(adapters):
         ]
         assert losses[0] > 0
         torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5, msg=family)
+
+
+def test_llm_position_loss_reads_the_visual_tokens_inside_the_llm(adapters):
+    """The container recipe's position loss: the hidden states it reads are the visual tokens'
+    (in the auxiliary targets' order) after exactly ``visual_layer`` decoder layers, so its
+    gradient reaches those layers and no later one."""
+    from vlmloc.toy.train import llm_position_loss
+
+    for family in TOY_FAMILIES:
+        a = adapters[family]
+        pool = make_pool(a, SPEC, 4, seed=1, progress=False)
+        batch = Batcher(a, pool, SPEC.categories, seed=0)(2, 3)
+        with torch.no_grad():
+            feats = a.image_features(batch.pixel_values)
+            on_image = batch.prefix_ids == a.image_token_id
+            ref = a.language_model(
+                inputs_embeds=a.model.get_input_embeddings()(batch.prefix_ids).masked_scatter(
+                    on_image[..., None], feats
+                ),
+                attention_mask=batch.prefix_att,
+                position_ids=(batch.prefix_att.cumsum(-1) - 1).clamp(min=0),
+                output_hidden_states=True,
+            ).hidden_states
+        assert answer_hidden(a, batch, feats)[3] is None  # off by default
+        visual = answer_hidden(a, batch, feats, visual_layer=1)[3]
+        assert visual.shape == (len(batch.targets["xy"]), feats.shape[-1])
+        torch.testing.assert_close(visual, ref[1][on_image], atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(visual, ref[2][on_image], atol=1e-3)  # the layer matters
+
+        head = torch.nn.Linear(feats.shape[-1], 2)
+        a.model.zero_grad(set_to_none=True)
+        feats = a.image_features(batch.pixel_values)
+        loss = llm_position_loss(
+            head, answer_hidden(a, batch, feats, visual_layer=1)[3], batch.targets
+        )
+        loss.backward()
+        layers = a.language_model.layers
+        assert layers[0].mlp.down_proj.weight.grad.abs().sum() > 0
+        assert all(p.grad is None for p in layers[1].parameters()), family
+        a.model.zero_grad(set_to_none=True)

@@ -18,6 +18,12 @@ def training_curves(
     ax1.plot(history["step"], history["aux_loss"], label=f"visual tokens (aux: {aux})")
     if "number_loss" in history and (history["number_loss"] > 0).any():
         ax1.plot(history["step"], history["number_loss"], label="box coordinates from the LLM (L1)")
+    if "llm_position_loss" in history and (history["llm_position_loss"] > 0).any():
+        ax1.plot(
+            history["step"],
+            history["llm_position_loss"],
+            label="visual tokens' cell inside the LLM (MSE)",
+        )
     if "stage" in history and (history["stage"] == "vision").any():
         end = history.loc[history["stage"] == "vision", "step"].max()
         for ax in (ax1, ax2):

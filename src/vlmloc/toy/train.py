@@ -69,6 +69,12 @@ class ToyConfig:
     # False: the vision tower's position embeddings are zero and frozen, so a visual token cannot
     # know where its patch lies (the tower is then permutation-equivariant over patches)
     vision_position_embeddings: bool = True
+    # stage 2: a linear head on each visual token's hidden state after this many LLM decoder
+    # layers predicts the token's cell (x, y). 0 is off. With the tower's position embeddings off
+    # the position must then be derived inside the LLM from the token's place in the sequence:
+    # the container mechanism, taught early instead of left to the answer loss
+    llm_position_layer: int = 0
+    llm_position_weight: float = 10.0
     number_weight: float = (
         0.0  # stage 2: the box coordinates regressed from the LLM's hidden states (0: off)
     )
@@ -290,10 +296,15 @@ def _positions(att: torch.Tensor, start: torch.Tensor | int = 0) -> torch.Tensor
 
 
 def answer_hidden(
-    adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    adapter,
+    batch: AnswerBatch,
+    feats: torch.Tensor,
+    share_prefix: bool = True,
+    visual_layer: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The LLM's last hidden states over each question's sequence, with the sequence's labels and
-    number targets aligned to them.
+    number targets aligned to them, and (``visual_layer`` > 0) each visual token's hidden state
+    after that many decoder layers, in ``feats``' order (else None).
 
     ``share_prefix``: run each image's prefix (system prompt and visual tokens, most of the
     sequence) once and let all its questions attend to its key/value cache, instead of once per
@@ -301,16 +312,24 @@ def answer_hidden(
     """
     lm, embed = adapter.language_model, adapter.model.get_input_embeddings()
     image_token = adapter.image_token_id
+    if visual_layer and not share_prefix:
+        raise ValueError("visual_layer needs share_prefix (each image's prefix run once)")
+    visual = None
     if share_prefix:
+        on_image = batch.prefix_ids == image_token
         prefix = embed(batch.prefix_ids).masked_scatter(
-            (batch.prefix_ids == image_token)[..., None], feats.to(embed.weight.dtype)
+            on_image[..., None], feats.to(embed.weight.dtype)
         )
-        cache = lm(
+        out = lm(
             inputs_embeds=prefix,
             attention_mask=batch.prefix_att,
             position_ids=_positions(batch.prefix_att),
             use_cache=True,
-        ).past_key_values
+            output_hidden_states=bool(visual_layer),
+        )
+        cache = out.past_key_values
+        if visual_layer:  # hidden_states[0] is the embeddings, [l] the output of layer l
+            visual = out.hidden_states[visual_layer][on_image]
         cache.reorder_cache(
             batch.image_of
         )  # one copy of its image's cache per question (differentiable)
@@ -336,7 +355,7 @@ def answer_hidden(
         numbers = torch.cat(
             [torch.full(batch.prefix_ids[batch.image_of].shape, math.nan), batch.numbers], 1
         )
-    return hidden, labels, numbers
+    return hidden, labels, numbers, visual
 
 
 def token_loss(adapter, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -351,7 +370,7 @@ def answer_loss(
     adapter, batch: AnswerBatch, feats: torch.Tensor, share_prefix: bool = True
 ) -> torch.Tensor:
     """Next-token cross-entropy on the answer tokens (``answer_hidden``'s ``share_prefix``)."""
-    hidden, labels, _ = answer_hidden(adapter, batch, feats, share_prefix)
+    hidden, labels, _, _ = answer_hidden(adapter, batch, feats, share_prefix)
     return token_loss(adapter, hidden, labels)
 
 
@@ -366,6 +385,14 @@ def number_loss(head: torch.nn.Linear, hidden: torch.Tensor, numbers: torch.Tens
     return F.l1_loss(torch.sigmoid(head(hidden[:, :-1][on_number])[:, 0]), target[on_number])
 
 
+def llm_position_loss(
+    head: torch.nn.Linear, visual: torch.Tensor, targets: dict, weight: float = 10.0
+) -> torch.Tensor:
+    """Weighted MSE of each visual token's cell (x, y in 0..1) read by ``head`` from its hidden
+    state inside the LLM (``answer_hidden``'s ``visual_layer``)."""
+    return weight * F.mse_loss(torch.sigmoid(head(visual)), targets["xy"])
+
+
 def train_step(
     adapter,
     head,
@@ -374,15 +401,26 @@ def train_step(
     share_prefix: bool = True,
     number_head: torch.nn.Linear | None = None,
     aux_targets: tuple = AUX_TARGETS,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(answer cross-entropy, auxiliary loss, number loss: 0 without ``number_head``)."""
+    position_head: torch.nn.Linear | None = None,
+    position_layer: int = 0,
+    position_weight: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(answer cross-entropy, auxiliary loss, number loss: 0 without ``number_head``, LLM-layer
+    position loss: 0 without ``position_head``)."""
     feats = adapter.image_features(batch.pixel_values)  # each image once
-    hidden, labels, numbers = answer_hidden(adapter, batch, feats, share_prefix)
+    layer = position_layer if position_head is not None else 0
+    hidden, labels, numbers, visual = answer_hidden(adapter, batch, feats, share_prefix, layer)
     num = number_loss(number_head, hidden, numbers) if number_head is not None else torch.zeros(())
+    pos = (
+        llm_position_loss(position_head, visual, batch.targets, position_weight)
+        if visual is not None
+        else torch.zeros(())
+    )
     return (
         token_loss(adapter, hidden, labels),
         aux_loss(head, feats, batch.targets, box_weight=box_weight, use=aux_targets),
         num,
+        pos,
     )
 
 
@@ -483,6 +521,16 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         if cfg.number_weight > 0
         else None
     )
+    if not 0 <= cfg.llm_position_layer <= model.config.text_config.num_hidden_layers:
+        raise ValueError(
+            f"llm_position_layer {cfg.llm_position_layer} is not between 0 and the LLM's "
+            f"{model.config.text_config.num_hidden_layers} layers"
+        )
+    position_head = (
+        torch.nn.Linear(adapter.model.config.text_config.hidden_size, 2)
+        if cfg.llm_position_layer
+        else None
+    )
     pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
     batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
     params = (
@@ -490,6 +538,8 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         + list(head.parameters())
         + (list(number_head.parameters()) if number_head else [])
     )
+    if position_head is not None:
+        params += list(position_head.parameters())
 
     history, t0 = [], time.perf_counter()
     model.train()
@@ -528,22 +578,25 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
         for g in opt.param_groups:
             g["lr"] = g["scale"] * cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
         batch = batcher(cfg.batch_images, cfg.questions_per_image, cfg.localization_questions)
-        lm_loss, aux, num = train_step(
+        lm_loss, aux, num, pos = train_step(
             adapter,
             head,
             batch,
             cfg.box_weight,
             number_head=number_head,
             aux_targets=tuple(cfg.aux_targets),
+            position_head=position_head,
+            position_layer=cfg.llm_position_layer,
+            position_weight=cfg.llm_position_weight,
         )
-        loss = lm_loss + cfg.aux_weight * aux + cfg.number_weight * num
+        loss = lm_loss + cfg.aux_weight * aux + cfg.number_weight * num + pos
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        running.append((lm_loss.item(), aux.item(), num.item()))
+        running.append((lm_loss.item(), aux.item(), num.item(), pos.item()))
         if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
-            lm, aux_mean, num_mean = np.mean(running, axis=0)
+            lm, aux_mean, num_mean, pos_mean = np.mean(running, axis=0)
             running = []
             row = {
                 "stage": "answers",
@@ -552,6 +605,7 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
                 "lm_loss": lm,
                 "aux_loss": aux_mean,
                 "number_loss": num_mean,
+                "llm_position_loss": pos_mean,
                 "lr": opt.param_groups[0]["lr"],
             }
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
