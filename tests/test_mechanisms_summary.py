@@ -117,3 +117,66 @@ def test_markdown_has_a_row_per_verdict(tables):
     assert md.count("\n") == len(t) + 2
     assert "| containerizes | container (container) | 47.0 | yes | yes | yes |" in md
     assert "×5.00" in md
+
+
+def shuffle_rows(baseline_hits, full_hits, n=20, seeds=(0, 1)):
+    """Token-shuffle rows whose success at IoU 0.5 is known: ``*_hits`` of ``n`` samples per seed
+    (list rows beside them must not count)."""
+    rows = []
+    for seed in seeds:
+        for mode, hits in (("baseline", baseline_hits), ("full", full_hits), ("object", n)):
+            for i in range(n):
+                rows.append(
+                    {
+                        "mode": mode,
+                        "seed": seed,
+                        "task": "localization",
+                        "success@0.5": float(i < hits),
+                    }
+                )
+                rows.append({"mode": mode, "seed": seed, "task": "list", "success@0.5": np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_relative_shuffle_rule(tables):
+    """The restated shuffle rule: the container toy loses >= 50% of its own baseline success at
+    IoU 0.5, and >= 2x the content toy's fraction. A toy with few points to lose (the earlier
+    rule's failure) passes it when it loses most of them."""
+    cells, shuffle, best = tables
+    # container: 4 of 20 -> 0 (loses 100% of little); content: 16 -> 14 (loses 12.5%)
+    rows = {"content": shuffle_rows(16, 14), "container": shuffle_rows(4, 0)}
+    shuffle = shuffle.copy()
+    shuffle.loc[(shuffle["model"] == "container") & (shuffle["mode"] == "full"), "loc_drop"] = -12.0
+    t = verdicts(cells, shuffle, best, "content", "container", PADDINGS, shuffle_rows=rows)
+    by = t.set_index(["verdict", "role"])
+    assert by.loc[("full_shuffle_relative", "container"), "value"] == pytest.approx(1.0)
+    assert by.loc[("full_shuffle_relative", "content"), "value"] == pytest.approx(0.125)
+    assert by.loc[("full_shuffle_relative", "ratio"), "value"] == pytest.approx(8.0)
+    assert by.loc[("full_shuffle_relative", "ratio"), "holds"]
+    # the points rule (12 vs 8 points: x1.5) fails, but is reported, no longer judged
+    assert not by.loc[("full_shuffle_cost", "ratio"), "holds"]
+    assert pd.isna(by.loc[("full_shuffle_cost", "ratio"), "predicted"])
+    judged = t[t["predicted"].notna()]
+    assert len(judged) == 6 and judged["as_predicted"].all()
+    # swapped: every judged verdict comes out against its prediction
+    t = verdicts(cells, shuffle, best, "container", "content", PADDINGS, shuffle_rows=rows)
+    judged = t[t["predicted"].notna()]
+    assert len(judged) == 6 and not judged["as_predicted"].any()
+    # a container that keeps more than half its baseline fails the 50% rule; a lower bar passes it
+    rows["container"] = shuffle_rows(10, 6)  # loses 40%: 3.2x the content toy's 12.5%
+    for bar, holds in ((0.5, False), (0.3, True)):
+        t = verdicts(
+            cells,
+            shuffle,
+            best,
+            "content",
+            "container",
+            PADDINGS,
+            shuffle_rows=rows,
+            shuffle_min_loss=bar,
+        )
+        row = t.query("verdict == 'full_shuffle_relative' and role == 'container'")
+        assert row["value"].item() == pytest.approx(0.4) and row["holds"].item() is holds
+    with pytest.raises(ValueError, match="no baseline localization"):
+        rows["container"] = shuffle_rows(0, 0)
+        verdicts(cells, shuffle, best, "content", "container", PADDINGS, shuffle_rows=rows)

@@ -2,6 +2,7 @@
 qualitative findings must hold on models that really answer."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT
 
@@ -525,6 +526,12 @@ def test_demo_mechanism_rules_read_the_experiments_tables(toy_demo):
         "toy_llava",
         "toy_internvl",
         paddings=[1, 2],
+        shuffle_rows={
+            toy: pd.read_parquet(
+                wf / f"results/shapes/experiments/token_shuffle/{toy}/rows.parquet"
+            )
+            for toy in ("toy_llava", "toy_internvl")
+        },
     )
     assert t["value"].round(6).tolist() == expected["value"].round(6).tolist()
     v = t.set_index(["verdict", "role"])

@@ -375,12 +375,21 @@ def mechanism_tables():
         "cells": f"results/{d}/tables/containerization_cells.tsv",
         "shuffle": f"results/{d}/tables/table2_token_shuffle.tsv",
         "best": "results/probes/tables/probe_best_layer.tsv",
+        "shuffle_content": f"results/{d}/experiments/token_shuffle/{MECHANISMS['content']}/rows.parquet",
+        "shuffle_container": f"results/{d}/experiments/token_shuffle/{MECHANISMS['container']}/rows.parquet",
     }
 
 
 def mechanism_params():
     """Everything the verdicts depend on: the two toys, the rules' thresholds, the paddings."""
-    keys = ("content", "container", "probe_method", "probe_tolerance", "shuffle_ratio")
+    keys = (
+        "content",
+        "container",
+        "probe_method",
+        "probe_tolerance",
+        "shuffle_ratio",
+        "shuffle_min_loss",
+    )
     out = {k: MECHANISMS[k] for k in keys}
     out["paddings"] = EXPERIMENTS["containerization"]["paddings"]
     return out

@@ -6,7 +6,12 @@ from vlmloc.workflow import logged, write_tsv
 with logged(snakemake) as log:
     i = snakemake.input
     tables = [pd.read_csv(f, sep="\t") for f in (i.cells, i.shuffle, i.best)]
-    table = verdicts(*tables, **snakemake.params.settings)
+    settings = snakemake.params.settings
+    shuffle_rows = {
+        settings["content"]: pd.read_parquet(i.shuffle_content),
+        settings["container"]: pd.read_parquet(i.shuffle_container),
+    }
+    table = verdicts(*tables, **settings, shuffle_rows=shuffle_rows)
     write_tsv(table, snakemake.output.tsv)
     with open(snakemake.output.md, "w") as fh:
         fh.write(format_verdicts(table))

@@ -27,9 +27,16 @@ RULES = {
         False,
         True,
     ),
+    "full_shuffle_relative": (
+        "Table 2 rows: the fraction of its own baseline localization (success at IoU 0.5) a full "
+        "shuffle costs; the container toy's at least `shuffle_min_loss`, and at least "
+        "`shuffle_ratio` times the content toy's (the ratio row)",
+        None,
+        True,
+    ),
     "full_shuffle_cost": (
-        "Table 2: points of localization a full shuffle costs; the container toy's at least "
-        "`shuffle_ratio` times the content toy's",
+        "Table 2: points of localization a full shuffle costs (the earlier rule, reported beside: "
+        "the container toy's at least `shuffle_ratio` times the content toy's points)",
         None,
         None,
     ),
@@ -61,6 +68,19 @@ def shuffle_costs(shuffle: pd.DataFrame, model: str) -> dict[str, float]:
     return {m: -float(d) for m, d in zip(t["mode"], t["loc_drop"], strict=True)}
 
 
+def relative_shuffle_loss(rows: pd.DataFrame, model: str, threshold: float = 0.5) -> float:
+    """The fraction of its baseline success at IoU ``threshold`` a full shuffle costs a model,
+    from its token-shuffle rows (localization, every seed): 1 - success(full) / success(baseline).
+    """
+    loc = rows[rows["task"] == "localization"]
+    success = loc.groupby("mode")[f"success@{threshold}"].mean()
+    if "baseline" not in success or "full" not in success:
+        raise ValueError(f"{model}: token-shuffle rows lack the baseline or the full shuffle")
+    if success["baseline"] <= 0:
+        raise ValueError(f"{model}: no baseline localization to lose (success 0 at IoU 0.5)")
+    return float(1 - success["full"] / success["baseline"])
+
+
 def probe_gap(best: pd.DataFrame, model: str, method: str) -> tuple[float, float, float]:
     """(projector accuracy, best LLM layer's test accuracy, their difference)."""
     t = best[(best["model"] == model) & (best["method"] == method)]
@@ -80,9 +100,12 @@ def verdicts(
     probe_method: str = "sgd",
     probe_tolerance: float = 0.05,
     shuffle_ratio: float = 2.0,
+    shuffle_min_loss: float = 0.5,
+    shuffle_rows: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """The verdict table: one row per (verdict, toy), and the comparison's row. The keyword
-    arguments are the workflow's `mechanisms:` settings (`mechanism_params()` in common.smk)."""
+    """The verdict table: one row per (verdict, toy), and the comparisons' rows. The keyword
+    arguments are the workflow's `mechanisms:` settings (`mechanism_params()` in common.smk);
+    ``shuffle_rows`` (toy -> its token-shuffle rows) adds the relative shuffle verdict."""
     rows = []
 
     def add(verdict, model, role, value, holds, predicted):
@@ -116,16 +139,36 @@ def verdicts(
         for mode in ("full", "object"):
             if mode in costs:
                 add(f"{mode}_shuffle_cost", model, role, costs[mode], None, None)
+    pair = f"{container} / {content}"
     full = {r["role"]: r["value"] for r in rows if r["verdict"] == "full_shuffle_cost"}
     if len(full) == 2:
-        # the container toy must lose at least shuffle_ratio times the content toy's points; a
-        # content toy that loses nothing (or gains) makes any positive container cost pass
-        ratio = full["container"] / full["content"] if full["content"] > 0 else np.inf
-        holds = (
-            full["container"] >= shuffle_ratio * max(full["content"], 0.0) and full["container"] > 0
-        )
-        add("full_shuffle_cost", f"{container} / {content}", "ratio", ratio, holds, True)
+        ratio, holds = _at_least_times(full["container"], full["content"], shuffle_ratio)
+        # judged only while no relative rule replaces it (it was stated in points, and a toy with
+        # few points to lose cannot pass it however much of them it loses)
+        add("full_shuffle_cost", pair, "ratio", ratio, holds, None if shuffle_rows else True)
+    if shuffle_rows:
+        rel = {}
+        for role, model in (("content", content), ("container", container)):
+            rel[role] = relative_shuffle_loss(shuffle_rows[model], model)
+            predicted = RULES["full_shuffle_relative"][1 if role == "content" else 2]
+            add(
+                "full_shuffle_relative",
+                model,
+                role,
+                rel[role],
+                rel[role] >= shuffle_min_loss,
+                predicted,
+            )
+        ratio, holds = _at_least_times(rel["container"], rel["content"], shuffle_ratio)
+        add("full_shuffle_relative", pair, "ratio", ratio, holds, True)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _at_least_times(container: float, content: float, times: float) -> tuple[float, bool]:
+    """(container / content, whether the container's loss is at least ``times`` the content's):
+    a content toy that loses nothing (or gains) makes any positive container loss pass."""
+    ratio = container / content if content > 0 else np.inf
+    return ratio, bool(container >= times * max(content, 0.0) and container > 0)
 
 
 def format_verdicts(table: pd.DataFrame) -> str:
@@ -136,6 +179,8 @@ def format_verdicts(table: pd.DataFrame) -> str:
     ]
     for r in table.itertuples():
         value = f"{r.value:.3f}" if r.verdict == "projector_probe" else f"{r.value:.1f}"
+        if r.verdict == "full_shuffle_relative":
+            value = f"{100 * r.value:.1f}% of baseline"
         if r.role == "ratio":
             value = f"×{r.value:.2f}"
 
