@@ -289,7 +289,8 @@ def test_corrupt_download_fails_and_leaves_nothing(workflow_dir, http_server):
 
 def test_paper_scope_dry_run(workflow_dir):
     jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "config/paper.yaml"))
-    assert jobs["download"] == 4 and jobs["correct_labels"] == 1 and jobs["convert_voc"] == 1
+    # COCO's two archives, COCO-ReM, VOC, LaMa's weights
+    assert jobs["download"] == 5 and jobs["correct_labels"] == 1 and jobs["convert_voc"] == 1
     assert jobs["prepare_model"] == 3  # the three hub checkpoints
     assert jobs["screen_shard"] == 2 * 3 * 8 and jobs["probing_subset"] == 2
     # token ablation on COCO (Table 1, 4) and matched ablation on VOC (Table 5): 8 shards per model

@@ -21,17 +21,20 @@ JOB = {
 LLAVA_7B = {"params_b": 7.06, "dtype": "bfloat16", "device": "auto"}
 
 
-def test_gpus_follow_the_weights_and_the_headroom():
+def test_a_job_never_asks_for_more_than_one_gpu():
+    """The loader puts a model on one device, so a second GPU would sit idle: every GPU job asks
+    for one, and a model that does not fit one GPU is a config error naming the keys."""
     assert r.gpus(LLAVA_7B, JOB) == 1  # 14.1 GB + 16 GB on an 80 GB GPU
-    assert (
-        r.gpus({**LLAVA_7B, "params_b": 13.35}, {**JOB, "gpu_memory_gb": 40}) == 2
-    )  # 26.7 + 16 > 40
-    assert (
-        r.gpus({**LLAVA_7B, "dtype": "float32", "params_b": 20}, JOB) == 2
-    )  # 80 GB of weights + 16
+    llava_13b_on_40 = ({**LLAVA_7B, "params_b": 13.35}, {**JOB, "gpu_memory_gb": 40})
+    assert r.gpus(*llava_13b_on_40) == 1 and r.too_big_for_one_gpu(*llava_13b_on_40) is not None
+    why = r.too_big_for_one_gpu(*llava_13b_on_40)  # 26.7 + 16 > 40
+    assert "26.7 GB of bfloat16 weights" in why and "job_resources.gpu_memory_gb = 40" in why
+    assert r.too_big_for_one_gpu({**LLAVA_7B, "params_b": 13.35}, JOB) is None  # 42.7 <= 80
+    assert r.too_big_for_one_gpu({**LLAVA_7B, "dtype": "float32", "params_b": 20}, JOB)
     assert r.gpus({**LLAVA_7B, "gpus": 0}, JOB) == 0  # the toys: set by hand, jobs side by side
     assert r.gpus({**LLAVA_7B, "device": "cpu"}, JOB) == 0
     assert r.gpus({"tiny": {"seed": 0}, "dtype": "float32"}, JOB) == 0
+    assert r.too_big_for_one_gpu({**LLAVA_7B, "gpus": 0, "params_b": 100}, JOB) is None
 
 
 def test_memory_time_and_cpus_of_a_gpu_job():

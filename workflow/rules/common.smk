@@ -93,7 +93,18 @@ def removal_params(wildcards):
         p["radius"] = ip["opencv_radius"]
     if d["inpainting"] == "lama":
         p["lama_weights"] = ip["lama_weights"]
+        p["lama_md5"] = ip.get("lama_md5")
     return p
+
+
+def lama_weights(wildcards):
+    """The LaMa weights as an input of the removal jobs (rule download fetches them when they are
+    a downloads.files entry; elsewhere a missing file stops the run before any job)."""
+    return (
+        config["inpainting"]["lama_weights"]
+        if ds(wildcards)["inpainting"] == "lama"
+        else []
+    )
 
 
 def exact_removed_dir(wildcards):

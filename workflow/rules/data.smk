@@ -179,7 +179,9 @@ rule make_shapes:
 
 
 rule filter_samples:
-    """Appendix 6.1 filters -> the sample table (one row per image-object pair) and step counts."""
+    """The validation pass (every image decoded once, masks, references) and the appendix 6.1
+    filters -> the sample table (one row per image-object pair), step counts, rejected samples.
+    Data that cannot be trusted at all stops the run here, before any model job."""
     input:
         annotations=annotations_of,
         images=image_dir_of,
@@ -191,6 +193,13 @@ rule filter_samples:
             category="Data",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "filter counts"},
+        ),
+        rejected=report(
+            "results/{dataset}/tables/rejected.tsv",
+            caption="../report/rejected.rst",
+            category="Data",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "rejected samples"},
         ),
     log:
         "logs/filter_samples/{dataset}.log",
@@ -213,6 +222,7 @@ rule remove_objects_shard:
     input:
         samples="results/{dataset}/samples.parquet",
         exact=exact_removed_dir,
+        lama=lama_weights,
     output:
         images=directory("results/{dataset}/removed/shard-{shard}"),
         index="results/{dataset}/removed/shard-{shard}.parquet",

@@ -112,4 +112,5 @@ def model_job_params():
         "device": lambda w: MODELS[w.model]["device"],
         "batch_size": lambda w: MODELS[w.model]["batch_size"],
         "vision_cache_mb": lambda w: MODELS[w.model]["vision_cache_mb"],
+        "gpu_memory_fraction": JOB["gpu_memory_fraction"],
     }

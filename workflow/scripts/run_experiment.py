@@ -18,6 +18,7 @@ from vlmloc.workflow import (
     read_samples,
     write_parquet,
 )
+from vlmloc.workflow.memory import fit_job_on_gpu
 
 with logged(snakemake) as log:
     p = snakemake.params
@@ -41,13 +42,33 @@ with logged(snakemake) as log:
     stats = (
         torch.load(snakemake.input.mean, weights_only=True) if snakemake.input.get("mean") else {}
     )
-    runner = Runner(adapter, batch_size=p.batch_size, pixel_cache=max(256, len(samples)))
+    settings, batch_size = dict(p.settings), p.batch_size
+    if adapter.device.type == "cuda" and len(samples):
+        # one GPU per job: the batch sizes shrink to what fits it (vlmloc.workflow.memory)
+        fitted = fit_job_on_gpu(
+            adapter,
+            batch_size,
+            settings,
+            list(zip(samples["width"], samples["height"], strict=True)),
+            max(dict(p.max_new_tokens).values()),
+            reserved_bytes=p.vision_cache_mb * 2**20,
+            fraction=p.gpu_memory_fraction,
+        )
+        log.info("batch sizes that fit the GPU: %s (configured: batch %d)", fitted, batch_size)
+        batch_size = fitted.pop("batch_size")
+        if "internal_batch_size" in fitted:
+            settings["integrated_gradients"] = {
+                **settings["integrated_gradients"],
+                "internal_batch_size": fitted.pop("internal_batch_size"),
+            }
+        settings.update(fitted)
+    runner = Runner(adapter, batch_size=batch_size, pixel_cache=max(256, len(samples)))
     job = ShardJob(
         adapter,
         runner,
         samples,
         categories,
-        dict(p.settings),
+        settings,
         dict(p.max_new_tokens),
         mean=stats.get("mean"),
         embedding_stats=stats,

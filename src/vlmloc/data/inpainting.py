@@ -8,6 +8,7 @@ Backends
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from ..images import open_image
 from .filtering import sample_mask
 
 BACKENDS = ("lama", "opencv", "exact")
@@ -47,14 +49,32 @@ class OpenCVInpainter:
         return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
 
 
-class LamaInpainter:
-    """simple-lama-inpainting reads env LAMA_MODEL (a local TorchScript file) before downloading."""
+def file_md5(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
-    def __init__(self, weights: str | None = None, device: str | None = None):
+
+class LamaInpainter:
+    """LaMa through simple-lama-inpainting, which reads env LAMA_MODEL (a local TorchScript file
+    with big-lama.pt's call: image (1, 3, H, W) in 0..1 and mask (1, 1, H, W) of 0/1, both padded
+    to a multiple of 8, in; the inpainted image out) before it would download. ``md5``: the
+    weights' expected checksum (config inpainting.lama_md5), checked before loading."""
+
+    def __init__(
+        self, weights: str | None = None, device: str | None = None, md5: str | None = None
+    ):
         if weights:
             if not Path(weights).is_file():
                 raise FileNotFoundError(
                     f"LaMa weights not found at {weights} (config inpainting.lama_weights)"
+                )
+            if md5 and (found := file_md5(weights)) != md5:
+                raise ValueError(
+                    f"LaMa weights {weights}: md5 {found}, expected {md5} (config "
+                    "inpainting.lama_md5; set it to null to accept other weights)"
                 )
             os.environ["LAMA_MODEL"] = str(weights)
         import torch
@@ -74,7 +94,9 @@ def make_inpainter(backend: str, **kw):
     if backend == "opencv":
         return OpenCVInpainter(radius=kw.get("radius", 5))
     if backend == "lama":
-        return LamaInpainter(weights=kw.get("lama_weights"), device=kw.get("device"))
+        return LamaInpainter(
+            weights=kw.get("lama_weights"), device=kw.get("device"), md5=kw.get("lama_md5")
+        )
     raise ValueError(f"unknown inpainting backend {backend!r}; choose from {BACKENDS}")
 
 
@@ -99,7 +121,7 @@ def remove_objects(
             stem = Path(row["image_path"]).stem
             shutil.copyfile(Path(exact_dir) / f"{stem}_{row['ann_id']}.png", dest)
         else:
-            image = np.asarray(Image.open(row["image_path"]).convert("RGB"))
+            image = np.asarray(open_image(row["image_path"]))
             mask = dilate(sample_mask(row), dilate_px)
             Image.fromarray(inpaint(image, mask)).save(dest)
         rows.append({"sample_id": row["sample_id"], "removed_path": str(dest)})

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from .resources import too_big_for_one_gpu
+
 
 def data_errors(config: dict) -> list[str]:
     errors = [
@@ -41,6 +43,11 @@ def model_errors(config: dict) -> list[str]:
         for m in run
         if m in models and "hub_id" in models[m] and "params_b" not in models[m]
     ]
+    for m in run:
+        if m in models and ("params_b" in models[m] or "tiny" in models[m]):
+            why = too_big_for_one_gpu(models[m], config["job_resources"])
+            if why:
+                errors.append(f"models.{m}: {why}")
     return errors
 
 

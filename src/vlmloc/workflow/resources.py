@@ -32,15 +32,29 @@ def params_b(model: dict) -> float:
 
 
 def gpus(model: dict, job: dict) -> int:
-    """GPUs of a model job: the model's `gpus` if set (0 for the CPU-sized toys, so their jobs run
-    side by side), else as many GPUs of `job["gpu_memory_gb"]` as its weights in its dtype plus
-    `gpu_headroom_gb` need; 0 for tiny models and `device: cpu`."""
+    """GPUs of a model job: 1, or the model's `gpus` if set (0 for the CPU-sized toys, so their
+    jobs run side by side); 0 for tiny models and `device: cpu`. Never more than one: the loader
+    puts the model on one device, so a second GPU would sit idle; a job fits its batch sizes to
+    its GPU instead (`vlmloc.workflow.memory`), and `too_big_for_one_gpu` is a config error."""
     if "tiny" in model or model.get("device") == "cpu":
         return 0
-    if "gpus" in model:
-        return model["gpus"]
+    return min(1, model.get("gpus", 1))
+
+
+def too_big_for_one_gpu(model: dict, job: dict) -> str | None:
+    """Why a GPU model's weights plus `gpu_headroom_gb` do not fit one GPU of `gpu_memory_gb`
+    (None when they do)."""
+    if gpus(model, job) == 0:
+        return None
     weights_gb = params_b(model) * BYTES_PER_PARAM[model["dtype"]]
-    return math.ceil((weights_gb + job["gpu_headroom_gb"]) / job["gpu_memory_gb"])
+    need = weights_gb + job["gpu_headroom_gb"]
+    if need <= job["gpu_memory_gb"]:
+        return None
+    return (
+        f"{weights_gb:.1f} GB of {model['dtype']} weights + {job['gpu_headroom_gb']} GB of "
+        f"headroom do not fit one GPU of job_resources.gpu_memory_gb = {job['gpu_memory_gb']} "
+        "(a job uses one GPU: use larger GPUs or a smaller dtype)"
+    )
 
 
 def expected_count(path: str | Path, fallback: int) -> int:
@@ -67,7 +81,6 @@ def model_job_resources(model: dict, job: dict, flops: float | None, attempt: in
     host_gb = job["host_memory_gb"] + weights_gb * (1.1 if n_gpus else 2.0)
     runtime = job["min_runtime"]
     if flops is not None:
-        # one GPU's rate: a model split over several GPUs runs its layers on one at a time
         rate = (job["gpu_tflops"] if n_gpus else job["cpu_tflops"]) * 1e12 * job["floor_fraction"]
         runtime = max(runtime, math.ceil(flops / rate / 60 * model.get("time_factor", 1)))
     cpus = n_gpus * job["cpus_per_gpu"] if n_gpus else 1
