@@ -1,7 +1,13 @@
 import numpy as np
 
 from vlmloc.data.coco import encode_mask, rle_area_bbox
-from vlmloc.data.filtering import FilterSettings, filter_samples, sample_mask, size_bucket
+from vlmloc.data.filtering import (
+    VALID_STEP,
+    FilterSettings,
+    filter_samples,
+    sample_mask,
+    size_bucket,
+)
 
 
 def _ann(aid, image_id, cat, h, w, box, crowd=0):
@@ -50,8 +56,14 @@ def test_filters_in_paper_order_with_counts():
     )
     assert row["size_bucket"] == "medium" and abs(row["area_fraction"] - 2500 / 120000) < 1e-12
     assert sample_mask(row).sum() == 2500
-    assert list(counts["annotations"]) == [8, 5, 4, 1]
-    assert list(counts["images"]) == [2, 2, 1, 1]
+    assert list(counts["annotations"]) == [8, 8, 5, 4, 1]
+    assert list(counts["images"]) == [2, 2, 2, 1, 1]
+
+
+def test_rejected_annotations_are_dropped_at_their_own_step():
+    samples, counts = filter_samples(_coco(), "imgs", FilterSettings(), rejected=[10, 13])
+    assert samples.empty  # 10 was the one sample; 13 still counts as an instance for 14
+    assert counts["step"][1] == VALID_STEP and list(counts["annotations"]) == [8, 6, 3, 2, 0]
 
 
 def test_thresholds_change_the_result():

@@ -50,3 +50,25 @@ def test_opencv_removes_object_and_keeps_the_rest(tmp_path):
 def test_lama_names_missing_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="lama_weights"):
         LamaInpainter(weights=str(tmp_path / "missing.pt"))
+
+
+def test_object_removal_reads_images_through_the_opener(tmp_path):
+    # a 16-bit gray image: Pillow's convert("RGB") would make it all white
+    gray = np.full((64, 80), 120 * 257, np.uint16)
+    gray[20:40, 30:50] = 250 * 257
+    Image.fromarray(gray).save(tmp_path / "g16.png")
+    mask = np.zeros((64, 80), bool)
+    mask[20:40, 30:50] = True
+    row = {
+        "sample_id": "1_1",
+        "image_path": str(tmp_path / "g16.png"),
+        "width": 80,
+        "height": 64,
+        "mask_rle": encode_mask(mask)["counts"],
+        "ann_id": 1,
+    }
+    index = remove_objects(pd.DataFrame([row]), tmp_path / "out", backend="opencv", dilate_px=2)
+    out = np.asarray(Image.open(index.loc[0, "removed_path"]), dtype=int)
+    far = ~dilate(mask, 3)
+    assert (out[far] == 120).all()
+    assert np.abs(out[mask] - 120).max() < 30

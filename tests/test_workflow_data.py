@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_snakemake, uncompressed_rle
+from conftest import ROOT, copy_workflow, run_snakemake, uncompressed_rle
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -136,8 +136,10 @@ def _zip(entries: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _fake_coco(root):
-    """A three-image COCO with the real archive layout, and a COCO-ReM file (uncompressed RLE)."""
+def _fake_coco(root, bad: bool = False, edit_rem=None):
+    """A three-image COCO with the real archive layout, and a COCO-ReM file (uncompressed RLE);
+    ``bad``: plus one image or annotation of each class of bad data (``_add_bad_cases``);
+    ``edit_rem``: called on the list of ReM annotations before it is written."""
     images = [
         {"id": i, "file_name": f"{i:012d}.jpg", "width": 320, "height": 240} for i in (1, 2, 3)
     ]
@@ -212,13 +214,16 @@ def _fake_coco(root):
             "iscrowd": 0,
         },
     ]
+    image_files = {
+        f"val2017/{im['file_name']}": _jpeg(320, 240, (i * 60, 90, 90))
+        for i, im in enumerate(images)
+    }
+    if bad:
+        _add_bad_cases(images, image_files, rem_anns)
+    if edit_rem:
+        edit_rem(rem_anns)
     files = {
-        "val2017.zip": _zip(
-            {
-                f"val2017/{im['file_name']}": _jpeg(320, 240, (i * 60, 90, 90))
-                for i, im in enumerate(images)
-            }
-        ),
+        "val2017.zip": _zip(image_files),
         "annotations_trainval2017.zip": _zip(
             {
                 "annotations/instances_val2017.json": json.dumps(
@@ -238,6 +243,65 @@ def _fake_coco(root):
     for name, data in files.items():
         (root / name).write_bytes(data)
     return {name: hashlib.md5(data).hexdigest() for name, data in files.items()}
+
+
+BAD_CASES = {  # ReM annotation id -> the check that rejects its sample (None: kept, converted)
+    400: "image_unreadable",  # a truncated JPEG
+    500: "image_size",  # the file is 300 wide, the JSON says 320
+    600: "image_missing",  # listed, not in the archive
+    700: None,  # a 16-bit grayscale PNG: rescaled to 8 bit
+    800: None,  # an RGBA PNG: alpha composited on white
+    900: "mask_grid",  # a mask on a 120x160 grid for a 240x320 image
+    1000: "unknown_category",
+    1100: "unknown_image",  # image 99 is not listed
+    1200: "mask_empty",
+}
+
+
+def _add_bad_cases(images, image_files, rem_anns):
+    def png(array, mode=None):
+        buf = io.BytesIO()
+        Image.fromarray(array, mode).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def square(x, y, s, h=240, w=320):
+        m = np.zeros((h, w), np.uint8)
+        m[y : y + s, x : x + s] = 1
+        return uncompressed_rle(m)
+
+    gray16 = np.full((240, 320), 30000, np.uint16)
+    gray16[100:160, 100:160] = 60000
+    rgba = np.zeros((240, 320, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    rgba[:, :40, 3] = 0  # a transparent strip
+    jpeg = _jpeg(320, 240, (10, 200, 10))
+    contents = {
+        4: ("jpg", jpeg[: len(jpeg) // 2]),
+        5: ("jpg", _jpeg(300, 240, (10, 10, 200))),
+        6: ("jpg", None),
+        7: ("png", png(gray16)),
+        8: ("png", png(rgba, "RGBA")),
+        9: ("jpg", _jpeg(320, 240, (90, 90, 10))),
+        10: ("jpg", _jpeg(320, 240, (90, 10, 90))),
+        12: ("jpg", _jpeg(320, 240, (30, 30, 30))),
+    }
+    for i, (ext, data) in contents.items():
+        im = {"id": i, "file_name": f"{i:012d}.{ext}", "width": 320, "height": 240}
+        images.append(im)
+        if data is not None:
+            image_files[f"val2017/{im['file_name']}"] = data
+    masks = {900: square(10, 10, 40, 120, 160), 1200: {"size": [240, 320], "counts": [240 * 320]}}
+    for ann_id in BAD_CASES:
+        image_id = {1100: 99, 1200: 12}.get(ann_id, ann_id // 100)
+        rem_anns.append(
+            {
+                "id": ann_id,
+                "image_id": image_id,
+                "category_id": 999 if ann_id == 1000 else 18,
+                "segmentation": masks.get(ann_id, square(100, 100, 60)),
+                "iscrowd": 0,
+            }
+        )
 
 
 def _coco_overlay(server, md5s, val_md5=None):
@@ -273,6 +337,104 @@ def test_coco_pipeline_from_local_server(workflow_dir, http_server):
     )
     assert rem_md5 == md5s["instances_valrem.json.zip"]
     assert len(pd.read_parquet(workflow_dir / "results/coco/removed.parquet")) == 2
+
+
+def test_bad_coco_data_is_rejected_by_name_and_good_samples_do_not_change(tmp_path, http_server):
+    runs = {}
+    for bad in (False, True):  # the clean COCO, then the same plus one bad case of each class
+        wf = copy_workflow(tmp_path / f"wf_{bad}")
+        md5s = _fake_coco(http_server.root, bad=bad)
+        (wf / "coco.yaml").write_text(_coco_overlay(http_server, md5s))
+        run_snakemake(wf, "--configfile", "coco.yaml")
+        runs[bad] = wf
+    clean, wf = runs[False], runs[True]
+    rejected = pd.read_csv(wf / "results/coco/tables/rejected.tsv", sep="\t")
+    assert dict(zip(rejected["ann_id"], rejected["check"], strict=True)) == {
+        k: v for k, v in BAD_CASES.items() if v
+    }
+    reason = dict(zip(rejected["ann_id"], rejected["reason"], strict=True))
+    image = "resources/coco/images/val2017/{:012d}.{}".format
+    assert reason[400].startswith(
+        f"{image(4, 'jpg')}: cannot decode image (image file is truncated"
+    )
+    assert reason[500].startswith(f"{image(5, 'jpg')} is 300x240 pixels (w x h) but ")
+    assert reason[600] == f"{image(6, 'jpg')}: image file not found"
+    assert "grid (RLE size) is 120x160 (h x w) but its image is 240x320" in reason[900]
+    assert reason[1000].startswith("category_id 999 is not in resources/coco/instances_val2017")
+    assert reason[1100].startswith("image_id 99 is not in resources/coco/instances_val2017")
+    assert reason[1200] == "the mask is empty (0 pixels)"
+    assert rejected.set_index("ann_id").loc[400, "file"] == image(4, "jpg")
+
+    samples = pd.read_parquet(wf / "results/coco/samples.parquet").set_index("ann_id")
+    before = pd.read_parquet(clean / "results/coco/samples.parquet").set_index("ann_id")
+    assert sorted(samples.index) == [100, 300, 700, 800]
+    pd.testing.assert_frame_equal(samples.loc[before.index], before)
+    removed = pd.read_parquet(wf / "results/coco/removed.parquet").set_index("sample_id")
+    removed_before = pd.read_parquet(clean / "results/coco/removed.parquet").set_index("sample_id")
+    for sid in removed_before.index:  # the good samples' object-removed images are unchanged
+        a = np.asarray(Image.open(wf / removed.loc[sid, "removed_path"]))
+        b = np.asarray(Image.open(clean / removed_before.loc[sid, "removed_path"]))
+        assert np.array_equal(a, b), sid
+    # the 16-bit image is rescaled (30000 -> 117), not saturated to white; RGBA on white
+    gray = np.asarray(Image.open(wf / removed.loc["7_700", "removed_path"]))
+    assert (gray[:80, :80] == round(30000 / 257)).all()
+    rgba = np.asarray(Image.open(wf / removed.loc["8_800", "removed_path"]))
+    assert (rgba[:, :30] == 255).all() and (rgba[:80, 60:90] == (200, 0, 0)).all()
+
+    counts = pd.read_csv(wf / "results/coco/tables/filter_counts.tsv", sep="\t")
+    assert counts["annotations"][0] - counts["annotations"][1] == len(rejected) == 7
+    log = (wf / "logs/filter_samples/coco.log").read_text()
+    assert "1 images converted: I;16: rescaled from 16 bit to 8 bit" in log
+    assert "1 images converted: RGBA: alpha composited on (255, 255, 255)" in log
+
+
+def _duplicate_ids(rem_anns):
+    first = {a["id"]: a for a in rem_anns}
+    rem_anns.append(dict(first[100], image_id=3))
+    rem_anns.append(dict(first[300], image_id=1))
+
+
+def test_untrusted_coco_stops_before_the_samples_naming_every_offender(workflow_dir, http_server):
+    md5s = _fake_coco(http_server.root, edit_rem=_duplicate_ids)
+    (workflow_dir / "coco.yaml").write_text(_coco_overlay(http_server, md5s))
+    proc = run_snakemake(workflow_dir, "--configfile", "coco.yaml", check=False)
+    assert proc.returncode != 0
+    log = (workflow_dir / "logs/correct_labels/coco_rem.log").read_text()
+    assert "the annotation file cannot be trusted, 2 problem(s)" in log
+    assert "annotation id 100 appears 2 times (images 1, 3)" in log
+    assert "annotation id 300 appears 2 times (images 1, 3)" in log
+    assert not (workflow_dir / "results/coco/samples.parquet").exists()
+
+
+def test_no_sample_left_stops_at_the_filter_naming_the_counts(workflow_dir, http_server):
+    md5s = _fake_coco(http_server.root)
+    overlay = _coco_overlay(http_server, md5s) + "filter:\n  min_side: 1000\n"
+    (workflow_dir / "coco.yaml").write_text(overlay)
+    proc = run_snakemake(workflow_dir, "--configfile", "coco.yaml", check=False)
+    assert proc.returncode != 0
+    log = (workflow_dir / "logs/filter_samples/coco.log").read_text()
+    assert "dataset coco: no sample is left after validation and filtering" in log
+    assert "min image side >= 1000px: 0 annotations in 0 images" in log
+    assert "random-weight" not in log
+    assert not list((workflow_dir / "results/coco").glob("removed*"))
+
+
+def test_a_damaged_shard_is_deleted_and_the_rerun_rebuilds_it(workflow_dir):
+    (workflow_dir / "small.yaml").write_text(SMALL)
+    target = ("results/shapes/removed.parquet", "--configfile", "small.yaml")
+    run_snakemake(workflow_dir, *target)
+    gathered = pd.read_parquet(workflow_dir / target[0])
+    shard = workflow_dir / "results/shapes/removed/shard-1.parquet"
+    shard.write_bytes(shard.read_bytes()[:100])  # as if the disk filled up while it was copied
+    proc = run_snakemake(workflow_dir, *target, check=False)
+    assert proc.returncode != 0 and not shard.exists()
+    log = (workflow_dir / "logs/gather_removed/shapes.log").read_text()
+    assert f"{shard.relative_to(workflow_dir)}: ArrowInvalid" in log
+    assert "have been DELETED; run the workflow again and it rebuilds them" in log
+    jobs = planned_jobs(run_snakemake(workflow_dir, "-n", *target))
+    assert jobs == {"remove_objects_shard": 1, "gather_removed": 1}
+    run_snakemake(workflow_dir, *target)
+    pd.testing.assert_frame_equal(pd.read_parquet(workflow_dir / target[0]), gathered)
 
 
 def test_corrupt_download_fails_and_leaves_nothing(workflow_dir, http_server):

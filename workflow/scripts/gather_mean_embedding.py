@@ -1,11 +1,14 @@
 # The model's mean visual embedding from the shards' sums (fails on a missing or twice-summed image).
 import torch
 
+from vlmloc.gather import read_upstream
 from vlmloc.mean_embedding import combine_embedding_sums
 from vlmloc.workflow import logged, save_torch
 
 with logged(snakemake) as log:
-    stats = combine_embedding_sums([torch.load(f, weights_only=True) for f in snakemake.input])
+    stats = combine_embedding_sums(
+        read_upstream(snakemake.input, lambda f: torch.load(f, weights_only=True))
+    )
     stats["image_set"] = dict(snakemake.params.image_set)
     save_torch(stats, snakemake.output[0])
     log.info(

@@ -1,10 +1,10 @@
 import pandas as pd
 
-from vlmloc.gather import check_gathered
+from vlmloc.gather import check_gathered, read_upstream
 from vlmloc.workflow import logged, write_parquet
 
 with logged(snakemake) as log:
-    index = pd.concat([pd.read_parquet(p) for p in snakemake.input.shards], ignore_index=True)
+    index = pd.concat(read_upstream(snakemake.input.shards), ignore_index=True)
     check_gathered(
         index["sample_id"],
         pd.read_parquet(snakemake.input.samples)["sample_id"],

@@ -16,8 +16,12 @@ with logged(snakemake) as log:
     subset = probing_subset(samples, kept)
     if subset.empty:
         log.warning(
-            "the probing subset is EMPTY: no sample passed every model's hallucination filter "
-            "(random-weight models identify nothing); downstream outputs will be empty"
+            "the probing subset is EMPTY: of the %d samples that passed validation and the filters "
+            "(tables/filter_counts.tsv), each model's hallucination filter kept %s (identified on "
+            "the original image, not on the object-removed one), and no sample is kept by every "
+            "model (tables/screening_counts.tsv); downstream outputs will be empty",
+            len(samples),
+            ", ".join(f"{m}: {int(k['kept'].sum())}" for m, k in kept.items()),
         )
     write_parquet(subset, snakemake.output.subset)
     with open(

@@ -5,12 +5,13 @@ from pathlib import Path
 import pandas as pd
 
 from vlmloc.experiments.heads_summary import head_scores
+from vlmloc.gather import read_upstream
 from vlmloc.scoring import check_complete
 from vlmloc.workflow import logged, write_parquet
 
 with logged(snakemake) as log:
     p = snakemake.params
-    rows = pd.concat([pd.read_parquet(f) for f in snakemake.input.shards], ignore_index=True)
+    rows = pd.concat(read_upstream(snakemake.input.shards), ignore_index=True)
     if len(rows):
         check_complete(rows, Path(snakemake.input.subset).read_text().split())
     heads = head_scores(rows, float(p.min_log_gap), dict(p.bootstrap))

@@ -3,11 +3,12 @@
 import pandas as pd
 
 from vlmloc.data.coco import load_json
+from vlmloc.gather import read_upstream
 from vlmloc.scoring import check_complete, expected_pairs, score_rows
 from vlmloc.workflow import categories_of, logged, read_samples, write_parquet
 
 with logged(snakemake) as log:
-    shards = [pd.read_parquet(f) for f in snakemake.input.shards]
+    shards = read_upstream(snakemake.input.shards)
     raw = pd.concat(shards, ignore_index=True)
     samples = read_samples(snakemake.input.samples, snakemake.input.get("subset"))
     if raw.empty:

@@ -1,13 +1,16 @@
 """The paper's sample filters (appendix 6.1) and the tidy sample table.
 
-A sample is one (image, target annotation) pair. Filters, in the appendix's order:
-object size (area fraction of the image), image resolution (shorter side), uniqueness (the image
-holds exactly one instance of the target's category, counting every instance, crowd ones too).
+A sample is one (image, target annotation) pair. Before the filters, the samples the validation
+pass rejected (``data.validation``) are dropped, as a step of their own. Filters, in the
+appendix's order: object size (area fraction of the image), image resolution (shorter side),
+uniqueness (the image holds exactly one instance of the target's category, counting every
+instance, crowd ones too).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,17 +53,33 @@ def size_bucket(bbox_w: float, bbox_h: float) -> str:
     return "small" if a < 32**2 else ("medium" if a <= 96**2 else "large")
 
 
+VALID_STEP = "valid image and annotation (rejected: tables/rejected.tsv)"
+
+
 def filter_samples(
-    coco: dict, image_dir: str | Path, settings: FilterSettings
+    coco: dict,
+    image_dir: str | Path,
+    settings: FilterSettings,
+    rejected: Iterable[int] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (samples, counts): the kept samples and a table of counts after each step."""
+    """Return (samples, counts): the kept samples and a table of counts after each step.
+
+    ``rejected``: the annotation ids the validation pass rejected (annotations of unlisted images
+    or categories are dropped at that step in any case)."""
     images = {im["id"]: im for im in coco["images"]}
     names = {c["id"]: c["name"] for c in coco["categories"]}
     instances = Counter((a["image_id"], a["category_id"]) for a in coco["annotations"])
     steps: list[tuple[str, list[dict]]] = []
 
-    kept = [a for a in coco["annotations"] if not a.get("iscrowd", 0) and a["image_id"] in images]
+    kept = [a for a in coco["annotations"] if not a.get("iscrowd", 0)]
     steps.append(("annotations (non-crowd)", kept))
+    bad = {int(i) for i in rejected}
+    kept = [
+        a
+        for a in kept
+        if a["id"] not in bad and a["image_id"] in images and a["category_id"] in names
+    ]
+    steps.append((VALID_STEP, kept))
 
     def frac(a):
         im = images[a["image_id"]]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from ..images import open_label_map
 from .coco import encode_mask, rle_area_bbox
 
 VOC_CLASSES = [
@@ -56,8 +56,12 @@ def convert(voc_root: str | Path, split: str = "trainval") -> dict:
     categories = [{"id": i + 1, "name": PROMPT_NAMES.get(n, n)} for i, n in enumerate(VOC_CLASSES)]
     images, anns = [], []
     for stem in stems:
-        obj = np.array(Image.open(root / "SegmentationObject" / f"{stem}.png"))
-        cls = np.array(Image.open(root / "SegmentationClass" / f"{stem}.png"))
+        obj = open_label_map(root / "SegmentationObject" / f"{stem}.png")
+        cls = open_label_map(root / "SegmentationClass" / f"{stem}.png")
+        if obj.shape != cls.shape:
+            raise ValueError(
+                f"{stem}: SegmentationObject is {obj.shape} but SegmentationClass is {cls.shape}"
+            )
         h, w = obj.shape
         image_id = voc_image_id(stem)
         images.append(

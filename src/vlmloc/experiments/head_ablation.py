@@ -24,8 +24,8 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
+from ..images import open_image
 from ..interventions.heads import HeadCapture, HeadZero
 from ..tasks import task_prompt
 from .base import Condition, Experiment, ShardJob, register
@@ -73,7 +73,7 @@ def head_means(
     sums, count = {}, 0
     for r in records:
         enc = adapter.encode(
-            [Image.open(r["image_path"]).convert("RGB")],
+            [open_image(r["image_path"])],
             [task_prompt("localization", r["category"], categories)],
         )
         capture = HeadCapture(layers)

@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from ..data.filtering import sample_mask  # noqa: E402
+from ..images import open_image  # noqa: E402
 
 
 def _save(fig, png: str, pdf: str):
@@ -119,7 +119,7 @@ def plot_fig9(examples: pd.DataFrame, png: str, pdf: str):
     for i, p in enumerate(paddings):
         for j, r in enumerate(examples[examples["padding"] == p].to_dict("records")):
             ax = axes[i, j]
-            image = np.asarray(Image.open(r["image_path"]).convert("RGB"))
+            image = np.asarray(open_image(r["image_path"]))
             ax.imshow(image)
             geom = json.loads(r["ring_geometry"])
             for key, colour in (("object", "yellow"), ("ring", "lime")):

@@ -9,7 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
+
+from ..images import open_image  # noqa: E402
 
 
 def object_removal_examples(
@@ -23,7 +24,7 @@ def object_removal_examples(
     for j, row in enumerate(pick.to_dict("records")):
         for i, path in enumerate((row["image_path"], row["removed_path"])):
             ax = axes[i][j]
-            ax.imshow(Image.open(path).convert("RGB"))
+            ax.imshow(open_image(path))
             ax.add_patch(
                 plt.Rectangle(
                     (row["bbox_x"], row["bbox_y"]),

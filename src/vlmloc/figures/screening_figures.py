@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
+
+from ..images import open_image  # noqa: E402
 
 METRICS = [
     ("success@0.5", "IoU>0.5"),
@@ -75,7 +76,7 @@ def localization_examples(
     fig, axes = plt.subplots(1, cols, figsize=(2.8 * cols, 3.2), squeeze=False)
     for j, row in enumerate(pick.to_dict("records")):
         ax = axes[0][j]
-        ax.imshow(Image.open(row["image_path"]).convert("RGB"))
+        ax.imshow(open_image(row["image_path"]))
         ax.add_patch(
             plt.Rectangle(
                 (row["bbox_x"], row["bbox_y"]),

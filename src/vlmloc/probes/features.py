@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..images import open_image
+from ..images import image_size, open_image
 from ..models.base import Adapter, ImageLayout, pad_rows
 
 STAGES = ("vision", "projector", "llm")
@@ -154,11 +154,9 @@ class StageBatch:
 def largest_grid(adapter: Adapter, images: Sequence) -> tuple[int, int]:
     """(rows, cols) of the largest views of ``images`` (PIL images or paths, read for their size
     only) on the LLM's grid: the probes' classes per axis where the grids differ."""
-    from PIL import Image
-
     rows = cols = 0
     for im in images:
-        size = im.size if isinstance(im, Image.Image) else Image.open(im).size
+        size = image_size(im)
         for v in adapter.layout(*size).views:
             rows, cols = max(rows, v.rows), max(cols, v.cols)
     return rows, cols
