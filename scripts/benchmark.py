@@ -490,7 +490,10 @@ class Bench:
         runner = Runner(a, progress=False)
         pairs = []
         for r in records:
-            golds = [a.answer_tokens(a.gold_answer(t, r)) for t in s["tasks"]]
+            golds = [
+                a.gold_tokens(t, r, task_prompt(t, r["category"], self.spec.categories))
+                for t in s["tasks"]
+            ]
             items = [
                 (task_prompt(t, r["category"], self.spec.categories), g)
                 for t, g in zip(s["tasks"], golds, strict=True)

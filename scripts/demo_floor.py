@@ -77,7 +77,9 @@ def job_flops(flops, config, experiment, model, rows, records, max_new) -> float
         steps = flops.decoded(row["answer"], bool(row["truncated"]), max_new[row["task"]])
         total += sum(flops.g.decoder(1, prefix + question + i) for i in range(steps))
         if not pd.isna(row.get("gold_nll", float("nan"))):
-            gold = flops.adapter.answer_tokens(flops.adapter.gold_answer(row["task"], r))
+            gold = flops.adapter.gold_tokens(
+                row["task"], r, task_prompt(row["task"], r["category"], flops.categories)
+            )
             total += flops.g.decoder(question + len(gold), prefix, logits=len(gold) + 1)
     if experiment in IG_EXPERIMENTS:
         ig = experiment_settings(config["experiments"], experiment, model)["integrated_gradients"]
@@ -88,7 +90,9 @@ def job_flops(flops, config, experiment, model, rows, records, max_new) -> float
                 prefix, question = flops.split(
                     r, task_prompt(task, r["category"], flops.categories)
                 )
-                gold = flops.adapter.answer_tokens(flops.adapter.gold_answer(task, r))
+                gold = flops.adapter.gold_tokens(
+                    task, r, task_prompt(task, r["category"], flops.categories)
+                )
                 n = prefix + question + len(gold)
                 total += 3 * steps * flops.g.decoder(n, logits=len(gold) + 1)
     return total

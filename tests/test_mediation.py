@@ -40,7 +40,10 @@ def _pair(adapter, tasks=("localization", "binary")):
     )  # far apart for a random model
     layout = adapter.layout(*src.size)
     items = [
-        (task_prompt(t, ROW["category"], []), adapter.answer_tokens(adapter.gold_answer(t, ROW)))
+        (
+            task_prompt(t, ROW["category"], []),
+            adapter.gold_tokens(t, ROW, task_prompt(t, "red circle", [])),
+        )
         for t in tasks
     ]
     return adapter.pixel_values(src), adapter.pixel_values(base), layout, items
@@ -51,17 +54,30 @@ def _mf(res):
     return (pb - pp) / (pb - ps)
 
 
+def _mask(a, task, row=ROW):
+    """(content, template) of a gold answer's tokens, each joined as decoded."""
+    tokens = a.gold_tokens(task, row, task_prompt(task, row["category"], []))
+    text = [a.tokenizer.decode([i]) for i in tokens.ids]
+    content = "".join(t for t, c in zip(text, tokens.content, strict=True) if c)
+    template = "".join(t for t, c in zip(text, tokens.content, strict=True) if not c)
+    return tokens, content, template
+
+
 @pytest.mark.parametrize("family", ["llava", "internvl"])
 def test_template_mask_is_as_documented(adapters, family):
-    """Content = the box's numbers / the word Yes; template = brackets, commas, spaces, markup,
-    the answer prefix and EOS."""
+    """Content = the box's numbers (LLaVA's without their "0.", ``box_leading_zero``) / the word
+    Yes; template = brackets, commas, spaces, markup, the answer prefix and EOS."""
     a = adapters[family]
-    loc = a.answer_tokens(a.gold_answer("localization", ROW))
-    text = [a.tokenizer.decode([i]) for i in loc.ids]
-    content = "".join(t for t, c in zip(text, loc.content, strict=True) if c)
-    template = "".join(t for t, c in zip(text, loc.content, strict=True) if not c)
+    loc, content, template = _mask(a, "localization")
     assert loc.ids[-1] == a.tokenizer.eos_token_id and not loc.content[-1]
     if family == "llava":  # " [0.12, 0.38, 0.50, 0.53]" of the image padded to an 80 x 80 square
+        assert (
+            content == "12385053"
+            and template.replace(a.tokenizer.eos_token, "") == " [0., 0., 0., 0.]"
+        )
+        options = {**a.options, "system_prompt": a.system_prompt, "box_leading_zero": "content"}
+        whole = type(a)(a.model, a.tokenizer, a.preprocessor, **options)
+        _, content, template = _mask(whole, "localization")
         assert (
             content == "0.120.380.500.53"
             and template.replace(a.tokenizer.eos_token, "") == " [, , , ]"
@@ -71,7 +87,7 @@ def test_template_mask_is_as_documented(adapters, family):
             content == "125333500533"
             and template.replace(a.tokenizer.eos_token, "") == "<box>[[, , , ]]</box>"
         )
-    yes = a.answer_tokens(a.gold_answer("binary", ROW))
+    yes = a.gold_tokens("binary", ROW, task_prompt("binary", ROW["category"], []))
     assert (
         "".join(a.tokenizer.decode([i]) for i, c in zip(yes.ids, yes.content, strict=True) if c)
         == "Yes"
@@ -240,7 +256,10 @@ def test_shared_prefix_scoring_equals_one_full_forward_per_sample(adapters, fami
     rows = [dict(ROW, width=w, height=h) for w, h in sizes]
     tasks = ("localization", "binary")
     prompts = [[task_prompt(t, ROW["category"], []) for _ in images] for t in tasks]
-    golds = [[a.answer_tokens(a.gold_answer(t, r)) for r in rows] for t in tasks]
+    golds = [
+        [a.gold_tokens(t, r, p) for r, p in zip(rows, ps, strict=True)]
+        for t, ps in zip(tasks, prompts, strict=True)
+    ]
     zero = HeadZero([(0, 1), (1, 2)], "post_image")
     got = Runner(a, batch_size=3, progress=False).score_conditions(
         images, prompts, golds, [None, zero]

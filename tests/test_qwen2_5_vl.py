@@ -23,6 +23,7 @@ from vlmloc.models import ADAPTERS
 from vlmloc.models.qwen2_5_vl import Qwen2_5_VLAdapter, smart_resize
 from vlmloc.runner import Runner
 from vlmloc.scoring import EXCLUDED, check_complete, score_rows
+from vlmloc.tasks import task_prompt
 
 FAMILY = "qwen2_5_vl"
 PRE = {
@@ -221,7 +222,7 @@ def test_template_mask(qwen):
     }
     gold = qwen.gold_answer("localization", row)  # 80 x 60 -> 84 x 56: [10, 19, 42, 30]
     assert gold.text == '```json\n[\n\t{"bbox_2d": [10, 19, 42, 30]}\n]\n```'
-    loc = qwen.answer_tokens(gold)
+    loc = qwen.gold_tokens("localization", row, task_prompt("localization", "red circle", []))
     text = [qwen.tokenizer.decode([i]) for i in loc.ids]
     content = "".join(t for t, c in zip(text, loc.content, strict=True) if c)
     template = "".join(t for t, c in zip(text, loc.content, strict=True) if not c)
@@ -232,7 +233,7 @@ def test_template_mask(qwen):
         template.replace(qwen.tokenizer.eos_token, "")
         == '```json\n[\n\t{"bbox_2d": [, , , ]}\n]\n```'
     )
-    yes = qwen.answer_tokens(qwen.gold_answer("binary", row))
+    yes = qwen.gold_tokens("binary", row, task_prompt("binary", "red circle", []))
     assert (
         "".join(qwen.tokenizer.decode([i]) for i, c in zip(yes.ids, yes.content, strict=True) if c)
         == "Yes"

@@ -42,9 +42,10 @@ def target_tokens(
     adapter: Adapter, prompt: str, gold: GoldAnswer
 ) -> tuple[list[int], torch.Tensor]:
     """The teacher-forced sequence (prompt, then the gold answer's tokens as ``answer_tokens``
-    writes them for every scoring) and the positions of its CONTENT tokens: the targets."""
+    writes them after this prompt for every scoring) and the positions of its CONTENT tokens:
+    the targets."""
     prompt_ids = adapter.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    answer = adapter.answer_tokens(gold)
+    answer = adapter.answer_tokens(gold, prompt)
     positions = [len(prompt_ids) + k for k, content in enumerate(answer.content) if content]
     return positions, torch.tensor(list(prompt_ids) + list(answer.ids))
 

@@ -337,8 +337,8 @@ def _run_group(experiment: str, group: list[Condition], job: ShardJob, log=None)
     gold = [[[{}] * len(records) for _ in first.tasks] for _ in group]
     if first.score_gold:
         golds = [
-            [job.adapter.answer_tokens(job.adapter.gold_answer(t, r)) for r in records]
-            for t in first.tasks
+            [job.adapter.gold_tokens(t, r, p) for r, p in zip(records, ps, strict=True)]
+            for t, ps in zip(first.tasks, prompts, strict=True)
         ]
         nll = job.runner.score_conditions(
             images, prompts, golds, [c.intervention for c in group], desc=desc

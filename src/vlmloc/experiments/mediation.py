@@ -266,7 +266,10 @@ class Mediation(Experiment):
             layout = adapter.layout(int(r["width"]), int(r["height"]))
             prompts = [task_prompt(t, r["category"], job.categories) for t in tasks]
             golds = [adapter.gold_answer(t, r) for t in tasks]
-            answers = [adapter.answer_tokens(g) for g in golds]
+            answers = [
+                adapter.answer_tokens(g, adapter.prompt(p, layout.n_tokens))
+                for g, p in zip(golds, prompts, strict=True)
+            ]
             results = mediate_pair(
                 adapter,
                 job.runner.pixels(r["image_path"]),

@@ -82,7 +82,9 @@ class Flops:
             )
             flops += sum(self.g.decoder(1, prefix + question + i) for i in range(steps))
             if "gold_nll" in row and not pd.isna(row.get("gold_nll")):
-                gold = self.adapter.answer_tokens(self.adapter.gold_answer(row["task"], r))
+                gold = self.adapter.gold_tokens(
+                    row["task"], r, task_prompt(row["task"], r["category"], self.categories)
+                )
                 flops += self.g.decoder(question + len(gold), prefix, logits=len(gold) + 1)
         return flops
 
@@ -94,10 +96,9 @@ class Flops:
             layout = self.layout(r)
             flops += 2 * self.vision(r)
             for k, task in enumerate(tasks):
-                gold = self.adapter.answer_tokens(self.adapter.gold_answer(task, r))
-                seq = pair_sequence(
-                    self.adapter, layout, task_prompt(task, r["category"], self.categories), gold
-                )
+                text = task_prompt(task, r["category"], self.categories)
+                gold = self.adapter.gold_tokens(task, r, text)
+                seq = pair_sequence(self.adapter, layout, text, gold)
                 if k == 0:
                     flops += 2 * self.g.decoder(seq.prefix)
                 flops += (2 + n_heads) * self.g.decoder(

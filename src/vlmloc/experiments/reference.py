@@ -52,7 +52,7 @@ def run_conditions_naive(
                 answer = job.runner.decode(ids[0, inputs["input_ids"].shape[1] :])
                 more = token_counts(adapter, r, edited[q])
                 if cond.score_gold:
-                    gold = adapter.answer_tokens(adapter.gold_answer(task, r))
+                    gold = adapter.gold_tokens(task, r, prompt)
                     gold_ids = torch.tensor([gold.ids], device=adapter.device)
                     full = torch.cat([inputs["input_ids"], gold_ids], 1)
                     images = {

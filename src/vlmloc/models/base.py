@@ -141,10 +141,12 @@ class GoldAnswer:
 class AnswerTokens:
     """A gold reply's token ids as the model writes them after the prompt (EOS last), and per
     token whether it is content (overlaps a content span) or template (brackets, commas, fixed
-    words, markup such as ``<box>``, the answer prefix, EOS)."""
+    words, markup such as ``<box>``, the answer prefix, EOS). ``spans``: per token, the
+    characters of the reply's text it covers (EOS: none, at the end)."""
 
     ids: tuple[int, ...]
     content: tuple[bool, ...]
+    spans: tuple[tuple[int, int], ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -175,6 +177,9 @@ class Site:
             return output
         return (value, *output[1:]) if isinstance(output, tuple) else value
 
+
+# what the "0." of a box number in 0..1 counts as in the gold answer's mask (Adapter.box_leading_zero)
+BOX_LEADING_ZERO = ("template", "content")
 
 # The site table every adapter provides (``Adapter.site``); {i} is a block index.
 SITES = {
@@ -351,10 +356,27 @@ class Adapter(ABC):
     # the word a family writes for "yes" to the binary query (the gold answer of mediation)
     yes_word: str = "Yes"
 
+    @property
+    def box_leading_zero(self) -> str:
+        """Whether the "0." of a box number in 0..1 ("0.12", LLaVA's format) is template (the
+        default: near-deterministic, as the paper masks template tokens) or content (option
+        ``box_leading_zero``). The decimals are content either way; "1.00" is content whole."""
+        value = self.options.get("box_leading_zero") or "template"
+        if value not in BOX_LEADING_ZERO:
+            raise ValueError(f"box_leading_zero must be one of {BOX_LEADING_ZERO}, not {value!r}")
+        return value
+
+    def _number_content(self, text: str, start: int, end: int) -> tuple[int, int]:
+        """A box number's content span: without its leading "0." when that is template."""
+        if self.box_leading_zero == "template" and text.startswith("0.", start) and end > start + 2:
+            return start + 2, end
+        return start, end
+
     def gold_answer(self, task: str, row: dict, present: Sequence[str] = ()) -> GoldAnswer:
         """The gold reply of one sample and its content spans.
 
-        localization: the gold box in the family's format; content = its four numbers.
+        localization: the gold box in the family's format; content = its four numbers (without
+        a leading "0." unless ``box_leading_zero`` is "content").
         list: the image's categories (``present``, in the dataset's order; the sample's own if not
         given); content = the sample's class name in it.
         binary: "Yes" (the object is there); content = the word.
@@ -368,7 +390,7 @@ class Adapter(ABC):
                 row["bbox_y"] + row["bbox_h"],
             )
             text = prefix + self.format_box(box, int(row["width"]), int(row["height"]))
-            spans = tuple((s, e) for s, e, _ in box_number_spans(text))
+            spans = tuple(self._number_content(text, s, e) for s, e, _ in box_number_spans(text))
             if len(spans) != 4:
                 raise ValueError(f"no box numbers found in the gold answer {text!r}")
             return GoldAnswer(text, spans)
@@ -389,17 +411,52 @@ class Adapter(ABC):
             )
         raise ValueError(f"no gold answer for task {task!r}")
 
-    def answer_tokens(self, gold: GoldAnswer) -> AnswerTokens:
-        """The gold reply's tokens as generation writes them after the prompt: the text tokenized
-        on its own (no BOS), then EOS; content = tokens overlapping a content span."""
-        enc = self.tokenizer(gold.text, add_special_tokens=False, return_offsets_mapping=True)
-        content = [
-            b > a and any(a < e and b > s for s, e in gold.spans) for a, b in enc["offset_mapping"]
-        ]
+    def reply_tokens(
+        self, prompt: str, reply: str
+    ) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        """``prompt`` (the full prompt, as ``prompt`` writes it) and ``reply`` tokenized ONCE, as
+        one text, the way generation sees them: (the prompt's ids, the reply's ids, per reply
+        token its characters in ``reply``). The reply starts at the first token that covers one
+        of its characters (offsets); the tokens before it must be the prompt's own ids, so that
+        the teacher-forced sequence is the prompt generation starts from, followed by the reply.
+        A tokenizer that tokenizes a reply differently on its own (Llama's hub tokenizer.json
+        writes " Yes" alone as ['▁', '▁Yes'], after "ASSISTANT:" as ['▁Yes']) cannot change it."""
+        tok = self.tokenizer
+        alone = list(tok(prompt, add_special_tokens=True)["input_ids"])
+        enc = tok(prompt + reply, add_special_tokens=True, return_offsets_mapping=True)
+        ids, offsets, n = list(enc["input_ids"]), enc["offset_mapping"], len(prompt)
+        start = next((k for k, (_, b) in enumerate(offsets) if b > n), len(ids))
+        if ids[:start] != alone:
+            raise ValueError(
+                f"the {self.family} tokenizer merges the prompt's end with the reply {reply!r}: "
+                "the prompt's own tokens are not a prefix of prompt + reply"
+            )
+        spans = [(max(a - n, 0), b - n) for a, b in offsets[start:]]
+        return alone, ids[start:], spans
+
+    def answer_tokens(self, gold: GoldAnswer, prompt: str) -> AnswerTokens:
+        """The gold reply's tokens as generation writes them after ``prompt`` (``reply_tokens``),
+        then EOS; content = tokens overlapping a content span. The one builder of every scored
+        sequence: mediation, head ablation's gold nll, the IG target and the toys' training."""
+        _, ids, spans = self.reply_tokens(prompt, gold.text)
+        content = [b > a and any(a < e and b > s for s, e in gold.spans) for a, b in spans]
         if not any(content):
             raise ValueError(f"no token of {gold.text!r} covers its content")
+        end = len(gold.text)
         return AnswerTokens(
-            tuple(enc["input_ids"]) + (self.tokenizer.eos_token_id,), tuple(content) + (False,)
+            tuple(ids) + (self.tokenizer.eos_token_id,),
+            tuple(content) + (False,),
+            tuple(spans) + ((end, end),),
+        )
+
+    def gold_tokens(
+        self, task: str, row: dict, task_text: str, present: Sequence[str] = ()
+    ) -> AnswerTokens:
+        """``answer_tokens`` of a sample's gold reply (``gold_answer``) after the prompt of
+        ``task_text`` about its image (the image placeholders of its layout)."""
+        layout = self.layout(int(row["width"]), int(row["height"]))
+        return self.answer_tokens(
+            self.gold_answer(task, row, present), self.prompt(task_text, layout.n_tokens)
         )
 
     # ---- batching ----------------------------------------------------------------------------
@@ -410,22 +467,27 @@ class Adapter(ABC):
         answers: list[str] | None = None,
         pixels: list[torch.Tensor] | None = None,
     ) -> Encoded:
-        """Tokenize a batch (left padding) with its pixel values; ``answers`` are appended
-        after the prompt for teacher-forced scoring. ``pixels`` (from ``pixel_values``) spares
+        """Tokenize a batch (left padding) with its pixel values; ``answers`` follow their
+        prompts for teacher-forced scoring, tokenized with them (``reply_tokens``). ``pixels`` (from ``pixel_values``) spares
         preprocessing an image again; ``images`` may then be just their (width, height)."""
         sizes = [im if isinstance(im, tuple) else im.size for im in images]
         layouts = [self.layout(*wh) for wh in sizes]
         texts = [self.prompt(t, lay.n_tokens) for t, lay in zip(task_texts, layouts, strict=True)]
         prompt_lengths = []
-        if answers is not None:  # only scoring needs where the answer starts
-            prompt_lengths = [
-                len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]
-            ]
-            texts = [t + a for t, a in zip(texts, answers, strict=True)]
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=True)
+        if answers is not None:  # teacher forcing: each reply after its prompt (reply_tokens)
+            rows = []
+            for text, answer in zip(texts, answers, strict=True):
+                prompt_ids, reply_ids, _ = self.reply_tokens(text, answer)
+                rows.append(prompt_ids + reply_ids)
+                prompt_lengths.append(len(prompt_ids))
+            ids, attention = pad_rows(rows, self.tokenizer.pad_token_id)
+        else:
+            batch = self.tokenizer(
+                texts, return_tensors="pt", padding=True, add_special_tokens=True
+            )
+            ids, attention = batch["input_ids"], batch["attention_mask"]
         if pixels is None:
             pixels = [self.pixel_values(im) for im in images]
-        ids = batch["input_ids"]
         positions = [torch.nonzero(row == self.image_token_id).flatten() for row in ids]
         for p, lay in zip(positions, layouts, strict=True):
             if len(p) != lay.n_tokens:
@@ -434,7 +496,7 @@ class Adapter(ABC):
                 )
         inputs = {
             "input_ids": ids,
-            "attention_mask": batch["attention_mask"],
+            "attention_mask": attention,
             **self.pixel_inputs(pixels, layouts),
             **self.token_inputs(ids),
         }

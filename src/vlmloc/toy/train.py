@@ -169,17 +169,15 @@ class Batcher:
             self._ids[key] = self.tok(text, add_special_tokens=special)["input_ids"]
         return self._ids[key]
 
-    def answer_tokens(self, text: str) -> tuple[list[int], list[float]]:
-        """Token ids of an answer, and per token the value (over the family's ``box_scale``) of
-        the box coordinate the token writes, NaN on other tokens. Not cached: box answers are
-        nearly all different."""
-        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    def answer_tokens(self, prompt: str, text: str) -> tuple[list[int], list[float]]:
+        """Token ids of an answer after its prompt, as every scored sequence is built
+        (``Adapter.reply_tokens``: prompt and answer tokenized together), and per token the
+        value (over the family's ``box_scale``) of the box coordinate the token writes, NaN on
+        other tokens. Not cached: box answers are nearly all different."""
+        _, ids, offsets = self.adapter.reply_tokens(prompt, text)
         spans = [(a, b, v / self.adapter.box_scale) for a, b, v in box_number_spans(text)]
-        values = [
-            next((v for a, b, v in spans if a <= s < e <= b), math.nan)
-            for s, e in enc["offset_mapping"]
-        ]
-        return enc["input_ids"], values
+        values = [next((v for a, b, v in spans if a <= s < e <= b), math.nan) for s, e in offsets]
+        return ids, values
 
     def __call__(self, n_images: int, n_questions: int = 4, n_localization: int = 2) -> AnswerBatch:
         items = self.sample(n_images)
@@ -188,8 +186,9 @@ class Batcher:
             for prompt_text, answer in questions(
                 self.adapter, item, self.categories, self.rng, n_questions, n_localization
             ):
-                p = self.ids(self.adapter.prompt(prompt_text, item.n_tokens), True)
-                a, num = self.answer_tokens(self.adapter.answer_prefix + answer)
+                prompt = self.adapter.prompt(prompt_text, item.n_tokens)
+                p = self.ids(prompt, True)
+                a, num = self.answer_tokens(prompt, self.adapter.answer_prefix + answer)
                 a, num = a + [self.eos], num + [math.nan]
                 cut = self.adapter.image_prefix_length(p)
                 if len(prefixes) == j:
