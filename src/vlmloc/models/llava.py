@@ -12,6 +12,16 @@ from PIL import Image
 from ..tasks import ParsedBox, parse_box_numbers
 from .base import Adapter, ImageLayout, View
 
+# CLIP ViT-L/14-336's preprocessing (openai/clip-vit-large-patch14-336 and
+# llava-hf/llava-1.5-7b-hf preprocessor_config.json: transformers' OPENAI_CLIP_MEAN / _STD,
+# crop 336, patch 14 in the vision config).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_IMAGE_SIZE, CLIP_PATCH = 336, 14  # -> 24 x 24 = 576 visual tokens
+# LLaVA's expand2square background (haotian-liu/LLaVA llava/mm_utils.py process_images:
+# tuple(int(x * 255) for x in image_processor.image_mean)): the CLIP mean, truncated
+PAD_COLOUR = tuple(int(m * 255) for m in CLIP_MEAN)  # (122, 116, 104)
+
 # conv_vicuna_v1, the template LLaVA-1.5 was trained with
 VICUNA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
@@ -24,6 +34,7 @@ class LlavaAdapter(Adapter):
     model_class_name = "LlavaForConditionalGeneration"
     system_prompt = VICUNA_SYSTEM
     answer_prefix = " "  # "ASSISTANT: [0.1, ...]"
+    hub_image_mean, hub_image_std = CLIP_MEAN, CLIP_STD
 
     @property
     def image_size(self) -> int:
@@ -47,7 +58,7 @@ class LlavaAdapter(Adapter):
 
     @property
     def pad_colour(self) -> tuple[int, int, int]:
-        return tuple(int(m * 255) for m in self.image_mean)  # (122, 116, 104) for CLIP
+        return tuple(int(m * 255) for m in self.image_mean)  # PAD_COLOUR for CLIP's mean
 
     @staticmethod
     def square_offset(width: int, height: int) -> tuple[int, int, int]:

@@ -42,7 +42,13 @@ torch = LazyModule(
 
 QWEN_SYSTEM = "You are a helpful assistant."
 # the processor's defaults, as Qwen2.5-VL-7B-Instruct's preprocessor_config.json has them
+# (min_pixels 3136, max_pixels 12845056, patch_size 14, merge_size 2, temporal_patch_size 2,
+# image_mean / image_std = transformers' OPENAI_CLIP_MEAN / _STD); used where a checkpoint's own
+# preprocessor_config lacks them
 MIN_PIXELS, MAX_PIXELS = 56 * 56, 28 * 28 * 16384
+PATCH_SIZE, MERGE_SIZE, TEMPORAL_PATCH_SIZE = 14, 2, 2
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _BBOX = re.compile(r'"bbox_2d"\s*:\s*\[(.*?)\]', re.S)
 
 
@@ -88,19 +94,20 @@ class Qwen2_5_VLAdapter(Adapter):
     independent_views = False  # window attention over the whole image's patches: no per-view cache
     dynamic_resolution = True  # each image's grid follows its size
     vision_prefix_tokens = 0  # no CLS
+    hub_image_mean, hub_image_std = CLIP_MEAN, CLIP_STD
 
     # ---- resolution ----------------------------------------------------------------------------
     @property
     def patch_size(self) -> int:
-        return int(self.preprocessor.get("patch_size", 14))
+        return int(self.preprocessor.get("patch_size", PATCH_SIZE))
 
     @property
     def merge_size(self) -> int:
-        return int(self.preprocessor.get("merge_size", 2))
+        return int(self.preprocessor.get("merge_size", MERGE_SIZE))
 
     @property
     def temporal_patch_size(self) -> int:
-        return int(self.preprocessor.get("temporal_patch_size", 2))
+        return int(self.preprocessor.get("temporal_patch_size", TEMPORAL_PATCH_SIZE))
 
     @property
     def min_pixels(self) -> int:
