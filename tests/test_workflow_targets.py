@@ -57,3 +57,22 @@ def test_no_model_no_screening_no_probes_and_the_mechanisms_overlay():
     targets = all_targets(cfg, lambda name: [], ["toy_llava", "toy_llava_container"])
     assert "results/mechanisms/tables/mechanism_verdicts.tsv" in targets
     assert "results/mechanisms/figures/mechanisms.pdf" in targets
+
+
+def test_token_grid_figures_per_run_model_where_token_ablation_runs():
+    targets = all_targets(CONFIG, datasets_of(CONFIG), [])
+    for model in CONFIG["run"]["models"]:
+        for stem in (
+            f"token_grid_fig7_{model}",
+            f"token_grid_ig_{model}_localization",
+            f"token_grid_ig_{model}_list",
+        ):
+            assert f"results/shapes/figures/{stem}.png" in targets
+            assert f"results/shapes/figures/{stem}.pdf" in targets
+            assert (
+                f"results/shapes_voc/figures/{stem}.png" not in targets
+            )  # no token_ablation there
+    assert len([t for t in targets if "token_grid" in t]) == 6 * len(CONFIG["run"]["models"])
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["experiments"]["token_ablation"]["datasets"] = []
+    assert not [t for t in all_targets(cfg, datasets_of(cfg), []) if "token_grid" in t]

@@ -169,6 +169,27 @@ def model_input(wildcards):
     return sorted(str(f) for f in Path(m["path"]).iterdir() if is_model_file(f.name))
 
 
+# what a model's token layout is read from (Adapter.geometry_only): no weights, no tokenizer
+MODEL_GEOMETRY_FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "vlmloc_adapter.json",
+)
+
+
+def model_geometry_input(wildcards):
+    """A downloaded model's folder; a local checkpoint's config files, so that the token-grid
+    figures redraw when its geometry changes and not when only its weights do."""
+    m = MODELS[wildcards.model]
+    if "path" not in m:
+        return model_dir(wildcards.model)
+    return [
+        str(Path(m["path"]) / f)
+        for f in MODEL_GEOMETRY_FILES
+        if (Path(m["path"]) / f).exists()
+    ]
+
+
 def model_source(wildcards):
     m = MODELS[wildcards.model]
     if "tiny" in m:

@@ -176,6 +176,71 @@ rule figure_token_ablation:
         "../scripts/figure_token_ablation.py"
 
 
+rule figure_token_grid:
+    """Appendix Fig. 7 for one model: the object mask of a small, a medium and a large object
+    on each of the model's token grids, at every padding of the token ablation."""
+    input:
+        samples="results/{dataset}/samples.parquet",
+        subset="results/{dataset}/probing_subset_ids.txt",
+        model=model_geometry_input,
+    output:
+        png=report(
+            "results/{dataset}/figures/token_grid_fig7_{model}.png",
+            caption="../report/token_grid_fig7.rst",
+            category="Token ablation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "Fig 7 ({model})"},
+        ),
+        pdf="results/{dataset}/figures/token_grid_fig7_{model}.pdf",
+    log:
+        "logs/figures/token_grid_fig7/{dataset}/{model}.log",
+    conda:
+        "../../envs/models.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        model=lambda w: model_settings(w.model),
+        paddings=lambda w: experiment_settings("token_ablation", w.model)["paddings"],
+    script:
+        "../scripts/figure_token_grid.py"
+
+
+rule figure_token_grid_ig:
+    """Integrated gradients on the token grid (beyond the paper): the importance of every visual
+    token of Fig 7's samples for one task, as the token-ablation job stored it."""
+    input:
+        samples="results/{dataset}/samples.parquet",
+        subset="results/{dataset}/probing_subset_ids.txt",
+        model=model_geometry_input,
+        rows="results/{dataset}/experiments/token_ablation/{model}/rows.parquet",
+    output:
+        png=report(
+            "results/{dataset}/figures/token_grid_ig_{model}_{task}.png",
+            caption="../report/token_grid_ig.rst",
+            category="Token ablation",
+            subcategory="{dataset}",
+            labels={
+                "dataset": "{dataset}",
+                "figure": "IG token grid ({model}, {task})",
+            },
+        ),
+        pdf="results/{dataset}/figures/token_grid_ig_{model}_{task}.pdf",
+    log:
+        "logs/figures/token_grid_ig/{dataset}/{model}_{task}.log",
+    wildcard_constraints:
+        task="localization|list",
+    conda:
+        "../../envs/models.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        model=lambda w: model_settings(w.model),
+    script:
+        "../scripts/figure_token_grid.py"
+
+
 rule table_token_ablation_matched:
     """Table 5: object tokens vs as many IG-ranked or random tokens (paper: Pascal VOC)."""
     input:

@@ -98,6 +98,16 @@ def ablation(name: str, params: dict, indices: list[np.ndarray], job: ShardJob, 
     return Condition(name, params, ReplaceVisualTokens(indices, job.mean), edited=indices, **kw)
 
 
+def importance_columns(attributions, gaps: list[dict]) -> list[dict]:
+    """The raw columns of the first IG condition of a task: its gap, and ``ig_importance``, every
+    visual token's importance (sequence order, float32), once per sample and task; the token-grid
+    figures read it (``vlmloc.experiments.token_grid``), so they never rerun a model."""
+    return [
+        {**g, "ig_importance": np.asarray(a.importance, dtype=np.float32)}
+        for a, g in zip(attributions, gaps, strict=True)
+    ]
+
+
 def ig_steps(ig: dict, task: str) -> int:
     """``steps`` is one number, or one per task (the box target's path integral is the sharper)."""
     steps = ig["steps"]
@@ -160,7 +170,7 @@ class TokenAblation(Experiment):
         for task in self.tasks:
             attributions = _ig_rankings(job, task)
             gaps = [{"ig_gap": a.relative_gap} for a in attributions]
-            for k in s["integrated_gradients"]["k"]:
+            for i, k in enumerate(s["integrated_gradients"]["k"]):
                 idx = [
                     top_indices(a.importance, share_count(n, k))
                     for a, n in zip(attributions, n_tokens, strict=True)
@@ -171,7 +181,7 @@ class TokenAblation(Experiment):
                     idx,
                     job,
                     tasks=(task,),
-                    extra=gaps,
+                    extra=gaps if i else importance_columns(attributions, gaps),
                 )
 
 

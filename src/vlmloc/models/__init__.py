@@ -33,12 +33,24 @@ def load_job_adapter(model: dict, device: str = "auto", threads: int = 1) -> Ada
     return load_adapter(m.pop("family"), m.pop("path"), device=resolve_device(device), **m)
 
 
+def geometry_adapter(model: dict) -> Adapter:
+    """A model's adapter without weights (``Adapter.geometry_only``), from a rule's
+    ``params.model`` (``family``, ``path`` and the load options; dtype and attention are
+    ignored): its ``layout`` says where each visual token sits, with no model loaded."""
+    m = {k: v for k, v in model.items() if k not in ("dtype", "attn_implementation")}
+    family = m.pop("family")
+    if family not in ADAPTERS:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(ADAPTERS)}")
+    return ADAPTERS[family].geometry_only(m.pop("path"), **m)
+
+
 __all__ = [
     "ADAPTERS",
     "Adapter",
     "Encoded",
     "ImageLayout",
     "View",
+    "geometry_adapter",
     "load_adapter",
     "load_job_adapter",
 ]

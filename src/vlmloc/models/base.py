@@ -209,6 +209,13 @@ SITES = {
 }
 
 
+@dataclass(frozen=True)
+class _ConfigOnly:
+    """A model's config without the model (``Adapter.geometry_only``)."""
+
+    config: object
+
+
 class Adapter(ABC):
     """Base class; see llava.py and internvl.py for the two families of the paper, and
     qwen2_5_vl.py for a third one (M-RoPE, dynamic resolution, absolute-pixel boxes)."""
@@ -280,13 +287,31 @@ class Adapter(ABC):
         model.to(device).eval()
         tokenizer = load_tokenizer(path)
         preprocessor = json.loads((path / "preprocessor_config.json").read_text())
-        saved = path / "vlmloc_adapter.json"  # options a trained checkpoint was trained with
-        if saved.exists():
-            options = {
-                **json.loads(saved.read_text()),
-                **{k: v for k, v in options.items() if v is not None},
-            }
-        return cls(model, tokenizer, preprocessor, **options)
+        return cls(model, tokenizer, preprocessor, **cls.checkpoint_options(path, options))
+
+    @staticmethod
+    def checkpoint_options(path: str | Path, options: dict) -> dict:
+        """The adapter options: those a trained checkpoint was trained with (its
+        ``vlmloc_adapter.json``), overridden by the given ones that are not None."""
+        saved = Path(path) / "vlmloc_adapter.json"
+        if not saved.exists():
+            return dict(options)
+        return {
+            **json.loads(saved.read_text()),
+            **{k: v for k, v in options.items() if v is not None},
+        }
+
+    @classmethod
+    def geometry_only(cls, path: str | Path, **options) -> Adapter:
+        """An adapter without weights or tokenizer, from a checkpoint's config.json and
+        preprocessor_config.json: enough for ``layout`` (which pixels each visual token covers),
+        for figures drawn on a CPU node with no model loaded."""
+        from transformers import AutoConfig
+
+        path = Path(path)
+        model = _ConfigOnly(AutoConfig.from_pretrained(path))
+        preprocessor = json.loads((path / "preprocessor_config.json").read_text())
+        return cls(model, None, preprocessor, **cls.checkpoint_options(path, options))
 
     @classmethod
     def parser(cls) -> Adapter:

@@ -67,12 +67,31 @@ EXPERIMENT_OUTPUTS = {
 }
 
 
-def experiment_targets(dataset: str, experiment_datasets: Callable[[str], list[str]]) -> list[str]:
-    """The tables and figures of every experiment that runs on ``dataset``."""
+# per experiment, the figures of one dataset drawn per model ("{model}")
+IG_TASKS = ("localization", "list")  # the tasks integrated gradients ranks tokens for
+MODEL_OUTPUTS = {
+    "token_ablation": [
+        *both("figures/token_grid_fig7_{model}"),
+        *[f for task in IG_TASKS for f in both(f"figures/token_grid_ig_{{model}}_{task}")],
+    ],
+}
+
+
+def experiment_targets(
+    dataset: str, experiment_datasets: Callable[[str], list[str]], models: list[str] = ()
+) -> list[str]:
+    """The tables and figures of every experiment that runs on ``dataset`` (those drawn per
+    model for each of ``models``)."""
     return [
         f"results/{dataset}/{out}"
         for name, outs in EXPERIMENT_OUTPUTS.items()
         if dataset in experiment_datasets(name)
+        for out in outs
+    ] + [
+        f"results/{dataset}/{out.format(model=model)}"
+        for name, outs in MODEL_OUTPUTS.items()
+        if dataset in experiment_datasets(name)
+        for model in models
         for out in outs
     ]
 
@@ -107,5 +126,5 @@ def all_targets(
         targets += data_targets(name)
         if config["run"]["models"]:
             targets += screening_targets(name)
-            targets += experiment_targets(name, experiment_datasets)
+            targets += experiment_targets(name, experiment_datasets, config["run"]["models"])
     return targets + probe_targets(probe_models) + mechanism_targets(config)
