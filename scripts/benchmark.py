@@ -15,6 +15,16 @@ counted, and they are a small share. The samples are wide shapes scenes (the dem
 ``shapes_wide``: InternVL gives each 2 tiles + the thumbnail, 768 visual tokens) on disk, with their
 exact object-removed images.
 
+``--real-config llava15_7b|llava15_13b|internvl35_8b|qwen25_vl_7b --layers 2`` builds instead a
+paper model at its REAL width (``vlmloc.models.real_width``: the published hidden size, heads,
+key-value heads, MLP, vocabulary with the added tokens, vision tower width and geometry), only
+``--layers`` decoder and ``--vision-layers`` vision layers deep, random weights, with the real
+tokenizer where ``make tokenizers`` wrote it (``resources/tokenizers``, ``--tokenizer-cache``), else
+the builder's BPE filled with placeholders to the real tokenizer's length. At that width on a CPU,
+``--mediation-heads edges`` patches 4 heads per layer (the key-value groups' edges) instead of all,
+and ``--max-new`` caps the generated tokens. Each experiment's note gives the process's peak
+resident memory so far (``getrusage``).
+
 Per experiment, from ONE run (the naive reference first, then the fast path, after a warm-up):
 
 - the ratio naive / fast, and whether the answers agree: the share of identical generated answers,
@@ -52,6 +62,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import resource
 import sys
 import tempfile
 import time
@@ -78,13 +89,14 @@ from vlmloc.experiments.reference import mediate_pair_reference, run_conditions_
 from vlmloc.experiments.token_ablation import ablation, object_indices, random_indices_like
 from vlmloc.interventions import mean_visual_embedding
 from vlmloc.models import load_adapter
+from vlmloc.models.real_configs import REAL_CONFIGS
+from vlmloc.models.real_width import build_real_width, find_real_tokenizer
 from vlmloc.models.tiny import BUILDERS
 from vlmloc.probes import ProbeSettings, fit_and_score, probe_images
 from vlmloc.probes.reference import features_of_one_image, reference_fit_and_score
 from vlmloc.runner import Runner
 from vlmloc.tasks import task_prompt
 from vlmloc.vision_cache import VisionCache
-from vlmloc.workload import Geometry
 
 EXPERIMENTS = (
     "screening",
@@ -197,6 +209,42 @@ def build_model(family: str, folder: Path, args) -> Path:
     }
     extra = {"max_tiles": args.max_tiles} if family == "internvl" else {}
     return BUILDERS[family](folder, seed=0, text=text, vision=vision, **GEOMETRY[family], **extra)
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def build_real(name: str, folder: Path, args) -> tuple[Path, str]:
+    """Paper model ``name`` at its real width, ``--layers`` / ``--vision-layers`` deep, with the
+    real tokenizer where ``make tokenizers`` wrote it (``--tokenizer-cache``)."""
+    family = REAL_CONFIGS[name]["family"]
+    tokenizer = (
+        None if args.placeholder_tokenizer else find_real_tokenizer(family, args.tokenizer_cache)
+    )
+    options = {"max_tiles": args.max_tiles} if REAL_CONFIGS[name]["family"] == "internvl" else {}
+    return build_real_width(
+        name,
+        folder,
+        layers=args.layers,
+        vision_layers=args.vision_layers,
+        dtype=args.dtype,
+        tokenizer=tokenizer,
+        options=options,
+    )
+
+
+class BenchFlops(Flops):
+    """``Flops`` with a dynamic-resolution tower (Qwen2.5-VL) counted on each image's own
+    patches instead of the geometry's 640 x 480 image."""
+
+    def vision(self, r) -> float:
+        if not self.adapter.dynamic_resolution:
+            return super().vision(r)
+        merge = self.adapter.vision_merge
+        patches = self.layout(r).n_tokens * merge * merge
+        return dataclasses.replace(self.g, views=1, vision_seq=patches).vision()
 
 
 def samples_on_disk(root: Path, n: int, spec: ShapesSpec, seed: int = 0) -> pd.DataFrame:
@@ -342,14 +390,18 @@ class Bench:
             tmp, max(args.n, args.pairs), self.spec
         )  # mediation's pairs: its first --pairs
         self.samples = self.pool.head(args.n)
-        self.path = (
-            Path(args.model_dir) if args.model_dir else build_model(family, tmp / family, args)
-        )
+        self.tokenizer = "the builder's"
+        if args.real_config:
+            self.path, self.tokenizer = build_real(args.real_config, tmp / family, args)
+        else:
+            self.path = (
+                Path(args.model_dir) if args.model_dir else build_model(family, tmp / family, args)
+            )
         self.adapter = load_adapter(
             family, self.path, dtype=args.dtype, device=args.device, attn_implementation=args.attn
         )
-        self.geometry = Geometry.of_checkpoint(self.path)
-        self.flops = Flops(self.adapter, self.geometry, self.spec.categories)
+        self.geometry = type(self.adapter).flops_geometry(self.path, self.adapter.options)
+        self.flops = BenchFlops(self.adapter, self.geometry, self.spec.categories)
         self.mean = mean_visual_embedding(self.adapter, list(self.samples["image_path"][:4]))
         self.tmp = tmp
         a = self.adapter
@@ -357,11 +409,18 @@ class Bench:
         self.prefix_tokens = int(np.mean([self.flops.split(r, "x")[0] for r in self.job().records]))
         text = a.model.config.text_config
         self.dims = (self.prefix_tokens, text.hidden_size, text.intermediate_size)
+        source = args.model_dir or (
+            f"{args.real_config} at real width, random weights"
+            if args.real_config
+            else "tiny, random weights"
+        )
         print(
-            f"{family} ({args.model_dir or 'tiny, random weights'}): {np.mean(tokens):.0f} visual tokens per image on "
+            f"{family} ({source}): {np.mean(tokens):.0f} visual tokens per image on "
             f"average ({min(tokens)}-{max(tokens)}), LLM {text.hidden_size} wide x {a.num_layers} layers, {a.num_heads} heads ({a.num_kv_heads} kv) of "
             f"{a.head_dim}, MLP {self.dims[2]}; {self.geometry.linear / 1e6:.1f} M decoder weights; {args.n} samples; "
-            f"{torch.get_num_threads()} threads, {args.device}, {args.dtype}"
+            f"{torch.get_num_threads()} threads, {args.device}, {args.dtype}; "
+            f"vocabulary {text.vocab_size:,}, tokenizer: {self.tokenizer}; peak memory so far "
+            f"{peak_rss_gib():.1f} GiB"
         )
 
     def job(self, settings: dict | None = None, **kw) -> ShardJob:
@@ -372,7 +431,7 @@ class Bench:
             self.samples,
             self.spec.categories,
             dict(settings or {}),
-            dict(MAX_NEW),
+            {t: min(n, self.args.max_new or n) for t, n in MAX_NEW.items()},
             self.mean,
             progress=False,
             **kw,
@@ -484,6 +543,17 @@ class Bench:
         heads.to_parquet(path)
         return {"upstream": {"mediation": str(path)}}
 
+    def mediation_heads(self) -> list[tuple[int, int]]:
+        """The heads mediation patches: every head, or with ``--mediation-heads edges`` per layer
+        the first and last query head of the first key-value group, the first of the second and
+        the last head (where a grouped-query slice would go wrong, at a fraction of the cost)."""
+        a = self.adapter
+        if self.args.mediation_heads == "all":
+            return [(layer, h) for layer in range(a.num_layers) for h in range(a.num_heads)]
+        group = a.num_heads // a.num_kv_heads
+        edges = sorted({0, group - 1, group, a.num_heads - 1})
+        return [(layer, h) for layer in range(a.num_layers) for h in edges]
+
     def mediation(self) -> Result:
         a, s = self.adapter, SETTINGS["mediation"]
         records = self.pool.head(self.args.pairs).to_dict("records")
@@ -507,15 +577,19 @@ class Bench:
                 )
             )
 
+        heads = self.mediation_heads()
+
         def naive():
             return [
-                mediate_pair_reference(a, src, base, layout, items, s["positions"])
+                mediate_pair_reference(a, src, base, layout, items, s["positions"], heads)
                 for src, base, layout, items in pairs
             ]
 
         def fast():
             return [
-                mediate_pair(a, src, base, layout, items, s["positions"], s["heads_per_batch"])
+                mediate_pair(
+                    a, src, base, layout, items, s["positions"], s["heads_per_batch"], heads
+                )
                 for src, base, layout, items in pairs
             ]
 
@@ -530,11 +604,11 @@ class Bench:
             for fp, rp in zip(got, ref, strict=True)
             for f, r in zip(fp, rp, strict=True)
         )
-        n_heads = a.num_layers * a.num_heads
+        n_heads = len(heads)
         flops = self.flops.mediation(records, s["tasks"], n_heads)
         shape = f"{len(records)}×{2 + n_heads}×{len(s['tasks'])}"
         notes = [
-            f"pairs x (source, base and {n_heads} patched heads) x tasks, teacher-forced; "
+            f"pairs x (source, base and {n_heads} patched heads: {self.args.mediation_heads}) x tasks, teacher-forced; "
             f"heads per batch {s['heads_per_batch']}, positions {s['positions']}"
         ]
         return Result(
@@ -667,6 +741,37 @@ def main():
         help="a checkpoint folder of --family (e.g. checkpoints/toy_llava) instead of a tiny model",
     )
     ap.add_argument(
+        "--real-config",
+        choices=sorted(REAL_CONFIGS),
+        help="a paper model at its real width (vlmloc.models.real_configs), --layers and "
+        "--vision-layers deep, random weights; sets --family; --hidden, --head-dim, --mlp and "
+        "--vision-hidden do not apply",
+    )
+    ap.add_argument("--vision-layers", type=int, default=2, help="with --real-config")
+    ap.add_argument(
+        "--tokenizer-cache",
+        help="with --real-config: where make tokenizers wrote the real tokenizers (default "
+        "resources/tokenizers); without them, the builder's BPE filled to the real length",
+    )
+    ap.add_argument(
+        "--placeholder-tokenizer",
+        action="store_true",
+        help="with --real-config: the builder's BPE filled to the real length even where the "
+        "real tokenizer is on disk",
+    )
+    ap.add_argument(
+        "--mediation-heads",
+        default="all",
+        choices=["all", "edges"],
+        help="heads mediation patches (edges: 4 per layer at the key-value group edges)",
+    )
+    ap.add_argument(
+        "--max-new",
+        type=int,
+        default=None,
+        help="cap every task's max_new_tokens (default 24/24/4)",
+    )
+    ap.add_argument(
         "--probe-method", default="lda", choices=["lda", "ridge"], help="the probes' closed form"
     )
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
@@ -678,6 +783,8 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     names = EXPERIMENTS if args.experiment == "all" else (args.experiment,)
+    if args.real_config:
+        args.family = REAL_CONFIGS[args.real_config]["family"]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(args.family, args, Path(tmp))
@@ -688,6 +795,7 @@ def main():
             if result is None:
                 continue
             results.append(result)
+            result.notes.append(f"peak memory of the process so far: {peak_rss_gib():.1f} GiB")
             print(f"  {name} ({time.perf_counter() - t0:.0f} s): {result.row()}")
             for note in result.notes:
                 print(f"    {note}")
