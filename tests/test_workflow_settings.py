@@ -44,7 +44,12 @@ def test_presentation_keys_are_not_passed_to_model_jobs():
     assert "metric" not in experiment_settings(e, "containerization", "toy_llava")
     ha = experiment_settings(e, "head_ablation", "toy_llava")
     assert ha["pairs"] == {"n_pairs": 50, "seed": 0}  # disjoint pool: the pairs are left out
-    assert "mean_samples" not in ha  # zero ablation reads no mean
+    assert ha["ablation"] == ["zero", "mean"] and ha["mean_samples"] == 32  # the demo runs both
+    zero = copy.deepcopy(e)
+    zero["head_ablation"]["ablation"] = "zero"
+    assert "mean_samples" not in experiment_settings(zero, "head_ablation", "toy_llava")
+    zero["head_ablation"]["ablation"] = ["zero"]  # a list of one reads no mean either
+    assert "mean_samples" not in experiment_settings(zero, "head_ablation", "toy_llava")
 
 
 def test_a_misspelt_per_model_ig_key_is_named():
@@ -53,4 +58,25 @@ def test_a_misspelt_per_model_ig_key_is_named():
         "stepz": 8
     }
     with pytest.raises(WorkflowError, match="stepz"):
+        validate(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("rank_by", "mode"), ("ablation", ["zero", "half"]), ("positions", ["answer"])],
+)
+def test_a_bad_head_ablation_statistic_or_variant_is_named(key, value):
+    cfg = copy.deepcopy(CONFIG)
+    cfg["experiments"]["head_ablation"][key] = value
+    with pytest.raises(WorkflowError, match=key):
+        validate(cfg, SCHEMA)
+
+
+def test_head_ablation_variants_and_ranking_statistic_validate():
+    cfg = copy.deepcopy(CONFIG)
+    ha = cfg["experiments"]["head_ablation"]
+    ha.update(rank_by="log", ablation="mean", positions=["post_image", "all"])
+    validate(cfg, SCHEMA)
+    cfg["bootstrap"]["permutations"] = 5
+    with pytest.raises(WorkflowError, match="permutations"):
         validate(cfg, SCHEMA)

@@ -9,6 +9,7 @@ model job.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +19,23 @@ from tqdm import tqdm
 from .tasks import IOU_THRESHOLDS, iou, localization_scores, mentions, parse_yes_no
 
 EXCLUDED = "excluded"  # the condition of a sample's row when the experiment cannot use it
+_NUMBER = re.compile(r"[-+]?\d*\.?\d+")
+_SPACE = re.compile(r"\s+")
+
+
+def answer_template(text: str) -> str:
+    """A reply with every number replaced by ``#`` and its whitespace collapsed: what is left is
+    its format."""
+    return _SPACE.sub(" ", _NUMBER.sub("#", text)).strip()
+
+
+def well_formed_box(adapter, answer: str, width: int, height: int) -> bool:
+    """Whether a box reply is written exactly in the family's own format (``format_box`` after
+    its answer prefix), whatever its numbers: ``<box>[[#, #, #, #]]</box>`` for InternVL,
+    ``[#, #, #, #]`` for LLaVA. A reply the lenient parser still reads (``<box>[#, #, #, #]]``)
+    is not well formed: head ablation reports such a broken format apart from a wrong box."""
+    own = adapter.answer_prefix + adapter.format_box((0.0, 0.0, 1.0, 1.0), width, height)
+    return answer_template(str(answer)) == answer_template(own)
 
 
 def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequence[str]) -> dict:
@@ -33,12 +51,16 @@ def score_answer(adapter, task: str, answer: str, row: dict, categories: Sequenc
         "pred_y2": np.nan,
         "iou": np.nan,
         "identified": np.nan,
+        "well_formed": np.nan,
     }
     out.update({f"success@{t}": np.nan for t in IOU_THRESHOLDS})
     out["loc_score"] = np.nan
     if task == "localization":
         parsed = adapter.parse_box(answer, int(row["width"]), int(row["height"]))
         out["status"], out["n_boxes"] = parsed.status, parsed.n_boxes
+        out["well_formed"] = float(
+            well_formed_box(adapter, answer, int(row["width"]), int(row["height"]))
+        )
         value = None
         if parsed.box is not None:
             out["pred_x1"], out["pred_y1"], out["pred_x2"], out["pred_y2"] = parsed.box

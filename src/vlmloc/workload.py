@@ -325,8 +325,14 @@ def experiment_flops(g: Geometry, experiment: str, s: dict, n_samples: int) -> f
     if experiment == "head_ablation":
         settings = s["settings"]
         curves = sum(len(s.get("random_seeds", [0])) if x == "random" else 1 for x in settings)
-        conditions = 1 + curves * len(s["proportions"])
-        runs = conditions if s.get("positions", "post_image") == "all" else 1
+        ablations, positions = (
+            [v] if isinstance(v, str) else list(v)
+            for v in (s.get("ablation", "zero"), s.get("positions", "post_image"))
+        )
+        per_variant = curves * len(s["proportions"])
+        conditions = 1 + per_variant * len(ablations) * len(positions)
+        # ablated at every position, a condition reruns the image prefix
+        runs = 1 + per_variant * len(ablations) * positions.count("all")
         return n_samples * (
             vision
             + g.generation(("localization",), runs, conditions)

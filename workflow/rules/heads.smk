@@ -6,9 +6,11 @@
 
 rule rank_heads:
     """Gathers the mediation shards (no pair missing or twice) and gives per head and task: mean
-    mediation fraction over the kept pairs, its bootstrap interval, MF from pair-averaged
-    perplexities, and the rank. It reads the raw shards, not scored rows: teacher-forced scores
-    need no parser, so a parser fix reruns neither this nor the head ablation that reads it.
+    mediation fraction over the kept pairs with its bootstrap interval, the median, MF from
+    pair-averaged perplexities, the bounded log-gap share, and the rank (by the mean); and every
+    pair's MF per head (the sparsity test resamples them). It reads the raw shards, not scored
+    rows: teacher-forced scores need no parser, so a parser fix reruns neither this nor the head
+    ablation that reads it.
     """
     input:
         shards=lambda w: expand(
@@ -17,7 +19,8 @@ rule rank_heads:
         ),
         subset="results/{dataset}/probing_subset_ids.txt",
     output:
-        "results/{dataset}/experiments/mediation/{model}/heads.parquet",
+        heads="results/{dataset}/experiments/mediation/{model}/heads.parquet",
+        pairs="results/{dataset}/experiments/mediation/{model}/pair_mf.parquet",
     log:
         "logs/rank_heads/{dataset}/{model}.log",
     conda:
@@ -33,11 +36,16 @@ rule rank_heads:
 
 
 rule table_mediation:
-    """Every head's MF, the sparsity of MF, and the overlap of the two tasks' top heads beside
-    the paper's counts."""
+    """Every head's MF statistics, the sparsity of MF against a head-permutation null, the overlap
+    of the two tasks' top heads against chance beside the paper's counts, and how the statistics'
+    rankings differ."""
     input:
-        lambda w: expand(
+        heads=lambda w: expand(
             "results/{{dataset}}/experiments/mediation/{model}/heads.parquet",
+            model=experiment_models("mediation"),
+        ),
+        pairs=lambda w: expand(
+            "results/{{dataset}}/experiments/mediation/{model}/pair_mf.parquet",
             model=experiment_models("mediation"),
         ),
     output:
@@ -62,27 +70,42 @@ rule table_mediation:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "top-head overlap"},
         ),
+        statistics=report(
+            "results/{dataset}/tables/mediation_statistics.tsv",
+            caption="../report/mediation_statistics.rst",
+            category="Causal mediation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "MF statistics' rankings"},
+        ),
     log:
         "logs/tables/mediation/{dataset}.log",
     conda:
         "../../envs/data.yaml"
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=20,
     params:
         models=experiment_models("mediation"),
         paper_names=paper_names(experiment_models("mediation")),
+        bootstrap=config["bootstrap"],
+        rank_by=config["experiments"].get("head_ablation", {}).get("rank_by", "mean"),
     script:
         "../scripts/table_mediation.py"
 
 
 rule figure_mediation:
-    """Fig 4 / Fig 14 (MF per layer and head, per task and model) and the sorted |MF|."""
+    """Fig 4 / Fig 14 (MF per layer and head, per task and model) and the sorted |MF| against its
+    head-permutation null."""
     input:
-        lambda w: expand(
+        heads=lambda w: expand(
             "results/{{dataset}}/experiments/mediation/{model}/heads.parquet",
             model=experiment_models("mediation"),
         ),
+        pairs=lambda w: expand(
+            "results/{{dataset}}/experiments/mediation/{model}/pair_mf.parquet",
+            model=experiment_models("mediation"),
+        ),
+        sparsity="results/{dataset}/tables/mediation_sparsity.tsv",
     output:
         fig4=report(
             "results/{dataset}/figures/mediation_fig4.png",
@@ -105,18 +128,21 @@ rule figure_mediation:
     conda:
         "../../envs/data.yaml"
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=2000,
+        runtime=10,
     params:
         models=experiment_models("mediation"),
         paper_names=paper_names(experiment_models("mediation")),
+        bootstrap=config["bootstrap"],
     script:
         "../scripts/figure_mediation.py"
 
 
 rule table_head_ablation:
-    """Localization accuracy per setting and share of heads ablated, and each curve's
-    normalized AUC."""
+    """Localization accuracy and the share of answers out of format per ablation, positions,
+    setting and share of heads ablated; each curve's normalized AUC with its interval; and the
+    critical rankings' AUC differences from the controls with paired bootstrap intervals.
+    """
     input:
         experiment_rows("head_ablation"),
     output:
@@ -134,6 +160,13 @@ rule table_head_ablation:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "table": "normalized AUC"},
         ),
+        contrasts=report(
+            "results/{dataset}/tables/head_ablation_contrasts.tsv",
+            caption="../report/head_ablation_contrasts.rst",
+            category="Head ablation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "AUC differences"},
+        ),
     log:
         "logs/tables/head_ablation/{dataset}.log",
     conda:
@@ -150,10 +183,13 @@ rule table_head_ablation:
 
 
 rule figure_head_ablation:
-    """Fig 5 / Fig 15: localization accuracy under cumulative head ablation, AUC in the legend."""
+    """Fig 5 / Fig 15: localization accuracy under cumulative head ablation, per ablation and
+    positions, with the answers out of format below; AUCs and their differences in the legend.
+    """
     input:
         curves="results/{dataset}/tables/head_ablation_curves.tsv",
         auc="results/{dataset}/tables/head_ablation_auc.tsv",
+        contrasts="results/{dataset}/tables/head_ablation_contrasts.tsv",
     output:
         png=report(
             "results/{dataset}/figures/head_ablation_fig5.png",

@@ -6,5 +6,6 @@ from vlmloc.workflow import logged
 with logged(snakemake) as log:
     curves = pd.read_csv(snakemake.input.curves, sep="\t")
     auc = pd.read_csv(snakemake.input.auc, sep="\t")
-    save(head_ablation_figure(curves, auc), snakemake.output.png, snakemake.output.pdf)
+    contrasts = pd.read_csv(snakemake.input.contrasts, sep="\t")
+    save(head_ablation_figure(curves, auc, contrasts), snakemake.output.png, snakemake.output.pdf)
     log.info("Fig 5 for %d models", curves["model"].nunique() if len(curves) else 0)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmloc.experiments.heads_summary import head_scores
+from vlmloc.experiments.heads_summary import head_scores, pair_mf
 from vlmloc.gather import read_upstream
 from vlmloc.scoring import check_complete
 from vlmloc.workflow import logged, write_parquet
@@ -16,7 +16,8 @@ with logged(snakemake) as log:
         check_complete(rows, Path(snakemake.input.subset).read_text().split())
     heads = head_scores(rows, float(p.min_log_gap), dict(p.bootstrap))
     heads.insert(0, "model", snakemake.wildcards.model)
-    write_parquet(heads, snakemake.output[0])
+    write_parquet(heads, snakemake.output.heads)
+    write_parquet(pair_mf(rows, float(p.min_log_gap)), snakemake.output.pairs)
     for task, t in heads.groupby("task", sort=False):
         kept, total = int(t["n_pairs"].max()), int(t["n_pairs_total"].max())
         log.info(

@@ -14,7 +14,10 @@ so the ranking is not tested on the images it came from; ``pool: same`` is the p
 ``ablation: zero`` sets a head's output to zero (the paper); ``mean`` sets it to the head's mean
 output over the mediation pairs' original images (mean ablation), which removes what the head
 says about the input but keeps its constant part, so that a head whose mere presence the
-network relies on is not mistaken for one that carries the object.
+network relies on (one that writes the answer's brackets) is not mistaken for one that carries
+the object. ``ablation`` and ``positions`` each take one value or a list: every combination
+runs, beside one shared unmodified baseline. ``rank_by`` says which statistic of MF over the
+pairs ranks the heads (``heads_summary.STATISTICS``; the paper's is the mean).
 """
 
 from __future__ import annotations
@@ -36,6 +39,17 @@ SETTINGS = ("localization", "classification", "lowest", "random")
 MF_TASK = {"localization": "localization", "classification": "binary"}
 
 
+def as_list(value) -> list[str]:
+    """A setting given as one value or a list of them, as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def variant_suffix(how: str, positions: str) -> str:
+    """A condition name's suffix for an ablation variant (none for the paper's zero ablation
+    after the image, so the default run's names stay as they were)."""
+    return "" if (how, positions) == ("zero", "post_image") else f"_{how}_{positions}"
+
+
 def n_ablated(proportion: float, n_heads: int) -> int:
     """Heads zeroed for a proportion of all heads: rounded half up."""
     return int(np.floor(proportion * n_heads + 0.5))
@@ -47,9 +61,12 @@ def head_order(
     lowest_task: str = "localization",
     seed: int = 0,
     all_heads: list[tuple[int, int]] | None = None,
+    statistic: str = "mean",
 ) -> list[tuple[int, int]]:
     """Every head in the order a setting ablates them. ``heads``: the mediation ranking (task,
-    layer, head, mf_mean); heads without a score (no kept pair) come last."""
+    layer, head and the statistics of MF); ``statistic`` ranks them (the critical settings: its
+    highest first; lowest: its |value| smallest first); heads without a score (no kept pair)
+    come last."""
     if setting == "random":
         every = all_heads or sorted(
             {(int(a), int(b)) for a, b in heads[["layer", "head"]].to_numpy()}
@@ -57,9 +74,9 @@ def head_order(
         rng = np.random.default_rng(seed)
         return [every[i] for i in rng.permutation(len(every))]
     if setting == "lowest":
-        return lowest(heads, lowest_task)
+        return lowest(heads, lowest_task, statistic)
     if setting in MF_TASK:
-        return ranking(heads, MF_TASK[setting])
+        return ranking(heads, MF_TASK[setting], statistic)
     raise ValueError(f"unknown head-ablation setting {setting!r}; one of {SETTINGS}")
 
 
@@ -95,7 +112,7 @@ def head_means(
 class HeadAblation(Experiment):
     name = "head_ablation"
     tasks = ("localization",)
-    param_columns = ("setting", "proportion", "n_heads", "seed", "positions", "ablation")
+    param_columns = ("setting", "proportion", "n_heads", "seed", "positions", "ablation", "rank_by")
 
     def exclude(self, job: ShardJob) -> dict[str, str]:
         s = job.settings
@@ -123,29 +140,18 @@ class HeadAblation(Experiment):
             raise ValueError(
                 f"the mediation ranking covers {len(ranked)} heads, the model has {len(every)}"
             )
-        positions = s.get("positions", "post_image")
-        means = None
-        if s.get("ablation", "zero") == "mean":
-            pool = job.pool if job.pool is not None else job.samples
-            pairs = (
-                set(
-                    mediation_pairs(
-                        job.pool_ids, int(s["pairs"]["n_pairs"]), int(s["pairs"]["seed"])
-                    )
+        variants = [
+            (how, positions)
+            for how in as_list(s.get("ablation", "zero"))
+            for positions in as_list(s.get("positions", "post_image"))
+        ]
+        rank_by = s.get("rank_by", "mean")
+        means = {}
+        for how, positions in variants:
+            if how == "mean" and positions not in means:
+                means[positions] = head_means(
+                    adapter, self._mean_records(job), job.categories, positions
                 )
-                if "pairs" in s
-                else set()
-            )
-            source = pool[pool["sample_id"].isin(pairs)] if pairs else pool
-            means = head_means(
-                adapter,
-                source.sort_values("sample_id")
-                .head(int(s.get("mean_samples", 32)))
-                .to_dict("records"),
-                job.categories,
-                positions,
-            )
-        how = s.get("ablation", "zero")
         yield Condition(
             "baseline",
             {
@@ -153,35 +159,58 @@ class HeadAblation(Experiment):
                 "proportion": 0.0,
                 "n_heads": 0,
                 "seed": -1,
-                "positions": positions,
-                "ablation": how,
+                "positions": variants[0][1],
+                "ablation": variants[0][0],
+                "rank_by": rank_by,
             },
             tasks=self.tasks,
             score_gold=True,
         )
-        for setting in s["settings"]:
-            seeds = s["random_seeds"] if setting == "random" else [-1]
-            for seed in seeds:
-                order = head_order(
-                    heads, setting, s.get("lowest_task", "localization"), seed, every
-                )
-                for p in s["proportions"]:
-                    n = n_ablated(float(p), len(every))
-                    if n == 0:
-                        continue  # the baseline
-                    params = {
-                        "setting": setting,
-                        "proportion": float(p),
-                        "n_heads": n,
-                        "seed": int(seed),
-                        "positions": positions,
-                        "ablation": how,
-                    }
-                    name = f"{setting}{'' if seed < 0 else f'_s{seed}'}_p{float(p):g}"
-                    yield Condition(
-                        name,
-                        params,
-                        HeadZero(order[:n], positions, means),
-                        tasks=self.tasks,
-                        score_gold=True,
+        for how, positions in variants:
+            for setting in s["settings"]:
+                seeds = s["random_seeds"] if setting == "random" else [-1]
+                for seed in seeds:
+                    order = head_order(
+                        heads, setting, s.get("lowest_task", "localization"), seed, every, rank_by
                     )
+                    for p in s["proportions"]:
+                        n = n_ablated(float(p), len(every))
+                        if n == 0:
+                            continue  # the baseline
+                        params = {
+                            "setting": setting,
+                            "proportion": float(p),
+                            "n_heads": n,
+                            "seed": int(seed),
+                            "positions": positions,
+                            "ablation": how,
+                            "rank_by": rank_by,
+                        }
+                        name = f"{setting}{'' if seed < 0 else f'_s{seed}'}_p{float(p):g}"
+                        yield Condition(
+                            name + variant_suffix(how, positions),
+                            params,
+                            HeadZero(
+                                order[:n],
+                                positions,
+                                means.get(positions) if how == "mean" else None,
+                            ),
+                            tasks=self.tasks,
+                            score_gold=True,
+                        )
+
+    @staticmethod
+    def _mean_records(job: ShardJob) -> list[dict]:
+        """The images whose head outputs give the mean ablation's means: the first
+        ``mean_samples`` mediation pairs (by sample id), else of the pool."""
+        s = job.settings
+        pool = job.pool if job.pool is not None else job.samples
+        pairs = (
+            set(mediation_pairs(job.pool_ids, int(s["pairs"]["n_pairs"]), int(s["pairs"]["seed"])))
+            if "pairs" in s
+            else set()
+        )
+        source = pool[pool["sample_id"].isin(pairs)] if pairs else pool
+        return (
+            source.sort_values("sample_id").head(int(s.get("mean_samples", 32))).to_dict("records")
+        )

@@ -1,7 +1,11 @@
 """Tables of the attention knockout (paper Fig. 3, Fig. 12), computed from scored rows: per
-window and mask, each task's accuracy with its bootstrap interval; the controls' drops paired on
-the samples each condition scored; and the summary of the worst window per size beside the
-paper's statement."""
+window and mask, each task's accuracy with its bootstrap interval; every drop paired on the
+samples each condition scored, with a paired bootstrap interval over those samples; and the
+summary of the worst window per size beside the paper's statement.
+
+A control's draw (random tokens, or the translated mask) is made per (seed, sample), so the seeds
+are independent draws within each sample: a sample's score averaged over its seeds, resampled
+over samples, covers the variation of both the samples and the draws."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .summary import METRIC, SHORT, STATS, summarize_groups
+from .summary import METRIC, SHORT, STATS, bootstrap_ci, summarize_groups
 
 KNOCKOUT_PARAMS = ["strategy", "padding", "window", "layer_first", "layer_last"]
 KNOCKOUT_COLUMNS = [
@@ -23,6 +27,7 @@ KNOCKOUT_COLUMNS = [
     "n",
     "n_skipped",
     *[c for c in STATS if "ig_gap" not in c],
+    *[f"{t}_drop_{x}" for t in SHORT.values() for x in ("lo", "hi")],
 ]
 KNOCKOUT_STRATEGIES = ("baseline", "object", "random", "translated")
 
@@ -32,10 +37,15 @@ def _unseeded(condition: str) -> str:
     return re.sub(r"_s\d+(?=_l\d)", "", condition)
 
 
-def _paired_drops(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """``{task}_drop``: a condition's accuracy minus the baseline's ON THE SAME SAMPLES. A control
-    that skips samples (large objects leave no room) would otherwise be compared with a baseline
-    over samples it never saw, and show a drop that is only the skipped samples' difference."""
+def _paired_drops(
+    t: pd.DataFrame, rows: pd.DataFrame, bootstrap: dict | None = None
+) -> pd.DataFrame:
+    """``{task}_drop``: a condition's accuracy minus the baseline's ON THE SAME SAMPLES, and its
+    95% bootstrap interval (``_drop_lo``, ``_drop_hi``) over those samples' paired differences
+    (each sample's score averaged over the condition's seeds first). A control that skips samples
+    (large objects leave no room) would otherwise be compared with a baseline over samples it
+    never saw, and show a drop that is only the skipped samples' difference."""
+    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
     score = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
     per = rows.assign(score=score).groupby(["condition", "task", "sample_id"])["score"].mean()
     base = (
@@ -45,14 +55,18 @@ def _paired_drops(t: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     )
     t = t.copy()
     for task, short in SHORT.items():
-        drops = {}
+        drops, lows, highs = {}, {}, {}
         for cond in t["condition"]:
             if base is None or (cond, task) not in per.index.droplevel("sample_id"):
-                drops[cond] = np.nan
+                drops[cond] = lows[cond] = highs[cond] = np.nan
                 continue
             mine = per.loc[(cond, task)]
+            diff = (mine - base.loc[task].reindex(mine.index)).to_numpy(float)
             drops[cond] = float(mine.mean() - base.loc[task].reindex(mine.index).mean())
+            lows[cond], highs[cond] = bootstrap_ci(diff, b["resamples"], b["level"], b["seed"])
         t[f"{short}_drop"] = t["condition"].map(drops)
+        t[f"{short}_drop_lo"] = t["condition"].map(lows)
+        t[f"{short}_drop_hi"] = t["condition"].map(highs)
     return t
 
 
@@ -88,7 +102,7 @@ def knockout_table(
             if lost
             else t
         )
-        t = _paired_drops(t.join(params, on="condition"), rows)
+        t = _paired_drops(t.join(params, on="condition"), rows, bootstrap)
         seeds = (
             rows.groupby("condition")["seed"].nunique() if "seed" in rows else pd.Series(dtype=int)
         )
@@ -112,10 +126,19 @@ KNOCKOUT_SUMMARY_COLUMNS = [
     "window",
     "layers",
     "drop",
+    "drop_lo",
+    "drop_hi",
+    "n",
     "random_drop",
+    "random_drop_lo",
+    "random_drop_hi",
     "random_drop_std",
+    "random_n",
     "translated_drop",
+    "translated_drop_lo",
+    "translated_drop_hi",
     "translated_drop_std",
+    "translated_n",
     "depth",
     "n_layers",
     "paper",
@@ -125,18 +148,23 @@ KNOCKOUT_SUMMARY_COLUMNS = [
 def _control_drop(
     t: pd.DataFrame, strategy: str, first: int, last: int, short: str
 ) -> dict[str, float]:
-    """A control's drop in the window first..last (mean over seeds) and its std over seeds."""
+    """A control's drop in the window first..last (mean over seeds) with its paired interval
+    over the samples it placed, its std over seeds, and those samples' count."""
     c = t[(t["strategy"] == strategy) & (t["layer_first"] == first) & (t["layer_last"] == last)]
-    return {
-        f"{strategy}_drop": c[f"{short}_drop"].iloc[0] if len(c) else np.nan,
-        f"{strategy}_drop_std": c[f"{short}_std"].iloc[0] if len(c) else np.nan,
+    cols = {"drop": "_drop", "drop_lo": "_drop_lo", "drop_hi": "_drop_hi", "drop_std": "_std"}
+    out = {
+        f"{strategy}_{k}": c[f"{short}{v}"].iloc[0] if len(c) and f"{short}{v}" in c else np.nan
+        for k, v in cols.items()
     }
+    out[f"{strategy}_n"] = c["n"].iloc[0] if len(c) else np.nan
+    return out
 
 
 def knockout_summary(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.DataFrame:
     """Per model and task: the window of each size whose object knockout lowers accuracy most,
-    both controls' drops in that window (mean over seeds, and the std over seeds), and where in
-    depth it lies; beside the paper's statement."""
+    with its paired interval; both controls' drops in that window (mean over seeds) with their
+    paired intervals over the samples each placed, the std over seeds and those samples' count;
+    and where in depth it lies; beside the paper's statement."""
     from ..paper import KNOCKOUT_STATEMENT
 
     rows = []
@@ -163,6 +191,9 @@ def knockout_summary(table: pd.DataFrame, paper_names: dict[str, str]) -> pd.Dat
                         "window": size,
                         "layers": f"{int(first)}-{int(last)}",
                         "drop": worst[f"{short}_drop"],
+                        "drop_lo": worst.get(f"{short}_drop_lo", np.nan),
+                        "drop_hi": worst.get(f"{short}_drop_hi", np.nan),
+                        "n": worst["n"],
                         **_control_drop(t, "random", first, last, short),
                         **_control_drop(t, "translated", first, last, short),
                         "depth": (first + last) / 2 / max(n_layers - 1, 1)

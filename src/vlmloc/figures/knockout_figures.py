@@ -1,12 +1,13 @@
 """Attention knockout across layers (paper Fig. 3 and Fig. 12), with both controls.
 
 Per task: the object knockout (solid; Fig 12 also the mask padded by +1, dashed) with its 95%
-bootstrap interval over samples (band); the random control (dotted: the mean over seeds, band:
-mean +- std over seeds, hatched); the translated control (dash-dot: the object's own mask moved to a
-background place, mean over its seeds); the unmodified model (thin dashed horizontal). A control
-skips the samples it cannot place (large objects), so it is drawn as the unmodified model plus
-its drop paired on the samples it placed (``summary._paired_drops``), not as its raw accuracy
-over a different sample set. Each function returns its Figure; the lines' labels name what they draw, and their y-data are the
+bootstrap interval over samples (band); the random control (dotted: the mean over seeds) and the
+translated control (dash-dot: the object's own mask moved to a background place, mean over its
+seeds), each with the 95% paired bootstrap interval of its drop over the samples it placed
+(hatched band); the unmodified model (thin dashed horizontal). A control skips the samples it
+cannot place (large objects), so it is drawn as the unmodified model plus its drop paired on the
+samples it placed (``knockout_summary._paired_drops``), not as its raw accuracy over a different
+sample set. Each function returns its Figure; the lines' labels name what they draw, and their y-data are the
 table's numbers (tested).
 """
 
@@ -16,7 +17,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 TASKS = (("loc", "localization", "tab:red"), ("cls", "classification", "tab:blue"))
@@ -48,44 +48,30 @@ def _panel(ax, t: pd.DataFrame, size: int, paddings=(0,)) -> None:
                 lw=0,
                 label=f"{label}, object mask: 95% interval" if padding == 0 else None,
             )
-        r = t[(t["strategy"] == "random") & (t["window"] == size)].sort_values("layer_first")
-        if len(r):
-            seeds = int(r["seeds"].max()) if "seeds" in r else 1
+        for strategy, style, marker in (("random", ":", None), ("translated", "-.", "x")):
+            r = t[(t["strategy"] == strategy) & (t["window"] == size)].sort_values("layer_first")
+            if not len(r):
+                continue
+            seeds = int(r["seeds"].max()) if "seeds" in r and r["seeds"].notna().any() else 1
             paired = base[short] + r[f"{short}_drop"]
+            name = f"{label}, {strategy} control" + (
+                f" ({seeds} seeds)" if strategy == "random" else ""
+            )
             ax.plot(
-                _centres(r),
-                paired,
-                color=colour,
-                ls=":",
-                lw=1.2,
-                label=f"{label}, random control ({seeds} seeds)",
+                _centres(r), paired, color=colour, ls=style, lw=1.2, marker=marker, ms=3, label=name
             )
-            spread = (
-                r[f"{short}_std"].fillna(0).to_numpy() if f"{short}_std" in r else np.zeros(len(r))
-            )
-            ax.fill_between(
-                _centres(r),
-                paired - spread,
-                paired + spread,
-                facecolor="none",
-                edgecolor=colour,
-                hatch="////",
-                alpha=0.35,
-                lw=0,
-                label=f"{label}, random control: ± std over seeds",
-            )
-        m = t[(t["strategy"] == "translated") & (t["window"] == size)].sort_values("layer_first")
-        if len(m):
-            ax.plot(
-                _centres(m),
-                base[short] + m[f"{short}_drop"],
-                color=colour,
-                ls="-.",
-                lw=1.2,
-                marker="x",
-                ms=3,
-                label=f"{label}, translated control",
-            )
+            if f"{short}_drop_lo" in r:
+                ax.fill_between(
+                    _centres(r),
+                    base[short] + r[f"{short}_drop_lo"],
+                    base[short] + r[f"{short}_drop_hi"],
+                    facecolor="none",
+                    edgecolor=colour,
+                    hatch="////" if strategy == "random" else "\\\\",
+                    alpha=0.35,
+                    lw=0,
+                    label=f"{label}, {strategy} control: paired 95% interval",
+                )
     windows = (
         t[(t["strategy"] == "object") & (t["window"] == size)]
         .drop_duplicates("layer_first")
@@ -125,7 +111,7 @@ def _empty(fig, axes, png, pdf):
 def _save_with_legend(fig, axes, png: str, pdf: str):
     """One legend for all panels, below them (its height from its rows); PNG and PDF."""
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    ncol = 3
+    ncol = 3 if len(labels) <= 9 else 2
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7.5, frameon=False)
     rows = -(-len(labels) // ncol)
     fig.tight_layout(rect=(0, (0.17 * rows + 0.2) / fig.get_size_inches()[1], 1, 1))

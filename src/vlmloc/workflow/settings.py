@@ -18,8 +18,11 @@ def experiment_settings(experiments: dict, name: str, model: str | None = None) 
     for key, value in e.get("models", {}).get(model, {}).items():
         out[key] = {**out[key], **value} if isinstance(value, dict) else value
     # head ablation leaves out the mediation pairs, or takes its mean outputs from them
-    if name == "head_ablation" and (out["pool"] == "disjoint" or out["ablation"] == "mean"):
-        out["pairs"] = {k: experiments["mediation"][k] for k in ("n_pairs", "seed")}
-    if name == "head_ablation" and out["ablation"] == "zero":
-        out.pop("mean_samples")
+    # (``ablation``: one value or a list)
+    if name == "head_ablation":
+        ablations = [out["ablation"]] if isinstance(out["ablation"], str) else out["ablation"]
+        if out["pool"] == "disjoint" or "mean" in ablations:
+            out["pairs"] = {k: experiments["mediation"][k] for k in ("n_pairs", "seed")}
+        if "mean" not in ablations:
+            out.pop("mean_samples")
     return out

@@ -51,12 +51,14 @@ EXPERIMENT_OUTPUTS = {
         "tables/mediation_heads.tsv",
         "tables/mediation_sparsity.tsv",
         "tables/mediation_overlap.tsv",
+        "tables/mediation_statistics.tsv",
         *both("figures/mediation_fig4"),
         *both("figures/mediation_sparsity"),
     ],
     "head_ablation": [
         "tables/head_ablation_curves.tsv",
         "tables/head_ablation_auc.tsv",
+        "tables/head_ablation_contrasts.tsv",
         *both("figures/head_ablation_fig5"),
     ],
     "attention_knockout": [
