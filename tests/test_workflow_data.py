@@ -75,6 +75,8 @@ def test_demo_data_stages_end_to_end(workflow_dir):
         "score_experiment": 10,
         "table_token_ablation": 1,
         "figure_token_ablation": 1,
+        "figure_token_grid": 2,  # per model
+        "figure_token_grid_ig": 4,  # per model and task
         "table_attention_knockout": 1,
         "figure_knockout": 1,
         "table_containerization": 1,
@@ -495,6 +497,7 @@ def test_paper_scope_dry_run(workflow_dir):
         and jobs["figure_token_ablation"] == 1
         and jobs["table_token_ablation_matched"] == 1
     )
+    assert jobs["figure_token_grid"] == 3 and jobs["figure_token_grid_ig"] == 6  # Fig 7, IG grids
     assert jobs["table_attention_knockout"] == 1 and jobs["figure_knockout"] == 1
     # the positional probes (Fig 2, Fig 11): one job per model over ImageNet, then tables and figures
     assert jobs["probe_model"] == 3

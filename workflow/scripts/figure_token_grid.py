@@ -3,6 +3,7 @@
 # (no weights loaded), the importances from the token-ablation rows. No model is run.
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image
 
 from vlmloc.data.filtering import sample_mask
@@ -38,10 +39,12 @@ with logged(snakemake) as log:
         from vlmloc.experiments.token_ablation import top_indices
 
         task = snakemake.wildcards.task
-        rows = pd.read_parquet(
-            snakemake.input.rows, columns=["sample_id", "task", "strategy", "ig_importance"]
-        )
-        importances = ig_importances(rows[rows["strategy"] == "ig"], task)
+        importances = {}
+        if shown:  # an empty probing subset has rows without any IG column
+            names = pq.read_schema(snakemake.input.rows).names
+            wanted = ["sample_id", "task", "strategy", "ig_importance"]
+            rows = pd.read_parquet(snakemake.input.rows, columns=[c for c in wanted if c in names])
+            importances = ig_importances(rows[rows["strategy"] == "ig"], task)
         _, drawn = plot_ig_grid(model, task, shown, importances, top_indices, out.png, out.pdf)
         for sid, d in drawn.items():
             log.info(
