@@ -278,7 +278,7 @@ def test_fast_path_equals_the_naive_reference(adapters, samples, family):
     assert list(fast["n_edited"]) == list(naive["n_edited"])
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
 def test_naive_reference_scores_the_gold_answer(adapters, samples, family):
     """``score_gold`` conditions (head ablation): the naive reference's gold nll (one whole forward)
     equals the shared-prefix scoring's, with and without heads zeroed after the image."""

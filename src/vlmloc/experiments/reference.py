@@ -55,9 +55,9 @@ def run_conditions_naive(
                     gold = adapter.gold_tokens(task, r, prompt)
                     gold_ids = torch.tensor([gold.ids], device=adapter.device)
                     full = torch.cat([inputs["input_ids"], gold_ids], 1)
-                    images = {
+                    images = {  # the image inputs; the per-token ones of the longer ids
                         k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")
-                    }
+                    } | adapter.token_inputs(full)
                     with (
                         torch.inference_mode(),
                         enter(cond.intervention, adapter, BatchContext.of(enc)),
