@@ -27,7 +27,7 @@ def _images(n, seed):
     ]
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "qwen2_5_vl"])
 def test_streamed_probes_equal_the_plain_reference(adapters, family):
     a = adapters[family]
     train, test = _images(8, 0), _images(3, 1)

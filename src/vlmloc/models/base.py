@@ -607,6 +607,11 @@ class Adapter(ABC):
         (views, prefix + patches, width): the prefix (CLS) is dropped."""
         return value[:, self.vision_prefix_tokens :].reshape(-1, value.shape[-1])
 
+    def vision_tower_inputs(self, inputs: dict) -> dict:
+        """The stock vision tower's keyword arguments, from the model's inputs (``pixel_inputs``):
+        here the views' pixel values."""
+        return {"pixel_values": inputs["pixel_values"]}
+
     @property
     @abstractmethod
     def vision_patch_grid(self) -> int:

@@ -305,6 +305,10 @@ class Qwen2_5_VLAdapter(Adapter):
             start += n
         return torch.cat(out)
 
+    def vision_tower_inputs(self, inputs: dict) -> dict:
+        """The tower takes the flattened patches and each image's grid."""
+        return {"hidden_states": inputs["pixel_values"], "grid_thw": inputs["image_grid_thw"]}
+
     # ---- the workflow's questions (no model loaded) ---------------------------------------------
     @classmethod
     def flops_geometry(cls, folder: str | Path, options: dict):

@@ -29,7 +29,7 @@ import torch
 
 from ..images import open_image
 from ..models.base import Adapter, ImageLayout
-from .features import TokenLabels, grid_labels
+from .features import TokenLabels, grid_labels, largest_grid
 
 
 @dataclass
@@ -69,14 +69,13 @@ def features_of_one_image(
         out = adapter.model(**inputs, output_hidden_states=True)
     finally:
         handle.remove()
-    vis = adapter.vision_tower(pixel_values=inputs["pixel_values"], output_hidden_states=True)
+    vis = adapter.vision_tower(**adapter.vision_tower_inputs(inputs), output_hidden_states=True)
     feats = {}
     for layer in range(len(adapter.vision_layers)):  # hidden_states[0] is the embedding
-        h = vis.hidden_states[layer + 1][
-            :, adapter.vision_prefix_tokens :
-        ]  # (views, patches, width), CLS dropped
-        feats[f"vision.{layer}"] = h.reshape(-1, h.shape[-1])
-    feats["projector"] = adapter.image_features(inputs["pixel_values"])
+        # each view's patches row-major (CLIP's and InternViT's CLS dropped, Qwen's windows undone)
+        feats[f"vision.{layer}"] = adapter.vision_tokens(vis.hidden_states[layer + 1], enc.layouts)
+    pixels = adapter.pixel_values(image).to(adapter.device, adapter.model.dtype)
+    feats["projector"] = adapter.image_features(pixels)
     pos = enc.image_positions[0].to(adapter.device)
     for layer in range(adapter.num_layers - 1):
         feats[f"llm.{layer}"] = out.hidden_states[layer + 1][0, pos]
@@ -84,16 +83,19 @@ def features_of_one_image(
     return {name: x.cpu() for name, x in feats.items()}, enc.layouts[0]
 
 
-def store_features(adapter: Adapter, images: Sequence, task_text: str) -> StoredFeatures:
-    """Every site's features of every image (PIL images or paths), one image at a time, stacked."""
+def store_features(
+    adapter: Adapter, images: Sequence, task_text: str, grid: tuple[int, int] | None = None
+) -> StoredFeatures:
+    """Every site's features of every image (PIL images or paths), one image at a time, stacked.
+    ``grid``: the classes of a family whose grid follows the image's size (``grid_labels``)."""
     per_site: dict[str, list[torch.Tensor]] = {}
     labels: dict[str, list[TokenLabels]] = {"llm": [], "vision": []}
     for i, image in enumerate(images):
         feats, layout = features_of_one_image(adapter, open_image(image), task_text)
         for name, x in feats.items():
             per_site.setdefault(name, []).append(x)
-        labels["llm"].append(grid_labels([layout], [i]))
-        labels["vision"].append(grid_labels([layout], [i], refine=adapter.vision_merge))
+        labels["llm"].append(grid_labels([layout], [i], grid=grid))
+        labels["vision"].append(grid_labels([layout], [i], adapter.vision_merge, grid))
     stored = StoredFeatures(
         {n: torch.cat(xs) for n, xs in per_site.items()},
         {g: _cat_labels(p) for g, p in labels.items()},
@@ -169,8 +171,11 @@ def reference_fit_and_score(
     """Per method and site, the test accuracy of row and column probes fitted on the stored
     train features (the numbers ``fit_and_score`` reports as variant "true")."""
     t0 = time.perf_counter()
-    train = store_features(adapter, train_images, task_text)
-    test = store_features(adapter, test_images, task_text)
+    # a family whose grid follows the image's size: one set of classes, the largest grid's
+    images = [*train_images, *test_images]
+    grid = largest_grid(adapter, images) if adapter.dynamic_resolution else None
+    train = store_features(adapter, train_images, task_text, grid)
+    test = store_features(adapter, test_images, task_text, grid)
     seconds = {"features": time.perf_counter() - t0, "fit": 0.0, "predict": 0.0}
     summary = []
     for method in methods:
