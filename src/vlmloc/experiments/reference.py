@@ -98,9 +98,9 @@ def mediate_pair_reference(
             inputs = adapter.pixel_inputs([pixels.to(dev)], [layout]) | adapter.token_inputs(
                 ids
             )  # the stock model's own inputs
-            with enter(intervention, adapter, None):
-                logits = model(input_ids=ids, **inputs).logits
-            return float(content_nll(logits[:, -len(answer) - 1 :], answer)[0])
+            with enter(intervention, adapter, None):  # logits where the answer is scored only
+                logits = model(input_ids=ids, **inputs, logits_to_keep=len(answer) + 1).logits
+            return float(content_nll(logits, answer)[0])
 
         capture = HeadCapture(layers)
         result = {"source": run(source_pixels, capture), "base": run(base_pixels)}
