@@ -671,3 +671,56 @@ def test_no_pair_at_all_gives_an_empty_ranking():
         assert pm.empty
         assert mediation_sparsity({"m": heads}, {"m": pm}, {"m": ""}).empty
         assert mediation_statistics({"m": heads}, {"m": ""}).empty
+
+
+def test_head_ablation_runs_every_variant_beside_one_baseline(adapters, tmp_path):
+    """ablation and positions as lists: one baseline, every (ablation, positions) curve with
+    its own condition names and params, zeroed where it says; rank_by orders the heads."""
+    from test_experiment_layer import CATS, MAX_NEW, _samples
+
+    from vlmloc.experiments import ShardJob, get_experiment
+    from vlmloc.experiments.mediation import every_head
+    from vlmloc.runner import Runner
+
+    a = adapters["llava"]
+    heads = every_head(a)
+    rows = []
+    for task in ("localization", "binary"):
+        mf = {h: (i % 5) / 5 - 0.3 for i, h in enumerate(heads)}
+        rows += _pair("p", task, 4, 2, {h: 4 - 2 * v for h, v in mf.items()})
+    head_scores(pd.DataFrame(rows), 0.25, BOOT).to_parquet(tmp_path / "heads.parquet")
+    settings = {
+        "settings": ["localization", "lowest", "random"],
+        "proportions": [0.25],
+        "random_seeds": [0],
+        "positions": ["post_image", "all"],
+        "pool": "same",
+        "ablation": ["zero"],
+        "rank_by": "median",
+    }
+    job = ShardJob(
+        a,
+        Runner(a, progress=False),
+        _samples(tmp_path),
+        CATS,
+        settings,
+        MAX_NEW,
+        None,
+        present=None,
+        progress=False,
+        upstream={"mediation": str(tmp_path / "heads.parquet")},
+    )
+    conds = list(get_experiment("head_ablation").conditions(job))
+    names = [c.name for c in conds]
+    assert len(names) == len(set(names)) == 1 + 3 * 2
+    assert names[0] == "baseline" and "localization_p0.25" in names
+    assert "localization_p0.25_zero_all" in names and "random_s0_p0.25_zero_all" in names
+    for c in conds[1:]:
+        assert c.params["rank_by"] == "median" and c.intervention.positions == c.params["positions"]
+        assert c.intervention.touches_prefix == (c.params["positions"] == "all")
+        assert c.intervention.means is None
+    n = len(heads) // 4
+    by = {(c.params["setting"], c.params["positions"]): c.intervention.heads for c in conds[1:]}
+    assert by[("localization", "post_image")] == by[("localization", "all")]
+    med = pd.read_parquet(tmp_path / "heads.parquet")
+    assert by[("localization", "all")] == sorted(ranking(med, "localization", "median")[:n])

@@ -1,6 +1,8 @@
 """Scientific regression tests on the committed toy models (checkpoints/): the paper's
 qualitative findings must hold on models that really answer."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,9 +58,20 @@ def test_toy_models_really_answer(toy):
     assert s["cls_list"] >= 0.72
 
 
-def test_hallucination_filter_keeps_at_least_half(toy):
-    _, _, answers = toy
-    assert summarize(answers)["filter_kept"] >= 0.5
+def test_hallucination_filter_keeps_at_least_half_and_drops_what_it_must(toy):
+    """The filter keeps at least half of the samples, and exactly those named on the original
+    image and not on the object-removed one: a filter that kept every sample fails (the toys say
+    "yes" on some removed images and miss some originals)."""
+    from vlmloc.experiments.screening_summary import hallucination_filter
+
+    family, _, answers = toy
+    kept = hallucination_filter(answers, "binary").set_index("sample_id")
+    binary = answers[answers["task"] == "binary"]
+    said = binary.pivot_table(index="sample_id", columns="condition", values="identified")
+    must = (said["original"] == 1) & (said["removed"] == 0)
+    assert kept["kept"].to_dict() == must.reindex(kept.index).fillna(False).to_dict(), family
+    assert 0.5 <= kept["kept"].mean() < 1 and (~kept["kept"]).sum() >= 2, (family, kept["reason"])
+    assert summarize(answers)["filter_kept"] == pytest.approx(kept["kept"].mean())
 
 
 def test_removed_objects_are_not_localized(toy):
@@ -418,16 +431,34 @@ def test_demo_probes_decode_position_and_their_controls_stay_at_chance(toy_demo)
 
 @pytest.mark.slow
 def test_demo_mediation_is_sparse_and_head_ablation_has_every_setting(toy_demo):
-    """Every head of both toys, 16 pairs kept or counted; the top 3 heads carry > 30% of |MF|."""
+    """Every head of both toys, 16 pairs kept or counted, with every statistic of MF; the
+    classification map beats its head-permutation null (p < 0.05, both toys); the overlap has
+    its hypergeometric p-values; head ablation has every setting for both ablations, the format
+    column, and the AUC differences with intervals that contain them."""
     med = _tsv(toy_demo, "shapes/tables/mediation_heads.tsv")
     assert len(med) == 2 * 2 * 16 and set(med["task"]) == {"localization", "binary"}
     assert (med["n_pairs_total"] == 16).all() and med["mf_mean"].notna().mean() > 0.9
+    assert med[["mf_median", "mf_avg_ppl", "mf_log"]].notna().mean().min() > 0.9
+    assert med["mf_log"].dropna().between(-1, 1).all()
     spars = _tsv(toy_demo, "shapes/tables/mediation_sparsity.tsv")
-    assert (
-        set(spars["model"]) == {"toy_llava", "toy_internvl"} and (spars["share_top3"] > 0.3).any()
-    )
+    assert set(spars["model"]) == {"toy_llava", "toy_internvl"}
+    assert set(spars["statistic"]) == {"mean", "median", "avg_ppl", "log"}
+    assert spars["share_top3_p"].between(0, 1, inclusive="right").all()
+    binary = spars[(spars["statistic"] == "mean") & (spars["task"] == "binary")]
+    assert (binary["share_top3_p"] < 0.05).all(), binary
+    overlap = _tsv(toy_demo, "shapes/tables/mediation_overlap.tsv")
+    assert overlap["p_more"].between(0, 1).all()
+    stats = _tsv(toy_demo, "shapes/tables/mediation_statistics.tsv")
+    assert (stats.loc[stats["statistic"] == "mean", "spearman_vs_mean"] == 1).all()
     auc = _tsv(toy_demo, "shapes/tables/head_ablation_auc.tsv")
     assert {"localization", "classification", "lowest", "random"} <= set(auc["setting"])
+    assert set(auc["ablation"]) == {"zero", "mean"}
+    assert ((auc["auc_lo"] <= auc["auc"]) & (auc["auc"] <= auc["auc_hi"])).all()
+    curves = _tsv(toy_demo, "shapes/tables/head_ablation_curves.tsv")
+    assert curves["format_broken"].between(0, 100).all()
+    c = _tsv(toy_demo, "shapes/tables/head_ablation_contrasts.tsv")
+    assert set(c["versus"]) == {"lowest", "random"} and len(c) == 2 * 2 * 2 * 2
+    assert ((c["delta_lo"] <= c["delta_auc"]) & (c["delta_auc"] <= c["delta_hi"])).all()
     _figures_written(
         toy_demo,
         *(
@@ -555,9 +586,10 @@ def test_committed_checkpoints_are_what_the_config_trains(toy):
 
 def _mediation_and_ablation(toy, held_out, tmp_path, ablation="zero"):
     """Mediation on 24 pairs of the held-out set, then head ablation by its ranking on the other
-    samples (the workflow's default split): the heads table and the scored ablation rows."""
+    samples (the workflow's default split), 1, 2 and 4 of the 16 heads: the heads table, the
+    pairs' MF and the scored ablation rows."""
     from vlmloc.experiments import get_experiment, run_shard
-    from vlmloc.experiments.heads_summary import head_scores
+    from vlmloc.experiments.heads_summary import head_scores, pair_mf
     from vlmloc.scoring import score_rows
 
     family = toy[0]
@@ -565,15 +597,12 @@ def _mediation_and_ablation(toy, held_out, tmp_path, ablation="zero"):
     med = {"n_pairs": 24, "seed": 0, "positions": "post_image", "heads_per_batch": 64}
     job = _toy_job(toy, (samples, *held_out[1:]), med)
     job.pool = samples
-    heads = head_scores(
-        run_shard(get_experiment("mediation"), job),
-        0.25,
-        {"resamples": 200, "level": 0.95, "seed": 0},
-    )
+    raw = run_shard(get_experiment("mediation"), job)
+    heads = head_scores(raw, 0.25, {"resamples": 200, "level": 0.95, "seed": 0})
     heads.to_parquet(tmp_path / "heads.parquet")
     settings = {
         "settings": ["localization", "lowest", "random"],
-        "proportions": [1 / 16],
+        "proportions": [1 / 16, 2 / 16, 4 / 16],
         "random_seeds": [0, 1, 2],
         "positions": "post_image",
         "pool": "disjoint",
@@ -586,22 +615,110 @@ def _mediation_and_ablation(toy, held_out, tmp_path, ablation="zero"):
     rows = score_rows(
         run_shard(get_experiment("head_ablation"), job), samples, family, SPEC.categories
     )
-    return heads, rows[rows["condition"] != "excluded"]
+    return heads, pair_mf(raw, 0.25), rows[rows["condition"] != "excluded"]
 
 
-def test_mediation_is_sparse_and_the_top_localization_head_is_necessary(toy, held_out, tmp_path):
-    """Paper sec. 3.3.2-3.3.3 on the toys (4 layers x 4 heads). MF is not flat: the top 3 heads
-    carry at least 30% of the total |MF| for at least one task. Zeroing the top localization head
-    lowers localization more than zeroing the lowest-|MF| head and more than a random head (mean
-    of 3 seeds). At larger shares the toy InternVL breaks whichever heads go (docs/methods)."""
+NULLS = {"resamples": 1000, "level": 0.95, "seed": 0, "permutations": 1000}
+
+
+def test_mediation_beats_its_null_and_the_ablation_curves_order_as_the_data_allow(
+    toy, held_out, tmp_path
+):
+    """Paper sec. 3.3.2-3.3.3 on the toys (4 layers x 4 heads), each claim against its null.
+
+    Sparsity: the top 3 heads' share of |mean MF| beats the head-permutation null (heads
+    shuffled within every pair) at p < 0.05 for the classification (binary) map of both toys and
+    the localization map of the toy LLaVA. (The toy InternVL's localization map does not:
+    docs/demo-results.md. "Top 3 carry >= 30%", the old test, passes on pure noise.)
+
+    Head ablation over the whole curve (1, 2, 4 heads): for the toy LLaVA, zeroing the
+    localization-critical heads costs more than zeroing the lowest-|MF| ones, the paired 95%
+    interval of AUC(critical) - AUC(lowest) below 0. The toy InternVL's lowest-|MF| heads write
+    its answer's brackets: zeroing 2 of them breaks the format of most answers, while the
+    critical heads keep it, so its lowest-|MF| control is no neutral control (the
+    ``format_broken`` column, docs/methods/mediation.md)."""
+    from vlmloc.experiments.heads_summary import (
+        head_ablation_contrasts,
+        head_ablation_table,
+        mediation_sparsity,
+    )
+
     family = toy[0]
-    heads, rows = _mediation_and_ablation(toy, held_out, tmp_path)
+    heads, pm, rows = _mediation_and_ablation(toy, held_out, tmp_path)
     assert (heads["n_pairs"] >= 12).all(), heads["n_pairs"].describe()
-    top3 = {t: np.sort(g["mf_mean"].abs().to_numpy())[::-1] for t, g in heads.groupby("task")}
-    shares = {t: a[:3].sum() / a.sum() for t, a in top3.items()}
-    print(family, {t: round(s, 3) for t, s in shares.items()})
-    assert max(shares.values()) >= 0.30, shares
-    acc = rows.groupby(["setting", "seed"])["loc_score"].mean()
-    print(family, acc.round(3).to_dict())
-    top, low, rand = acc[("localization", -1)], acc[("lowest", -1)], acc["random"].mean()
-    assert acc[("baseline", -1)] - top > 0.1 and top < low and top < rand, (family, acc.to_dict())
+    s = mediation_sparsity({family: heads}, {family: pm}, {}, NULLS)
+    mean = s[s["statistic"] == "mean"].set_index("task")
+    print(family, mean[["share_top3", "share_top3_null", "share_top3_p"]].round(3).to_dict())
+    assert mean.loc["binary", "share_top3_p"] < 0.05, mean.loc["binary"]
+    assert (mean["share_top3_lo"] <= mean["share_top3_hi"]).all()
+    if family == "llava":
+        assert mean.loc["localization", "share_top3_p"] < 0.05, mean.loc["localization"]
+    c = head_ablation_contrasts({family: rows}, NULLS, {}).set_index(["setting", "versus"])
+    curves = head_ablation_table({family: rows}, NULLS, {})
+    print(family, c[["delta_auc", "delta_lo", "delta_hi"]].round(3).to_dict("index"))
+    assert (c["delta_lo"] <= c["delta_auc"]).all() and (c["delta_auc"] <= c["delta_hi"]).all()
+    assert curves.loc[curves["proportion"] == 0, "format_broken"].eq(0).all()
+    critical = curves[curves["setting"] == "localization"]
+    if family == "llava":
+        assert c.loc[("localization", "lowest"), "delta_hi"] < 0, c
+        # the top localization head alone takes localization almost to nothing
+        assert critical.set_index("n_heads").loc[1, "accuracy"] < 10, critical
+    else:
+        low = curves[curves["setting"] == "lowest"].set_index("n_heads")
+        assert low.loc[2, "format_broken"] > 50 and (critical["format_broken"] <= 10).all(), (
+            low,
+            critical,
+        )
+
+
+def test_translated_mask_control_keeps_the_box_and_its_test_can_fail(toy, held_out, monkeypatch):
+    """Knockout in every layer (the experiment's own conditions and table): blocking the object's
+    tokens removes localization (paired 95% interval of the drop below -30 points), blocking the
+    object's mask moved to a free place costs less than 10 points (interval above -10). The same
+    test fails for a "translated" mask that is the object's own: then its interval is as low as
+    the object's."""
+    import json
+
+    from vlmloc.experiments import attention_knockout, get_experiment, run_shard
+    from vlmloc.experiments.knockout_summary import knockout_table
+    from vlmloc.experiments.token_ablation import object_indices
+    from vlmloc.scoring import score_rows
+    from vlmloc.workflow import other_objects
+
+    family, adapter, _ = toy
+    samples = held_out[0]
+    coco = json.loads(
+        (Path(samples["image_path"].iloc[0]).parents[1] / "annotations.json").read_text()
+    )
+    settings = {
+        "fig3_window": adapter.num_layers,
+        "fig12_windows": [adapter.num_layers],
+        "stride": None,
+        "all_layers": True,
+        "paddings": [0],
+        "random_control": False,
+        "translated_control": True,
+        "translated_seeds": [0, 1],
+        "random_outside_padding": 1,
+    }
+
+    def drops():
+        job = _toy_job(toy, held_out, settings)
+        job.others = other_objects(coco, samples)
+        raw = run_shard(get_experiment("attention_knockout"), job)
+        t = knockout_table({family: score_rows(raw, samples, family, SPEC.categories)}, NULLS)
+        return t.set_index("strategy")
+
+    t = drops()
+    obj, moved = t.loc["object"], t.loc["translated"]
+    print(family, t[["n", "n_skipped", "loc_drop", "loc_drop_lo", "loc_drop_hi"]].round(1))
+    assert obj["loc_drop_hi"] < -30 and moved["loc_drop_lo"] > -10, t
+    assert moved["n"] >= 20 and moved["n_skipped"] < len(samples) / 2, moved
+
+    def onto_the_object(adapter_, samples_, seeds, padding=1, others=None):
+        keys = object_indices(adapter_, samples_, 0)
+        return {int(s): (keys, [""] * len(samples_)) for s in seeds}
+
+    monkeypatch.setattr(attention_knockout, "translated_controls", onto_the_object)
+    broken = drops().loc["translated"]
+    assert broken["loc_drop_lo"] <= -10 and broken["loc_drop_hi"] < -30, broken
