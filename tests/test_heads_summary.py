@@ -673,6 +673,22 @@ def test_no_pair_at_all_gives_an_empty_ranking():
         assert mediation_statistics({"m": heads}, {"m": ""}).empty
 
 
+def test_head_ablation_tables_of_an_empty_subset_are_empty():
+    """An empty probing subset: the head-ablation job writes a frame with no rows and, from the
+    experiment layer, no columns either; its curves, AUCs and contrasts are empty, not a crash
+    (the CI failure of 2026-12-07, KeyError 'setting')."""
+    for rows in (
+        pd.DataFrame(),
+        pd.DataFrame(columns=["sample_id", "condition", "task", "loc_score"]),
+    ):
+        by = {"m": rows}
+        assert per_sample_auc(rows).empty
+        curves = head_ablation_table(by, {"resamples": 10}, {"m": ""})
+        assert curves.empty
+        assert head_ablation_auc(curves, by, {"resamples": 10}).empty
+        assert head_ablation_contrasts(by, {"resamples": 10}, {"m": ""}).empty
+
+
 def test_head_ablation_runs_every_variant_beside_one_baseline(adapters, tmp_path):
     """ablation and positions as lists: one baseline, every (ablation, positions) curve with
     its own condition names and params, zeroed where it says; rank_by orders the heads."""

@@ -645,6 +645,8 @@ CONTRAST_COLUMNS = [
 def _localization_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The scored localization rows of the samples head ablation used, with the variant columns
     (rows written before they existed: the paper's zero ablation after the image)."""
+    if rows.empty:  # an empty probing subset: no rows, and maybe no columns either
+        return rows
     rows = rows[(rows["condition"] != EXCLUDED) & (rows["task"] == "localization")]
     return rows.assign(**{c: v for c, v in DEFAULT_VARIANT.items() if c not in rows})
 
@@ -752,9 +754,11 @@ def per_sample_auc(rows: pd.DataFrame) -> pd.DataFrame:
     """Each sample's normalized AUC per curve (ablation, positions, setting, seed): its score
     (0..1) over the proportions, the unmodified model's at 0. Their mean over samples is the
     curve's AUC (the area is linear in the scores), so resampling samples gives its interval."""
-    rows = _localization_rows(rows)
-    base = rows[rows["setting"] == "baseline"].groupby("sample_id")["loc_score"].mean()
     keys = [*VARIANT, "setting", "seed"]
+    rows = _localization_rows(rows)
+    if rows.empty:
+        return pd.DataFrame(columns=[*keys, "sample_id", "auc"])
+    base = rows[rows["setting"] == "baseline"].groupby("sample_id")["loc_score"].mean()
     parts = []
     for key, g in rows[rows["setting"] != "baseline"].groupby(keys, sort=False):
         wide = g.groupby(["sample_id", "proportion"])["loc_score"].mean().unstack("proportion")
