@@ -21,9 +21,9 @@ import torch
 
 from vlmloc.attribution import attribute_samples
 from vlmloc.data.coco import load_json
+from vlmloc.data.samples import categories_of, read_samples
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
-from vlmloc.workflow import categories_of, read_samples
 
 # (method, steps) per task; captum's methods: riemann_trapezoid (n points, ends included) or
 # gausslegendre (n Gauss-Legendre nodes: exact for polynomials of degree 2n - 1)

@@ -4,13 +4,13 @@ no torch): no import cycle, and no lower layer imports an upper one.
 The layers, lowest first (a module may import its own layer and the layers below it):
 
 1. foundation: ``vlmloc`` (the package), ``paper``, ``tasks``, ``images``, ``gather``,
-   ``workload``, ``flops``, ``sources``, ``workflow`` (the rule scripts' helpers; the probes
-   reuse its image listing), ``data``;
+   ``workload``, ``flops``, ``sources``, ``outputs``, ``data``;
 2. models: ``models``, ``geometry``, ``vision_cache``, ``mean_embedding``, ``scoring``;
 3. interventions: ``interventions``, ``attribution``;
 4. runner: ``runner``;
 5. experiments: ``experiments``, ``probes``;
-6. applications: ``figures``, ``toy``.
+6. applications: ``figures``, ``toy``;
+7. glue: ``workflow`` (what the rule scripts and the .smk files call; nothing below imports it).
 
 A module belongs to the layer of its first name under ``vlmloc`` (``vlmloc.models.llava`` to
 ``models``). Both checks count the imports inside functions too (a lazy import is still a
@@ -38,7 +38,7 @@ LAYERS = (
             "workload",
             "flops",
             "sources",
-            "workflow",
+            "outputs",
             "data",
         },
     ),
@@ -47,6 +47,7 @@ LAYERS = (
     ("runner", {"runner"}),
     ("experiments", {"experiments", "probes"}),
     ("applications", {"figures", "toy"}),
+    ("glue", {"workflow"}),
 )
 
 

@@ -17,10 +17,10 @@ import torch
 import yaml
 from conftest import ROOT, run_snakemake
 
+from vlmloc.data.image_sets import images_in_image_set
 from vlmloc.gather import check_gathered
 from vlmloc.interventions import visual_embedding_stats
 from vlmloc.mean_embedding import combine_embedding_sums, embedding_sums, shard_indices
-from vlmloc.workflow import images_in_image_set
 
 
 def _images(n=7, seed=3):

@@ -679,11 +679,11 @@ def test_translated_mask_control_keeps_the_box_and_its_test_can_fail(toy, held_o
     the object's."""
     import json
 
+    from vlmloc.data.samples import other_objects
     from vlmloc.experiments import attention_knockout, get_experiment, run_shard
     from vlmloc.experiments.knockout_summary import knockout_table
     from vlmloc.experiments.token_ablation import object_indices
     from vlmloc.scoring import score_rows
-    from vlmloc.workflow import other_objects
 
     family, adapter, _ = toy
     samples = held_out[0]

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from vlmloc.data.coco import write_json
 from vlmloc.data.voc import convert
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     coco = convert(Path(snakemake.input[0]) / "VOCdevkit" / "VOC2012", split=snakemake.params.split)

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from vlmloc.data.coco import apply_label_correction, load_json, normalize, write_json
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     original_path = Path(snakemake.input.original) / "annotations" / "instances_val2017.json"

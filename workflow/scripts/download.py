@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from vlmloc.data.download import fetch
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     url, md5 = snakemake.params.url, snakemake.params.md5

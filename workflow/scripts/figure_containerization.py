@@ -2,7 +2,7 @@ import pandas as pd
 
 from vlmloc.experiments.containers_summary import fig9_examples
 from vlmloc.figures.container_figures import plot_fig1, plot_fig9
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p, out = snakemake.params, snakemake.output

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.head_figures import head_ablation_figure, save
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     curves = pd.read_csv(snakemake.input.curves, sep="\t")

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.knockout_figures import plot_fig3, plot_fig12
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     table = pd.read_csv(snakemake.input[0], sep="\t")

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.screening_figures import localization_examples
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake):
     answers = {

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.mechanism_figures import plot_mechanisms
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     i, out, settings = snakemake.input, snakemake.output, snakemake.params.settings

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.head_figures import mediation_heatmaps, mediation_sparsity_figure, save
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = snakemake.params

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.data_figures import object_removal_examples
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake):
     object_removal_examples(

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from vlmloc.figures.probe_figures import plot_fig2, plot_fig11, plot_methods
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 
 def read(kind):

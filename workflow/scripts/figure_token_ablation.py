@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.token_ablation_figures import plot_token_ablation
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     table = pd.read_csv(snakemake.input[0], sep="\t")

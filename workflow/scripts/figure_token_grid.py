@@ -7,10 +7,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from vlmloc.data.filtering import sample_mask
+from vlmloc.data.samples import read_samples
 from vlmloc.experiments.token_grid import grid_examples, ig_importances
 from vlmloc.figures.token_grid_figures import GridExample, plot_fig7, plot_ig_grid
 from vlmloc.models import geometry_adapter
-from vlmloc.workflow import logged, read_samples
+from vlmloc.workflow.logs import logged
 
 
 def examples(samples, adapter):

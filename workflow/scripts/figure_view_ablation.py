@@ -1,7 +1,7 @@
 import pandas as pd
 
 from vlmloc.figures.container_figures import plot_fig10
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     drops = pd.read_csv(snakemake.input[0], sep="\t")

@@ -5,7 +5,8 @@ from vlmloc.data.coco import load_json
 from vlmloc.data.filtering import FilterSettings, filter_samples
 from vlmloc.data.paper import filter_counts_with_paper
 from vlmloc.data.validation import check_samples, validate_dataset
-from vlmloc.workflow import logged, write_parquet, write_tsv
+from vlmloc.outputs import write_parquet, write_tsv
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     source = str(snakemake.input.annotations)

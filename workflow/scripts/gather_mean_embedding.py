@@ -3,7 +3,8 @@ import torch
 
 from vlmloc.gather import read_upstream
 from vlmloc.mean_embedding import combine_embedding_sums
-from vlmloc.workflow import logged, save_torch
+from vlmloc.outputs import save_torch
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     stats = combine_embedding_sums(

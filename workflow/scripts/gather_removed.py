@@ -1,7 +1,8 @@
 import pandas as pd
 
 from vlmloc.gather import check_gathered, read_upstream
-from vlmloc.workflow import logged, write_parquet
+from vlmloc.outputs import write_parquet
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     index = pd.concat(read_upstream(snakemake.input.shards), ignore_index=True)

@@ -1,7 +1,8 @@
 import pandas as pd
 
 from vlmloc.experiments.screening_summary import hallucination_filter
-from vlmloc.workflow import logged, write_parquet
+from vlmloc.outputs import write_parquet
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     kept = hallucination_filter(

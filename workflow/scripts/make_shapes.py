@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from vlmloc.data.shapes import ShapesSpec, generate
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = dict(snakemake.params.spec)

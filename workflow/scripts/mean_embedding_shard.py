@@ -1,9 +1,11 @@
 # Rule mean_embedding_shard: sums over the visual tokens (at the LLM input) of one shard of the
 # mean visual embedding's image set; gather_mean_embedding adds the shards up.
 
+from vlmloc.data.image_sets import images_in_image_set
 from vlmloc.mean_embedding import embedding_sums, shard_indices
-from vlmloc.models import load_job_adapter
-from vlmloc.workflow import images_in_image_set, logged, save_torch
+from vlmloc.outputs import save_torch
+from vlmloc.workflow.jobs import load_job_adapter
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = snakemake.params

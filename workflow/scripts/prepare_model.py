@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     src, out = snakemake.params.source, Path(snakemake.output[0])

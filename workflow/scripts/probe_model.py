@@ -2,9 +2,10 @@
 # twin, the untrained control): summary, per-cell and timing rows.
 import pandas as pd
 
-from vlmloc.models import load_job_adapter
+from vlmloc.outputs import write_parquet
 from vlmloc.probes import ProbeSettings, fit_and_score, probe_images
-from vlmloc.workflow import logged, write_parquet
+from vlmloc.workflow.jobs import load_job_adapter
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = snakemake.params

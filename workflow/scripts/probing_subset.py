@@ -6,7 +6,8 @@ from vlmloc.experiments.screening_summary import (
     false_positive_rates,
     probing_subset,
 )
-from vlmloc.workflow import logged, write_parquet, write_tsv
+from vlmloc.outputs import write_parquet, write_tsv
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     models = snakemake.params.models

@@ -6,8 +6,9 @@ import pandas as pd
 
 from vlmloc.experiments.heads_summary import head_scores, pair_mf
 from vlmloc.gather import read_upstream
+from vlmloc.outputs import write_parquet
 from vlmloc.scoring import check_complete
-from vlmloc.workflow import logged, write_parquet
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = snakemake.params

@@ -1,7 +1,9 @@
 import pandas as pd
 
 from vlmloc.data.inpainting import remove_objects, shard_of
-from vlmloc.workflow import logged, resolve_device, write_parquet
+from vlmloc.outputs import write_parquet
+from vlmloc.workflow.jobs import resolve_device
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = dict(snakemake.params.removal)

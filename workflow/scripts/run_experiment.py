@@ -6,18 +6,14 @@ import torch
 
 from vlmloc.data.coco import load_json
 from vlmloc.data.inpainting import shard_of
+from vlmloc.data.samples import categories_of, other_objects, read_samples
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
 from vlmloc.experiments.base import RAW_COLUMNS
-from vlmloc.models import load_job_adapter
+from vlmloc.outputs import write_parquet
 from vlmloc.runner import Runner
 from vlmloc.vision_cache import VisionCache
-from vlmloc.workflow import (
-    categories_of,
-    logged,
-    other_objects,
-    read_samples,
-    write_parquet,
-)
+from vlmloc.workflow.jobs import load_job_adapter
+from vlmloc.workflow.logs import logged
 from vlmloc.workflow.memory import fit_job_on_gpu
 
 with logged(snakemake) as log:

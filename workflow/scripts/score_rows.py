@@ -3,9 +3,11 @@
 import pandas as pd
 
 from vlmloc.data.coco import load_json
+from vlmloc.data.samples import categories_of, read_samples
 from vlmloc.gather import read_upstream
+from vlmloc.outputs import write_parquet
 from vlmloc.scoring import check_complete, expected_pairs, score_rows
-from vlmloc.workflow import categories_of, logged, read_samples, write_parquet
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     shards = read_upstream(snakemake.input.shards)

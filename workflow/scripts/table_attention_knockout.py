@@ -1,7 +1,8 @@
 import pandas as pd
 
 from vlmloc.experiments.knockout_summary import knockout_summary, knockout_table
-from vlmloc.workflow import logged, write_tsv
+from vlmloc.outputs import write_tsv
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = snakemake.params

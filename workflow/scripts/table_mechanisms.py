@@ -1,7 +1,8 @@
 import pandas as pd
 
 from vlmloc.experiments.mechanisms_summary import format_verdicts, verdicts
-from vlmloc.workflow import logged, write_tsv
+from vlmloc.outputs import write_tsv
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     i = snakemake.input

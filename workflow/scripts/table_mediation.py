@@ -5,7 +5,8 @@ from vlmloc.experiments.heads_summary import (
     mediation_sparsity,
     mediation_statistics,
 )
-from vlmloc.workflow import logged, write_tsv
+from vlmloc.outputs import write_tsv
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     p = snakemake.params

@@ -2,6 +2,7 @@
 # the probe jobs' rows and writes one table.
 import pandas as pd
 
+from vlmloc.outputs import write_tsv
 from vlmloc.probes.summary import (
     best_layer_table,
     best_llm_layers,
@@ -10,7 +11,7 @@ from vlmloc.probes.summary import (
     method_table,
     with_accuracy,
 )
-from vlmloc.workflow import logged, write_tsv
+from vlmloc.workflow.logs import logged
 
 
 def read(kind):

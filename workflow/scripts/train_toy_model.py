@@ -3,7 +3,7 @@ from pathlib import Path
 from vlmloc.figures.toy_figures import training_curves
 from vlmloc.toy.cli import run
 from vlmloc.toy.train import ToyConfig
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     cfg = ToyConfig(**snakemake.params.config)

@@ -1,5 +1,5 @@
 from vlmloc.data.archives import extract
-from vlmloc.workflow import logged
+from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:
     log.info("extracting %s (members under %s)", snakemake.input[0], snakemake.params.members)

@@ -20,19 +20,6 @@ def load_adapter(family: str, path, **kw) -> Adapter:
     return ADAPTERS[family].from_pretrained(path, **kw)
 
 
-def load_job_adapter(model: dict, device: str = "auto", threads: int = 1) -> Adapter:
-    """A model job's adapter, as every model rule loads it: ``model`` is the rule's
-    ``params.model`` (``family``, ``path`` and the load options), ``device`` "auto" is cuda when
-    present, and torch gets the job's ``threads``."""
-    import torch
-
-    from ..workflow import resolve_device
-
-    torch.set_num_threads(threads)
-    m = dict(model)
-    return load_adapter(m.pop("family"), m.pop("path"), device=resolve_device(device), **m)
-
-
 def geometry_adapter(model: dict) -> Adapter:
     """A model's adapter without weights (``Adapter.geometry_only``), from a rule's
     ``params.model`` (``family``, ``path`` and the load options; dtype and attention are
@@ -52,5 +39,4 @@ __all__ = [
     "View",
     "geometry_adapter",
     "load_adapter",
-    "load_job_adapter",
 ]

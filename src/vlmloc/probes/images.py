@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..workflow import generated_images, image_files
+from ..data.image_sets import generated_images, image_files
 
 GENERATED = "generated"
 
