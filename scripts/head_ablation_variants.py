@@ -22,15 +22,15 @@ import torch
 
 from vlmloc.data.shapes import ShapesSpec
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
-from vlmloc.experiments.heads_summary import (
-    head_ablation_auc,
-    head_ablation_contrasts,
-    head_ablation_table,
-    head_scores,
-)
+from vlmloc.experiments.head_ranking import head_scores
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
 from vlmloc.scoring import score_rows
+from vlmloc.tables.head_ablation import (
+    head_ablation_auc,
+    head_ablation_contrasts,
+    head_ablation_table,
+)
 from vlmloc.toy.evaluate import held_out_set
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -67,7 +67,7 @@ def main() -> None:
     # LLM layer chosen on validation / on test
     import pandas as pd
 
-    from vlmloc.probes.summary import best_layer_table
+    from vlmloc.tables.probes import best_layer_table
 
     summary = pd.DataFrame(run.summary).assign(model=args.family)
     lda = summary[(summary["method"] == "lda") & (summary["split"] == "test")]

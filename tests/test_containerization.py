@@ -308,7 +308,7 @@ def _cell_rows(n_samples: int, hit_rate: float, seed: int = 0) -> pd.DataFrame:
 
 
 def test_containerization_cells_carry_a_sample_bootstrap_interval():
-    from vlmloc.experiments.containers_summary import containerization_cells
+    from vlmloc.tables.containers import containerization_cells
 
     boot = {"resamples": 2000, "level": 0.95, "seed": 0}
     small, large = (
@@ -332,7 +332,7 @@ def test_containerization_cells_carry_a_sample_bootstrap_interval():
 def test_view_drops_carry_a_paired_bootstrap_interval():
     """Fig 10's bars: the interval is over each sample's change from its own baseline answer, so a
     view ablation that changes every sample by the same amount has no spread at all."""
-    from vlmloc.experiments.views_summary import size_drops
+    from vlmloc.tables.views import size_drops
 
     rows = []
     for i in range(40):

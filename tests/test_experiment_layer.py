@@ -337,7 +337,7 @@ def _rows(model_scores: dict, seeds=(0, 1)):
 
 
 def test_table1_values_drops_intervals_and_seed_std():
-    from vlmloc.experiments.summary import format_table1, table1, table4
+    from vlmloc.tables.token_ablation import format_table1, table1, table4
 
     rows = _rows(
         {
@@ -376,7 +376,7 @@ def test_ig_gap_is_unknown_when_f_does_not_move():
 
 
 def test_table1_ig_gap_says_how_many_samples_it_leaves_out():
-    from vlmloc.experiments.summary import table1
+    from vlmloc.tables.token_ablation import table1
 
     rows = _rows({("baseline", np.nan, np.nan): [1, 1, 0, 1], ("ig", 8, np.nan): [0, 1, 0, 1]})
     rows["ig_gap"] = np.where(

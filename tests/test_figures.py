@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlmloc.experiments.containers_summary import CELL_COLUMNS
-from vlmloc.experiments.summary import TABLE1_COLUMNS
-from vlmloc.experiments.views_summary import FIG10_COLUMNS
 from vlmloc.figures.container_figures import plot_fig1, plot_fig10
 from vlmloc.figures.token_ablation_figures import plot_token_ablation
+from vlmloc.tables.containers import CELL_COLUMNS
+from vlmloc.tables.token_ablation import TABLE1_COLUMNS
+from vlmloc.tables.views import FIG10_COLUMNS
 
 
 def _artists(fig, gid):

@@ -8,23 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlmloc.experiments.heads_summary import (
+from vlmloc.experiments.head_ranking import head_scores, lowest, pair_mf, ranking, top_k
+from vlmloc.paper import MEDIATION_OVERLAP, PAPER_MODELS
+from vlmloc.tables.head_ablation import (
     head_ablation_auc,
     head_ablation_contrasts,
     head_ablation_table,
-    head_scores,
-    lowest,
+    normalized_auc,
+    per_sample_auc,
+)
+from vlmloc.tables.mediation import (
     mediation_overlap,
     mediation_sparsity,
     mediation_statistics,
-    normalized_auc,
     overlap_p,
-    pair_mf,
-    per_sample_auc,
-    ranking,
-    top_k,
 )
-from vlmloc.paper import MEDIATION_OVERLAP, PAPER_MODELS
 
 BOOT = {"resamples": 1000, "level": 0.95, "seed": 0}
 

@@ -4,13 +4,14 @@ no torch): no import cycle, and no lower layer imports an upper one.
 The layers, lowest first (a module may import its own layer and the layers below it):
 
 1. foundation: ``vlmloc`` (the package), ``paper``, ``tasks``, ``images``, ``gather``,
-   ``workload``, ``flops``, ``sources``, ``outputs``, ``data``;
+   ``workload``, ``flops``, ``sources``, ``outputs``, ``statistics``, ``data``;
 2. models: ``models``, ``geometry``, ``vision_cache``, ``mean_embedding``, ``scoring``;
 3. interventions: ``interventions``, ``attribution``;
 4. runner: ``runner``;
 5. experiments: ``experiments``, ``probes``;
-6. applications: ``figures``, ``toy``;
-7. glue: ``workflow`` (what the rule scripts and the .smk files call; nothing below imports it).
+6. tables: ``tables`` (pandas only; they read the experiments' rows and the head ranking);
+7. applications: ``figures``, ``toy``;
+8. glue: ``workflow`` (what the rule scripts and the .smk files call; nothing below imports it).
 
 A module belongs to the layer of its first name under ``vlmloc`` (``vlmloc.models.llava`` to
 ``models``). Both checks count the imports inside functions too (a lazy import is still a
@@ -39,6 +40,7 @@ LAYERS = (
             "flops",
             "sources",
             "outputs",
+            "statistics",
             "data",
         },
     ),
@@ -46,6 +48,7 @@ LAYERS = (
     ("interventions", {"interventions", "attribution"}),
     ("runner", {"runner"}),
     ("experiments", {"experiments", "probes"}),
+    ("tables", {"tables"}),
     ("applications", {"figures", "toy"}),
     ("glue", {"workflow"}),
 )

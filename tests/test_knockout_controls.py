@@ -23,7 +23,6 @@ from vlmloc.experiments.attention_knockout import (
     translated_controls,
 )
 from vlmloc.experiments.base import ShardJob
-from vlmloc.experiments.knockout_summary import knockout_summary, knockout_table
 from vlmloc.figures.knockout_figures import plot_fig3, plot_fig12
 from vlmloc.geometry import (
     draw_translation,
@@ -34,6 +33,7 @@ from vlmloc.geometry import (
 )
 from vlmloc.models.internvl import InternVLAdapter
 from vlmloc.models.llava import LlavaAdapter
+from vlmloc.tables.knockout import knockout_summary, knockout_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE = {

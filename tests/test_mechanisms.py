@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, copy_workflow, run_snakemake
 
-from vlmloc.experiments.mechanisms_summary import verdicts
+from vlmloc.tables.mechanisms import verdicts
 
 pytestmark = [
     pytest.mark.slow,

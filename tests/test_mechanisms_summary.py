@@ -1,4 +1,4 @@
-"""The known-mechanism verdicts (vlmloc.experiments.mechanisms_summary) on tables whose answer is
+"""The known-mechanism verdicts (vlmloc.tables.mechanisms) on tables whose answer is
 known: a content-like and a container-like model. Each verdict must come out as predicted, and
 must NOT when the two models' roles are swapped (the check the issue asks to make by hand; here
 it runs every time)."""
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlmloc.experiments.mechanisms_summary import fig1_margins, format_verdicts, verdicts
+from vlmloc.tables.mechanisms import fig1_margins, format_verdicts, verdicts
 
 PADDINGS = [1, 2]
 

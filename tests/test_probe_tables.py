@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from vlmloc.probes.images import probe_images
-from vlmloc.probes.summary import (
+from vlmloc.tables.probes import (
     best_layer_table,
     best_layers,
     best_llm_layers,

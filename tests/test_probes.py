@@ -15,7 +15,6 @@ from vlmloc.probes import (
     StreamingRidge,
     TokenLabels,
     fit_and_score,
-    paper_scale_forwards,
     probe_images,
     probe_targets,
     select_views,
@@ -25,6 +24,7 @@ from vlmloc.probes import (
     untrained_adapter,
     validation_split,
 )
+from vlmloc.tables.probes import paper_scale_forwards
 
 TASK = "Describe the image."
 

@@ -507,7 +507,7 @@ def test_every_experiment_runs_on_the_tiny_model(qwen, tmp_path, experiment):
     mean = mean_visual_embedding(qwen, list(samples["image_path"]))
     upstream = {}
     if experiment == "head_ablation":  # its ranking: the gathered mediation of the same samples
-        from vlmloc.experiments.heads_summary import head_scores
+        from vlmloc.experiments.head_ranking import head_scores
 
         job = ShardJob(
             qwen,

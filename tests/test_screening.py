@@ -3,15 +3,15 @@ import pandas as pd
 import pytest
 
 from vlmloc.experiments.screening import ANSWER_COLUMNS, run_screening
-from vlmloc.experiments.screening_summary import (
+from vlmloc.runner import Answer
+from vlmloc.scoring import score_answer
+from vlmloc.tables.screening import (
     baseline_accuracy,
     counts_table,
     false_positive_rates,
     hallucination_filter,
     probing_subset,
 )
-from vlmloc.runner import Answer
-from vlmloc.scoring import score_answer
 
 CATS = ["red circle", "blue square", "green triangle"]
 

@@ -62,7 +62,7 @@ def test_hallucination_filter_keeps_at_least_half_and_drops_what_it_must(toy):
     """The filter keeps at least half of the samples, and exactly those named on the original
     image and not on the object-removed one: a filter that kept every sample fails (the toys say
     "yes" on some removed images and miss some originals)."""
-    from vlmloc.experiments.screening_summary import hallucination_filter
+    from vlmloc.tables.screening import hallucination_filter
 
     family, _, answers = toy
     kept = hallucination_filter(answers, "binary").set_index("sample_id")
@@ -208,8 +208,8 @@ def test_containerization_moves_the_box_with_the_ring(toy, held_out):
     "Containerization"). What must hold is that the boxes follow the ring a little, more for
     p = 2 than for p = 1: a no-op intervention fails this test."""
     from vlmloc.experiments import get_experiment, run_shard
-    from vlmloc.experiments.containers_summary import containerization_cells
     from vlmloc.scoring import score_rows
+    from vlmloc.tables.containers import containerization_cells
 
     family = toy[0]
     settings = {
@@ -532,7 +532,7 @@ def test_demo_mechanism_rules_read_the_experiments_tables(toy_demo):
     experiments' own, and the container-side predictions fail, as they must for such a pair."""
     from conftest import run_snakemake
 
-    from vlmloc.experiments.mechanisms_summary import verdicts
+    from vlmloc.tables.mechanisms import verdicts
 
     wf = toy_demo
     (wf / "mech.yaml").write_text(
@@ -589,7 +589,7 @@ def _mediation_and_ablation(toy, held_out, tmp_path, ablation="zero"):
     samples (the workflow's default split), 1, 2 and 4 of the 16 heads: the heads table, the
     pairs' MF and the scored ablation rows."""
     from vlmloc.experiments import get_experiment, run_shard
-    from vlmloc.experiments.heads_summary import head_scores, pair_mf
+    from vlmloc.experiments.head_ranking import head_scores, pair_mf
     from vlmloc.scoring import score_rows
 
     family = toy[0]
@@ -637,11 +637,8 @@ def test_mediation_beats_its_null_and_the_ablation_curves_order_as_the_data_allo
     its answer's brackets: zeroing 2 of them breaks the format of most answers, while the
     critical heads keep it, so its lowest-|MF| control is no neutral control (the
     ``format_broken`` column, docs/methods/mediation.md)."""
-    from vlmloc.experiments.heads_summary import (
-        head_ablation_contrasts,
-        head_ablation_table,
-        mediation_sparsity,
-    )
+    from vlmloc.tables.head_ablation import head_ablation_contrasts, head_ablation_table
+    from vlmloc.tables.mediation import mediation_sparsity
 
     family = toy[0]
     heads, pm, rows = _mediation_and_ablation(toy, held_out, tmp_path)
@@ -681,9 +678,9 @@ def test_translated_mask_control_keeps_the_box_and_its_test_can_fail(toy, held_o
 
     from vlmloc.data.samples import other_objects
     from vlmloc.experiments import attention_knockout, get_experiment, run_shard
-    from vlmloc.experiments.knockout_summary import knockout_table
     from vlmloc.experiments.token_ablation import object_indices
     from vlmloc.scoring import score_rows
+    from vlmloc.tables.knockout import knockout_table
 
     family, adapter, _ = toy
     samples = held_out[0]

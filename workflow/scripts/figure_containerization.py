@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.containers_summary import fig9_examples
 from vlmloc.figures.container_figures import plot_fig1, plot_fig9
+from vlmloc.tables.containers import fig9_examples
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

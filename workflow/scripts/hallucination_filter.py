@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.screening_summary import hallucination_filter
 from vlmloc.outputs import write_parquet
+from vlmloc.tables.screening import hallucination_filter
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

@@ -1,12 +1,12 @@
 import pandas as pd
 
-from vlmloc.experiments.screening_summary import (
+from vlmloc.outputs import write_parquet, write_tsv
+from vlmloc.tables.screening import (
     baseline_accuracy,
     counts_table,
     false_positive_rates,
     probing_subset,
 )
-from vlmloc.outputs import write_parquet, write_tsv
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlmloc.experiments.heads_summary import head_scores, pair_mf
+from vlmloc.experiments.head_ranking import head_scores, pair_mf
 from vlmloc.gather import read_upstream
 from vlmloc.outputs import write_parquet
 from vlmloc.scoring import check_complete

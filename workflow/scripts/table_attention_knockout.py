@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.knockout_summary import knockout_summary, knockout_table
 from vlmloc.outputs import write_tsv
+from vlmloc.tables.knockout import knockout_summary, knockout_table
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

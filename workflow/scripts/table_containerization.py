@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.containers_summary import containerization_cells
 from vlmloc.outputs import write_tsv
+from vlmloc.tables.containers import containerization_cells
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

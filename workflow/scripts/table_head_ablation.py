@@ -1,11 +1,11 @@
 import pandas as pd
 
-from vlmloc.experiments.heads_summary import (
+from vlmloc.outputs import write_tsv
+from vlmloc.tables.head_ablation import (
     head_ablation_auc,
     head_ablation_contrasts,
     head_ablation_table,
 )
-from vlmloc.outputs import write_tsv
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

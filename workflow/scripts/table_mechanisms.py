@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.mechanisms_summary import format_verdicts, verdicts
 from vlmloc.outputs import write_tsv
+from vlmloc.tables.mechanisms import format_verdicts, verdicts
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

@@ -1,11 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.heads_summary import (
-    mediation_overlap,
-    mediation_sparsity,
-    mediation_statistics,
-)
 from vlmloc.outputs import write_tsv
+from vlmloc.tables.mediation import mediation_overlap, mediation_sparsity, mediation_statistics
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from vlmloc.outputs import write_tsv
-from vlmloc.probes.summary import (
+from vlmloc.tables.probes import (
     best_layer_table,
     best_llm_layers,
     layers_by_kind,

@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.summary import format_table1, table1, table4
 from vlmloc.outputs import write_tsv
+from vlmloc.tables.token_ablation import format_table1, table1, table4
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

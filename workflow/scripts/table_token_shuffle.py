@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.containers_summary import format_table2, table2
 from vlmloc.outputs import write_tsv
+from vlmloc.tables.containers import format_table2, table2
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

@@ -1,7 +1,7 @@
 import pandas as pd
 
-from vlmloc.experiments.views_summary import format_table3, size_drops, table3
 from vlmloc.outputs import write_tsv
+from vlmloc.tables.views import format_table3, size_drops, table3
 from vlmloc.workflow.logs import logged
 
 with logged(snakemake) as log:

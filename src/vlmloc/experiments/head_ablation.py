@@ -17,7 +17,7 @@ says about the input but keeps its constant part, so that a head whose mere pres
 network relies on (one that writes the answer's brackets) is not mistaken for one that carries
 the object. ``ablation`` and ``positions`` each take one value or a list: every combination
 runs, beside one shared unmodified baseline. ``rank_by`` says which statistic of MF over the
-pairs ranks the heads (``heads_summary.STATISTICS``; the paper's is the mean).
+pairs ranks the heads (``head_ranking.STATISTICS``; the paper's is the mean).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ..images import open_image
 from ..interventions.heads import HeadCapture, HeadZero
 from ..tasks import task_prompt
 from .base import Condition, Experiment, ShardJob, register
-from .heads_summary import lowest, ranking
+from .head_ranking import lowest, ranking
 from .mediation import every_head, mediation_pairs
 
 SETTINGS = ("localization", "classification", "lowest", "random")

@@ -8,7 +8,7 @@ paper's "all activations associated with the prompt tokens"; ``answer`` = the po
 predict answer tokens; ``all``), and the gold answer's content tokens are scored. A raw row holds
 the mean negative log-probability over the content tokens (``nll``, log-perplexity) of the
 base, source and every patched run; MF = (P_base - P_patched) / (P_base - P_src) is computed
-from the rows on CPU (``heads_summary``), so its threshold changes no model job.
+from the rows on CPU (``experiments.head_ranking``), so its threshold changes no model job.
 
 ``mediate_pair`` is the fast path: per pair, the source run once (capturing every head), the
 base image prefix once (its key/value cache), then batches of heads as batch rows over the

@@ -13,13 +13,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..experiments.heads_summary import (  # noqa: E402
-    TOP_SHARES,
-    _task_order,
-    null_profile,
-    top_k,
-    top_share,
-)
+from ..experiments.head_ranking import task_order, top_k
+from ..tables.mediation import TOP_SHARES, null_profile, top_share
 
 TASK_LABEL = {"localization": "localization", "binary": "classification (binary query)"}
 TASK_COLOUR = {"localization": "tab:red", "binary": "tab:blue"}
@@ -132,7 +127,7 @@ def mediation_sparsity_figure(
     fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 3.9), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         heads = heads_by_model[model]
-        for task in _task_order(heads["task"]):
+        for task in task_order(heads["task"]):
             mf = heads.loc[heads["task"] == task, "mf_mean"].to_numpy(float)
             a = np.sort(np.abs(mf[np.isfinite(mf)]))[::-1]
             label = _sparsity_label(sparsity, model, task, mf)

@@ -6,7 +6,7 @@ translated control (dash-dot: the object's own mask moved to a background place,
 seeds), each with the 95% paired bootstrap interval of its drop over the samples it placed
 (hatched band); the unmodified model (thin dashed horizontal). A control skips the samples it
 cannot place (large objects), so it is drawn as the unmodified model plus its drop paired on the
-samples it placed (``knockout_summary._paired_drops``), not as its raw accuracy over a different
+samples it placed (``vlmloc.tables.knockout._paired_drops``), not as its raw accuracy over a different
 sample set. Each function returns its Figure; the lines' labels name what they draw, and their y-data are the
 table's numbers (tested).
 """

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..experiments.mechanisms_summary import fig1_margins  # noqa: E402
+from ..tables.mechanisms import fig1_margins  # noqa: E402
 
 COLOURS = {"content": "#4477aa", "container": "#ee6677"}
 

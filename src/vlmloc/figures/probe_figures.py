@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from ..probes.summary import (  # noqa: E402
+from ..tables.probes import (
     ACCURACIES,
     best_llm_layers,
     cell_grid,

@@ -1,7 +1,7 @@
 """Positional probes (paper sec. 3.2, app. 8): every visual token's hidden state at every stage,
 streamed from the running model into linear row / column classifiers, never stored.
 
-Imported lazily, like ``vlmloc.experiments``: the table and figure jobs import ``summary``
+Imported lazily, like ``vlmloc.experiments``: the table and figure jobs read ``vlmloc.tables.probes``
 (pandas only), never torch or transformers.
 """
 
@@ -33,7 +33,6 @@ _FROM = {
         "untrained_adapter",
         "validation_split",
     ),
-    "summary": ("paper_scale_forwards",),
     "images": ("probe_images",),
 }
 _WHERE = {name: module for module, names in _FROM.items() for name in names}

@@ -13,8 +13,8 @@ from PIL import Image
 from ..data.filtering import FilterSettings, filter_samples
 from ..data.shapes import ShapesSpec, generate, removed_image_name
 from ..experiments.screening import run_screening
-from ..experiments.screening_summary import hallucination_filter
 from ..runner import Runner
+from ..tables.screening import hallucination_filter
 from ..tasks import iou, task_prompt
 from .data import pool_scene
 

@@ -1,5 +1,4 @@
-"""Tables of the token-ablation experiments (paper Table 1, 4, 5), computed from scored rows,
-and the statistics every experiment's tables share (``bootstrap_ci``, ``summarize_groups``).
+"""Tables of the token-ablation experiments (paper Table 1, 4, 5), computed from scored rows.
 
 Scores per sample: the localization score (mean success at IoU 0.5/0.7/0.9) for the box task,
 "identified" for the list task, in %. Every cell has a 95% percentile-bootstrap interval over
@@ -16,14 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..paper import TABLE1, TABLE1_TOKENS, TABLE4, TABLE5
+from .accuracy import SHORT, STATS, summarize_groups, with_drops
 
-METRIC = {"localization": "loc_score", "list": "identified"}
-SHORT = {"localization": "loc", "list": "cls"}
 STRATEGY_ORDER = ("baseline", "object", "ig", "random", "register")
-STATS = [f"{t}{x}" for t in SHORT.values() for x in ("", "_lo", "_hi", "_std")] + [
-    "loc_drop",
-    "cls_drop",
-]
 STRATEGY_COLUMNS = [
     "strategy",
     "param",
@@ -47,90 +41,10 @@ TABLE1_COLUMNS = [
 TABLE5_COLUMNS = ["model", *[c for c in STRATEGY_COLUMNS if c != "param"], "paper_loc", "paper_cls"]
 
 
-def bootstrap_ci(
-    values: np.ndarray, resamples: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (same units as ``values``)."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return np.nan, np.nan
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
 def _param(row: pd.Series) -> float:
     if row["strategy"] == "object":
         return row.get("padding", np.nan)
     return row.get("k", np.nan)
-
-
-def _shares(rows: pd.DataFrame) -> dict[str, float]:
-    per_sample = rows.drop_duplicates("sample_id")
-    local = per_sample[per_sample["n_tokens_local"] > 0]
-    return {
-        "token_pct": float((100 * per_sample["n_edited"] / per_sample["n_tokens"]).mean()),
-        "token_pct_global": float(
-            (100 * per_sample["n_edited_global"] / per_sample["n_tokens_global"]).mean()
-        ),
-        "token_pct_local": float((100 * local["n_edited_local"] / local["n_tokens_local"]).mean())
-        if len(local)
-        else np.nan,
-        "n_edited": float(per_sample["n_edited"].mean()),
-    }
-
-
-def _ig_gap(rows: pd.DataFrame, short: str) -> dict[str, float]:
-    """IG's completeness gap over samples; a sample whose f(x) equals f(baseline) has no relative
-    gap (NaN) and is left out, and counted."""
-    gaps = rows.drop_duplicates("sample_id")["ig_gap"]
-    known = gaps.dropna()
-    return {
-        f"{short}_ig_gap_median": float(known.median()) if len(known) else np.nan,
-        f"{short}_ig_gap_p90": float(known.quantile(0.9)) if len(known) else np.nan,
-        f"{short}_ig_gap_n_excluded": int(gaps.isna().sum()),
-    }
-
-
-def summarize_groups(
-    rows: pd.DataFrame, keys: list[str], bootstrap: dict | None = None
-) -> pd.DataFrame:
-    """Per group of ``keys``: token shares, samples, and per task accuracy %, its bootstrap
-    interval, and the std over seeds (where a group has several)."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
-    rows = rows.copy()
-    rows["score"] = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
-    out = []
-    for key, g in rows.groupby(keys, dropna=False, sort=False):
-        rec = {
-            **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-            **_shares(g),
-            "n": g["sample_id"].nunique(),
-        }
-        for task, short in SHORT.items():
-            t = g[g["task"] == task]
-            per_seed = t.groupby("seed" if "seed" in t and t["seed"].notna().any() else "task")[
-                "score"
-            ].mean()
-            per_sample = t.groupby("sample_id")["score"].mean()
-            rec[short] = float(per_sample.mean()) if len(t) else np.nan
-            rec[f"{short}_lo"], rec[f"{short}_hi"] = bootstrap_ci(
-                per_sample.to_numpy(), b["resamples"], b["level"], b["seed"]
-            )
-            rec[f"{short}_std"] = float(per_seed.std(ddof=0)) if len(per_seed) > 1 else np.nan
-            if "ig_gap" in t and (t["strategy"] == "ig").any():
-                rec.update(_ig_gap(t, short))
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def _with_drops(out: pd.DataFrame) -> pd.DataFrame:
-    base = out[out["strategy"] == "baseline"]
-    for short in SHORT.values():
-        out[f"{short}_drop"] = out[short] - (float(base[short].iloc[0]) if len(base) else np.nan)
-    return out
 
 
 def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.DataFrame:
@@ -140,7 +54,7 @@ def strategy_table(rows: pd.DataFrame, bootstrap: dict | None = None) -> pd.Data
         return pd.DataFrame(columns=STRATEGY_COLUMNS)
     rows = rows.copy()
     rows["param"] = rows.apply(_param, axis=1)
-    out = _with_drops(summarize_groups(rows, ["strategy", "param"], bootstrap))
+    out = with_drops(summarize_groups(rows, ["strategy", "param"], bootstrap))
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     out["_o"] = out["strategy"].map(order).fillna(len(order))
     return (

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..paper import FIG10_TEXT, TABLE3
 from ..scoring import EXCLUDED
-from .summary import METRIC, SHORT, _with_drops, bootstrap_ci, summarize_groups
+from .accuracy import METRIC, SHORT, bootstrap_ci, summarize_groups, with_drops
 
 VIEW_ORDER = ("none", "local", "global", "both")
 TABLE3_COLUMNS = [
@@ -44,7 +44,7 @@ def table3(
         if rows.empty:
             continue
         strategy = np.where(rows["view"] == "none", "baseline", "ablation")
-        t = _with_drops(
+        t = with_drops(
             summarize_groups(
                 rows.assign(strategy=strategy), ["view", "padding", "strategy"], bootstrap
             )

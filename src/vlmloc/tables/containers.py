@@ -14,7 +14,7 @@ import pandas as pd
 from ..paper import TABLE2
 from ..scoring import EXCLUDED
 from ..tasks import iou, localization_scores
-from .summary import SHORT, _with_drops, bootstrap_ci, summarize_groups
+from .accuracy import SHORT, bootstrap_ci, summarize_groups, with_drops
 
 CELL_COLUMNS = [
     "padding",
@@ -137,7 +137,7 @@ def table2(
     for model, rows in rows_per_model.items():
         if rows.empty:
             continue
-        t = _with_drops(
+        t = with_drops(
             summarize_groups(rows.assign(strategy=rows["mode"]), ["mode", "strategy"], bootstrap)
         )
         t = (

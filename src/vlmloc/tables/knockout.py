@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .summary import METRIC, SHORT, STATS, bootstrap_ci, summarize_groups
+from .accuracy import METRIC, SHORT, STATS, bootstrap_ci, summarize_groups
 
 KNOCKOUT_PARAMS = ["strategy", "padding", "window", "layer_first", "layer_last"]
 KNOCKOUT_COLUMNS = [
