@@ -3,8 +3,7 @@ FLOP counter."""
 
 import pytest
 import torch
-
-from vlmloc.flops import PUBLISHED_PARAMS_B, DecoderDims, forward_flops, meta_model
+from paper_flops import PUBLISHED_PARAMS_B, DecoderDims, forward_flops, meta_model
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_B))

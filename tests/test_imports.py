@@ -4,7 +4,7 @@ no torch): no import cycle, and no lower layer imports an upper one.
 The layers, lowest first (a module may import its own layer and the layers below it):
 
 1. foundation: ``vlmloc`` (the package), ``paper``, ``tasks``, ``images``, ``gather``,
-   ``workload``, ``flops``, ``sources``, ``outputs``, ``statistics``, ``data``;
+   ``workload``, ``sources``, ``outputs``, ``statistics``, ``data``;
 2. models: ``models``, ``geometry``, ``vision_cache``, ``mean_embedding``, ``scoring``;
 3. interventions: ``interventions``, ``attribution``;
 4. runner: ``runner``;
@@ -37,7 +37,6 @@ LAYERS = (
             "images",
             "gather",
             "workload",
-            "flops",
             "sources",
             "outputs",
             "statistics",

@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT
+from paper_flops import DecoderDims, forward_flops, meta_model, paper_config
 
 from vlmloc import workload
-from vlmloc.flops import DecoderDims, forward_flops, meta_model, paper_config
 from vlmloc.models import load_adapter
 
 PAPER = {

@@ -34,7 +34,6 @@ _GROUP4 = re.compile(
     rf"[\[\(]\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*[\]\)]"
 )
 _LOOSE4 = re.compile(rf"({_NUMBER})\s*[, ]\s*({_NUMBER})\s*[, ]\s*({_NUMBER})\s*[, ]\s*({_NUMBER})")
-_INTERNVL_BOX = re.compile(r"<box>\s*\[\[(.*?)\]\]\s*</box>", re.S)
 
 
 @dataclass(frozen=True)

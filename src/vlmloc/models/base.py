@@ -389,11 +389,6 @@ class Adapter(ABC):
         """Box in ORIGINAL-image pixels (x1, y1, x2, y2), whatever the family writes."""
 
     @abstractmethod
-    def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
-        """(x0, y0, sx, sy): the family's box coordinates, scaled to 0..1, are ((x - x0) / sx,
-        (y - y0) / sy) of original-image pixels."""
-
-    @abstractmethod
     def format_box(self, box: tuple[float, float, float, float], width: int, height: int) -> str:
         """The family's own answer text for a box in original pixels (for training and scoring)."""
 

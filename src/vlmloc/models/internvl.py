@@ -24,7 +24,7 @@ from .base import Adapter, ImageLayout, View
 # local tiles at 6, the default here (option max_tiles).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TILE, PATCH, DOWNSAMPLE = 448, 14, 0.5
+TILE = 448  # px, a tile of the hub checkpoint (patch 14, pixel shuffle 0.5: 256 tokens)
 HUB_MAX_TILES, PAPER_MAX_TILES = 12, 6
 
 INTERNVL_SYSTEM = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
@@ -167,9 +167,6 @@ class InternVLAdapter(Adapter):
             parsed.status,
             parsed.n_boxes,
         )
-
-    def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
-        return (0.0, 0.0, float(width), float(height))
 
     def format_box(self, box, width: int, height: int) -> str:
         x1, y1, x2, y2 = box

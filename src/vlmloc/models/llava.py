@@ -17,7 +17,6 @@ from .base import Adapter, ImageLayout, View
 # crop 336, patch 14 in the vision config).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-CLIP_IMAGE_SIZE, CLIP_PATCH = 336, 14  # -> 24 x 24 = 576 visual tokens
 # LLaVA's expand2square background (haotian-liu/LLaVA llava/mm_utils.py process_images:
 # tuple(int(x * 255) for x in image_processor.image_mean)): the CLIP mean, truncated
 PAD_COLOUR = tuple(int(m * 255) for m in CLIP_MEAN)  # (122, 116, 104)
@@ -95,10 +94,6 @@ class LlavaAdapter(Adapter):
         x1, y1, x2, y2 = parsed.box
         box = (x1 * side - ox, y1 * side - oy, x2 * side - ox, y2 * side - oy)
         return ParsedBox(box, parsed.status, parsed.n_boxes)
-
-    def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
-        side, ox, oy = self.square_offset(width, height)
-        return (-ox, -oy, side, side)
 
     def format_box(self, box, width: int, height: int) -> str:
         side, ox, oy = self.square_offset(width, height)

@@ -238,9 +238,6 @@ class Qwen2_5_VLAdapter(Adapter):
         y1, y2 = min(y1, rh) * sy, min(y2, rh) * sy
         return ParsedBox((x1, y1, x2, y2), parsed.status, parsed.n_boxes)
 
-    def answer_frame(self, width: int, height: int) -> tuple[float, float, float, float]:
-        return (0.0, 0.0, float(width), float(height))  # the resized image spans the original
-
     def format_box(self, box, width: int, height: int) -> str:
         """The reply Qwen2.5-VL writes for one box (its JSON grounding format, without the
         label): integer pixels of the resized image."""

@@ -27,12 +27,7 @@ import torch
 
 from .features import Site, StageBatch, TokenLabels
 
-AXES = ("row", "col")
 SHUFFLED = "shuffled"
-
-
-def head_axis(head: str) -> str:
-    return head.split("~")[0]
 
 
 def head_variant(head: str) -> str:

@@ -29,7 +29,6 @@ KNOCKOUT_COLUMNS = [
     *[c for c in STATS if "ig_gap" not in c],
     *[f"{t}_drop_{x}" for t in SHORT.values() for x in ("lo", "hi")],
 ]
-KNOCKOUT_STRATEGIES = ("baseline", "object", "random", "translated")
 
 
 def _unseeded(condition: str) -> str:

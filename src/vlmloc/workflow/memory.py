@@ -22,7 +22,6 @@ Torch-free: the dimensions come from a checkpoint's text config (a dict of confi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -207,7 +206,3 @@ def fit_job_on_gpu(
     return fit_job(
         dims, budget - reserved_bytes, batch_size, settings, prefix, answer, max_new_tokens
     )
-
-
-def gib(n_bytes: float) -> float:
-    return math.ceil(10 * n_bytes / 2**30) / 10

@@ -1,5 +1,5 @@
-"""The paper's models at their published sizes, and the FLOPs of a forward pass: the yardstick of
-"fraction of the floor reached" (the work no implementation can skip).
+"""Test-only (tests/test_flops.py, tests/test_workload.py): the paper's models at their published
+sizes, and the FLOPs of a forward pass, which check ``vlmloc.workload``'s analytic counts.
 
 The three architectures are built from their published dimensions on the meta device (no
 weights, no download), and their parameter counts are checked against the published sizes.
@@ -19,7 +19,7 @@ PUBLISHED_PARAMS_B = {"llava15_7b": 7.06, "llava15_13b": 13.35, "internvl35_8b":
 
 
 def paper_config(name: str):
-    """The transformers config of a paper model from its published dimensions (DESIGN.md)."""
+    """The transformers config of a paper model from its published dimensions (``vlmloc.models.real_configs`` cites where each was read)."""
     from transformers import (
         CLIPVisionConfig,
         InternVLConfig,
@@ -133,7 +133,7 @@ def forward_flops(
     dims: DecoderDims, tokens: int, past: int = 0, logits: int = 1, causal: bool = True
 ) -> float:
     """FLOPs of one row's decoder pass (``workload.decoder_flops``, the torch-free formula)."""
-    from .workload import decoder_flops
+    from vlmloc.workload import decoder_flops
 
     return decoder_flops(
         dims.linear_params,
