@@ -18,8 +18,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-# Published dimensions (shared/DESIGN.md; the meta-device models of ``flops.meta_model`` have
-# them, as tests/test_workload.py checks). LLM: linear weights of the decoder blocks, layers,
+# Published dimensions (the papers' and hub configs', as in ``models.real_configs``; the
+# meta-device models of tests/paper_flops.py's ``meta_model`` have them, as
+# tests/test_workload.py checks). LLM: linear weights of the decoder blocks, layers,
 # query heads x head dim, hidden, vocabulary, heads; vision: linear weights of the tower and
 # projector, layers, width, tokens per view in the tower, visual tokens per view at the LLM.
 PAPER_GEOMETRY = {

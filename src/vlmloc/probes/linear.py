@@ -1,5 +1,5 @@
-"""Linear position probes trained from streamed features, two ways (DESIGN.md, "Probes without
-storing features"):
+"""Linear position probes trained from streamed features, two ways (docs/methods/probes.md,
+"Three probes, two ways to train without storing features"):
 
 - ``StreamingRidge``: a one-pass closed-form probe. Per site it keeps the sufficient statistics
   of a least-squares fit to one-hot targets (X^T X and X^T Y with a bias column, float64); after
