@@ -25,7 +25,7 @@ SOURCES = {
     "defaults, which are Llama-2-7B's (hidden 4096, 32 layers, 32 heads, MLP 11008, "
     "rope theta 10000); Vicuna-7B-v1.5 is a fine-tune of Llama-2-7B, same architecture",
     "llama2-13b": "Llama-2-13B / Vicuna-13B-v1.5: hidden 5120, 40 layers, 40 heads, MLP 13824, "
-    "no grouped-query attention (Llama-2 uses it only at 70B; e.g. LLAMA_13B_CONFIG in public code, "
+    "no grouped-query attention (Llama-2 has it at 70B only; e.g. LLAMA_13B_CONFIG in public code, "
     "huggingface.co/ByteDance/AffineQuant llama-13b-w4a16/config.json)",
     "llava13b-hub": "llava-hf/llava-1.5-13b-hf: the same vision tower, projector, added tokens "
     "and vocabulary 32064 as the 7B; LLaVA-1.5-13B checkpoints show 'Model size 13.4B params' "
