@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from vlmloc.data.shapes import ShapesSpec
+from vlmloc.defaults import defaults
 from vlmloc.experiments import ShardJob, get_experiment, run_shard
 from vlmloc.experiments.head_ranking import head_scores
 from vlmloc.models import load_adapter
@@ -34,7 +35,7 @@ from vlmloc.tables.head_ablation import (
 from vlmloc.toy.evaluate import held_out_set
 
 ROOT = Path(__file__).resolve().parents[1]
-BOOTSTRAP = {"resamples": 1000, "level": 0.95, "seed": 0}
+BOOTSTRAP = defaults("bootstrap")
 
 
 def main() -> None:
@@ -62,7 +63,7 @@ def main() -> None:
                 samples,
                 spec.categories,
                 settings,
-                {"localization": 40, "list": 48},
+                defaults("screening.max_new_tokens"),
                 None,
                 present=None,
                 progress=False,
@@ -73,7 +74,7 @@ def main() -> None:
         pairs = {"n_pairs": args.pairs, "seed": 0}
         raw = run_shard(
             get_experiment("mediation"),
-            job({**pairs, "positions": "post_image", "heads_per_batch": 64}),
+            job(pairs),  # the rest: the schema's defaults (Experiment.settings)
         )
         heads = head_scores(raw, 0.25, BOOTSTRAP)
         heads.to_parquet(Path(tmp) / "heads.parquet")

@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vlmloc.defaults import defaults
 from vlmloc.experiments.mediation import every_head, mediate_pair
 from vlmloc.models import load_adapter
 from vlmloc.runner import Runner
 from vlmloc.tasks import task_prompt
+
+MEDIATION = {k: defaults("experiments.mediation")[k] for k in ("positions", "heads_per_batch")}
 
 
 def mean_mf(results: list[dict], min_log_gap: float) -> tuple[np.ndarray, int]:
@@ -71,7 +74,7 @@ def main() -> None:
             layout = a.layout(int(r["width"]), int(r["height"]))
             text = task_prompt("localization", r["category"], categories)
             gold = a.gold_tokens("localization", r, text)
-            (out,) = mediate_pair(a, src, base, layout, [(text, gold)], "post_image", 64)
+            (out,) = mediate_pair(a, src, base, layout, [(text, gold)], **MEDIATION)
             results[mask].append(out)
             if mask == "content":
                 rows = raw[raw["sample_id"] == sid].set_index("condition")["nll"]

@@ -20,7 +20,7 @@ from vlmloc.tables.mechanisms import verdicts
 pytestmark = [
     pytest.mark.slow,
     # the container toy is committed only once it meets its quality bars; until then this test
-    # cannot run (docs/toy-models.md#toys-with-a-known-mechanism has the training runs so far)
+    # cannot run (docs/lab-notes.md#the-container-toy has the training runs so far)
     pytest.mark.skipif(
         not (ROOT / "checkpoints/toy_llava_container/model.safetensors").exists(),
         reason="no checkpoints/toy_llava_container: no training run has met its quality bars yet",

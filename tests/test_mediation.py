@@ -119,7 +119,7 @@ def test_fast_mediation_equals_the_reference(adapters, family, positions):
 def test_patches_change_the_score_and_no_patch_changes_nothing(adapters, family):
     a = adapters[family]
     src, base, layout, items = _pair(a, ("localization",))
-    res = mediate_pair(a, src, base, layout, items)[0]
+    res = mediate_pair(a, src, base, layout, items, "post_image", 64)[0]
     assert abs(res["base"] - res["source"]) > 1e-3  # the two images differ for the model
     mf = _mf(res)
     assert np.abs(mf).max() > 1e-3, "no head patch changed the score"
@@ -167,10 +167,12 @@ def test_batch_rows_do_not_leak(adapters, family):
     """A head patched alone scores as it does among a batch of other heads."""
     a = adapters[family]
     src, base, layout, items = _pair(a, ("localization",))
-    batched = mediate_pair(a, src, base, layout, items, heads_per_batch=64)[0]["patched"]
+    batched = mediate_pair(a, src, base, layout, items, "post_image", 64)[0]["patched"]
     heads = [(layer, h) for layer in range(a.num_layers) for h in range(a.num_heads)]
     for k in (0, len(heads) - 1, len(heads) // 2 + 1):
-        alone = mediate_pair(a, src, base, layout, items, heads=[heads[k]])[0]["patched"][0]
+        alone = mediate_pair(a, src, base, layout, items, "post_image", 64, heads=[heads[k]])[0][
+            "patched"
+        ][0]
         assert alone == pytest.approx(batched[k], abs=1e-5)
 
 
@@ -178,7 +180,7 @@ def test_gqa_model_patches_query_heads(adapters):
     a = adapters["internvl"]
     assert a.num_kv_heads < a.num_heads  # the tiny InternVL is GQA, as Qwen3 is
     src, base, layout, items = _pair(a, ("localization",))
-    res = mediate_pair(a, src, base, layout, items)[0]
+    res = mediate_pair(a, src, base, layout, items, "post_image", 64)[0]
     per_layer = res["patched"].reshape(a.num_layers, a.num_heads)
     # query heads sharing one key/value head still patch differently
     assert not np.allclose(per_layer[-1, 0], per_layer[-1, 1], atol=1e-6)
@@ -218,7 +220,7 @@ def test_head_hooks_are_removed_even_on_error(adapters, family):
     modules = [m for m in a.model.modules()]
     before = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in modules]
     src, base, layout, items = _pair(a, ("binary",))
-    mediate_pair(a, src, base, layout, items)
+    mediate_pair(a, src, base, layout, items, "post_image", 64)
     with pytest.raises(RuntimeError), HeadZero([(0, 0), (1, 3)])(a, None):
         raise RuntimeError("forward failed")
     seq = pair_sequence(a, layout, *items[0])

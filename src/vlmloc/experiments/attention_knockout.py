@@ -32,11 +32,7 @@ import numpy as np
 from ..data.filtering import sample_mask
 from ..geometry import draw_translation, object_translations, random_outside_indices
 from ..interventions import AttentionKnockout
-from ..workload import (  # torch-free: the Slurm wall times count them too
-    control_windows,
-    layer_windows,
-    window_sizes,
-)
+from ..plans import control_windows, layer_windows, window_sizes  # what the FLOP count counts
 from .base import Condition, Experiment, ShardJob, register, run_conditions, sample_rng
 from .token_ablation import object_indices
 
@@ -102,25 +98,23 @@ class AttentionKnockoutExperiment(Experiment):
         return run_conditions(self.name, self.conditions(job, log), job, self.param_columns, log)
 
     def conditions(self, job: ShardJob, log=None) -> Iterator[Condition]:
-        s, samples, adapter = job.settings, job.samples, job.adapter
+        s, samples, adapter = self.settings(job), job.samples, job.adapter
         n = adapter.num_layers
         masks = {
             ("object", p, None): (object_indices(adapter, samples, p), None) for p in s["paddings"]
         }
-        outside = int(s.get("random_outside_padding", 1))
-        if s.get("random_control", True):
-            for seed, draw in random_controls(
-                adapter, samples, s.get("random_seeds", [0]), outside
-            ).items():
+        outside = int(s["random_outside_padding"])
+        if s["random_control"]:
+            for seed, draw in random_controls(adapter, samples, s["random_seeds"], outside).items():
                 masks[("random", 0, seed)] = draw
-        if s.get("translated_control", True):
+        if s["translated_control"]:
             others = job.other_masks()
             if log is not None and job.others is None:
                 log.warning(
                     "translated control: the samples name no annotation; other objects are not avoided"
                 )
             for seed, draw in translated_controls(
-                adapter, samples, s.get("translated_seeds", [0]), outside, others
+                adapter, samples, s["translated_seeds"], outside, others
             ).items():
                 masks[("translated", 0, seed)] = draw
         if log is not None:
@@ -137,9 +131,7 @@ class AttentionKnockoutExperiment(Experiment):
                     )
         yield Condition("baseline", {"strategy": "baseline"})
         controlled = control_windows(n, s)
-        for first, last in layer_windows(
-            n, window_sizes(s), s.get("stride"), s.get("all_layers", True)
-        ):
+        for first, last in layer_windows(n, window_sizes(s), s["stride"], s["all_layers"]):
             size = last - first + 1
             where = {"window": size if size < n else n, "layer_first": first, "layer_last": last}
             for (strategy, padding, seed), (keys, why) in masks.items():

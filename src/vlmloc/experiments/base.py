@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..defaults import with_defaults
 from ..interventions.base import Intervention
 from ..models.base import Adapter
 from ..runner import Runner
@@ -134,6 +135,11 @@ class Experiment:
     name: ClassVar[str] = ""
     tasks: ClassVar[tuple[str, ...]] = ("localization", "list")
     param_columns: ClassVar[tuple[str, ...]] = ()
+
+    def settings(self, job: ShardJob) -> dict:
+        """The job's config entry (``experiments.<name>``) completed with the schema's defaults
+        (``vlmloc.defaults``): a partial entry, a test's or a script's, runs as the workflow's."""
+        return with_defaults(f"experiments.{self.name}", job.settings)
 
     def skip_reason(self, adapter: Adapter) -> str | None:
         """Why this model cannot run the experiment (e.g. it has no local views), or None."""

@@ -84,7 +84,7 @@ class Containerization(Experiment):
     param_columns = ("padding", "seed")
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
-        s = job.settings
+        s = self.settings(job)
         records, layouts = job.records, job.layouts()
         masks = [sample_mask(r) for r in records]
         grid, tasks = s["scale_grid"], tuple(s["tasks"])
@@ -125,7 +125,7 @@ class TokenShuffle(Experiment):
     param_columns = ("mode", "seed")
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
-        s, records, layouts = job.settings, job.records, job.layouts()
+        s, records, layouts = self.settings(job), job.records, job.layouts()
         yield Condition("baseline", {"mode": "baseline"})
         for mode in s["modes"]:
             if mode not in _MODES:

@@ -115,8 +115,8 @@ class HeadAblation(Experiment):
     param_columns = ("setting", "proportion", "n_heads", "seed", "positions", "ablation", "rank_by")
 
     def exclude(self, job: ShardJob) -> dict[str, str]:
-        s = job.settings
-        if s.get("pool", "disjoint") == "same":
+        s = self.settings(job)
+        if s["pool"] == "same":
             return {}
         pairs = set(
             mediation_pairs(job.pool_ids, int(s["pairs"]["n_pairs"]), int(s["pairs"]["seed"]))
@@ -128,7 +128,7 @@ class HeadAblation(Experiment):
         }
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
-        s, adapter = job.settings, job.adapter
+        s, adapter = self.settings(job), job.adapter
         if "mediation" not in job.upstream:
             raise ValueError(
                 "head ablation needs the mediation ranking (heads.parquet) of this model"
@@ -142,10 +142,10 @@ class HeadAblation(Experiment):
             )
         variants = [
             (how, positions)
-            for how in as_list(s.get("ablation", "zero"))
-            for positions in as_list(s.get("positions", "post_image"))
+            for how in as_list(s["ablation"])
+            for positions in as_list(s["positions"])
         ]
-        rank_by = s.get("rank_by", "mean")
+        rank_by = s["rank_by"]
         means = {}
         for how, positions in variants:
             if how == "mean" and positions not in means:
@@ -170,9 +170,7 @@ class HeadAblation(Experiment):
             for setting in s["settings"]:
                 seeds = s["random_seeds"] if setting == "random" else [-1]
                 for seed in seeds:
-                    order = head_order(
-                        heads, setting, s.get("lowest_task", "localization"), seed, every, rank_by
-                    )
+                    order = head_order(heads, setting, s["lowest_task"], seed, every, rank_by)
                     for p in s["proportions"]:
                         n = n_ablated(float(p), len(every))
                         if n == 0:
@@ -199,11 +197,10 @@ class HeadAblation(Experiment):
                             score_gold=True,
                         )
 
-    @staticmethod
-    def _mean_records(job: ShardJob) -> list[dict]:
+    def _mean_records(self, job: ShardJob) -> list[dict]:
         """The images whose head outputs give the mean ablation's means: the first
         ``mean_samples`` mediation pairs (by sample id), else of the pool."""
-        s = job.settings
+        s = self.settings(job)
         pool = job.pool if job.pool is not None else job.samples
         pairs = (
             set(mediation_pairs(job.pool_ids, int(s["pairs"]["n_pairs"]), int(s["pairs"]["seed"])))
@@ -211,6 +208,4 @@ class HeadAblation(Experiment):
             else set()
         )
         source = pool[pool["sample_id"].isin(pairs)] if pairs else pool
-        return (
-            source.sort_values("sample_id").head(int(s.get("mean_samples", 32))).to_dict("records")
-        )
+        return source.sort_values("sample_id").head(int(s["mean_samples"])).to_dict("records")

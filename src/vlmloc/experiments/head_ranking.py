@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..defaults import with_defaults
 from ..scoring import EXCLUDED
 from ..statistics import bootstrap_ci
 
@@ -141,7 +142,7 @@ def head_scores(
     bounded ``mf_log``), kept and total pairs, samples excluded from the experiment, and the rank
     within the task by the mean (the paper's; 1 = highest; ties by layer, head). A task without a
     kept pair has NaN scores and ``n_pairs`` 0."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     n_excluded = (
         int(rows.loc[rows["condition"] == EXCLUDED, "sample_id"].nunique()) if len(rows) else 0
     )

@@ -80,7 +80,7 @@ def mediate_pair_reference(
     base_pixels: torch.Tensor,
     layout: ImageLayout,
     tasks: Sequence[tuple[str, AnswerTokens]],
-    positions: str = "post_image",
+    positions: str,
     heads: Sequence[tuple[int, int]] | None = None,
 ) -> list[dict]:
     """The plain reference for ``mediation.mediate_pair``: the stock model's forward on the whole sequence

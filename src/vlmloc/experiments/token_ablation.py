@@ -142,7 +142,7 @@ class TokenAblation(Experiment):
     param_columns = ("strategy", "padding", "k", "seed")
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
-        s, samples = job.settings, job.samples
+        s, samples = self.settings(job), job.samples
         n_tokens = [lay.n_tokens for lay in job.layouts()]
         yield Condition("baseline", {"strategy": "baseline"})
         for p in s["paddings"]:

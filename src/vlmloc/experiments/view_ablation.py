@@ -29,7 +29,7 @@ class ViewAblation(Experiment):
         return None
 
     def exclude(self, job: ShardJob) -> dict[str, str]:
-        if not job.settings.get("multi_view_only", True):
+        if not self.settings(job)["multi_view_only"]:
             return {}
         return {
             r["sample_id"]: "single view (no local view to ablate)"
@@ -38,7 +38,7 @@ class ViewAblation(Experiment):
         }
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
-        s = job.settings
+        s = self.settings(job)
         yield Condition("baseline", {"view": "none", "padding": 0})
         for view in s["views"]:
             if view not in VIEWS:

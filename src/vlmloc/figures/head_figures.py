@@ -14,6 +14,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..experiments.head_ranking import task_order, top_k
+from ..tables.head_ablation import DEFAULT_VARIANT
 from ..tables.mediation import TOP_SHARES, null_profile, top_share
 
 TASK_LABEL = {"localization": "localization", "binary": "classification (binary query)"}
@@ -187,9 +188,7 @@ VARIANT_LABEL = {
 
 def _with_variant(t: pd.DataFrame) -> pd.DataFrame:
     """Tables written before the ablation variants existed: the paper's zero after the image."""
-    return t.assign(
-        **{c: v for c, v in (("ablation", "zero"), ("positions", "post_image")) if c not in t}
-    )
+    return t.assign(**{c: v for c, v in DEFAULT_VARIANT.items() if c not in t})
 
 
 def _auc_label(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..defaults import with_defaults
 from .features import Site, StageBatch, TokenLabels
 
 SHUFFLED = "shuffled"
@@ -376,7 +377,7 @@ class ProbeScores:
         both-right accuracy, with chance levels (uniform positions), and 95% percentile-bootstrap
         intervals of ``acc_mean`` and ``acc_both`` over images (``bootstrap``: resamples, level,
         seed; every key resamples the same images the same way)."""
-        b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+        b = with_defaults("bootstrap", bootstrap)
         # every key resamples the same images: those any key saw (its own rows elsewhere are zeros)
         first = min((c.first for c in self.cells.values() if len(c.images)), default=0)
         last = max(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..defaults import with_defaults
 from ..statistics import bootstrap_ci
 
 METRIC = {"localization": "loc_score", "list": "identified"}
@@ -49,7 +50,7 @@ def summarize_groups(
 ) -> pd.DataFrame:
     """Per group of ``keys``: token shares, samples, and per task accuracy %, its bootstrap
     interval, and the std over seeds (where a group has several)."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     rows = rows.copy()
     rows["score"] = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
     out = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..defaults import with_defaults
 from ..paper import TABLE2
 from ..scoring import EXCLUDED
 from ..tasks import iou, localization_scores
@@ -78,7 +79,7 @@ def containerization_cells(
     rows = rows[(rows["task"] == "localization") & (rows["condition"] != EXCLUDED)]
     if rows.empty:
         return pd.DataFrame(columns=CELL_COLUMNS)
-    boot = bootstrap or {}
+    boot = with_defaults("bootstrap", bootstrap)
     ratios = area_ratios(rows)
     out = []
     for s in scales_of(rows):
@@ -87,9 +88,7 @@ def containerization_cells(
         per_sample = scored.groupby(["padding", "sample_id"])["value"].mean()
         for p, g in per_seed.groupby(level="padding"):
             samples = per_sample.loc[p].to_numpy()
-            lo, hi = bootstrap_ci(
-                samples, boot.get("resamples", 1000), boot.get("level", 0.95), boot.get("seed", 0)
-            )
+            lo, hi = bootstrap_ci(samples, boot["resamples"], boot["level"], boot["seed"])
             out.append(
                 {
                     "padding": int(p),

@@ -11,12 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..defaults import defaults, with_defaults
 from ..scoring import EXCLUDED
 from ..statistics import bootstrap_ci, paired_mean_draws
 
 SETTING_ORDER = ("baseline", "localization", "classification", "lowest", "random")
 VARIANT = ("ablation", "positions")
-DEFAULT_VARIANT = {"ablation": "zero", "positions": "post_image"}
+DEFAULT_VARIANT = {
+    k: defaults("experiments.head_ablation")[k] for k in VARIANT
+}  # old rows: the paper's
 VARIANT_ORDER = {"ablation": ("zero", "mean"), "positions": ("post_image", "all")}
 CRITICAL = ("localization", "classification")
 CONTROLS = ("lowest", "random")
@@ -153,7 +156,7 @@ def head_ablation_table(
     heads ablated: localization accuracy (%) with its bootstrap interval over samples, the share
     of answers not written in the family's format (``format_broken``, %) and the accuracy of
     the well-formed ones. The baseline is each curve's first point (proportion 0)."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     parts = []
     for model, rows in rows_by_model.items():
         rows = _localization_rows(rows)
@@ -228,7 +231,7 @@ def head_ablation_auc(
     (trapezoid-weighted). It is not relative to the unmodified model: a curve that never drops
     scores the baseline accuracy (``baseline``), a linear fall from 1 to 0 gives 0.5. The paper
     reports "normalized AUC" (Fig. 5 / 15) without defining the normalization."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     alpha = (1 - b["level"]) / 2
     table = table.assign(**{c: v for c, v in DEFAULT_VARIANT.items() if c not in table})
     recs = []
@@ -298,7 +301,7 @@ def head_ablation_contrasts(
     (mean over seeds), with a 95% paired bootstrap interval over samples (resampled together for
     both curves; the random heads' seeds resampled too) and the bootstrap's two-sided p-value of
     a zero difference. Negative: the critical heads cost more localization over the whole curve."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     alpha = (1 - b["level"]) / 2
     recs = []
     for model, rows in rows_by_model.items():

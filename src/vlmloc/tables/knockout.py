@@ -14,6 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..defaults import with_defaults
 from .accuracy import METRIC, SHORT, STATS, bootstrap_ci, summarize_groups
 
 KNOCKOUT_PARAMS = ["strategy", "padding", "window", "layer_first", "layer_last"]
@@ -44,7 +45,7 @@ def _paired_drops(
     (each sample's score averaged over the condition's seeds first). A control that skips samples
     (large objects leave no room) would otherwise be compared with a baseline over samples it
     never saw, and show a drop that is only the skipped samples' difference."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     score = 100 * rows.apply(lambda r: r[METRIC[r["task"]]], axis=1).astype(float)
     per = rows.assign(score=score).groupby(["condition", "task", "sample_id"])["score"].mean()
     base = (

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..defaults import with_defaults
 from ..experiments.head_ranking import (
     STAT_COLUMN,
     STATISTICS,
@@ -162,7 +163,7 @@ def sparsity_tests(
 ) -> dict[str, np.ndarray]:
     """One task's top-k shares of |statistic| (``ks``): observed, the bootstrap draws over pairs
     and the head-permutation null's draws (``bootstrap``: resamples, seed, permutations)."""
-    b = {"resamples": 1000, "seed": 0, "permutations": 1000, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     x = _matrices(m)
     if x is None:
         nan = np.full(len(ks), np.nan)
@@ -196,7 +197,7 @@ def null_profile(
     """One task's |statistic| sorted from the largest, averaged over draws of the
     head-permutation null (what the sorted |MF| would look like if no head were consistently
     large); empty without a kept pair."""
-    b = {"seed": 0, "permutations": 1000, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     x = _matrices(m)
     if x is None:
         return np.array([])
@@ -219,7 +220,7 @@ def mediation_sparsity(
     head-permutation null's mean share and the one-sided p-value of the observed share against
     it; the share of heads whose statistic is negative; and the pairs kept.
     ``pairs_by_model``: each model's ``pair_mf``."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, "permutations": 1000, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     alpha = (1 - b["level"]) / 2
     recs = []
     for model, heads in heads_by_model.items():

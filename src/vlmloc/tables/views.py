@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..defaults import with_defaults
 from ..paper import FIG10_TEXT, TABLE3
 from ..scoring import EXCLUDED
 from .accuracy import METRIC, SHORT, bootstrap_ci, summarize_groups, with_drops
@@ -137,7 +138,7 @@ def size_drops(
 ) -> pd.DataFrame:
     """Fig. 10: per model, task, view and COCO size bucket, the drop from baseline (points) and its
     95% bootstrap interval over samples (each sample's change from its own baseline answer)."""
-    b = {"resamples": 1000, "level": 0.95, "seed": 0, **(bootstrap or {})}
+    b = with_defaults("bootstrap", bootstrap)
     out = []
     for model, rows in rows_per_model.items():
         rows = rows[(rows["condition"] != EXCLUDED) & rows["task"].isin(list(METRIC))]

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ..data.filtering import FilterSettings, filter_samples
 from ..data.shapes import ShapesSpec, generate, removed_image_name
+from ..defaults import defaults
 from ..experiments.screening import run_screening
 from ..runner import Runner
 from ..tables.screening import hallucination_filter
@@ -38,7 +39,7 @@ def held_out_set(
     return samples, removed
 
 
-MAX_NEW_TOKENS = {"localization": 40, "list": 48, "binary": 4}
+MAX_NEW_TOKENS = defaults("screening.max_new_tokens")  # the screening's, as the workflow runs it
 
 
 def summarize(answers: pd.DataFrame) -> dict[str, float]:

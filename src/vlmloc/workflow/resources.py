@@ -9,6 +9,8 @@ import math
 import struct
 from pathlib import Path
 
+from ..defaults import with_defaults
+
 BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
@@ -76,13 +78,14 @@ def model_job_resources(model: dict, job: dict, flops: float | None, attempt: in
     (`gpu_tflops` per GPU, or `cpu_tflops`), times the model's `time_factor`, at least
     `min_runtime`; None FLOPs (no geometry yet): `min_runtime`. A retried job (attempt 2, 3,
     ...) gets that many times the memory and time."""
+    model = with_defaults("models.*", model)
     n_gpus = gpus(model, job)
     weights_gb = params_b(model) * BYTES_PER_PARAM[model["dtype"]]
     host_gb = job["host_memory_gb"] + weights_gb * (1.1 if n_gpus else 2.0)
     runtime = job["min_runtime"]
     if flops is not None:
         rate = (job["gpu_tflops"] if n_gpus else job["cpu_tflops"]) * 1e12 * job["floor_fraction"]
-        runtime = max(runtime, math.ceil(flops / rate / 60 * model.get("time_factor", 1)))
+        runtime = max(runtime, math.ceil(flops / rate / 60 * model["time_factor"]))
     cpus = n_gpus * job["cpus_per_gpu"] if n_gpus else 1
     return {
         "mem_mb": math.ceil(host_gb * 1024) * attempt,
