@@ -4,7 +4,7 @@ no torch): no import cycle, and no lower layer imports an upper one.
 The layers, lowest first (a module may import its own layer and the layers below it):
 
 1. foundation: ``vlmloc`` (the package), ``paper``, ``tasks``, ``images``, ``gather``,
-   ``workload``, ``sources``, ``outputs``, ``statistics``, ``data``;
+   ``workload``, ``sources``, ``outputs``, ``statistics``, ``defaults``, ``plans``, ``data``;
 2. models: ``models``, ``geometry``, ``vision_cache``, ``mean_embedding``, ``scoring``;
 3. interventions: ``interventions``, ``attribution``;
 4. runner: ``runner``;
@@ -40,6 +40,8 @@ LAYERS = (
             "sources",
             "outputs",
             "statistics",
+            "defaults",
+            "plans",
             "data",
         },
     ),

@@ -8,7 +8,8 @@ import yaml
 from conftest import ROOT
 from paper_flops import DecoderDims, forward_flops, meta_model, paper_config
 
-from vlmloc import workload
+from vlmloc import plans, workload
+from vlmloc.defaults import with_defaults
 from vlmloc.models import load_adapter
 
 PAPER = {
@@ -66,7 +67,8 @@ def test_the_decoder_count_is_the_speed_yardsticks():
 
 
 def test_knockout_conditions_are_the_experiments(adapters, tmp_path):
-    """The count of the toys' knockout conditions is the experiment's own list (same windows)."""
+    """The count of the toys' knockout conditions (its plan, vlmloc.plans) is the experiment's own
+    list (same windows)."""
     from test_experiment_layer import CATS, _samples
 
     from vlmloc.experiments import ShardJob, get_experiment
@@ -75,7 +77,9 @@ def test_knockout_conditions_are_the_experiments(adapters, tmp_path):
     settings = yaml.safe_load((ROOT / "config.yaml").read_text())["experiments"][
         "attention_knockout"
     ]
-    settings = {**settings, **settings["models"]["tiny_llava"]}
+    settings = with_defaults(
+        "experiments.attention_knockout", {**settings, **settings["models"]["tiny_llava"]}
+    )
     a = adapters["llava"]
     samples = _samples(tmp_path)
     job = ShardJob(
@@ -89,10 +93,10 @@ def test_knockout_conditions_are_the_experiments(adapters, tmp_path):
         progress=False,
     )
     conditions = list(get_experiment("attention_knockout").conditions(job))
-    assert workload.knockout_conditions(a.num_layers, settings) == len(conditions)
+    assert plans.knockout_conditions(a.num_layers, settings) == len(conditions)
     every = {**settings, "control_windows": "all"}
     assert (
-        workload.knockout_conditions(a.num_layers, every)
+        plans.knockout_conditions(a.num_layers, every)
         == len(
             list(
                 get_experiment("attention_knockout").conditions(
@@ -105,8 +109,8 @@ def test_knockout_conditions_are_the_experiments(adapters, tmp_path):
     # the paper's 32 layers: windows of 4, 6 and 1 (8 + 6 + 32) and all layers, x 2 object masks, the
     # 6 control draws in the 8 + 1 windows of Fig 3 and all layers, + baseline; or in all 47 windows
     paper = {**settings, "fig3_window": 4, "fig12_windows": [6, 1]}
-    assert workload.knockout_conditions(32, paper) == 47 * 2 + 9 * 6 + 1
-    assert workload.knockout_conditions(32, {**paper, "control_windows": "all"}) == 47 * 8 + 1
+    assert plans.knockout_conditions(32, paper) == 47 * 2 + 9 * 6 + 1
+    assert plans.knockout_conditions(32, {**paper, "control_windows": "all"}) == 47 * 8 + 1
 
 
 def test_more_work_costs_more():

@@ -18,6 +18,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .defaults import defaults, with_defaults
+from .plans import PLANS
+
 # Published dimensions (the papers' and hub configs', as in ``models.real_configs``; the
 # meta-device models of tests/paper_flops.py's ``meta_model`` have them, as
 # tests/test_workload.py checks). LLM: linear weights of the decoder blocks, layers,
@@ -217,129 +220,23 @@ class Geometry:
         return 3 * steps * self.decoder(n, logits=TEXT["answer"][task] + 1)
 
 
-def _steps(ig: dict, task: str) -> int:
-    steps = ig.get("steps", 50)
-    return int(steps[task] if isinstance(steps, dict) else steps)
-
-
-def layer_windows(
-    n_layers: int, sizes, stride: int | None = None, all_layers: bool = True
-) -> list[tuple[int, int]]:
-    """The knockout's windows: (first, last) layer of every window, each size's windows in
-    order, then all layers (``attention_knockout`` runs them; here so that the count is torch-free)."""
-    out = []
-    for size in dict.fromkeys(int(s) for s in sizes):
-        if size >= n_layers:
-            continue
-        for start in range(0, n_layers, stride or size):
-            out.append((start, min(start + size, n_layers) - 1))
-            if start + size >= n_layers:
-                break
-    if all_layers:
-        out.append((0, n_layers - 1))
-    return list(dict.fromkeys(out))
-
-
-def window_sizes(settings: dict) -> list[int]:
-    return list(dict.fromkeys([int(settings["fig3_window"]), *map(int, settings["fig12_windows"])]))
-
-
-def control_windows(n_layers: int, settings: dict) -> set[tuple[int, int]]:
-    """The windows that also get the knockout's controls: those of Fig. 3 and all layers
-    (``control_windows: fig3``), or every window (``all``)."""
-    which = settings.get("control_windows", "fig3")
-    all_layers = settings.get("all_layers", True)
-    if which == "all":
-        return set(
-            layer_windows(n_layers, window_sizes(settings), settings.get("stride"), all_layers)
-        )
-    if which == "fig3":
-        return set(
-            layer_windows(
-                n_layers, [int(settings["fig3_window"])], settings.get("stride"), all_layers
-            )
-        )
-    raise ValueError(f"attention_knockout.control_windows must be 'fig3' or 'all', not {which!r}")
-
-
-def knockout_conditions(layers: int, settings: dict) -> int:
-    """Conditions of the knockout experiment: its windows x object masks, the controlled windows
-    x control draws, and the baseline."""
-    windows = layer_windows(
-        layers, window_sizes(settings), settings.get("stride"), settings.get("all_layers", True)
-    )
-    controls = len(settings.get("random_seeds", [0])) if settings.get("random_control", True) else 0
-    controls += (
-        len(settings.get("translated_seeds", [0]))
-        if settings.get("translated_control", True)
-        else 0
-    )
-    return (
-        len(windows) * len(settings["paddings"])
-        + len(control_windows(layers, settings)) * controls
-        + 1
-    )
-
-
 def experiment_flops(g: Geometry, experiment: str, s: dict, n_samples: int) -> float:
     """Necessary FLOPs of ``experiment`` with settings ``s`` over ``n_samples`` samples (mediation:
-    its ``n_pairs``; head ablation: the pool it is scored on)."""
-    both = ("localization", "list")
-    vision = g.vision()
-    if experiment == "token_ablation":
-        ig = s["integrated_gradients"]
-        k = len(ig.get("k", [1, 4, 8, 16, 32, 48]))
-        random = len(s["random"].get("k", [])) * len(s["random"]["seeds"])
-        runs = (
-            1 + len(s["paddings"]) + 1 + random
-        )  # baseline, object paddings, register, random draws
-        per = (
-            vision
-            + g.generation(both, runs, runs)
-            + k * g.generation(("localization",))
-            + k * g.generation(("list",))
-        )
-        per += sum(g.integrated_gradients(t, _steps(ig, t)) for t in both)
-        return n_samples * per
-    if experiment == "token_ablation_matched":
-        ig = s["integrated_gradients"]
-        runs = 2 + len(s["random"]["seeds"])  # baseline, object, random draws
-        per = vision + g.generation(both, runs, runs) + 2 * g.generation(("localization",))
-        per += sum(g.integrated_gradients(t, _steps(ig, t)) for t in both)
-        return n_samples * per
-    if experiment == "containerization":
-        runs = 1 + len(s["paddings"]) * len(s["seeds"])
-        return n_samples * (vision + g.generation(s.get("tasks", ["localization"]), runs, runs))
-    if experiment == "token_shuffle":
-        runs = 1 + len(s["modes"]) * len(s["seeds"])
-        return n_samples * (vision + g.generation(both, runs, runs))
-    if experiment == "view_ablation":
-        runs = 1 + len(s["views"]) * len(s["paddings"])
-        return n_samples * (vision + g.generation(both, runs, runs))
-    if experiment == "attention_knockout":
-        return n_samples * (vision + g.generation(both, 1, knockout_conditions(g.layers, s)))
-    if experiment == "mediation":
-        heads = g.layers * g.heads
-        tasks = s.get("tasks", ["localization", "binary"])
-        per = 2 * (vision + g.decoder(g.prefix)) + sum((2 + heads) * g.scored(t) for t in tasks)
-        return s["n_pairs"] * per
-    if experiment == "head_ablation":
-        settings = s["settings"]
-        curves = sum(len(s.get("random_seeds", [0])) if x == "random" else 1 for x in settings)
-        ablations, positions = (
-            [v] if isinstance(v, str) else list(v)
-            for v in (s.get("ablation", "zero"), s.get("positions", "post_image"))
-        )
-        per_variant = curves * len(s["proportions"])
-        conditions = 1 + per_variant * len(ablations) * len(positions)
-        # ablated at every position, a condition reruns the image prefix
-        runs = 1 + per_variant * len(ablations) * positions.count("all")
-        return n_samples * (
-            vision
-            + g.generation(("localization",), runs, conditions)
-            + conditions * g.scored("localization")
-        )
-    raise ValueError(f"no FLOP count for experiment {experiment!r}")
+    its ``n_pairs``; head ablation: the pool it is scored on): its plan's work per sample
+    (``vlmloc.plans``) on the geometry ``g``."""
+    if experiment not in PLANS:
+        raise ValueError(f"no FLOP count for experiment {experiment!r}")
+    plan = PLANS[experiment]
+    s = with_defaults(f"experiments.{experiment}", s)
+    w = plan.work(s, g.layers, g.heads)
+    per = (
+        w.vision * g.vision()
+        + w.prefix_runs * g.decoder(g.prefix)
+        + sum(n * g.suffix(t) for t, n in w.generated.items())
+        + sum(n * g.scored(t) for t, n in w.scored.items())
+        + sum(g.integrated_gradients(t, steps) for t, steps in w.ig_steps.items())
+    )
+    return (s["n_pairs"] if plan.per_pair else n_samples) * per
 
 
 def screening_flops(g: Geometry, n_annotations: int) -> float:
@@ -368,16 +265,7 @@ PAPER_SUBSET = {
     "voc": 1500,
 }  # the paper's COCO probing subset (sec. 2.2); VOC's: an estimate
 PAPER_ANNOTATIONS = 6403  # COCO annotations after the filters (sec. 2.2)
-EXPERIMENTS = (
-    "token_ablation",
-    "token_ablation_matched",
-    "containerization",
-    "token_shuffle",
-    "view_ablation",
-    "attention_knockout",
-    "mediation",
-    "head_ablation",
-)
+EXPERIMENTS = tuple(PLANS)  # the paper's experiments, in the order of its GPU-hours table
 
 
 def overlay(base: dict, over: dict) -> dict:
@@ -402,11 +290,13 @@ def paper_flops(config: dict) -> dict[str, dict[str, float]]:
             ),
         }
         for e in EXPERIMENTS:
-            if e == "view_ablation" and g.views == 1:
+            if PLANS[e].local_views and g.views == 1:
                 continue  # LLaVA has no local views
             s = {**exps[e], **exps[e].get("models", {}).get(model, {})}
             kind = config["datasets"][s["datasets"][0]]["kind"]
-            n = PAPER_SUBSET[kind] - (exps["mediation"]["n_pairs"] if e == "head_ablation" else 0)
+            # head ablation is scored on the pool without the mediation pairs it ranks by
+            upstream = PLANS[e].upstream
+            n = PAPER_SUBSET[kind] - (exps[upstream]["n_pairs"] if upstream == "mediation" else 0)
             row[e] = experiment_flops(g, e, s, n)
         p = config["probes"]
         passes = (p["epochs"] if "sgd" in p["methods"] else 0) + 2
@@ -427,13 +317,13 @@ def main() -> None:
     ap.add_argument(
         "--tflops",
         type=float,
-        default=989.0,
-        help="the GPU's dense bf16 peak (H100 / H200 SXM: 989)",
+        default=defaults("job_resources")["gpu_tflops"],
+        help="the GPU's dense bf16 peak (job_resources.gpu_tflops; H100 / H200 SXM: 989)",
     )
     ap.add_argument(
         "--fraction",
         type=float,
-        default=0.1,
+        default=defaults("job_resources")["floor_fraction"],
         help="fraction of the peak reached (job_resources.floor_fraction)",
     )
     args = ap.parse_args()

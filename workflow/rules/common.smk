@@ -16,6 +16,8 @@ sys.path.insert(
 from vlmloc import workload
 from vlmloc.workflow import resources as model_resources
 from vlmloc.workflow import settings as job_settings
+from vlmloc.defaults import with_defaults
+from vlmloc.plans import PLANS
 from vlmloc.workflow.checks import check_config
 from vlmloc.sources import scoring_sources
 
@@ -231,10 +233,10 @@ def screening_settings():
 
 
 EXPERIMENTS = config.get("experiments", {})
-# experiments whose ablations replace tokens with the model's mean visual embedding
-USES_MEAN_EMBEDDING = {"token_ablation", "token_ablation_matched", "view_ablation"}
-# experiments that need local views (tiles); whether a model makes them, its adapter class says
-NEEDS_LOCAL_VIEWS = {"view_ablation"}
+# what each experiment needs, from its plan (vlmloc.plans): the model's mean visual embedding,
+# local views (tiles; whether a model makes them, its adapter class says)
+USES_MEAN_EMBEDDING = {e for e, p in PLANS.items() if p.mean_embedding}
+NEEDS_LOCAL_VIEWS = {e for e, p in PLANS.items() if p.local_views}
 # the code that parses and scores answers: the scoring rule reruns when it changes (a parser fix
 # rescores every experiment and reruns no model job). Read from vlmloc.scoring's imports
 # (vlmloc.sources, with ast: nothing imported), so it cannot drift from the code.
@@ -255,9 +257,10 @@ def experiment_settings(name, model=None):
 
 
 def upstream_input(wildcards):
-    """Another experiment's gathered output that this one reads: head ablation ranks heads by the
-    same model's mediation on the same dataset."""
-    if wildcards.experiment == "head_ablation":
+    """Another experiment's gathered output that this one reads (its plan's ``upstream``): head
+    ablation ranks heads by the same model's mediation on the same dataset."""
+    upstream = PLANS[wildcards.experiment].upstream
+    if upstream == "mediation":
         return {
             "upstream_mediation": f"results/{wildcards.dataset}/experiments/mediation/{wildcards.model}/heads.parquet"
         }

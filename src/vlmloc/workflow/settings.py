@@ -4,16 +4,16 @@ change to it reruns exactly the jobs it concerns). Torch-free."""
 
 from __future__ import annotations
 
-# experiment settings that only change tables and figures (not passed to the model jobs)
-PRESENTATION_KEYS = frozenset({"metric", "examples", "figure_padding", "min_log_gap"})
+from ..plans import PLANS
 
 
 def experiment_settings(experiments: dict, name: str, model: str | None = None) -> dict:
-    """``experiments[name]`` minus where it runs (datasets, shards) and its presentation keys,
+    """``experiments[name]`` minus where it runs (datasets, shards) and the keys that change only
+    its tables and figures (its plan's ``presentation``; not passed to the model jobs),
     with ``models.<model>`` over it: a nested setting (``integrated_gradients``) is merged key by
     key, so the model sets only what differs."""
     e = experiments[name]
-    skip = {"datasets", "shards", "models", *PRESENTATION_KEYS}
+    skip = {"datasets", "shards", "models", *PLANS[name].presentation}
     out = {k: v for k, v in e.items() if k not in skip}
     for key, value in e.get("models", {}).get(model, {}).items():
         out[key] = {**out[key], **value} if isinstance(value, dict) else value
