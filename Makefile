@@ -6,7 +6,7 @@ CORES ?= 2
 # The CPU wheel on the reference machine; on a GPU workstation set TORCH_SPEC to the CUDA build you want.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-test tokenizers demo test lint report clean-results mutate
+.PHONY: install install-test tokenizers demo test test-fast lint report clean-results mutate
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: install
 
 test: install-test
 	$(VENV)/bin/python -m pytest -q --durations=12
+
+# the developer's loop: everything but the end-to-end workflow runs (marked slow)
+test-fast: install-test
+	$(VENV)/bin/python -m pytest -q -m "not slow" --durations=8
 
 lint: install-test
 	$(VENV)/bin/snakemake --lint

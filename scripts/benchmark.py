@@ -29,7 +29,7 @@ Per experiment, from ONE run (the naive reference first, then the fast path, aft
 
 - the ratio naive / fast, and whether the answers agree: the share of identical generated answers,
   or the largest |difference| of the scores (mediation's nll, head ablation's gold nll, the
-  probes' accuracies). The references: ``experiments.base.run_conditions_naive`` (one
+  probes' accuracies). The references: ``experiments.reference.run_conditions_naive`` (one
   ``generate`` per sample, condition and task, the whole prompt each time) for the generating
   experiments, ``experiments.reference.mediate_pair_reference`` (one full forward per head) and
   ``probes.reference.reference_fit_and_score`` (one image at a time, features stored);
@@ -76,6 +76,7 @@ from PIL import Image
 
 from vlmloc.data.coco import encode_mask
 from vlmloc.data.shapes import ShapesSpec, render_scene
+from vlmloc.defaults import with_defaults
 from vlmloc.experiments import get_experiment
 from vlmloc.experiments.base import (
     Condition,
@@ -116,19 +117,10 @@ GEOMETRY = {
 MAX_NEW = {"localization": 24, "list": 24, "binary": 4}
 # wide scenes (the demo's shapes_wide): InternVL tiles them, 2 tiles + the thumbnail = 768 visual tokens
 WIDE = {"long_side": (340, 480), "aspect": (0.55, 0.64)}
-# each experiment's settings (its config entry, cut down), and how many of its conditions run
-SETTINGS = {
-    "screening": {
-        "conditions": ["original", "removed"],
-        "tasks": ["localization", "list", "binary"],
-    },
-    "containerization": {
-        "paddings": [1, 2],
-        "seeds": [0, 1],
-        "scales": [0, 1, 2],
-        "scale_grid": "global",
-        "tasks": ["localization"],
-    },
+# each experiment's settings: what differs from the config schema's defaults (``vlmloc.defaults``),
+# cut down to a few conditions; ``FIRST``: how many of its conditions run
+OVERRIDES = {
+    "containerization": {"paddings": [1, 2], "seeds": [0, 1]},
     "token_shuffle": {"modes": ["full", "object"], "seeds": [0, 1]},
     "view_ablation": {"views": ["global", "local"], "paddings": [0, 1], "multi_view_only": False},
     # Fig. 3's windows (half the layers each; ``Bench.settings``) and all layers, the object mask and
@@ -136,29 +128,23 @@ SETTINGS = {
     "attention_knockout": {
         "fig3_window": 2,
         "fig12_windows": [],
-        "stride": None,
-        "all_layers": True,
-        "paddings": [0, 1],
-        "random_control": True,
         "random_seeds": [0],
-        "random_outside_padding": 1,
         "translated_control": False,
-        "control_windows": "fig3",
     },
-    "mediation": {
-        "tasks": ["localization", "binary"],
-        "positions": "post_image",
-        "heads_per_batch": 64,
-    },
+    "mediation": {},
     "head_ablation": {
         "settings": ["localization", "random"],
         "random_seeds": [0],
         "proportions": [0.125, 0.25],
-        "lowest_task": "localization",
-        "positions": "post_image",
         "pool": "same",
-        "ablation": "zero",
     },
+}
+SETTINGS = {
+    "screening": {
+        "conditions": ["original", "removed"],
+        "tasks": ["localization", "list", "binary"],
+    },
+    **{e: with_defaults(f"experiments.{e}", over) for e, over in OVERRIDES.items()},
 }
 FIRST = {"containerization": 4, "token_shuffle": 4, "view_ablation": 4}
 PROBE_TOLERANCE = 0.01  # one flipped token in 100 (the features agree up to float noise)
@@ -635,6 +621,7 @@ class Bench:
             methods=(method,),
             random_control=False,
             shuffled_control=False,
+            untrained_control=False,  # the reference fits the trained model only
             validation_fraction=0.0,
             batch_size=self.args.batch_size,
         )

@@ -180,3 +180,49 @@ def test_relative_shuffle_rule(tables):
     with pytest.raises(ValueError, match="no baseline localization"):
         rows["container"] = shuffle_rows(0, 0)
         verdicts(cells, shuffle, best, "content", "container", PADDINGS, shuffle_rows=rows)
+
+
+def test_the_mechanisms_figure_draws_each_panel_from_its_table(tables, tmp_path):
+    """Fig 1's diagonal, the shuffle costs and the probe curves, each panel from its own table:
+    the bars are the cells' values, the probe lines the layers' accuracies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vlmloc.figures.mechanism_figures import plot_mechanisms
+
+    cells, shuffle, best = tables
+    v = verdicts(cells, shuffle, best, "content", "container", PADDINGS)
+    layers = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "method": "sgd",
+                "variant": "true",
+                "split": "test",
+                "kind": "all",
+                "stage": stage,
+                "site": site,
+                "acc_position": acc,
+                "chance_position": 0.1,
+            }
+            for m, accs in (("content", (0.9, 0.94, 0.95)), ("container", (0.1, 0.15, 0.8)))
+            for (stage, site), acc in zip(
+                (("vision", "vision.1"), ("projector", "projector"), ("llm", "llm.1")),
+                accs,
+                strict=True,
+            )
+        ]
+    )
+    png, pdf = tmp_path / "m.png", tmp_path / "m.pdf"
+    fig = plot_mechanisms(
+        cells, shuffle, layers, v, "content", "container", PADDINGS, "sgd", png, pdf
+    )
+    assert png.stat().st_size > 0 and pdf.stat().st_size > 0
+    a, b, c = fig.axes
+    heights = sorted(round(p.get_height(), 1) for p in a.patches)
+    # content: 50 at s = 0 (p = 1, 2) and 3 at s = p; the container the other way round
+    assert heights == [3.0] * 4 + [50.0] * 4
+    assert sorted(round(p.get_height(), 1) for p in b.patches) == [0.5, 8.0, 20.0, 40.0]
+    curves = [line.get_ydata() for line in c.lines if line.get_linestyle() == "-"]
+    assert [list(np.round(y, 2)) for y in curves[:2]] == [[0.9, 0.94, 0.95], [0.1, 0.15, 0.8]]
+    assert "×5.00" in b.get_title()

@@ -36,6 +36,7 @@ def test_streamed_probes_equal_the_plain_reference(adapters, family):
         methods=("ridge", "lda"),
         random_control=False,
         shuffled_control=False,
+        untrained_control=False,
         batch_size=3,
         validation_fraction=0,
     )  # all 8 train images, as the reference

@@ -280,11 +280,29 @@ def test_probe_figures_are_drawn_from_the_rows(tmp_path):
             for k in ("global", "local")
         ]
     )
-    plot_fig2(summary, cells, ["a"], "sgd", "acc_mean", tmp_path / "f2.png", tmp_path / "f2.pdf")
+    f2 = plot_fig2(
+        summary, cells, ["a"], "sgd", "acc_mean", tmp_path / "f2.png", tmp_path / "f2.pdf"
+    )
     plot_fig11(
         summary, cells, ["a"], "sgd", "acc_mean", {}, tmp_path / "f11.png", tmp_path / "f11.pdf"
     )
-    plot_methods(summary, ["a"], ["sgd", "lda"], "acc_mean", tmp_path / "m.png", tmp_path / "m.pdf")
+    m = plot_methods(
+        summary, ["a"], ["sgd", "lda"], "acc_mean", tmp_path / "m.png", tmp_path / "m.pdf"
+    )
+    # the drawn values are the rows': each view's heatmap at the best LLM layer (2, acc 0.9) is
+    # its cells' grid (edge columns 0.6, the rest 0.5), each method's curve its LLM accuracies
+    heatmaps = [ax for ax in f2.axes if ax.images]
+    assert [ax.get_title().split("\n")[0] for ax in heatmaps] == ["a, global view", "a, local view"]
+    expected = np.full((GRID, GRID), 0.5)
+    expected[:, [0, GRID - 1]] = 0.6
+    for ax in heatmaps:
+        assert "LLM layer 2" in ax.get_title()
+        np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), expected)
+    curves = {line.get_label(): list(line.get_ydata()) for line in m.axes[0].lines}
+    sgd = next(v for k, v in curves.items() if k.startswith("SGD"))
+    lda = next(v for k, v in curves.items() if k.startswith("LDA"))
+    np.testing.assert_allclose(sgd, [0.3, 0.7, 0.9, 0.8])
+    np.testing.assert_allclose(lda, [0.3, 0.8, 0.8, 0.7])
     for name in ("f2", "f11", "m"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000 and (
             tmp_path / f"{name}.pdf"

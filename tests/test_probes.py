@@ -357,7 +357,12 @@ def test_test_images_never_share_the_train_images_random_features(adapters):
     a = adapters["llava"]
     images = _images(((64, 64),) * 8)
     settings = ProbeSettings(
-        methods=("ridge",), l2=1e-6, sites=["projector"], batch_size=4, validation_fraction=0
+        methods=("ridge",),
+        l2=1e-6,
+        sites=["projector"],
+        batch_size=4,
+        validation_fraction=0,
+        untrained_control=False,
     )
     run = fit_and_score(a, images, images, settings)
     (control,) = [
@@ -399,7 +404,12 @@ def test_tiles_alone_with_a_batch_without_tiles(adapters):
     single, wide = _images(((64, 64),))[0], _images(((300, 100),))[0]
     assert len(a.layout(*single.size).views) == 1 and len(a.layout(*wide.size).views) > 1
     settings = ProbeSettings(
-        views="local", batch_size=1, epochs=1, random_control=False, sites=["projector"]
+        views="local",
+        batch_size=1,
+        epochs=1,
+        random_control=False,
+        untrained_control=False,
+        sites=["projector"],
     )
     run = fit_and_score(a, [single, wide, wide], [wide], settings)
     tiles = sum(v.n_tokens for v in a.layout(*wide.size).views if v.kind == "local")
@@ -535,7 +545,11 @@ def test_validation_images_are_scored_never_trained_on(adapters, monkeypatch):
     a = adapters["llava"]
     train, test = _images(((64, 64),) * 10), _images(((70, 70),) * 2)
     settings = ProbeSettings(
-        methods=("lda",), sites=["projector"], batch_size=5, validation_fraction=0.3
+        methods=("lda",),
+        sites=["projector"],
+        batch_size=5,
+        validation_fraction=0.3,
+        untrained_control=False,  # its model's passes are the same images again
     )
     run = fit_and_score(a, train, test, settings)
     fit_pass, val_pass, test_pass = (set(p) for p in passes)

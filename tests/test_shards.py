@@ -125,6 +125,7 @@ def process_with_open_file(path: Path) -> int | None:
     return None
 
 
+@pytest.mark.slow  # a real workflow run, killed and rerun
 def test_a_killed_shard_reruns_alone(workflow_dir):
     if not Path("/proc/self/fd").is_dir():
         pytest.skip("needs /proc to find the shard's process")

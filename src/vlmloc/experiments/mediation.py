@@ -121,6 +121,102 @@ def _batches(items: Sequence, size: int) -> Iterator[list]:
         yield list(items[i : i + size])
 
 
+def _mediate_sequence(adapter, seq, heads, rows: int, where, forward, n_prefix: int = 0) -> dict:
+    """One task's mediation on one pair, the same sequence of runs whether the image prefix is
+    cached or not: the source run capturing every head's output, the base run, then the base run
+    with each batch of ``rows`` heads patched from the source at the positions ``where``.
+    ``forward(image, n_rows)`` runs
+    the model on ``seq`` (image "source" or "base") and returns its kept logits; with a cached
+    prefix (``n_prefix`` > 0) the captured outputs are after it, and the prefix's are zeros,
+    never read (the patch positions are False there)."""
+    layers = range(adapter.num_layers)
+    capture = HeadCapture(layers)
+    with capture(adapter):
+        src_logits = forward("source", 1)
+    source = {}
+    for layer in layers:
+        captured = capture.assemble(layer, n_prefix)[0]
+        source[layer] = torch.cat([captured.new_zeros((n_prefix, *captured.shape[1:])), captured])
+    base_logits = forward("base", 1)
+    patched = []
+    for batch in _batches(heads, rows):
+        patch = HeadPatch(source, batch + [None] * (rows - len(batch)), where, n_prefix or None)
+        with patch(adapter):
+            logits = forward("base", rows)
+        patched.append(content_nll(logits, seq.answer)[: len(batch)])
+    return {
+        "source": float(content_nll(src_logits, seq.answer)[0]),
+        "base": float(content_nll(base_logits, seq.answer)[0]),
+        "patched": torch.cat(patched).cpu().numpy(),
+    }
+
+
+def _whole_sequences(adapter, seqs, layout, visual) -> list:
+    """``forward`` for each sequence run whole (positions "all": the patch reaches into the image
+    prefix, so no prefix is shared)."""
+    model = adapter.model
+
+    def forward_of(seq):
+        pos = sequence_positions(adapter, seq, layout)
+        x = {k: embed(adapter, seq.ids, v) for k, v in visual.items()}
+
+        def forward(image: str, n_rows: int):
+            return model(
+                inputs_embeds=x[image].expand(n_rows, -1, -1),
+                position_ids=_rows(pos, n_rows),
+                logits_to_keep=len(seq.answer) + 1,
+            ).logits
+
+        return forward
+
+    return [forward_of(seq) for seq in seqs]
+
+
+def _after_shared_prefix(adapter, seqs, layout, visual, rows: int, positions: str):
+    """``forward`` for each sequence after its image prefix, run once per image and cached (the
+    patched rows share one static copy of the base's cache), and the prefix's length."""
+    model = adapter.model
+    prefix_ids = seqs[0].ids[: seqs[0].prefix]
+    if any(not torch.equal(s.ids[: s.prefix], prefix_ids) for s in seqs):
+        raise RuntimeError("the tasks of one pair do not share its image prefix")
+    n_prefix = len(prefix_ids)
+    prefix_pos = sequence_positions(adapter, seqs[0], layout)[..., :n_prefix]
+    caches = {
+        k: model(
+            inputs_embeds=embed(adapter, prefix_ids, v),
+            position_ids=prefix_pos,
+            use_cache=True,
+            logits_to_keep=1,
+        ).past_key_values
+        for k, v in visual.items()
+    }
+    expanded = static_prefix_cache(model, caches["base"], rows, max(len(s.ids) for s in seqs))
+
+    def forward_of(seq):
+        if patch_positions(seq, positions)[:n_prefix].any():
+            raise ValueError(f"positions {positions!r} reach into the image prefix: use 'all'")
+        suffix = seq.suffix[None].to(adapter.device)
+        pos = sequence_positions(adapter, seq, layout)[..., n_prefix:]
+
+        def forward(image: str, n_rows: int):
+            cache = caches[image] if n_rows == 1 else expanded
+            logits = model(
+                input_ids=suffix.expand(n_rows, -1),
+                position_ids=_rows(pos, n_rows),
+                past_key_values=cache,
+                logits_to_keep=len(seq.answer) + 1,
+            ).logits
+            if n_rows == 1:
+                _back_to(cache, n_prefix)
+            else:
+                rewind(cache, n_prefix)  # the static cache keeps its length
+            return logits
+
+        return forward
+
+    return [forward_of(seq) for seq in seqs], n_prefix
+
+
 @torch.inference_mode()
 def mediate_pair(
     adapter: Adapter,
@@ -128,8 +224,8 @@ def mediate_pair(
     base_pixels: torch.Tensor,
     layout: ImageLayout,
     tasks: Sequence[tuple[str, AnswerTokens]],
-    positions: str = "post_image",
-    heads_per_batch: int = 64,
+    positions: str,
+    heads_per_batch: int,
     heads: Sequence[tuple[int, int]] | None = None,
 ) -> list[dict]:
     """Every head's patched score for one pair and each (task text, gold answer) in ``tasks``:
@@ -137,103 +233,22 @@ def mediate_pair(
     (default: every head, layer by layer)."""
     model, dev = adapter.model, adapter.device
     heads = list(heads) if heads is not None else every_head(adapter)
-    layers = range(adapter.num_layers)
     seqs = [pair_sequence(adapter, layout, text, answer) for text, answer in tasks]
     visual = {
         k: adapter.image_features(px.to(dev, model.dtype))
         for k, px in (("source", source_pixels), ("base", base_pixels))
     }
     rows = max(1, min(heads_per_batch, len(heads)))
-    out = []
-    if (
-        positions == "all"
-    ):  # the patch reaches into the image prefix: whole sequences, no shared cache
-        for seq in seqs:
-            where, keep = patch_positions(seq, positions), len(seq.answer) + 1
-            pos = sequence_positions(adapter, seq, layout)
-            capture = HeadCapture(layers)
-            with capture(adapter):
-                src_logits = model(
-                    inputs_embeds=embed(adapter, seq.ids, visual["source"]),
-                    position_ids=pos,
-                    logits_to_keep=keep,
-                ).logits
-            source = {layer: capture.assemble(layer)[0] for layer in layers}
-            base_x = embed(adapter, seq.ids, visual["base"])
-            base_logits = model(inputs_embeds=base_x, position_ids=pos, logits_to_keep=keep).logits
-            result = {
-                "source": float(content_nll(src_logits, seq.answer)[0]),
-                "base": float(content_nll(base_logits, seq.answer)[0]),
-            }
-            patched = []
-            for batch in _batches(heads, rows):
-                with HeadPatch(source, batch, where)(adapter):
-                    logits = model(
-                        inputs_embeds=base_x.expand(len(batch), -1, -1),
-                        position_ids=_rows(pos, len(batch)),
-                        logits_to_keep=keep,
-                    ).logits
-                patched.append(content_nll(logits, seq.answer))
-            out.append(result | {"patched": torch.cat(patched).cpu().numpy()})
-        return out
-
-    prefix_ids = seqs[0].ids[: seqs[0].prefix]
-    if any(not torch.equal(s.ids[: s.prefix], prefix_ids) for s in seqs):
-        raise RuntimeError("the tasks of one pair do not share its image prefix")
-    n_prefix = len(prefix_ids)
-    caches, prefix_pos = {}, sequence_positions(adapter, seqs[0], layout)[..., :n_prefix]
-    for k in ("source", "base"):
-        caches[k] = model(
-            inputs_embeds=embed(adapter, prefix_ids, visual[k]),
-            position_ids=prefix_pos,
-            use_cache=True,
-            logits_to_keep=1,
-        ).past_key_values
-    expanded = static_prefix_cache(model, caches["base"], rows, max(len(s.ids) for s in seqs))
-    for seq in seqs:
-        where, keep = patch_positions(seq, positions), len(seq.answer) + 1
-        if where[:n_prefix].any():
-            raise ValueError(f"positions {positions!r} reach into the image prefix: use 'all'")
-        suffix = seq.suffix[None].to(dev)
-        pos = sequence_positions(adapter, seq, layout)[..., n_prefix:]
-        capture = HeadCapture(layers)
-        with capture(adapter):
-            src_logits = model(
-                input_ids=suffix,
-                position_ids=pos,
-                past_key_values=caches["source"],
-                logits_to_keep=keep,
-            ).logits
-        # source outputs over absolute positions; the prefix's are zeros, never read (``where`` is False there)
-        _back_to(caches["source"], n_prefix)
-        source = {}
-        for layer in layers:
-            captured = capture.assemble(layer, n_prefix)[0]
-            source[layer] = torch.cat(
-                [captured.new_zeros((n_prefix, *captured.shape[1:])), captured]
-            )
-        base_logits = model(
-            input_ids=suffix, position_ids=pos, past_key_values=caches["base"], logits_to_keep=keep
-        ).logits
-        _back_to(caches["base"], n_prefix)
-        result = {
-            "source": float(content_nll(src_logits, seq.answer)[0]),
-            "base": float(content_nll(base_logits, seq.answer)[0]),
-        }
-        patched = []
-        for batch in _batches(heads, rows):
-            batch_rows = batch + [None] * (rows - len(batch))  # the cache has ``rows`` rows
-            with HeadPatch(source, batch_rows, where, n_prefix)(adapter):
-                logits = model(
-                    input_ids=suffix.expand(rows, -1),
-                    position_ids=_rows(pos, rows),
-                    past_key_values=expanded,
-                    logits_to_keep=keep,
-                ).logits
-            rewind(expanded, n_prefix)
-            patched.append(content_nll(logits, seq.answer)[: len(batch)])
-        out.append(result | {"patched": torch.cat(patched).cpu().numpy()})
-    return out
+    if positions == "all":
+        forwards, n_prefix = _whole_sequences(adapter, seqs, layout, visual), 0
+    else:
+        forwards, n_prefix = _after_shared_prefix(adapter, seqs, layout, visual, rows, positions)
+    return [
+        _mediate_sequence(
+            adapter, seq, heads, rows, patch_positions(seq, positions), forward, n_prefix
+        )
+        for seq, forward in zip(seqs, forwards, strict=True)
+    ]
 
 
 @register
@@ -245,7 +260,7 @@ class Mediation(Experiment):
     param_columns = ("layer", "head", "positions")
 
     def pairs(self, job: ShardJob) -> list[str]:
-        s = job.settings
+        s = self.settings(job)
         return mediation_pairs(job.pool_ids, int(s["n_pairs"]), int(s["seed"]))
 
     def exclude(self, job: ShardJob) -> dict[str, str]:
@@ -258,9 +273,9 @@ class Mediation(Experiment):
         )
 
     def run(self, job: ShardJob, log=None) -> pd.DataFrame:
-        s, adapter = job.settings, job.adapter
-        tasks = [t for t in s.get("tasks", TASKS)]
-        positions, heads = s.get("positions", "post_image"), every_head(adapter)
+        s, adapter = self.settings(job), job.adapter
+        tasks = [t for t in s["tasks"]]
+        positions, heads = s["positions"], every_head(adapter)
         rows = []
         for r in tqdm(job.records, desc="mediation pairs", disable=not job.progress, mininterval=5):
             layout = adapter.layout(int(r["width"]), int(r["height"]))
@@ -277,7 +292,7 @@ class Mediation(Experiment):
                 layout,
                 list(zip(prompts, answers, strict=True)),
                 positions,
-                int(s.get("heads_per_batch", 64)),
+                int(s["heads_per_batch"]),
             )
             counts = token_counts(adapter, r, None)
             for task, prompt, gold, answer, res in zip(

@@ -15,27 +15,9 @@ from ..tables.mechanisms import fig1_margins  # noqa: E402
 COLOURS = {"content": "#4477aa", "container": "#ee6677"}
 
 
-def plot_mechanisms(
-    cells: pd.DataFrame,
-    shuffle: pd.DataFrame,
-    layers: pd.DataFrame,
-    verdicts: pd.DataFrame,
-    content: str,
-    container: str,
-    paddings: list[int],
-    probe_method: str,
-    png: str,
-    pdf: str,
-    **_rules,
-):
-    """The keyword arguments are the workflow's `mechanisms:` settings, as `verdicts` takes them
-    (the rules' thresholds are in ``verdicts``, not drawn)."""
-    method = probe_method
-    roles = {"content": content, "container": container}
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-
-    # (a) Fig 1's diagonal: the grown object's answer scored at s = 0 and at s = p
-    ax, width = axes[0], 0.2
+def _fig1_panel(ax, cells: pd.DataFrame, roles: dict, paddings: list[int]) -> None:
+    """(a) Fig 1's diagonal: the grown object's answer scored at s = 0 and at s = p."""
+    width = 0.2
     for i, (role, model) in enumerate(roles.items()):
         c = cells[cells["model"] == model].set_index(["padding", "scale"])["mean"]
         x = np.arange(len(paddings))
@@ -62,8 +44,9 @@ def plot_mechanisms(
     )
     ax.legend(fontsize=7, loc="upper center", ncol=2)
 
-    # (b) Table 2: points a shuffle costs
-    ax = axes[1]
+
+def _shuffle_panel(ax, shuffle: pd.DataFrame, verdicts: pd.DataFrame, roles: dict) -> None:
+    """(b) Table 2: the points a shuffle costs, and the full shuffle's container / content ratio."""
     modes = [m for m in ("full", "object") if m in set(shuffle["mode"])]
     for i, (role, model) in enumerate(roles.items()):
         t = shuffle[shuffle["model"] == model].set_index("mode")
@@ -89,8 +72,11 @@ def plot_mechanisms(
     ax.set_title("(b) shuffling visual tokens (Table 2)" + subtitle, fontsize=8)
     ax.legend(fontsize=7, loc="upper center", ncol=2)
 
-    # (c) the positional probes per layer (test split), the projector marked
-    ax = axes[2]
+
+def _probe_panel(
+    ax, layers: pd.DataFrame, verdicts: pd.DataFrame, roles: dict, method: str, content: str
+) -> None:
+    """(c) the positional probes per layer (test split), the projector marked."""
     sites = []
     for role, model in roles.items():
         t = layers[
@@ -121,6 +107,29 @@ def plot_mechanisms(
         fontsize=8,
     )
     ax.legend(fontsize=7, loc="center left")
+
+
+def plot_mechanisms(
+    cells: pd.DataFrame,
+    shuffle: pd.DataFrame,
+    layers: pd.DataFrame,
+    verdicts: pd.DataFrame,
+    content: str,
+    container: str,
+    paddings: list[int],
+    probe_method: str,
+    png: str,
+    pdf: str,
+    **_rules,
+):
+    """The keyword arguments are the workflow's `mechanisms:` settings, as `verdicts` takes them
+    (the rules' thresholds are in ``verdicts``, not drawn)."""
+    roles = {"content": content, "container": container}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+
+    _fig1_panel(axes[0], cells, roles, paddings)
+    _shuffle_panel(axes[1], shuffle, verdicts, roles)
+    _probe_panel(axes[2], layers, verdicts, roles, probe_method, content)
     fig.tight_layout()
     fig.savefig(png, dpi=130)
     fig.savefig(pdf)

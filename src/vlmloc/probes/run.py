@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ..defaults import defaults, with_defaults
 from ..models.base import Adapter
 from .features import largest_grid, select_views, stage_features
 from .linear import ProbeScores, SGDProbes, StreamingRidge, probe_targets, random_control
@@ -32,31 +33,36 @@ from .linear import ProbeScores, SGDProbes, StreamingRidge, probe_targets, rando
 METHODS = ("ridge", "lda", "sgd")  # ridge and lda: one pass, the same statistics
 
 
+_P = defaults("probes")  # the config schema's defaults (vlmloc.defaults), not restated here
+
+
 @dataclass
 class ProbeSettings:
-    task_text: str = "Describe the image."  # the neutral task text after the image (does not reach the visual tokens)
-    views: str = (
-        "all"  # which views' tokens are probed: all | global | local (LLaVA: one global view)
-    )
-    methods: tuple[str, ...] = METHODS
-    epochs: int = 10  # SGD passes over the train images
-    batch_size: int = 8  # images per forward pass
+    """A probe job's settings; each default is the config schema's (``probes``)."""
+
+    task_text: str = _P[
+        "task_text"
+    ]  # the neutral text after the image (never reaches the visual tokens)
+    views: str = _P["views"]  # which views' tokens are probed: all | global | local (LLaVA: one)
+    methods: tuple[str, ...] = tuple(_P["methods"])
+    epochs: int = _P["epochs"]  # SGD passes over the train images
+    batch_size: int = 8  # images per forward pass (the job's: models.<m>.batch_size)
     sites: list[str] | None = None  # None = every site
-    l2: float = 1e-3  # ridge: relative to the mean diagonal of X^T X; lda: of the pooled covariance
-    ridge_dtype: str = "float64"
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    minibatch: int = 4096  # tokens per SGD step
-    random_control: bool = True  # a site of random features of the LLM's width
-    shuffled_control: bool = True  # heads trained on per-image shuffled positions
-    untrained_control: bool = False  # the same probes on the same architecture, re-initialised
-    untrained_seed: int = 0  # the re-initialised model's seed
+    l2: float = _P[
+        "l2"
+    ]  # ridge: relative to the mean diagonal of X^T X; lda: of the pooled covariance
+    ridge_dtype: str = _P["ridge_dtype"]
+    lr: float = _P["sgd"]["lr"]
+    optimizer: str = _P["sgd"]["optimizer"]
+    minibatch: int = _P["sgd"]["minibatch"]  # tokens per SGD step
+    random_control: bool = _P["controls"]["random"]  # a site of random features of the LLM's width
+    shuffled_control: bool = _P["controls"]["shuffled"]  # heads trained on shuffled positions
+    untrained_control: bool = _P["controls"]["untrained"]  # the same probes, re-initialised model
+    untrained_seed: int = _P["controls"]["untrained_seed"]  # the re-initialised model's seed
     untrained_methods: tuple[str, ...] | None = None  # None = methods
-    validation_fraction: float = 0.2  # of the train images, held out to choose the best layer
-    bootstrap: dict | None = (
-        None  # resamples, level, seed of the intervals over images (ProbeScores.summary_rows)
-    )
-    seed: int = 0
+    validation_fraction: float = _P["validation_fraction"]  # of the train images: picks the layer
+    bootstrap: dict | None = None  # the intervals over images (ProbeScores.summary_rows)
+    seed: int = _P["seed"]
     progress: bool = False  # tqdm bars over the batches of each pass
 
     @classmethod
@@ -64,31 +70,29 @@ class ProbeSettings:
         """From the config block ``probes`` as the probe job's params hold it: the settings of a
         method that does not run (``epochs`` and ``sgd`` without SGD, ``l2`` and ``ridge_dtype``
         without a closed form) may be left out and keep their defaults."""
-        sgd, controls = cfg.get("sgd", {}), cfg.get("controls", {})
-        optional = {
-            "epochs": cfg.get("epochs"),
-            "l2": cfg.get("l2"),
-            "ridge_dtype": cfg.get("ridge_dtype"),
-            "lr": sgd.get("lr"),
-            "optimizer": sgd.get("optimizer"),
-            "minibatch": sgd.get("minibatch"),
-        }
-        untrained_methods = controls.get("untrained_methods")
+        cfg = with_defaults("probes", cfg)
+        sgd, controls = cfg["sgd"], cfg["controls"]
+        untrained_methods = controls["untrained_methods"]
         return cls(
             task_text=cfg["task_text"],
             views=cfg["views"],
             methods=tuple(cfg["methods"]),
             batch_size=batch_size,
-            random_control=controls.get("random", True),
-            shuffled_control=controls.get("shuffled", True),
-            untrained_control=controls.get("untrained", True),
-            untrained_seed=controls.get("untrained_seed", 0),
+            epochs=cfg["epochs"],
+            l2=cfg["l2"],
+            ridge_dtype=cfg["ridge_dtype"],
+            lr=sgd["lr"],
+            optimizer=sgd["optimizer"],
+            minibatch=sgd["minibatch"],
+            random_control=controls["random"],
+            shuffled_control=controls["shuffled"],
+            untrained_control=controls["untrained"],
+            untrained_seed=controls["untrained_seed"],
             untrained_methods=tuple(untrained_methods) if untrained_methods else None,
-            validation_fraction=cfg.get("validation_fraction", 0.2),
+            validation_fraction=cfg["validation_fraction"],
             bootstrap=cfg.get("bootstrap"),
             seed=cfg["seed"],
             progress=progress,
-            **{k: v for k, v in optional.items() if v is not None},
         )
 
 
@@ -232,12 +236,11 @@ def fit_and_score(
     return run
 
 
-def _probe(
-    adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, variant: str, grid=None
-) -> ProbeRun:
-    """One model's probes: trained on ``splits["fit"]``, scored on the validation and test
-    images; the true-position heads' rows get ``variant``."""
-    train_images = splits["fit"]
+def _fit(adapter: Adapter, images: list, settings: ProbeSettings, grid=None) -> tuple:
+    """Train every method's probes on ``images``: the closed forms' statistics in the first pass,
+    SGD over ``epochs`` passes (each after the first in a new order). Returns the probes (method
+    -> predict(site name, X)), the seconds spent (per pass forward, per method fit) and the
+    passes run."""
     closed = [m for m in ("ridge", "lda") if m in settings.methods]
     ridge = StreamingRidge(getattr(torch, settings.ridge_dtype)) if closed else None
     sgd = (
@@ -249,12 +252,10 @@ def _probe(
     seconds = {"forward": [], "stats": 0.0, "ridge": 0.0, "lda": 0.0, "sgd": 0.0}
     rng = np.random.default_rng(settings.seed)
     for epoch in range(epochs):
-        order = rng.permutation(len(train_images)) if epoch else np.arange(len(train_images))
+        order = rng.permutation(len(images)) if epoch else np.arange(len(images))
         t_pass = 0.0
-        bar = _bar(train_images, settings, f"probes: train pass {epoch + 1}/{epochs}")
-        for batch, dt in bar(
-            _timed(adapter, _stream(adapter, train_images, settings, order, grid=grid))
-        ):
+        bar = _bar(images, settings, f"probes: train pass {epoch + 1}/{epochs}")
+        for batch, dt in bar(_timed(adapter, _stream(adapter, images, settings, order, grid=grid))):
             t_pass += dt
             per_grid = {
                 g: probe_targets(lab, settings.shuffled_control, settings.seed)
@@ -284,9 +285,16 @@ def _probe(
         probes[method] = lambda name, X, w=weights: ridge.predict(name, X, w)
     if sgd is not None:
         probes["sgd"] = sgd.predict
+    return probes, seconds, epochs
+
+
+def _score(adapter: Adapter, probes: dict, splits: dict, settings: ProbeSettings, grid=None):
+    """Every method's probes scored on the validation and the test images (one pass each), and
+    the seconds of each pass."""
     scores = {(m, split): ProbeScores() for m in probes for split in ("validation", "test")}
     t_split = {"validation": 0.0, "test": 0.0}
-    first = {"validation": len(train_images), "test": len(train_images) + len(splits["validation"])}
+    n_fit = len(splits["fit"])
+    first = {"validation": n_fit, "test": n_fit + len(splits["validation"])}
     for split in ("validation", "test"):
         images = splits[split]
         bar = _bar(images, settings, f"probes: {split} pass")
@@ -300,8 +308,18 @@ def _probe(
                 site, labels = batch.sites[name], batch.labels_of(name)
                 for method, predict in probes.items():
                     scores[method, split].update(site, labels, predict(name, X))
+    return scores, t_split
+
+
+def _probe(
+    adapter: Adapter, splits: dict[str, list], settings: ProbeSettings, variant: str, grid=None
+) -> ProbeRun:
+    """One model's probes: trained on ``splits["fit"]``, scored on the validation and test
+    images; the true-position heads' rows get ``variant``."""
+    probes, seconds, epochs = _fit(adapter, splits["fit"], settings, grid)
+    scores, t_split = _score(adapter, probes, splits, settings, grid)
     summary, cells, timing = [], [], []
-    n_train = len(train_images)
+    n_train = len(splits["fit"])
 
     def tagged(r, **extra):
         return {**r, "variant": variant if r["variant"] == "true" else r["variant"], **extra}

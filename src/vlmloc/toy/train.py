@@ -500,69 +500,45 @@ def without_position_embeddings(tower: torch.nn.Module) -> int:
     return found
 
 
-def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) -> pd.DataFrame:
-    """Build, train and save a toy model in ``out_dir``; returns the training history.
-
-    ``held_out(adapter) -> dict`` evaluates the model in its current state (called every
-    ``eval_every`` steps and at the end).
-    """
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    out = Path(out_dir)
-    spec = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes))
-    cats = spec.categories
-    init = out.with_name(out.name + ".init")
-    adapter = build_untrained(cfg, init)
-    model = adapter.model
-    head = aux_head(adapter, len(cats))
-    number_head = (
-        torch.nn.Linear(adapter.model.config.text_config.hidden_size, 1)
-        if cfg.number_weight > 0
-        else None
-    )
-    if not 0 <= cfg.llm_position_layer <= model.config.text_config.num_hidden_layers:
+def _extra_heads(cfg: ToyConfig, adapter, n_categories: int) -> tuple:
+    """The training-only heads on top of the model, built in a fixed order (the seeded draws of
+    their weights): the visual tokens' auxiliary head, the box numbers' head (``number_weight``)
+    and the position head inside the LLM (``llm_position_layer``)."""
+    text = adapter.model.config.text_config
+    head = aux_head(adapter, n_categories)
+    number_head = torch.nn.Linear(text.hidden_size, 1) if cfg.number_weight > 0 else None
+    if not 0 <= cfg.llm_position_layer <= text.num_hidden_layers:
         raise ValueError(
             f"llm_position_layer {cfg.llm_position_layer} is not between 0 and the LLM's "
-            f"{model.config.text_config.num_hidden_layers} layers"
+            f"{text.num_hidden_layers} layers"
         )
-    position_head = (
-        torch.nn.Linear(adapter.model.config.text_config.hidden_size, 2)
-        if cfg.llm_position_layer
-        else None
-    )
-    pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
-    batcher = Batcher(adapter, pool, cats, cfg.seed + 1)
-    params = (
-        list(model.parameters())
-        + list(head.parameters())
-        + (list(number_head.parameters()) if number_head else [])
-    )
-    if position_head is not None:
-        params += list(position_head.parameters())
+    position_head = torch.nn.Linear(text.hidden_size, 2) if cfg.llm_position_layer else None
+    return head, number_head, position_head
 
-    history, t0 = [], time.perf_counter()
-    model.train()
-    if cfg.vision_steps:
-        # Like a real VLM's pretrained vision encoder: the tower first learns, cheaply and on many
-        # images, what the toy's visual tokens must carry (category, cell, object box).
-        opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay)
-        running = []
-        for step in range(cfg.vision_steps):
-            running.append(vision_step(cfg, adapter, head, batcher, opt, params, step))
-            if (step + 1) % 50 == 0 or step + 1 == cfg.vision_steps:
-                row = {
-                    "stage": "vision",
-                    "step": step + 1,
-                    "seconds": time.perf_counter() - t0,
-                    "lm_loss": np.nan,
-                    "aux_loss": float(np.mean(running)),
-                    "lr": opt.param_groups[0]["lr"],
-                }
-                running = []
-                report(history, row, progress)
 
-    # stage 2: the pretrained tower is frozen or slowed down, so the first, large gradients of the
-    # answer loss do not wash out what it learned
+def _vision_stage(cfg, adapter, head, batcher, params, history, t0, progress) -> None:
+    """Stage 1, like a real VLM's pretrained vision encoder: the tower first learns, cheaply and
+    on many images, what the toy's visual tokens must carry (category, cell, object box)."""
+    opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay)
+    running = []
+    for step in range(cfg.vision_steps):
+        running.append(vision_step(cfg, adapter, head, batcher, opt, params, step))
+        if (step + 1) % 50 == 0 or step + 1 == cfg.vision_steps:
+            row = {
+                "stage": "vision",
+                "step": step + 1,
+                "seconds": time.perf_counter() - t0,
+                "lm_loss": np.nan,
+                "aux_loss": float(np.mean(running)),
+                "lr": opt.param_groups[0]["lr"],
+            }
+            running = []
+            report(history, row, progress)
+
+
+def _answer_optimizer(cfg: ToyConfig, adapter, params: list) -> torch.optim.Optimizer:
+    """Stage 2's optimizer: the pretrained tower is frozen or slowed down, so the first, large
+    gradients of the answer loss do not wash out what it learned."""
     tower = list(adapter.vision_tower.parameters())
     in_tower = {id(p) for p in tower}
     groups = [{"params": [p for p in params if id(p) not in in_tower], "scale": 1.0}]
@@ -571,7 +547,14 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
     else:
         for p in tower:
             p.requires_grad_(False)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _answer_stage(cfg, adapter, heads, batcher, params, init, held_out, history, t0, progress):
+    """Stage 2: the answers' loss (with the auxiliary, number and position losses), evaluated on
+    the held-out set every ``eval_every`` steps, the checkpoint so far saved in ``init``."""
+    model, (head, number_head, position_head) = adapter.model, heads
+    opt = _answer_optimizer(cfg, adapter, params)
     running = []
     for step in range(cfg.steps):
         for g in opt.param_groups:
@@ -613,6 +596,33 @@ def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) 
                 model.train()
                 model.save_pretrained(init)  # a resumable look at progress
             report(history, row, progress)
+
+
+def train(cfg: ToyConfig, out_dir: str | Path, held_out, progress: bool = True) -> pd.DataFrame:
+    """Build, train and save a toy model in ``out_dir``; returns the training history.
+
+    ``held_out(adapter) -> dict`` evaluates the model in its current state (called every
+    ``eval_every`` steps and at the end).
+    """
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(out_dir)
+    spec = ShapesSpec(colours=tuple(cfg.colours), shapes=tuple(cfg.shapes))
+    init = out.with_name(out.name + ".init")
+    adapter = build_untrained(cfg, init)
+    model = adapter.model
+    heads = _extra_heads(cfg, adapter, len(spec.categories))
+    pool = make_pool(adapter, spec, cfg.pool_images, cfg.seed, progress)
+    batcher = Batcher(adapter, pool, spec.categories, cfg.seed + 1)
+    params = list(model.parameters())
+    for h in heads:  # the aux head, then the number head, then the position head
+        params += list(h.parameters()) if h is not None else []
+
+    history, t0 = [], time.perf_counter()
+    model.train()
+    if cfg.vision_steps:
+        _vision_stage(cfg, adapter, heads[0], batcher, params, history, t0, progress)
+    _answer_stage(cfg, adapter, heads, batcher, params, init, held_out, history, t0, progress)
     model.eval()
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(init, out)
