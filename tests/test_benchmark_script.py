@@ -1,5 +1,6 @@
 """scripts/benchmark.py runs (so that it cannot rot): one experiment on a tiny model with the real
-token geometry, its fast path equal to the naive reference, and a table row whose numbers parse."""
+token geometry (about 6 s), its fast path equal to the naive reference, and a table row whose
+numbers parse."""
 
 import subprocess
 import sys
@@ -8,7 +9,6 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["containerization", "mediation"])
 def test_the_benchmark_runs_one_experiment(experiment):
     out = subprocess.run(
@@ -44,7 +44,7 @@ def test_the_benchmark_runs_one_experiment(experiment):
     assert rows, out.stdout[-3000:]
     cells = [c.strip() for c in rows[-1].strip("|").split("|")]
     naive_s, fast_s, ratio = float(cells[3]), float(cells[4]), cells[5]
-    assert naive_s > 0 and fast_s > 0 and ratio.startswith("×")
+    assert naive_s >= 0 and fast_s >= 0 and ratio.startswith("×")  # seconds, 1 decimal
     same = cells[6]
     assert same == "100%" if experiment != "mediation" else same.startswith("nll max diff")
     floor = float(cells[9])
