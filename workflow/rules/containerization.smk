@@ -24,7 +24,9 @@ rule table_containerization:
         runtime=10,
     params:
         models=experiment_models("containerization"),
-        metric=with_defaults("experiments.containerization", EXPERIMENTS.get("containerization"))["metric"],
+        metric=with_defaults(
+            "experiments.containerization", EXPERIMENTS.get("containerization")
+        )["metric"],
         bootstrap=config["bootstrap"],
     script:
         "../scripts/table_containerization.py"
@@ -62,8 +64,12 @@ rule figure_containerization:
         runtime=10,
     params:
         models=experiment_models("containerization"),
-        metric=with_defaults("experiments.containerization", EXPERIMENTS.get("containerization"))["metric"],
-        examples=with_defaults("experiments.containerization", EXPERIMENTS.get("containerization"))["examples"],
+        metric=with_defaults(
+            "experiments.containerization", EXPERIMENTS.get("containerization")
+        )["metric"],
+        examples=with_defaults(
+            "experiments.containerization", EXPERIMENTS.get("containerization")
+        )["examples"],
     script:
         "../scripts/figure_containerization.py"
 
@@ -122,7 +128,9 @@ rule table_view_ablation:
         skipped=skipped_models("view_ablation"),
         paper_names=paper_names(experiment_models("view_ablation")),
         bootstrap=config["bootstrap"],
-        figure_padding=with_defaults("experiments.view_ablation", EXPERIMENTS.get("view_ablation"))["figure_padding"],
+        figure_padding=with_defaults(
+            "experiments.view_ablation", EXPERIMENTS.get("view_ablation")
+        )["figure_padding"],
     script:
         "../scripts/table_view_ablation.py"
 
