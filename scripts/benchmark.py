@@ -93,6 +93,7 @@ from vlmloc.models import load_adapter
 from vlmloc.models.real_configs import REAL_CONFIGS
 from vlmloc.models.real_width import build_real_width, find_real_tokenizer
 from vlmloc.models.tiny import BUILDERS
+from vlmloc.plans import PLANS
 from vlmloc.probes import ProbeSettings, fit_and_score, probe_images
 from vlmloc.probes.reference import features_of_one_image, reference_fit_and_score
 from vlmloc.runner import Runner
@@ -529,159 +530,161 @@ class Bench:
         heads.to_parquet(path)
         return {"upstream": {"mediation": str(path)}}
 
-    def mediation_heads(self) -> list[tuple[int, int]]:
-        """The heads mediation patches: every head, or with ``--mediation-heads edges`` per layer
-        the first and last query head of the first key-value group, the first of the second and
-        the last head (where a grouped-query slice would go wrong, at a fraction of the cost)."""
-        a = self.adapter
-        if self.args.mediation_heads == "all":
-            return [(layer, h) for layer in range(a.num_layers) for h in range(a.num_heads)]
-        group = a.num_heads // a.num_kv_heads
-        edges = sorted({0, group - 1, group, a.num_heads - 1})
-        return [(layer, h) for layer in range(a.num_layers) for h in edges]
-
-    def mediation(self) -> Result:
-        a, s = self.adapter, SETTINGS["mediation"]
-        records = self.pool.head(self.args.pairs).to_dict("records")
-        runner = Runner(a, progress=False)
-        pairs = []
-        for r in records:
-            golds = [
-                a.gold_tokens(t, r, task_prompt(t, r["category"], self.spec.categories))
-                for t in s["tasks"]
-            ]
-            items = [
-                (task_prompt(t, r["category"], self.spec.categories), g)
-                for t, g in zip(s["tasks"], golds, strict=True)
-            ]
-            pairs.append(
-                (
-                    runner.pixels(r["image_path"]),
-                    runner.pixels(r["removed_path"]),
-                    a.layout(int(r["width"]), int(r["height"])),
-                    items,
-                )
-            )
-
-        heads = self.mediation_heads()
-
-        def naive():
-            return [
-                mediate_pair_reference(a, src, base, layout, items, s["positions"], heads)
-                for src, base, layout, items in pairs
-            ]
-
-        def fast():
-            return [
-                mediate_pair(
-                    a, src, base, layout, items, s["positions"], s["heads_per_batch"], heads
-                )
-                for src, base, layout, items in pairs
-            ]
-
-        ref, t_naive = timed(self.args.device, naive)
-        got, t_fast, profile, rate = self.fast(fast)
-        diff = max(
-            max(
-                abs(f["base"] - r["base"]),
-                abs(f["source"] - r["source"]),
-                np.abs(f["patched"] - r["patched"]).max(),
-            )
-            for fp, rp in zip(got, ref, strict=True)
-            for f, r in zip(fp, rp, strict=True)
-        )
-        n_heads = len(heads)
-        flops = self.flops.mediation(records, s["tasks"], n_heads)
-        shape = f"{len(records)}×{2 + n_heads}×{len(s['tasks'])}"
-        notes = [
-            f"pairs x (source, base and {n_heads} patched heads: {self.args.mediation_heads}) x tasks, teacher-forced; "
-            f"heads per batch {s['heads_per_batch']}, positions {s['positions']}"
-        ]
-        return Result(
-            "mediation",
-            self.family,
-            shape,
-            t_naive,
-            t_fast,
-            f"nll max diff {diff:.0e}",
-            flops,
-            rate,
-            profile.shares(t_fast),
-            notes,
-            bool(diff <= SCORE_TOLERANCE),
-        )
-
-    def probes(self) -> Result:
-        a, n = self.adapter, self.args.n
-        train, test = probe_images(
-            "generated", "generated", n, max(1, n // 4), seed=0, shapes_spec=WIDE
-        )
-        method = self.args.probe_method
-        settings = ProbeSettings(
-            methods=(method,),
-            random_control=False,
-            shuffled_control=False,
-            untrained_control=False,  # the reference fits the trained model only
-            validation_fraction=0.0,
-            batch_size=self.args.batch_size,
-        )
-        features_of_one_image(a, train[0], settings.task_text)  # warm-up of the reference's path
-        ref, t_naive = timed(
-            self.args.device,
-            reference_fit_and_score,
-            a,
-            train,
-            test,
-            (method,),
-            settings.task_text,
-            settings.l2,
-        )
-        got, t_fast, profile, rate = self.fast(fit_and_score, a, train, test, settings)
-        rows = {
-            r["site"]: r for r in got.summary if r["variant"] == "true" and r["split"] == "test"
-        }
-        if set(rows) != {r["site"] for r in ref.summary}:
-            raise RuntimeError(
-                f"different sites: {sorted(rows)} vs {sorted(r['site'] for r in ref.summary)}"
-            )
-        diff = max(
-            abs(rows[r["site"]][f"acc_{x}"] - r[f"acc_{x}"])
-            for r in ref.summary
-            for x in ("row", "col")
-        )
-        flops = self.flops.probes([*train, *test], settings.task_text)
-        (timing,) = got.timing
-        notes = [
-            f"{len(train)} train + {len(test)} test images, {method}, {len(rows)} sites; "
-            f"{'agree' if diff <= PROBE_TOLERANCE else 'DISAGREE'} within {PROBE_TOLERANCE}",
-            f"fast: forwards {timing['forward_s'] + timing['test_forward_s']:.1f} s, statistics {timing['probe_s']:.1f} s; "
-            f"reference: forwards {ref.seconds['features']:.1f} s, fits {ref.seconds['fit'] + ref.seconds['predict']:.1f} s",
-            f"memory: the reference stored {ref.stored_bytes['train'] / 2**20:.1f} MiB of train features",
-        ]
-        shape = f"{len(train) + len(test)}×1×1"
-        return Result(
-            "probes",
-            self.family,
-            shape,
-            t_naive,
-            t_fast,
-            f"accuracy max diff {diff:.3f}",
-            flops,
-            rate,
-            profile.shares(t_fast),
-            notes,
-            bool(diff <= PROBE_TOLERANCE),
-        )
-
     def run(self, name: str) -> Result | None:
-        if name == "view_ablation" and not self.adapter.has_local_views:
+        if name in PLANS and PLANS[name].local_views and not self.adapter.has_local_views:
             print(f"  {name}: skipped ({self.family} has no local views)")
             return None
         if name == "mediation":
-            return self.mediation()
+            return bench_mediation(self)
         if name == "probes":
-            return self.probes()
+            return bench_probes(self)
         return self.generating(name)
+
+
+# ---- the two experiments measured outside the generation loop ------------------------------------
+
+
+def mediation_heads(b: Bench) -> list[tuple[int, int]]:
+    """The heads mediation patches: every head, or with ``--mediation-heads edges`` per layer
+    the first and last query head of the first key-value group, the first of the second and
+    the last head (where a grouped-query slice would go wrong, at a fraction of the cost)."""
+    a = b.adapter
+    if b.args.mediation_heads == "all":
+        return [(layer, h) for layer in range(a.num_layers) for h in range(a.num_heads)]
+    group = a.num_heads // a.num_kv_heads
+    edges = sorted({0, group - 1, group, a.num_heads - 1})
+    return [(layer, h) for layer in range(a.num_layers) for h in edges]
+
+
+def bench_mediation(b: Bench) -> Result:
+    a, s = b.adapter, SETTINGS["mediation"]
+    records = b.pool.head(b.args.pairs).to_dict("records")
+    runner = Runner(a, progress=False)
+    pairs = []
+    for r in records:
+        golds = [
+            a.gold_tokens(t, r, task_prompt(t, r["category"], b.spec.categories))
+            for t in s["tasks"]
+        ]
+        items = [
+            (task_prompt(t, r["category"], b.spec.categories), g)
+            for t, g in zip(s["tasks"], golds, strict=True)
+        ]
+        pairs.append(
+            (
+                runner.pixels(r["image_path"]),
+                runner.pixels(r["removed_path"]),
+                a.layout(int(r["width"]), int(r["height"])),
+                items,
+            )
+        )
+
+    heads = mediation_heads(b)
+
+    def naive():
+        return [
+            mediate_pair_reference(a, src, base, layout, items, s["positions"], heads)
+            for src, base, layout, items in pairs
+        ]
+
+    def fast():
+        return [
+            mediate_pair(a, src, base, layout, items, s["positions"], s["heads_per_batch"], heads)
+            for src, base, layout, items in pairs
+        ]
+
+    ref, t_naive = timed(b.args.device, naive)
+    got, t_fast, profile, rate = b.fast(fast)
+    diff = max(
+        max(
+            abs(f["base"] - r["base"]),
+            abs(f["source"] - r["source"]),
+            np.abs(f["patched"] - r["patched"]).max(),
+        )
+        for fp, rp in zip(got, ref, strict=True)
+        for f, r in zip(fp, rp, strict=True)
+    )
+    n_heads = len(heads)
+    flops = b.flops.mediation(records, s["tasks"], n_heads)
+    shape = f"{len(records)}×{2 + n_heads}×{len(s['tasks'])}"
+    notes = [
+        f"pairs x (source, base and {n_heads} patched heads: {b.args.mediation_heads}) x tasks, teacher-forced; "
+        f"heads per batch {s['heads_per_batch']}, positions {s['positions']}"
+    ]
+    return Result(
+        "mediation",
+        b.family,
+        shape,
+        t_naive,
+        t_fast,
+        f"nll max diff {diff:.0e}",
+        flops,
+        rate,
+        profile.shares(t_fast),
+        notes,
+        bool(diff <= SCORE_TOLERANCE),
+    )
+
+
+def bench_probes(b: Bench) -> Result:
+    a, n = b.adapter, b.args.n
+    train, test = probe_images(
+        "generated", "generated", n, max(1, n // 4), seed=0, shapes_spec=WIDE
+    )
+    method = b.args.probe_method
+    settings = ProbeSettings(
+        methods=(method,),
+        random_control=False,
+        shuffled_control=False,
+        untrained_control=False,  # the reference fits the trained model only
+        validation_fraction=0.0,
+        batch_size=b.args.batch_size,
+    )
+    features_of_one_image(a, train[0], settings.task_text)  # warm-up of the reference's path
+    ref, t_naive = timed(
+        b.args.device,
+        reference_fit_and_score,
+        a,
+        train,
+        test,
+        (method,),
+        settings.task_text,
+        settings.l2,
+    )
+    got, t_fast, profile, rate = b.fast(fit_and_score, a, train, test, settings)
+    rows = {r["site"]: r for r in got.summary if r["variant"] == "true" and r["split"] == "test"}
+    if set(rows) != {r["site"] for r in ref.summary}:
+        raise RuntimeError(
+            f"different sites: {sorted(rows)} vs {sorted(r['site'] for r in ref.summary)}"
+        )
+    diff = max(
+        abs(rows[r["site"]][f"acc_{x}"] - r[f"acc_{x}"])
+        for r in ref.summary
+        for x in ("row", "col")
+    )
+    flops = b.flops.probes([*train, *test], settings.task_text)
+    (timing,) = got.timing
+    notes = [
+        f"{len(train)} train + {len(test)} test images, {method}, {len(rows)} sites; "
+        f"{'agree' if diff <= PROBE_TOLERANCE else 'DISAGREE'} within {PROBE_TOLERANCE}",
+        f"fast: forwards {timing['forward_s'] + timing['test_forward_s']:.1f} s, statistics {timing['probe_s']:.1f} s; "
+        f"reference: forwards {ref.seconds['features']:.1f} s, fits {ref.seconds['fit'] + ref.seconds['predict']:.1f} s",
+        f"memory: the reference stored {ref.stored_bytes['train'] / 2**20:.1f} MiB of train features",
+    ]
+    shape = f"{len(train) + len(test)}×1×1"
+    return Result(
+        "probes",
+        b.family,
+        shape,
+        t_naive,
+        t_fast,
+        f"accuracy max diff {diff:.3f}",
+        flops,
+        rate,
+        profile.shares(t_fast),
+        notes,
+        bool(diff <= PROBE_TOLERANCE),
+    )
 
 
 def main():

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.mark.parametrize("experiment", ["containerization", "mediation"])
+@pytest.mark.parametrize("experiment", ["containerization", "mediation", "probes"])
 def test_the_benchmark_runs_one_experiment(experiment):
     out = subprocess.run(
         [
@@ -46,6 +46,7 @@ def test_the_benchmark_runs_one_experiment(experiment):
     naive_s, fast_s, ratio = float(cells[3]), float(cells[4]), cells[5]
     assert naive_s >= 0 and fast_s >= 0 and ratio.startswith("×")  # seconds, 1 decimal
     same = cells[6]
-    assert same == "100%" if experiment != "mediation" else same.startswith("nll max diff")
+    agree = {"mediation": "nll max diff", "probes": "accuracy max diff 0.0"}  # else: same answers
+    assert same.startswith(agree.get(experiment, "100%")), same
     floor = float(cells[9])
     assert 0 < floor < 2  # a fraction of the measured matrix-multiply rate
