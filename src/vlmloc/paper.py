@@ -297,6 +297,9 @@ MEDIATION_OVERLAP = {
     "llava-1.5-13b": {10: 2, 50: 15},
     "internvl-3.5-8b": {10: 1, 50: 18},
 }
+# The paper's head ablation (sec. 3.3.3): each head's output set to zero, after the image. Rows
+# written before the ablation variants were columns carry it implicitly.
+HEAD_ABLATION_VARIANT = {"ablation": "zero", "positions": "post_image"}
 # The paper's models' attention (query) heads, layers x heads: LLaVA-1.5's Vicuna-7B 32 x 32 and
 # 13B 40 x 40, InternVL-3.5-8B's Qwen3-8B 36 x 32: the N of the overlap's chance (k * k / N).
 MEDIATION_HEADS = {"llava-1.5-7b": 1024, "llava-1.5-13b": 1600, "internvl-3.5-8b": 1152}

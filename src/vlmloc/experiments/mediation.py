@@ -121,7 +121,9 @@ def _batches(items: Sequence, size: int) -> Iterator[list]:
         yield list(items[i : i + size])
 
 
-def _mediate_sequence(adapter, seq, heads, rows: int, where, forward, n_prefix: int = 0) -> dict:
+def _mediate_sequence(
+    adapter, seq, heads, rows: int, where, forward, n_prefix: int = 0, pad: bool = False
+) -> dict:
     """One task's mediation on one pair, the same sequence of runs whether the image prefix is
     cached or not: the source run capturing every head's output, the base run, then the base run
     with each batch of ``rows`` heads patched from the source at the positions ``where``.
@@ -140,9 +142,10 @@ def _mediate_sequence(adapter, seq, heads, rows: int, where, forward, n_prefix: 
     base_logits = forward("base", 1)
     patched = []
     for batch in _batches(heads, rows):
-        patch = HeadPatch(source, batch + [None] * (rows - len(batch)), where, n_prefix or None)
+        n = rows if pad else len(batch)  # a static cache has ``rows`` rows: pad the last batch
+        patch = HeadPatch(source, batch + [None] * (n - len(batch)), where, n_prefix or None)
         with patch(adapter):
-            logits = forward("base", rows)
+            logits = forward("base", n)
         patched.append(content_nll(logits, seq.answer)[: len(batch)])
     return {
         "source": float(content_nll(src_logits, seq.answer)[0]),
@@ -245,7 +248,14 @@ def mediate_pair(
         forwards, n_prefix = _after_shared_prefix(adapter, seqs, layout, visual, rows, positions)
     return [
         _mediate_sequence(
-            adapter, seq, heads, rows, patch_positions(seq, positions), forward, n_prefix
+            adapter,
+            seq,
+            heads,
+            rows,
+            patch_positions(seq, positions),
+            forward,
+            n_prefix,
+            n_prefix > 0,
         )
         for seq, forward in zip(seqs, forwards, strict=True)
     ]
