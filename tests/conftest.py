@@ -5,6 +5,7 @@ import shutil
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -66,19 +67,27 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
-@pytest.fixture
-def http_server(tmp_path):
-    """A local HTTP server on 127.0.0.1 serving ``server.root`` (a temp folder)."""
-    root = tmp_path / "served"
-    root.mkdir()
+def serve(root: Path) -> _Server:
+    """A local HTTP server on 127.0.0.1 serving ``root`` (made here); ``stop`` it after."""
+    root.mkdir(parents=True)
     srv = _Server(("127.0.0.1", 0), _Handler)
     srv.root, srv.truncate, srv.requests = root, {}, []
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield srv
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def stop(srv: _Server) -> None:
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving ``server.root`` (a temp folder)."""
+    srv = serve(tmp_path / "served")
+    yield srv
+    stop(srv)
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -138,3 +147,62 @@ def adapters(tiny_dirs):
         family: load_adapter(family, path, dtype="float32", device="cpu")
         for family, path in tiny_dirs.items()
     }
+
+
+# --- the toy demo: the session's one workflow run of the trained toys -------------------------
+# .test/toy_demo.yaml (the demo's shape at a smaller size, a config users can run) is run once per
+# session; every module that needs a finished run reads it through the `toy_demo` fixture, and a
+# test that changes a run works on `copy_run(toy_demo, ...)`. It starts in the background as soon
+# as the collected tests are known to need it, so that it runs while the unit tests do.
+TOY_DEMO = (ROOT / ".test/toy_demo.yaml").read_text()
+_DEMO: dict = {}
+
+
+def pytest_collection_finish(session):
+    if any("toy_demo" in getattr(item, "fixturenames", ()) for item in session.items):
+        wf = copy_workflow(Path(tempfile.mkdtemp(prefix="vlmloc-toy-demo-")) / "wf")
+        (wf / "toy.yaml").write_text(TOY_DEMO)
+        log = open(wf.parent / "snakemake.log", "w")  # noqa: SIM115 (closed at the wait)
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "toy.yaml"]
+        _DEMO.update(wf=wf, log=log, proc=subprocess.Popen(cmd, cwd=wf, stdout=log, stderr=log))
+        # its jobs take the cores it is given: the tests beside it run torch on one thread (more
+        # would spin against the jobs' threads), and get their threads back when it is done
+        import torch
+
+        _DEMO["threads"] = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+
+def pytest_runtest_setup(item):
+    if "threads" in _DEMO and _DEMO["proc"].poll() is not None:
+        import torch
+
+        torch.set_num_threads(_DEMO.pop("threads"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    proc = _DEMO.get("proc")
+    if proc is not None and proc.poll() is None:  # interrupted: leave no workflow running
+        proc.terminate()
+        proc.wait()
+    if proc is not None and exitstatus == 0:
+        shutil.rmtree(_DEMO["wf"].parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def toy_demo() -> Path:
+    """The workflow copied and run on TOY_DEMO (started at collection): its folder."""
+    proc = _DEMO["proc"]
+    if proc.wait() != 0:
+        _DEMO["log"].close()
+        text = (_DEMO["wf"].parent / "snakemake.log").read_text()
+        pytest.fail(f"the toy demo's run failed ({proc.returncode}):\n{text[-8000:]}")
+    _DEMO["log"].close()
+    return _DEMO["wf"]
+
+
+def copy_run(wf: Path, dest: Path) -> Path:
+    """A copy of a finished workflow run, results, logs and Snakemake's records with their
+    times, for a test that changes it: what the original planned, the copy plans."""
+    shutil.copytree(wf, dest, symlinks=True)
+    return dest

@@ -9,7 +9,16 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, copy_workflow, run_snakemake, uncompressed_rle
+from conftest import (
+    ROOT,
+    TOY_DEMO,
+    copy_run,
+    copy_workflow,
+    run_snakemake,
+    serve,
+    stop,
+    uncompressed_rle,
+)
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -28,88 +37,141 @@ def planned_jobs(proc) -> dict[str, int]:
     }
 
 
-def test_demo_data_stages_end_to_end(workflow_dir):
-    (workflow_dir / "small.yaml").write_text(SMALL)
-    run_snakemake(workflow_dir, "--configfile", "small.yaml")
-    samples = pd.read_parquet(workflow_dir / "results/shapes/samples.parquet")
-    removed = pd.read_parquet(workflow_dir / "results/shapes/removed.parquet")
+def test_demo_data_stages(toy_demo):
+    """The data stages of the session's toy demo run: samples, their object-removed images,
+    the filter's counts and figure, screening's answers for both toys."""
+    samples = pd.read_parquet(toy_demo / "results/shapes/samples.parquet")
+    removed = pd.read_parquet(toy_demo / "results/shapes/removed.parquet")
     assert len(samples) > 0 and list(removed["sample_id"]) == list(samples["sample_id"])
-    counts = pd.read_csv(workflow_dir / "results/shapes/tables/filter_counts.tsv", sep="\t")
+    assert all((toy_demo / p).is_file() for p in removed["removed_path"])
+    counts = pd.read_csv(toy_demo / "results/shapes/tables/filter_counts.tsv", sep="\t")
     assert counts["annotations"].iloc[-1] == len(samples)
-    assert (
-        workflow_dir / "results/shapes/figures/object_removal_examples.png"
-    ).stat().st_size > 10_000
-    assert (workflow_dir / "logs/filter_samples/shapes.log").exists()
-    # screening ran for both tiny models; random weights identify nothing -> an empty, valid subset
-    for model in ("tiny_llava", "tiny_internvl"):
-        answers = pd.read_parquet(
-            workflow_dir / f"results/shapes/screening/{model}/answers.parquet"
-        )
+    assert (toy_demo / "logs/filter_samples/shapes.log").exists()
+    for model in ("toy_llava", "toy_internvl"):
+        answers = pd.read_parquet(toy_demo / f"results/shapes/screening/{model}/answers.parquet")
+        # every sample, on its original and its object-removed image, in the three tasks
         assert len(answers) == len(samples) * 2 * 3 and answers["answer"].notna().all()
-    counts = pd.read_csv(workflow_dir / "results/shapes/tables/screening_counts.tsv", sep="\t")
+        assert set(answers["sample_id"]) == set(samples["sample_id"])
+    counts = pd.read_csv(toy_demo / "results/shapes/tables/screening_counts.tsv", sep="\t")
     assert counts["annotations"].iloc[0] == len(samples)
-    assert (
-        "probing subset is EMPTY" in (workflow_dir / "logs/probing_subset/shapes.log").read_text()
-    )
-    acc = pd.read_csv(workflow_dir / "results/shapes/tables/baseline_accuracy.tsv", sep="\t")
-    assert set(acc["model"]) == {"tiny_llava", "tiny_internvl"}
 
-    # a second run has nothing to do
-    assert planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml")) == {}
 
-    # a filter threshold reruns filtering and what depends on it, nothing upstream
-    (workflow_dir / "thresh.yaml").write_text(SMALL + "filter:\n  min_side: 150\n")
-    jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "thresh.yaml"))
-    assert jobs == {
+def test_a_filter_threshold_reruns_filtering_and_what_follows(toy_demo):
+    """A filter threshold reruns filtering and everything downstream of the samples in every
+    dataset, and nothing upstream of them or beside them (shapes, mean embedding, probes)."""
+    (toy_demo / "thresh.yaml").write_text(TOY_DEMO + "filter:\n  min_side: 150\n")
+    jobs = planned_jobs(run_snakemake(toy_demo, "-n", "--configfile", "thresh.yaml"))
+    per_dataset = {
         "filter_samples": 1,
-        "remove_objects_shard": 2,
+        "remove_objects_shard": 1,
         "gather_removed": 1,
         "figure_object_removal_examples": 1,
-        "screen_shard": 4,
+        "screen_shard": 2,  # per model
         "gather_screening": 2,
         "hallucination_filter": 2,
         "probing_subset": 1,
         "figure_baseline_accuracy": 1,
         "figure_localization_examples": 1,
-        "run_experiment": 14,
-        "score_experiment": 10,
-        "table_token_ablation": 1,
-        "figure_token_ablation": 1,
+    }
+    assert jobs == {
+        **{rule: 3 * n for rule, n in per_dataset.items()},
+        # shapes: 6 experiments x 2 toys, token ablation's second shard; shapes_voc: Table 5 for
+        # both; shapes_wide: the view ablation for the toy InternVL alone (the toy LLaVA has one view)
+        "run_experiment": 6 * 2 + 2 + 1 + 2,
+        "score_experiment": 5 * 2 + 2 + 1,  # mediation's rows go to rank_heads
+        "rank_heads": 2,
         "figure_token_grid": 2,  # per model
         "figure_token_grid_ig": 4,  # per model and task
-        "table_attention_knockout": 1,
-        "figure_knockout": 1,
-        "table_containerization": 1,
-        "figure_containerization": 1,
-        "table_token_shuffle": 1,
-        "rank_heads": 2,
-        "table_mediation": 1,
-        "figure_mediation": 1,
-        "table_head_ablation": 1,
-        "figure_head_ablation": 1,
-        "all": 1,
+        **{
+            rule: 1
+            for rule in (
+                "table_token_ablation",
+                "table_token_ablation_matched",
+                "figure_token_ablation",
+                "table_attention_knockout",
+                "figure_knockout",
+                "table_containerization",
+                "figure_containerization",
+                "table_token_shuffle",
+                "table_view_ablation",
+                "figure_view_ablation",
+                "table_mediation",
+                "figure_mediation",
+                "table_head_ablation",
+                "figure_head_ablation",
+                "all",
+            )
+        },
     }
 
-    # a parser fix rescores screening and every experiment, and reruns no model job (the probing
-    # subset is a checkpoint whose ids file did not change)
-    tasks_py = workflow_dir / "src/vlmloc/tasks.py"
+
+def test_a_parser_fix_rescores_and_reruns_no_model_job(toy_demo, tmp_path):
+    """An edit of the parser (src/vlmloc/tasks.py) rescores screening and every experiment and
+    reruns no model job: the probing subset is a checkpoint whose ids did not change."""
+    wf = copy_run(toy_demo, tmp_path / "wf")
+    tasks_py = wf / "src/vlmloc/tasks.py"
     tasks_py.write_text(tasks_py.read_text() + "\n# a parser fix\n")
-    jobs = planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml"))
-    assert (
-        jobs["score_experiment"] == 10
-        and jobs["gather_screening"] == 2
-        and jobs["table_token_ablation"] == 1
+    jobs = planned_jobs(run_snakemake(wf, "-n", "--configfile", "toy.yaml"))
+    assert jobs["score_experiment"] == 13 and jobs["gather_screening"] == 6, jobs
+    assert jobs["table_token_ablation"] == 1 and jobs["table_view_ablation"] == 1, jobs
+    model_jobs = {"screen_shard", "mean_embedding_shard", "gather_mean_embedding", "probe_model"}
+    assert not model_jobs & set(jobs), jobs
+    target = (
+        "results/shapes_voc/tables/table5_token_ablation_matched.tsv",
+        "--configfile",
+        "toy.yaml",
     )
-    assert not {"screen_shard", "mean_embedding_shard", "gather_mean_embedding"} & set(jobs), jobs
-    out = run_snakemake(workflow_dir, "--configfile", "small.yaml")
+    out = run_snakemake(wf, *target)
     ran = set(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M))
     assert {
         "gather_screening",
         "probing_subset",
         "score_experiment",
-        "table_token_ablation",
+        "table_token_ablation_matched",
     } <= ran, ran
-    assert not {"screen_shard", "run_experiment", "mean_embedding_shard"} & ran, ran
+    assert not {"run_experiment", *model_jobs} & ran, ran
+    assert planned_jobs(run_snakemake(wf, "-n", *target)) == {}
+
+
+def test_an_empty_probing_subset_runs_to_the_end(workflow_dir):
+    """A random-weight tiny model identifies no object: its probing subset is empty, and every
+    experiment, table and figure after it is still made, the tables with their columns and no
+    row; a second run has nothing to do."""
+    (workflow_dir / "small.yaml").write_text(SMALL)
+    run_snakemake(workflow_dir, "--configfile", "small.yaml")
+    samples = pd.read_parquet(workflow_dir / "results/shapes/samples.parquet")
+    answers = pd.read_parquet(
+        workflow_dir / "results/shapes/screening/tiny_internvl/answers.parquet"
+    )
+    assert len(answers) == len(samples) * 2 * 3 and answers["answer"].notna().all()
+    assert (
+        "probing subset is EMPTY" in (workflow_dir / "logs/probing_subset/shapes.log").read_text()
+    )
+    tables = workflow_dir / "results/shapes/tables"
+    acc = pd.read_csv(tables / "baseline_accuracy.tsv", sep="\t")
+    assert set(acc["model"]) == {"tiny_internvl"}
+    for name in (
+        "table1_token_ablation",
+        "table2_token_shuffle",
+        "table4_random_ablation",
+        "containerization_cells",
+        "knockout_layers",
+        "mediation_heads",
+        "head_ablation_curves",
+        "head_ablation_auc",
+        "head_ablation_contrasts",
+    ):
+        t = pd.read_csv(tables / f"{name}.tsv", sep="\t")
+        assert t.empty and "model" in t.columns, name
+    figures = workflow_dir / "results/shapes/figures"
+    for name in (
+        "token_ablation",
+        "knockout_fig3",
+        "containerization_fig1",
+        "mediation_fig4",
+        "head_ablation_fig5",
+    ):
+        assert (figures / f"{name}.png").is_file() and (figures / f"{name}.pdf").is_file(), name
     assert planned_jobs(run_snakemake(workflow_dir, "-n", "--configfile", "small.yaml")) == {}
 
 
@@ -326,10 +388,24 @@ downloads:
 """
 
 
-def test_coco_pipeline_from_local_server(workflow_dir, http_server):
-    md5s = _fake_coco(http_server.root)
-    (workflow_dir / "coco.yaml").write_text(_coco_overlay(http_server, md5s))
-    run_snakemake(workflow_dir, "--configfile", "coco.yaml")
+@pytest.fixture(scope="module")
+def clean_coco(tmp_path_factory):
+    """The fake COCO (three images, no bad case) through the data stages, once: the finished
+    run and the md5s it was served with."""
+    root = tmp_path_factory.mktemp("clean_coco")
+    server = serve(root / "served")
+    try:
+        md5s = _fake_coco(server.root)
+        wf = copy_workflow(root / "wf")
+        (wf / "coco.yaml").write_text(_coco_overlay(server, md5s))
+        run_snakemake(wf, "--configfile", "coco.yaml")
+    finally:
+        stop(server)
+    return wf, md5s
+
+
+def test_coco_pipeline_from_local_server(clean_coco):
+    workflow_dir, md5s = clean_coco
     samples = pd.read_parquet(workflow_dir / "results/coco/samples.parquet")
     # ReM's masks are used (dog in image 1 grew to 70x70) and its added chair removes image 2's chair
     assert list(samples["ann_id"]) == [100, 300]
@@ -341,15 +417,15 @@ def test_coco_pipeline_from_local_server(workflow_dir, http_server):
     assert len(pd.read_parquet(workflow_dir / "results/coco/removed.parquet")) == 2
 
 
-def test_bad_coco_data_is_rejected_by_name_and_good_samples_do_not_change(tmp_path, http_server):
-    runs = {}
-    for bad in (False, True):  # the clean COCO, then the same plus one bad case of each class
-        wf = copy_workflow(tmp_path / f"wf_{bad}")
-        md5s = _fake_coco(http_server.root, bad=bad)
-        (wf / "coco.yaml").write_text(_coco_overlay(http_server, md5s))
-        run_snakemake(wf, "--configfile", "coco.yaml")
-        runs[bad] = wf
-    clean, wf = runs[False], runs[True]
+def test_bad_coco_data_is_rejected_by_name_and_good_samples_do_not_change(
+    tmp_path, http_server, clean_coco
+):
+    # the clean COCO's run, and the same plus one bad case of each class
+    clean = clean_coco[0]
+    wf = copy_workflow(tmp_path / "wf")
+    md5s = _fake_coco(http_server.root, bad=True)
+    (wf / "coco.yaml").write_text(_coco_overlay(http_server, md5s))
+    run_snakemake(wf, "--configfile", "coco.yaml")
     rejected = pd.read_csv(wf / "results/coco/tables/rejected.tsv", sep="\t")
     assert dict(zip(rejected["ann_id"], rejected["check"], strict=True)) == {
         k: v for k, v in BAD_CASES.items() if v
