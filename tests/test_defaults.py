@@ -41,6 +41,21 @@ def test_defaults_are_the_schemas_as_validation_fills_them():
     assert {k: config["models"]["m"][k] for k in defaults("models.*")} == defaults("models.*")
 
 
+def test_an_experiment_given_nothing_runs_as_validation_would_fill_it():
+    """Each experiment's block, given empty, is completed by validation exactly as
+    ``Experiment.settings`` completes it, nested blocks (IG, random, register) included: a test
+    or a script that passes a partial entry runs what the workflow would."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    names = list(config["experiments"])
+    config["experiments"] = {name: {} for name in names}
+    validate(config, str(SCHEMA))
+    for name in names:
+        assert config["experiments"][name] == with_defaults(f"experiments.{name}", {}), name
+    assert config["experiments"]["token_ablation"]["register"]["n_std"] == 2.0
+
+
 def test_with_defaults_completes_nested_keys_and_keeps_given_ones():
     s = with_defaults("probes", {"sgd": {"lr": 0.5}, "epochs": 3})
     assert s["sgd"]["lr"] == 0.5 and s["sgd"]["minibatch"] == defaults("probes")["sgd"]["minibatch"]

@@ -61,16 +61,18 @@ def _node(path: str) -> dict:
     return _resolve(node)
 
 
-def _filled(node: dict, top: bool = False):
-    """The default of one schema node, as the workflow's validation fills it: its own ``default``
-    (an object's completed with its properties' defaults). A property without one is left out,
-    even an object whose keys have defaults (``models.<m>.tiny`` exists only where it is given);
-    the node asked for (``top``) gets its properties' defaults either way."""
-    if "default" not in node and not top:
+def _filled(raw: dict, top: bool = False):
+    """The default of one schema node, as the workflow's validation fills it: the ``default``
+    written at the key itself (Snakemake's validation reads no default inside a ``$ref``'s
+    target), an object's completed with its properties' defaults. A property without one is left
+    out, even an object whose keys have defaults (``models.<m>.tiny`` exists only where it is
+    given); the node asked for (``top``) gets its properties' defaults either way."""
+    if not top and "default" not in raw:
         return _NONE
-    props = {k: _filled(_resolve(v)) for k, v in node.get("properties", {}).items()}
+    node = _resolve(raw)
+    props = {k: _filled(v) for k, v in node.get("properties", {}).items()}
     props = {k: v for k, v in props.items() if v is not _NONE}
-    d = node.get("default", {})
+    d = (node if top else raw).get("default", {})
     if isinstance(d, dict):
         return {**props, **d} if (props or d or "default" in node) else _NONE
     return d

@@ -114,8 +114,9 @@ def ig_steps(ig: dict, task: str) -> int:
     return int(steps[task] if isinstance(steps, dict) else steps)
 
 
-def _ig_rankings(job: ShardJob, task: str):
-    ig = job.settings["integrated_gradients"]
+def _ig_rankings(job: ShardJob, task: str, ig: dict):
+    """Every sample's IG attribution for ``task``, with ``ig`` the experiment's completed
+    ``integrated_gradients`` settings."""
     pixels = [job.runner.pixels(r["image_path"]) for r in job.records]
     return attribute_samples(
         job.adapter,
@@ -130,7 +131,7 @@ def _ig_rankings(job: ShardJob, task: str):
         target=ig["target"],
         importance=ig["importance"],
         method=ig["method"],
-        internal_batch_size=ig.get("internal_batch_size"),
+        internal_batch_size=ig["internal_batch_size"],
     )
 
 
@@ -168,7 +169,7 @@ class TokenAblation(Experiment):
                     f"random_k{k:g}_s{seed}", {"strategy": "random", "k": k, "seed": seed}, idx, job
                 )
         for task in self.tasks:
-            attributions = _ig_rankings(job, task)
+            attributions = _ig_rankings(job, task, s["integrated_gradients"])
             gaps = [{"ig_gap": a.relative_gap} for a in attributions]
             for i, k in enumerate(s["integrated_gradients"]["k"]):
                 idx = [
@@ -193,12 +194,12 @@ class TokenAblationMatched(Experiment):
     param_columns = ("strategy", "seed")
 
     def conditions(self, job: ShardJob) -> Iterator[Condition]:
-        samples = job.samples
+        s, samples = self.settings(job), job.samples
         obj = object_indices(job.adapter, samples, 0)
         counts = [len(i) for i in obj]
         yield Condition("baseline", {"strategy": "baseline"})
         yield ablation("object", {"strategy": "object"}, obj, job)
-        for seed in job.settings["random"]["seeds"]:
+        for seed in s["random"]["seeds"]:
             yield ablation(
                 f"random_s{seed}",
                 {"strategy": "random", "seed": seed},
@@ -206,7 +207,7 @@ class TokenAblationMatched(Experiment):
                 job,
             )
         for task in self.tasks:
-            attributions = _ig_rankings(job, task)
+            attributions = _ig_rankings(job, task, s["integrated_gradients"])
             idx = [top_indices(a.importance, n) for a, n in zip(attributions, counts, strict=True)]
             yield ablation(
                 f"ig_{task}",
