@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
+import signal
 import socketserver
 import subprocess
 import sys
@@ -164,7 +166,8 @@ def pytest_collection_finish(session):
         (wf / "toy.yaml").write_text(TOY_DEMO)
         log = open(wf.parent / "snakemake.log", "w")  # noqa: SIM115 (closed at the wait)
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "toy.yaml"]
-        _DEMO.update(wf=wf, log=log, proc=subprocess.Popen(cmd, cwd=wf, stdout=log, stderr=log))
+        proc = subprocess.Popen(cmd, cwd=wf, stdout=log, stderr=log, start_new_session=True)
+        _DEMO.update(wf=wf, log=log, proc=proc)
         # its jobs take the cores it is given: the tests beside it run torch on one thread (more
         # would spin against the jobs' threads), and get their threads back when it is done
         import torch
@@ -183,7 +186,7 @@ def pytest_runtest_setup(item):
 def pytest_sessionfinish(session, exitstatus):
     proc = _DEMO.get("proc")
     if proc is not None and proc.poll() is None:  # interrupted: leave no workflow running
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)  # Snakemake and the jobs it started
         proc.wait()
     if proc is not None and exitstatus == 0:
         shutil.rmtree(_DEMO["wf"].parent, ignore_errors=True)
