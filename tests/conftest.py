@@ -161,6 +161,8 @@ _DEMO: dict = {}
 
 
 def pytest_collection_finish(session):
+    if session.config.option.collectonly or session.testsfailed:
+        return
     if any("toy_demo" in getattr(item, "fixturenames", ()) for item in session.items):
         wf = copy_workflow(Path(tempfile.mkdtemp(prefix="vlmloc-toy-demo-")) / "wf")
         (wf / "toy.yaml").write_text(TOY_DEMO)
@@ -185,10 +187,17 @@ def pytest_runtest_setup(item):
 
 def pytest_sessionfinish(session, exitstatus):
     proc = _DEMO.get("proc")
-    if proc is not None and proc.poll() is None:  # interrupted: leave no workflow running
+    if proc is None:
+        return
+    interrupted = proc.poll() is None
+    if interrupted:  # leave no workflow running
         os.killpg(proc.pid, signal.SIGTERM)  # Snakemake and the jobs it started
-        proc.wait()
-    if proc is not None and exitstatus == 0:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if interrupted or proc.returncode == 0:  # kept only when the run itself failed
         shutil.rmtree(_DEMO["wf"].parent, ignore_errors=True)
 
 
@@ -196,11 +205,14 @@ def pytest_sessionfinish(session, exitstatus):
 def toy_demo() -> Path:
     """The workflow copied and run on TOY_DEMO (started at collection): its folder."""
     proc = _DEMO["proc"]
-    if proc.wait() != 0:
-        _DEMO["log"].close()
-        text = (_DEMO["wf"].parent / "snakemake.log").read_text()
-        pytest.fail(f"the toy demo's run failed ({proc.returncode}):\n{text[-8000:]}")
+    proc.wait()
     _DEMO["log"].close()
+    if proc.returncode != 0:
+        log = _DEMO["wf"].parent / "snakemake.log"
+        pytest.fail(
+            f"the toy demo's run failed ({proc.returncode}; the run is kept in {log.parent}):\n"
+            + log.read_text()[-8000:]
+        )
     return _DEMO["wf"]
 
 

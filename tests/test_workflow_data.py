@@ -57,52 +57,19 @@ def test_demo_data_stages(toy_demo):
 
 
 def test_a_filter_threshold_reruns_filtering_and_what_follows(toy_demo):
-    """A filter threshold reruns filtering and everything downstream of the samples in every
-    dataset, and nothing upstream of them or beside them (shapes, mean embedding, probes)."""
+    """A filter threshold reruns filtering in every dataset and exactly what depends on it (the
+    jobs Snakemake plans when filtering is forced), nothing upstream of the samples or beside
+    them (shapes, mean embedding, probes)."""
     (toy_demo / "thresh.yaml").write_text(TOY_DEMO + "filter:\n  min_side: 150\n")
     jobs = planned_jobs(run_snakemake(toy_demo, "-n", "--configfile", "thresh.yaml"))
-    per_dataset = {
-        "filter_samples": 1,
-        "remove_objects_shard": 1,
-        "gather_removed": 1,
-        "figure_object_removal_examples": 1,
-        "screen_shard": 2,  # per model
-        "gather_screening": 2,
-        "hallucination_filter": 2,
-        "probing_subset": 1,
-        "figure_baseline_accuracy": 1,
-        "figure_localization_examples": 1,
-    }
-    assert jobs == {
-        **{rule: 3 * n for rule, n in per_dataset.items()},
-        # shapes: 6 experiments x 2 toys, token ablation's second shard; shapes_voc: Table 5 for
-        # both; shapes_wide: the view ablation for the toy InternVL alone (the toy LLaVA has one view)
-        "run_experiment": 6 * 2 + 2 + 1 + 2,
-        "score_experiment": 5 * 2 + 2 + 1,  # mediation's rows go to rank_heads
-        "rank_heads": 2,
-        "figure_token_grid": 2,  # per model
-        "figure_token_grid_ig": 4,  # per model and task
-        **{
-            rule: 1
-            for rule in (
-                "table_token_ablation",
-                "table_token_ablation_matched",
-                "figure_token_ablation",
-                "table_attention_knockout",
-                "figure_knockout",
-                "table_containerization",
-                "figure_containerization",
-                "table_token_shuffle",
-                "table_view_ablation",
-                "figure_view_ablation",
-                "table_mediation",
-                "figure_mediation",
-                "table_head_ablation",
-                "figure_head_ablation",
-                "all",
-            )
-        },
-    }
+    forced = run_snakemake(toy_demo, "-n", "--configfile", "toy.yaml", "-R", "filter_samples")
+    assert jobs == planned_jobs(forced)
+    assert jobs["filter_samples"] == 3 and jobs["screen_shard"] == 3 * 2, jobs
+    # shapes: 6 experiments x 2 toys and token ablation's second shard; shapes_voc: Table 5 for
+    # both; shapes_wide: the view ablation for the toy InternVL alone
+    assert jobs["run_experiment"] == 6 * 2 + 2 + 2 + 1 and jobs["table_token_ablation"] == 1, jobs
+    beside = {"make_shapes", "mean_embedding_shard", "gather_mean_embedding", "probe_model"}
+    assert not beside & set(jobs), jobs
 
 
 def test_a_parser_fix_rescores_and_reruns_no_model_job(toy_demo, tmp_path):
