@@ -27,8 +27,8 @@ import yaml
 from vlmloc.data.coco import load_json
 from vlmloc.data.samples import categories_of, read_samples
 from vlmloc.experiments.necessary_flops import Flops
-from vlmloc.experiments.token_ablation import ig_steps
 from vlmloc.models import load_adapter
+from vlmloc.plans import ig_steps
 from vlmloc.tasks import TASKS, task_prompt
 from vlmloc.workflow.settings import experiment_settings
 from vlmloc.workload import Geometry

@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .defaults import with_defaults
-
 BOTH = ("localization", "list")  # the two tasks of most experiments
 
 
@@ -93,9 +91,14 @@ def knockout_conditions(layers: int, s: dict) -> int:
 # ---- each experiment's work per sample ------------------------------------------------------------
 
 
-def _ig_steps(ig: dict) -> dict[str, int]:
+def ig_steps(ig: dict, task: str) -> int:
+    """``steps`` is one number, or one per task (the box target's path integral is the sharper)."""
     steps = ig["steps"]
-    return {t: int(steps[t] if isinstance(steps, dict) else steps) for t in BOTH}
+    return int(steps[task] if isinstance(steps, dict) else steps)
+
+
+def _ig_steps(ig: dict) -> dict[str, int]:
+    return {t: ig_steps(ig, t) for t in BOTH}
 
 
 def _same_prefix(runs: int, tasks=BOTH) -> Work:
@@ -104,8 +107,7 @@ def _same_prefix(runs: int, tasks=BOTH) -> Work:
 
 
 def _token_ablation(s: dict, layers: int, heads: int) -> Work:
-    ig = with_defaults("#integrated_gradients", s["integrated_gradients"])
-    rnd = with_defaults("#random_ablation", s["random"])
+    ig, rnd = s["integrated_gradients"], s["random"]
     k = len(ig["k"])
     runs = 1 + len(s["paddings"]) + 1 + len(rnd["k"]) * len(rnd["seeds"])  # + baseline, register
     # IG's top-k ablations ask one task each (its own attributions)
@@ -121,7 +123,7 @@ def _token_ablation_matched(s: dict, layers: int, heads: int) -> Work:
     return Work(
         prefix_runs=runs + 2,
         generated={"localization": runs + 2, "list": runs},
-        ig_steps=_ig_steps(with_defaults("#integrated_gradients", s["integrated_gradients"])),
+        ig_steps=_ig_steps(s["integrated_gradients"]),
     )
 
 

@@ -24,6 +24,7 @@ from ..attribution import attribute_samples
 from ..data.filtering import sample_mask
 from ..geometry import object_token_indices
 from ..interventions import ReplaceVisualTokens, random_token_indices
+from ..plans import ig_steps  # the count (vlmloc.workload) reads the same steps
 from ..scoring import score_rows
 from .base import (
     Condition,
@@ -106,12 +107,6 @@ def importance_columns(attributions, gaps: list[dict]) -> list[dict]:
         {**g, "ig_importance": np.asarray(a.importance, dtype=np.float32)}
         for a, g in zip(attributions, gaps, strict=True)
     ]
-
-
-def ig_steps(ig: dict, task: str) -> int:
-    """``steps`` is one number, or one per task (the box target's path integral is the sharper)."""
-    steps = ig["steps"]
-    return int(steps[task] if isinstance(steps, dict) else steps)
 
 
 def _ig_rankings(job: ShardJob, task: str, ig: dict):
